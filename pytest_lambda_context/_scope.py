@@ -1,0 +1,63 @@
+"""Which code is running now: the function's (and whose) or the plugin's own.
+
+Connection and client accounting count only what function code does, so the
+plugin records here, cheaply, when function code runs and for which environment
+and invocation. Threads the plugin starts itself (proxies, the embedded server)
+mark themselves internal, so their own sockets are never counted.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Scope", "active_scope", "is_internal_thread", "mark_internal_thread", "set_scope"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Function code is running for this environment and invocation (None: init)."""
+
+    function_name: str
+    environment_id: str
+    request_id: str | None
+    # Absolute folder of the function's code, with a trailing separator: frames
+    # whose file starts with it are "user code" for attribution.
+    code_root: str
+    # Monitors (connections, boto3 clients) append their event objects here; the
+    # environment collects them after each init or invocation.
+    events: list[Any] = field(default_factory=list)
+    # "allow" or "loopback" (function code may reach only 127.0.0.0/8 and ::1).
+    network: str = "allow"
+
+
+_local = threading.local()
+# One slot for the process: function code runs one invocation at a time per process
+# (module isolation interleaves, process isolation has a process per environment), and
+# threads the handler starts must be attributed to it as well.
+_active: list[Scope | None] = [None]
+
+
+def set_scope(scope: Scope | None) -> Scope | None:
+    """Make ``scope`` current; return the previous one so callers can restore it."""
+    previous = _active[0]
+    _active[0] = scope
+    return previous
+
+
+def active_scope() -> Scope | None:
+    """The scope of the function code running now, or None outside function code."""
+    scope = _active[0]
+    if scope is None or getattr(_local, "internal", False):
+        return None
+    return scope
+
+
+def mark_internal_thread() -> None:
+    """Declare the calling thread the plugin's own: nothing it does is counted."""
+    _local.internal = True
+
+
+def is_internal_thread() -> bool:
+    return bool(getattr(_local, "internal", False))
