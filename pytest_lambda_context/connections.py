@@ -1,0 +1,304 @@
+"""Counting the TCP connections that function code opens, at the socket layer.
+
+The monitor patches ``socket.socket.connect``/``connect_ex`` (and ``getaddrinfo``),
+which every client library ends in: urllib3/requests, http.client, httpx (sync
+through httpcore, async through asyncio's ``sock_connect``) and aiohttp. Outside
+function code (no active scope) the patches call straight through; inside, each
+stream connection is recorded as a :class:`ConnectionEvent` in the scope, with the
+line of user code that caused it, and under ``lambda_network = loopback`` anything
+beyond loopback is refused before it is attempted.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from . import _scope
+from ._scope import Scope, active_scope
+from .netguard import (
+    BlockedLookupError,
+    NetworkBlockedError,
+    blocked_connect,
+    blocked_lookup,
+    is_loopback_host,
+    lookup_allowed,
+)
+
+__all__ = [
+    "BlockedLookupError",
+    "ConnectionEvent",
+    "ConnectionLog",
+    "NetworkBlockedError",
+    "install",
+    "installed",
+    "uninstall",
+    "user_frame",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """One TCP connection opened by function code."""
+
+    function_name: str
+    environment_id: str
+    # None: opened during the init phase (module import / init code).
+    request_id: str | None
+    # As given to connect: normally the resolved address.
+    host: str
+    port: int
+    # "app/search.py:7 in get_es_client", relative to the code root; None when no
+    # frame of the function's code is on the stack (a thread of a library, say).
+    frame: str | None
+    time: float
+    # The name function code looked up that resolved to ``host``, when one was seen.
+    hostname: str | None = None
+
+    def describe(self) -> str:
+        phase = "init" if self.request_id is None else self.request_id
+        name = f"{self.hostname} ({self.host})" if self.hostname else self.host
+        where = self.frame or "no frame of the function's code on the stack"
+        return f"{self.environment_id} {phase}: {name}:{self.port} from {where}"
+
+
+class ConnectionLog:
+    """Connections opened by function code, in the order they were opened."""
+
+    def __init__(self, events: Iterable[ConnectionEvent] = ()) -> None:
+        self.events: list[ConnectionEvent] = list(events)
+
+    def add(self, event: ConnectionEvent) -> None:
+        self.events.append(event)
+
+    def extend(self, events: Iterable[ConnectionEvent]) -> None:
+        self.events.extend(events)
+
+    def matching(self, host: str | None = None, port: int | None = None) -> ConnectionLog:
+        """The connections to ``host`` (as given, looked up, or resolved) and ``port``."""
+        if host is None and port is None:
+            return ConnectionLog(self.events)
+        hosts = None if host is None else _host_aliases(host)
+        return ConnectionLog(
+            e
+            for e in self.events
+            if (port is None or e.port == port)
+            and (hosts is None or e.host in hosts or e.hostname in hosts)
+        )
+
+    def opened(self, host: str | None = None, port: int | None = None) -> int:
+        return len(self.matching(host, port))
+
+    def per_environment(self) -> dict[str, int]:
+        """Environment id -> connections, environments in the order first seen."""
+        counts: dict[str, int] = {}
+        for e in self.events:
+            counts[e.environment_id] = counts.get(e.environment_id, 0) + 1
+        return counts
+
+    def per_invocation(self) -> dict[str | None, int]:
+        """Request id (None: init phases) -> connections, in the order first seen."""
+        counts: dict[str | None, int] = {}
+        for e in self.events:
+            counts[e.request_id] = counts.get(e.request_id, 0) + 1
+        return counts
+
+    def for_environment(self, environment_id: str) -> ConnectionLog:
+        return ConnectionLog(e for e in self.events if e.environment_id == environment_id)
+
+    def for_invocation(self, request_id: str | None) -> ConnectionLog:
+        return ConnectionLog(e for e in self.events if e.request_id == request_id)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __iter__(self) -> Iterator[ConnectionEvent]:
+        return iter(self.events)
+
+    def __repr__(self) -> str:
+        return f"<ConnectionLog opened={len(self.events)} per_environment={self.per_environment()}>"
+
+
+def _host_aliases(host: str) -> set[str]:
+    """``host`` and the addresses it resolves to, so "localhost" matches 127.0.0.1."""
+    aliases = {host}
+    try:
+        infos = _original_getaddrinfo(host, None, 0, socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return aliases
+    aliases.update(str(info[4][0]) for info in infos)
+    return aliases
+
+
+def user_frame(code_root: str, frame: FrameType | None = None) -> str | None:
+    """Format the innermost frame (from the caller outwards) of code under ``code_root``.
+
+    On the connect path, so kept to a plain walk up ``f_back``.
+    """
+    f: FrameType | None = sys._getframe(1) if frame is None else frame
+    while f is not None:
+        filename = f.f_code.co_filename
+        if filename.startswith(code_root):
+            relative = filename[len(code_root) :].lstrip("/\\").replace("\\", "/")
+            return f"{relative}:{f.f_lineno} in {f.f_code.co_name}"
+        f = f.f_back
+    return None
+
+
+# --- the monitor -------------------------------------------------------------------
+
+_STREAM = socket.SOCK_STREAM
+_INET_FAMILIES = frozenset({int(socket.AF_INET), int(socket.AF_INET6)})
+# Read the raw ints: the socket.socket properties convert to enums, ten times slower.
+_raw_family = socket.socket.__mro__[1].__dict__["family"].__get__
+_raw_type = socket.socket.__mro__[1].__dict__["type"].__get__
+_PENDING = frozenset({errno.EINPROGRESS})
+
+_lock = threading.Lock()
+_refcount = 0
+_active = _scope._active  # read the slot directly: the no-scope path is one list index
+_original_connect: Any = socket.socket.connect
+_original_connect_ex: Any = socket.socket.connect_ex
+_original_getaddrinfo: Any = socket.getaddrinfo
+# What socket.socket's own dict held before install (absent: inherited from _socket),
+# so uninstall can put back exactly what was there.
+_saved: dict[str, Any] = {}
+_MISSING = object()
+
+# Address -> the name function code looked up to get it, so events can say "es.local"
+# and not only "10.0.0.5". Bounded; a stale entry only mislabels a hostname.
+_names: dict[str, str] = {}
+_NAMES_LIMIT = 1024
+
+
+def _scope_for(sock: socket.socket) -> Scope | None:
+    scope = active_scope()
+    if scope is None:
+        return None
+    if _raw_type(sock) != _STREAM or _raw_family(sock) not in _INET_FAMILIES:
+        return None
+    return scope
+
+
+def _event(scope: Scope, host: str, port: int, frame: str | None) -> ConnectionEvent:
+    return ConnectionEvent(
+        scope.function_name,
+        scope.environment_id,
+        scope.request_id,
+        host,
+        port,
+        frame,
+        time.time(),
+        _names.get(host),
+    )
+
+
+def _guard(scope: Scope, host: str, port: int, frame: str | None) -> None:
+    if scope.network == "loopback" and not is_loopback_host(host):
+        raise blocked_connect(host, port, frame, scope.function_name, scope.environment_id)
+
+
+def _connect(self: socket.socket, address: Any) -> None:
+    if _active[0] is None:
+        return _original_connect(self, address)  # type: ignore[no-any-return]
+    scope = _scope_for(self)
+    if scope is None:
+        return _original_connect(self, address)  # type: ignore[no-any-return]
+    host, port = str(address[0]), int(address[1])
+    frame = user_frame(scope.code_root, sys._getframe(1))
+    _guard(scope, host, port, frame)
+    try:
+        _original_connect(self, address)
+    except BlockingIOError:
+        # A non-blocking connect (asyncio's sock_connect: aiohttp, httpx async) is
+        # still in progress; count the attempt as opened, as the loop will finish it.
+        scope.events.append(_event(scope, host, port, frame))
+        raise
+    scope.events.append(_event(scope, host, port, frame))
+
+
+def _connect_ex(self: socket.socket, address: Any) -> int:
+    if _active[0] is None:
+        return _original_connect_ex(self, address)  # type: ignore[no-any-return]
+    scope = _scope_for(self)
+    if scope is None:
+        return _original_connect_ex(self, address)  # type: ignore[no-any-return]
+    host, port = str(address[0]), int(address[1])
+    frame = user_frame(scope.code_root, sys._getframe(1))
+    _guard(scope, host, port, frame)
+    result: int = _original_connect_ex(self, address)
+    # 0: connected; EINPROGRESS: non-blocking attempt under way, counted as opened.
+    if result == 0 or result in _PENDING:
+        scope.events.append(_event(scope, host, port, frame))
+    return result
+
+
+def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+    if _active[0] is None:
+        return _original_getaddrinfo(host, port, *args, **kwargs)
+    scope = active_scope()
+    if scope is None:
+        return _original_getaddrinfo(host, port, *args, **kwargs)
+    if scope.network == "loopback" and not lookup_allowed(host):
+        name = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
+        frame = user_frame(scope.code_root, sys._getframe(1))
+        raise blocked_lookup(name, frame, scope.function_name, scope.environment_id)
+    infos = _original_getaddrinfo(host, port, *args, **kwargs)
+    if isinstance(host, str) and host and not lookup_allowed(host):
+        if len(_names) >= _NAMES_LIMIT:
+            _names.clear()
+        for info in infos:
+            _names[str(info[4][0])] = host
+    return infos
+
+
+_PATCHES: tuple[tuple[Any, str, Any], ...] = (
+    (socket.socket, "connect", _connect),
+    (socket.socket, "connect_ex", _connect_ex),
+    (socket, "getaddrinfo", _getaddrinfo),
+)
+
+
+def install() -> None:
+    """Start monitoring (refcounted: each install needs its uninstall)."""
+    global _refcount, _original_connect, _original_connect_ex, _original_getaddrinfo
+    with _lock:
+        _refcount += 1
+        if _refcount > 1:
+            return
+        for owner, name, _ in _PATCHES:
+            _saved[f"{id(owner)}.{name}"] = vars(owner).get(name, _MISSING)
+        # Whatever is there now (possibly another tool's patch) is what we call through to.
+        _original_connect = socket.socket.connect
+        _original_connect_ex = socket.socket.connect_ex
+        _original_getaddrinfo = socket.getaddrinfo
+        for owner, name, replacement in _PATCHES:
+            setattr(owner, name, replacement)
+
+
+def uninstall() -> None:
+    """Undo one :func:`install`; the last one restores the original functions exactly."""
+    global _refcount
+    with _lock:
+        if _refcount == 0:
+            raise RuntimeError("connections.uninstall() called more often than install()")
+        _refcount -= 1
+        if _refcount > 0:
+            return
+        for owner, name, _ in _PATCHES:
+            previous = _saved.pop(f"{id(owner)}.{name}")
+            if previous is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, previous)
+
+
+def installed() -> bool:
+    return _refcount > 0
