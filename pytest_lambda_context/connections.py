@@ -1,6 +1,7 @@
 """Counting the TCP connections that function code opens, at the socket layer.
 
-The monitor patches ``socket.socket.connect``/``connect_ex`` (and ``getaddrinfo``),
+The monitor patches ``socket.socket.connect``/``connect_ex`` (plus ``getaddrinfo`` and
+``getsockopt``),
 which every client library ends in: urllib3/requests, http.client, httpx (sync
 through httpcore, async through asyncio's ``sock_connect``) and aiohttp. Outside
 function code (no active scope) the patches call straight through; inside, each
@@ -11,11 +12,13 @@ beyond loopback is refused before it is attempted.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import FrameType
@@ -160,6 +163,8 @@ _INET_FAMILIES = frozenset({int(socket.AF_INET), int(socket.AF_INET6)})
 _raw_family = socket.socket.__mro__[1].__dict__["family"].__get__
 _raw_type = socket.socket.__mro__[1].__dict__["type"].__get__
 _PENDING = frozenset({errno.EINPROGRESS})
+_SOL_SOCKET = socket.SOL_SOCKET
+_SO_ERROR = socket.SO_ERROR
 
 _lock = threading.Lock()
 _refcount = 0
@@ -167,6 +172,7 @@ _active = _scope._active  # read the slot directly: the no-scope path is one lis
 _original_connect: Any = socket.socket.connect
 _original_connect_ex: Any = socket.socket.connect_ex
 _original_getaddrinfo: Any = socket.getaddrinfo
+_original_getsockopt: Any = socket.socket.getsockopt
 # What socket.socket's own dict held before install (absent: inherited from _socket),
 # so uninstall can put back exactly what was there.
 _saved: dict[str, Any] = {}
@@ -176,6 +182,14 @@ _MISSING = object()
 # and not only "10.0.0.5". Bounded; a stale entry only mislabels a hostname.
 _names: dict[str, str] = {}
 _NAMES_LIMIT = 1024
+
+# Non-blocking connects counted while still in progress, until the event loop asks the
+# socket how the attempt went (asyncio's SO_ERROR check): a failed one is taken back
+# out of the scope's events, so a refused attempt is not counted as opened. Loops
+# that never ask (uvloop) leave the attempt counted.
+_pending: weakref.WeakKeyDictionary[socket.socket, tuple[list[Any], ConnectionEvent]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _scope_for(sock: socket.socket) -> Scope | None:
@@ -218,8 +232,8 @@ def _connect(self: socket.socket, address: Any) -> None:
         _original_connect(self, address)
     except BlockingIOError:
         # A non-blocking connect (asyncio's sock_connect: aiohttp, httpx async) is
-        # still in progress; count the attempt as opened, as the loop will finish it.
-        scope.events.append(_event(scope, host, port, frame))
+        # still in progress: count the attempt as opened now (see _pending).
+        _count_pending(self, scope, _event(scope, host, port, frame))
         raise
     scope.events.append(_event(scope, host, port, frame))
 
@@ -234,9 +248,27 @@ def _connect_ex(self: socket.socket, address: Any) -> int:
     frame = user_frame(scope.code_root, sys._getframe(1))
     _guard(scope, host, port, frame)
     result: int = _original_connect_ex(self, address)
-    # 0: connected; EINPROGRESS: non-blocking attempt under way, counted as opened.
-    if result == 0 or result in _PENDING:
+    if result == 0:
         scope.events.append(_event(scope, host, port, frame))
+    elif result in _PENDING:
+        # Non-blocking attempt under way: counted as opened now (see _pending).
+        _count_pending(self, scope, _event(scope, host, port, frame))
+    return result
+
+
+def _count_pending(sock: socket.socket, scope: Scope, event: ConnectionEvent) -> None:
+    scope.events.append(event)
+    _pending[sock] = (scope.events, event)
+
+
+def _getsockopt(self: socket.socket, *args: Any) -> Any:
+    result = _original_getsockopt(self, *args)
+    if _pending and len(args) == 2 and args[1] == _SO_ERROR and args[0] == _SOL_SOCKET:
+        entry = _pending.pop(self, None)
+        if entry is not None and result != 0:
+            events, event = entry
+            with contextlib.suppress(ValueError):
+                events.remove(event)
     return result
 
 
@@ -262,6 +294,7 @@ def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
 _PATCHES: tuple[tuple[Any, str, Any], ...] = (
     (socket.socket, "connect", _connect),
     (socket.socket, "connect_ex", _connect_ex),
+    (socket.socket, "getsockopt", _getsockopt),
     (socket, "getaddrinfo", _getaddrinfo),
 )
 
@@ -269,6 +302,7 @@ _PATCHES: tuple[tuple[Any, str, Any], ...] = (
 def install() -> None:
     """Start monitoring (refcounted: each install needs its uninstall)."""
     global _refcount, _original_connect, _original_connect_ex, _original_getaddrinfo
+    global _original_getsockopt
     with _lock:
         _refcount += 1
         if _refcount > 1:
@@ -279,6 +313,7 @@ def install() -> None:
         _original_connect = socket.socket.connect
         _original_connect_ex = socket.socket.connect_ex
         _original_getaddrinfo = socket.getaddrinfo
+        _original_getsockopt = socket.socket.getsockopt
         for owner, name, replacement in _PATCHES:
             setattr(owner, name, replacement)
 
@@ -298,6 +333,7 @@ def uninstall() -> None:
                 delattr(owner, name)
             else:
                 setattr(owner, name, previous)
+        _pending.clear()
 
 
 def installed() -> bool:
