@@ -85,15 +85,22 @@ class ConnectionLog:
         self.events.extend(events)
 
     def matching(self, host: str | None = None, port: int | None = None) -> ConnectionLog:
-        """The connections to ``host`` (as given, looked up, or resolved) and ``port``."""
+        """The connections to ``port`` and to ``host``: the address connected to, or
+        the name function code looked up to get it ("localhost" matches any loopback
+        address). Never resolves names itself: that could send DNS queries."""
         if host is None and port is None:
             return ConnectionLog(self.events)
-        hosts = None if host is None else _host_aliases(host)
+        localhost = host is not None and host.lower().rstrip(".") == "localhost"
         return ConnectionLog(
             e
             for e in self.events
             if (port is None or e.port == port)
-            and (hosts is None or e.host in hosts or e.hostname in hosts)
+            and (
+                host is None
+                or e.host == host
+                or e.hostname == host
+                or (localhost and is_loopback_host(e.host))
+            )
         )
 
     def opened(self, host: str | None = None, port: int | None = None) -> int:
@@ -127,17 +134,6 @@ class ConnectionLog:
 
     def __repr__(self) -> str:
         return f"<ConnectionLog opened={len(self.events)} per_environment={self.per_environment()}>"
-
-
-def _host_aliases(host: str) -> set[str]:
-    """``host`` and the addresses it resolves to, so "localhost" matches 127.0.0.1."""
-    aliases = {host}
-    try:
-        infos = _original_getaddrinfo(host, None, 0, socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return aliases
-    aliases.update(str(info[4][0]) for info in infos)
-    return aliases
 
 
 def user_frame(code_root: str, frame: FrameType | None = None) -> str | None:
@@ -283,12 +279,17 @@ def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         frame = user_frame(scope.code_root, sys._getframe(1))
         raise blocked_lookup(name, frame, scope.function_name, scope.environment_id)
     infos = _original_getaddrinfo(host, port, *args, **kwargs)
-    if isinstance(host, str) and host and not lookup_allowed(host):
+    if isinstance(host, str) and host and _is_name(host):
         if len(_names) >= _NAMES_LIMIT:
             _names.clear()
         for info in infos:
             _names[str(info[4][0])] = host
     return infos
+
+
+def _is_name(host: str) -> bool:
+    # "localhost" counts as a name here: events should say what the code asked for.
+    return host.lower().rstrip(".") == "localhost" or not lookup_allowed(host)
 
 
 _PATCHES: tuple[tuple[Any, str, Any], ...] = (
