@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["Scope", "active_scope", "is_internal_thread", "mark_internal_thread", "set_scope"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Scope:
     """Function code is running for this environment and invocation (None: init)."""
 

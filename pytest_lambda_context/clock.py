@@ -1,0 +1,84 @@
+"""The plugin's clock: real time plus however long the tests said environments idled."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+__all__ = ["PluginClock", "shifted_clock"]
+
+
+class PluginClock:
+    """Monotonic and wall time, shifted by ``offset`` seconds of emulated idling.
+
+    Proxies measure idle connections on it; ``advance`` tells them time jumped.
+    """
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self._listeners: list[Callable[[], None]] = []
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"time cannot run backwards: idle({seconds}) must be >= 0")
+        self.offset += seconds
+        for listener in list(self._listeners):
+            listener()
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each jump; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+
+_ignored: dict[str, tuple[int, list[str]]] = {}
+
+
+def _libraries(code_root: str) -> list[str]:
+    """Top-level packages that are not the function's own code (cached per module count)."""
+    cached = _ignored.get(code_root)
+    if cached is not None and cached[0] == len(sys.modules):
+        return cached[1]
+    own = set()
+    tops = set()
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        tops.add(top)
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.startswith(code_root) and "-packages" not in path:
+            own.add(top)
+    libraries = sorted(tops - own - {"time", "datetime"})
+    _ignored[code_root] = (len(sys.modules), libraries)
+    return libraries
+
+
+@contextmanager
+def shifted_clock(offset: float, code_root: str) -> Iterator[None]:
+    """Let the function's code see the clock ``offset`` seconds ahead, ticking (freezegun).
+
+    With no offset nothing is patched. Libraries are on freezegun's ignore list: that
+    spares freezegun's scan of every loaded module (milliseconds per invocation) and
+    the function's own calls to time and datetime still see the moved clock.
+    """
+    if not offset:
+        yield
+        return
+    import freezegun  # only once a test moved the clock
+
+    start = datetime.now(timezone.utc) + timedelta(seconds=offset)
+    with freezegun.freeze_time(start, tick=True, ignore=_libraries(code_root)):
+        yield

@@ -1,0 +1,215 @@
+"""Execution environments: the lifecycle every isolation shares.
+
+An environment is created "new", runs the function's init code once (lazily, at its
+first invocation, as on Lambda), then serves invocations "warm" until it is shut
+down: by a timeout, a crash, an idle timeout, or the end of the test.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+from collections.abc import Iterator
+from dataclasses import asdict, is_dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .connections import ConnectionEvent, ConnectionLog
+from .errors import ERROR_CLASSES, InitError, LambdaError
+from .records import Invocation, json_copy
+from .runtime import Outcome
+
+if TYPE_CHECKING:
+    from .function import LambdaFunction
+
+__all__ = ["ExecutionEnvironment"]
+
+log = logging.getLogger("pytest_lambda_context")
+
+
+class ExecutionEnvironment:
+    """One emulated execution environment of a ``LambdaFunction``."""
+
+    isolation = ""
+
+    def __init__(self, function: LambdaFunction, env_id: str, initialization_type: str) -> None:
+        self.function = function
+        self.id = env_id
+        self.initialization_type = initialization_type
+        self.state = "new"
+        self.shutdown_reason: str | None = None
+        self.init_duration_ms: float | None = None
+        self.init_error: dict[str, Any] | None = None
+        self.invocations: list[Invocation] = []
+        self.connections = ConnectionLog()
+        # boto3/botocore clients created by function code (events from the aws monitor).
+        self.clients: list[Any] = []
+        self.last_used = function.clock.monotonic()
+        self._report_init = True
+
+    # -- to be provided by each isolation ---------------------------------------
+    def _run_init(self, request_id: str | None) -> Outcome:
+        raise NotImplementedError
+
+    def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Free what the environment holds (modules, worker process, temp folder)."""
+
+    @property
+    def module(self) -> ModuleType:
+        """This environment's handler module, for white-box checks."""
+        raise NotImplementedError
+
+    # -- lifecycle ---------------------------------------------------------------
+    def init(self) -> None:
+        """Run the init phase now (as provisioned concurrency does) unless it ran."""
+        self._check_usable()
+        if self.state == "new":
+            self._init(request_id=None)
+            self._report_init = False
+
+    def invoke(self, event: Any) -> Any:
+        """Invoke the handler in this environment; returns the result or raises LambdaError."""
+        return self._invoke(json_copy(event, "event"))
+
+    def shutdown(self, reason: str = "shutdown") -> None:
+        if self.state == "shutdown":
+            return
+        self.state = "shutdown"
+        self.shutdown_reason = reason
+        self._release()
+
+    def _check_usable(self) -> None:
+        if self.state == "shutdown":
+            raise RuntimeError(
+                f"{self.id} of {self.function.function_name} was shut down "
+                f"({self.shutdown_reason}); call LambdaFunction.invoke() or cold_start() "
+                "for a new environment, as Lambda would"
+            )
+
+    def _init(self, request_id: str | None) -> float:
+        outcome = self._run_init(request_id)
+        self._collect(outcome.events, None)
+        self.init_duration_ms = outcome.duration_ms
+        if outcome.kind != "ok":
+            assert outcome.payload is not None
+            self.init_error = outcome.payload
+            self.shutdown("init error")
+            raise InitError(outcome.payload) from outcome.exc
+        self.state = "warm"
+        return outcome.duration_ms
+
+    def _invoke(self, event: Any) -> Any:
+        self._check_usable()
+        function = self.function
+        request_id = function._next_request_id()
+        cold = False
+        init_ms: float | None = None
+        if self.state == "new":
+            cold = True
+            try:
+                init_ms = self._init(request_id)
+            except InitError as exc:
+                self._record(request_id, True, None, exc.payload, 0.0, self.init_duration_ms, 0, 0)
+                raise
+        elif self._report_init and not self.invocations:
+            cold = True
+        if cold and self._report_init:
+            init_ms = self.init_duration_ms
+        self._report_init = False
+        deadline_ms = function.clock.time() * 1000.0 + function.timeout * 1000.0
+        outcome = self._run_invoke(request_id, event, deadline_ms)
+        self.last_used = function.clock.monotonic()
+        connections, clients = self._collect(outcome.events, request_id)
+        error = outcome.payload if outcome.kind != "ok" else None
+        self._record(
+            request_id,
+            cold,
+            outcome.result,
+            error,
+            outcome.duration_ms,
+            init_ms,
+            connections,
+            clients,
+        )
+        if error is None:
+            return outcome.result
+        if outcome.kind in ("timeout", "exit"):
+            # As on Lambda: the runtime is gone, the next invocation is a cold start.
+            self.shutdown(outcome.kind)
+        exc_class = ERROR_CLASSES.get(outcome.kind, LambdaError)
+        raise exc_class(error) from outcome.exc
+
+    def _collect(self, events: list[Any], request_id: str | None) -> tuple[int, int]:
+        if not events:
+            return 0, 0
+        connections = clients = 0
+        for event in events:
+            if isinstance(event, ConnectionEvent):
+                connections += 1
+                self.connections.add(event)
+                self.function.connections.add(event)
+            else:
+                clients += 1
+                self.clients.append(event)
+                self.function._client_events.append(event)
+        return connections, clients
+
+    def _record(
+        self,
+        request_id: str,
+        cold: bool,
+        result: Any,
+        error: dict[str, Any] | None,
+        duration_ms: float,
+        init_ms: float | None,
+        connections: int,
+        clients: int,
+    ) -> None:
+        invocation = Invocation(
+            request_id=request_id,
+            environment_id=self.id,
+            cold=cold,
+            result=result,
+            error=error,
+            duration_ms=duration_ms,
+            memory_size_mb=self.function.memory_mb,
+            max_memory_used_mb=self._max_memory_used_mb(),
+            init_duration_ms=init_ms if cold else None,
+            connections_opened=connections,
+            clients_created=clients,
+        )
+        self.invocations.append(invocation)
+        self.function.invocations.append(invocation)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s", invocation.report_line)
+
+    def _max_memory_used_mb(self) -> int:
+        # Linux reports ru_maxrss in KiB.
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+
+    def iter_invocations(self) -> Iterator[Invocation]:
+        return iter(self.invocations)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "isolation": self.isolation,
+            "state": self.state,
+            "shutdown_reason": self.shutdown_reason,
+            "initialization_type": self.initialization_type,
+            "init_duration_ms": self.init_duration_ms,
+            "init_error": self.init_error,
+            "invocations": [i.to_dict() for i in self.invocations],
+            "connections": self.connections.opened(),
+            "connection_events": [asdict(e) for e in self.connections.events],
+            "clients": [asdict(c) if is_dataclass(c) else repr(c) for c in self.clients],
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"<ExecutionEnvironment {self.id} of {self.function.function_name}: {self.state}, "
+            f"{len(self.invocations)} invocations>"
+        )

@@ -1,0 +1,87 @@
+"""The errors an invocation can end with, shaped like Lambda's error payloads."""
+
+from __future__ import annotations
+
+import traceback
+from types import TracebackType
+from typing import Any
+
+__all__ = [
+    "HandlerError",
+    "InitError",
+    "InvocationTimeout",
+    "LambdaError",
+    "MarshalError",
+    "RuntimeExitError",
+    "error_payload",
+    "stack_trace",
+]
+
+_OWN_PACKAGE = __name__.rpartition(".")[0].replace(".", "/") + "/"
+
+
+class LambdaError(Exception):
+    """An invocation failed as Lambda would report it; ``payload`` is Lambda's error body."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        super().__init__(f"{payload['errorType']}: {payload['errorMessage']}")
+
+    @property
+    def error_type(self) -> str:
+        return str(self.payload["errorType"])
+
+    @property
+    def error_message(self) -> str:
+        return str(self.payload["errorMessage"])
+
+    @property
+    def request_id(self) -> str | None:
+        value = self.payload.get("requestId")
+        return None if value is None else str(value)
+
+
+class InitError(LambdaError):
+    """The handler could not be loaded, or the function's init code raised."""
+
+
+class HandlerError(LambdaError):
+    """The handler raised; the original exception is the ``__cause__``."""
+
+
+class InvocationTimeout(LambdaError):
+    """The invocation ran past the function's timeout (``Sandbox.Timedout``)."""
+
+
+class MarshalError(LambdaError):
+    """The handler returned a value that is not JSON-serialisable (``Runtime.MarshalError``)."""
+
+
+class RuntimeExitError(LambdaError):
+    """The function code exited the runtime (``sys.exit``, ``os._exit``, a signal)."""
+
+
+def stack_trace(tb: TracebackType | None) -> list[str]:
+    """Lambda's ``stackTrace``: formatted frames of user code, without the plugin's own."""
+    frames = [f for f in traceback.extract_tb(tb) if _OWN_PACKAGE not in f.filename]
+    return traceback.format_list(frames)
+
+
+def error_payload(
+    message: str, error_type: str, request_id: str | None, trace: list[str] | None = None
+) -> dict[str, Any]:
+    return {
+        "errorMessage": message,
+        "errorType": error_type,
+        "requestId": request_id,
+        "stackTrace": trace or [],
+    }
+
+
+ERROR_CLASSES: dict[str, type[LambdaError]] = {
+    "init": InitError,
+    "handler": HandlerError,
+    "timeout": InvocationTimeout,
+    "marshal": MarshalError,
+    "exit": RuntimeExitError,
+}

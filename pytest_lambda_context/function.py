@@ -1,0 +1,359 @@
+"""``LambdaFunction``: one function's configuration and the environments Lambda would run."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .clock import PluginClock
+from .connections import ConnectionLog
+from .environment import ExecutionEnvironment
+from .errors import LambdaError
+from .records import Invocation, json_copy
+from .runtime import parse_handler
+
+__all__ = ["ISOLATIONS", "LambdaFunction"]
+
+ISOLATIONS = ("module", "process")
+NETWORK_POLICIES = ("allow", "loopback")
+_THIRD_PARTY = ("site-packages", "dist-packages")
+
+
+class LambdaFunction:
+    """A Lambda function under test: routes invocations to emulated execution environments."""
+
+    def __init__(
+        self,
+        handler: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 3.0,
+        memory_mb: int = 128,
+        isolation: str = "module",
+        function_name: str | None = None,
+        code_root: str | os.PathLike[str] | None = None,
+        idle_timeout: float | None = None,
+        max_concurrency: int | None = None,
+        network: str = "allow",
+        clock: PluginClock | None = None,
+        placeholders: Mapping[str, Callable[[], str]] | None = None,
+        search_paths: Sequence[str | os.PathLike[str]] = (),
+    ) -> None:
+        if not isinstance(handler, str):
+            raise TypeError(
+                f"handler must be a string such as 'app.search.handler', not {type(handler).__name__}"
+            )
+        if isolation not in ISOLATIONS:
+            raise ValueError(
+                f"isolation={isolation!r} is not valid; choose one of: {', '.join(ISOLATIONS)}"
+            )
+        if network not in NETWORK_POLICIES:
+            raise ValueError(
+                f"network={network!r} is not valid; choose one of: {', '.join(NETWORK_POLICIES)}"
+            )
+        _check_number("timeout", timeout, minimum=0.001, maximum=900)
+        _check_number("memory_mb", memory_mb, minimum=128, maximum=10240, integer=True)
+        if idle_timeout is not None:
+            _check_number("idle_timeout", idle_timeout, minimum=0)
+        if max_concurrency is not None:
+            _check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
+        self.env = _check_env(env)
+        self.handler = handler
+        try:
+            module_name, _ = parse_handler(handler)
+        except ValueError:
+            # Reported at init, as Lambda reports it; the function itself is still usable.
+            module_name = ""
+        self.function_name = function_name or (module_name.replace(".", "-") or "function")
+        self.timeout = float(timeout)
+        self.memory_mb = int(memory_mb)
+        self.isolation = isolation
+        self.idle_timeout = idle_timeout
+        self.max_concurrency = max_concurrency
+        self.network = network
+        self.clock = clock or PluginClock()
+        self._placeholders = dict(placeholders or {})
+        if code_root is not None:
+            root = os.path.abspath(os.fspath(code_root))
+            if not os.path.isdir(root):
+                raise ValueError(f"code_root {root!r} is not a folder")
+        else:
+            root = _find_code_root(module_name, [os.fspath(p) for p in search_paths])
+        self.code_root = root
+        self.code_root_prefix = root.rstrip(os.sep) + os.sep
+        self.environments: list[ExecutionEnvironment] = []
+        self.invocations: list[Invocation] = []
+        self.connections = ConnectionLog()
+        self._client_events: list[Any] = []
+        self._env_numbers = itertools.count(1)
+        self._request_prefix = secrets.token_hex(4)
+        self._request_numbers = itertools.count(1)
+        self._closed = False
+        self._resources: list[Callable[[], None]] = []
+        self._hooks_installed = False
+
+    # -- configuration -------------------------------------------------------------
+    def resolved_env(self) -> dict[str, str]:
+        """The function's environment variables with ``{es_url}`` and the like filled in."""
+        resolved = {}
+        for key, value in self.env.items():
+            for name, supplier in self._placeholders.items():
+                marker = "{" + name + "}"
+                if marker in value:
+                    value = value.replace(marker, supplier())
+            if "{es_url}" in value:
+                raise ValueError(
+                    f"env[{key!r}] = {self.env[key]!r} uses {{es_url}}, but the es fixture is "
+                    "not in use: request the es fixture in the test (or use make_lambda_function "
+                    "inside a test that does)"
+                )
+            resolved[key] = value
+        return resolved
+
+    def config_key(self) -> tuple[Any, ...]:
+        """What makes two functions the same for warm reuse across tests."""
+        return (
+            self.handler,
+            tuple(sorted(self.env.items())),
+            self.timeout,
+            self.memory_mb,
+            self.isolation,
+            self.function_name,
+            self.code_root,
+            self.idle_timeout,
+            self.max_concurrency,
+            self.network,
+        )
+
+    # -- routing -------------------------------------------------------------------
+    def invoke(self, event: Any) -> Any:
+        """Invoke as Lambda routes: the most recently used idle environment, else a cold start."""
+        return self._route().invoke(event)
+
+    def invoke_many(self, events: Iterable[Any], *, concurrency: int) -> list[Any]:
+        """Invoke as if ``concurrency`` requests were in flight at once.
+
+        At least ``concurrency`` environments exist afterwards and the events are spread
+        over them in turn. Every event runs; the first error is raised after all ran.
+        """
+        _check_number("concurrency", concurrency, minimum=1, integer=True)
+        if self.max_concurrency is not None and concurrency > self.max_concurrency:
+            raise ValueError(
+                f"invoke_many(concurrency={concurrency}) exceeds this function's "
+                f"max_concurrency={self.max_concurrency}: Lambda would throttle the extra "
+                "requests; lower concurrency or raise max_concurrency"
+            )
+        copies = [json_copy(event, "event") for event in events]
+        targets = self._idle_environments()[:concurrency]
+        while len(targets) < concurrency:
+            targets.append(self._new_environment("on-demand"))
+        return self._run_spread(targets, copies)
+
+    def _run_spread(self, targets: list[ExecutionEnvironment], events: list[Any]) -> list[Any]:
+        results: list[Any] = [None] * len(events)
+        first_error: LambdaError | None = None
+        for index, event in enumerate(events):
+            environment = targets[index % len(targets)]
+            if environment.state == "shutdown":
+                environment = self._new_environment("on-demand")
+                targets[index % len(targets)] = environment
+            try:
+                results[index] = environment._invoke(event)
+            except LambdaError as exc:
+                results[index] = exc
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+        return results
+
+    def cold_start(self) -> ExecutionEnvironment:
+        """A new environment, even if one is idle; its init runs at its first invocation."""
+        return self._new_environment("on-demand")
+
+    def provision(self, count: int) -> list[ExecutionEnvironment]:
+        """``count`` environments initialised ahead of traffic (provisioned concurrency)."""
+        _check_number("count", count, minimum=1, integer=True)
+        created = [self._new_environment("provisioned-concurrency") for _ in range(count)]
+        for environment in created:
+            environment.init()
+        return created
+
+    def idle(self, seconds: float = 0, *, minutes: float = 0, hours: float = 0) -> None:
+        """Let time pass while every environment is frozen.
+
+        The clock handler code sees moves forward; environments idle longer than
+        ``idle_timeout`` are shut down; proxies cut connections idle past their timeout.
+        """
+        total = seconds + minutes * 60 + hours * 3600
+        _check_number("idle time", total, minimum=0)
+        self.clock.advance(total)
+        if self.idle_timeout is not None:
+            now = self.clock.monotonic()
+            for environment in self.environments:
+                if (
+                    environment.state != "shutdown"
+                    and now - environment.last_used > self.idle_timeout
+                ):
+                    environment.shutdown("idle timeout")
+
+    def _idle_environments(self) -> list[ExecutionEnvironment]:
+        live = [e for e in self.environments if e.state != "shutdown"]
+        # Lambda favours the most recently used warm environment.
+        live.sort(key=lambda e: (e.state == "warm", e.last_used), reverse=True)
+        return live
+
+    def _route(self) -> ExecutionEnvironment:
+        for environment in reversed(self.environments):
+            if environment.state == "warm":
+                best = environment
+                for other in self.environments:
+                    if other.state == "warm" and other.last_used > best.last_used:
+                        best = other
+                return best
+        for environment in self.environments:
+            if environment.state == "new":
+                return environment
+        return self._new_environment("on-demand")
+
+    def _new_environment(self, initialization_type: str) -> ExecutionEnvironment:
+        self._check_open()
+        env_id = f"env-{next(self._env_numbers)}"
+        if self.isolation == "module":
+            from .module_isolation import ModuleEnvironment
+
+            environment: ExecutionEnvironment = ModuleEnvironment(self, env_id, initialization_type)
+        else:
+            from .process_isolation import ProcessEnvironment
+
+            environment = ProcessEnvironment(self, env_id, initialization_type)
+        self.environments.append(environment)
+        return environment
+
+    def adopt(self, environment: ExecutionEnvironment) -> None:
+        """Take over a live environment of an equal function (warm reuse across tests)."""
+        self._check_open()
+        environment.function = self
+        self.environments.append(environment)
+        number = int(environment.id.rpartition("-")[2])
+        self._env_numbers = itertools.count(max(number + 1, next(self._env_numbers)))
+
+    def release(self, environment: ExecutionEnvironment) -> None:
+        """Stop managing ``environment`` without shutting it down (see ``adopt``)."""
+        self.environments.remove(environment)
+
+    def _next_request_id(self) -> str:
+        # UUID-shaped and unique per function; cheaper than uuid4 on the hot path.
+        number = next(self._request_numbers)
+        return f"{self._request_prefix}-{number >> 48 & 0xFFFF:04x}-4{number >> 36 & 0xFFF:03x}-8{number >> 24 & 0xFFF:03x}-{number & 0xFFFFFF:012x}"
+
+    def _log_stream_name(self) -> str:
+        return f"2026/01/01/[$LATEST]{secrets.token_hex(16)}"
+
+    # -- results -------------------------------------------------------------------
+    @property
+    def cold_starts(self) -> int:
+        return sum(1 for e in self.environments if e.init_duration_ms is not None)
+
+    def clients_created(self, service: str | None = None) -> int:
+        return sum(
+            1
+            for c in self._client_events
+            if service is None or getattr(c, "service", None) == service
+        )
+
+    def add_finalizer(self, finalizer: Callable[[], None]) -> None:
+        self._resources.append(finalizer)
+
+    def close(self) -> None:
+        """Shut down every environment and free what the function holds."""
+        if self._closed:
+            return
+        self._closed = True
+        errors = []
+        for environment in self.environments:
+            try:
+                environment.shutdown("closed")
+            except Exception as exc:  # keep closing the rest
+                errors.append(exc)
+        while self._resources:
+            self._resources.pop()()
+        if errors:
+            raise errors[0]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"LambdaFunction {self.function_name!r} is closed")
+
+    def __enter__(self) -> LambdaFunction:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "function_name": self.function_name,
+            "handler": self.handler,
+            "isolation": self.isolation,
+            "code_root": self.code_root,
+            "timeout": self.timeout,
+            "memory_mb": self.memory_mb,
+            "environments": [e.to_dict() for e in self.environments],
+            "invocations": len(self.invocations),
+            "connections": self.connections.opened(),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"<LambdaFunction {self.function_name} ({self.handler}, isolation={self.isolation}): "
+            f"{len(self.environments)} environments, {len(self.invocations)} invocations>"
+        )
+
+
+def _check_number(
+    name: str, value: Any, *, minimum: float, maximum: float | None = None, integer: bool = False
+) -> None:
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{name} must be {kind}, not {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = (
+            f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        )
+        raise ValueError(f"{name}={value!r} is out of range: it must be {bounds}")
+
+
+def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise TypeError(
+            f"env must be a mapping of variable names to strings, not {type(env).__name__}"
+        )
+    for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                f"env[{key!r}] = {value!r}: Lambda environment variables are strings; "
+                f"write env={{{key!r}: {str(value)!r}}}"
+            )
+    return dict(env)
+
+
+def _find_code_root(module_name: str, search_paths: list[str]) -> str:
+    """The folder that holds the handler's top-level package (or module)."""
+    top = module_name.partition(".")[0]
+    candidates = [*search_paths, os.getcwd(), *(p or os.getcwd() for p in sys.path)]
+    if top:
+        for base in candidates:
+            if any(marker in base for marker in _THIRD_PARTY) or not os.path.isdir(base):
+                continue
+            if os.path.isdir(os.path.join(base, top)) or os.path.isfile(
+                os.path.join(base, top + ".py")
+            ):
+                return os.path.abspath(base)
+    return os.path.abspath(search_paths[0] if search_paths else os.getcwd())

@@ -1,0 +1,115 @@
+"""Marker signatures: registered with pytest and used to validate marker arguments.
+
+Each marker is described by a function with its signature; calling the function
+with the marker's arguments validates them, so a wrong one says the right form.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+__all__ = ["MARKERS", "marker_arguments", "register", "validate_item"]
+
+_PER = ("environment", "invocation", "test")
+_CONFIG_KEYS = (
+    "env",
+    "timeout",
+    "memory_mb",
+    "isolation",
+    "function_name",
+    "code_root",
+    "idle_timeout",
+    "max_concurrency",
+)
+
+
+def lambda_handler(handler: str, **config: Any) -> dict[str, Any]:
+    if not isinstance(handler, str):
+        raise TypeError(
+            f"the handler must be a string such as 'app.search.handler', not {handler!r}"
+        )
+    unknown = sorted(set(config) - set(_CONFIG_KEYS))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(_CONFIG_KEYS)}")
+    return {"handler": handler, **config}
+
+
+def cold_start() -> dict[str, Any]:
+    return {}
+
+
+def warm_start() -> dict[str, Any]:
+    return {}
+
+
+def max_connections(
+    n: int, *, per: str = "environment", host: str | None = None, port: int | None = None
+) -> dict[str, Any]:
+    _check_limit(n, per)
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
+        raise TypeError(f"port must be an integer, not {port!r}")
+    return {"n": n, "per": per, "host": host, "port": port}
+
+
+def max_clients(n: int, *, per: str = "environment", service: str | None = None) -> dict[str, Any]:
+    _check_limit(n, per)
+    return {"n": n, "per": per, "service": service}
+
+
+def docker() -> dict[str, Any]:
+    return {}
+
+
+def _check_limit(n: Any, per: Any) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise TypeError(f"n must be a whole number >= 0, not {n!r}")
+    if per not in _PER:
+        raise TypeError(f"per={per!r} is not valid; choose one of: {', '.join(_PER)}")
+
+
+MARKERS: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
+    "lambda_handler": (lambda_handler, "which handler, and LambdaFunction options"),
+    "cold_start": (cold_start, "lambda_env is a new execution environment (the default)"),
+    "warm_start": (warm_start, "lambda_env is the environment earlier tests of this module warmed"),
+    "max_connections": (
+        max_connections,
+        "fail when an environment/invocation/the test opened more than n connections",
+    ),
+    "max_clients": (max_clients, "fail when function code created more than n boto3 clients"),
+    "docker": (docker, "the test needs a Docker engine; skipped when none answers"),
+}
+
+
+def register(config: pytest.Config) -> None:
+    for name, (signature_of, text) in MARKERS.items():
+        signature = str(inspect.signature(signature_of)).split(" ->")[0]
+        config.addinivalue_line("markers", f"{name}{signature}: {text} (pytest-lambda-context)")
+
+
+def marker_arguments(marker: pytest.Mark) -> dict[str, Any]:
+    """The marker's arguments, validated by calling its signature function."""
+    signature_of = MARKERS[marker.name][0]
+    try:
+        return signature_of(*marker.args, **marker.kwargs)
+    except TypeError as exc:
+        signature = str(inspect.signature(signature_of)).split(" ->")[0]
+        raise pytest.UsageError(
+            f"@pytest.mark.{marker.name}: {exc}. The form is @pytest.mark.{marker.name}{signature}"
+        ) from None
+
+
+def validate_item(item: pytest.Item) -> None:
+    for marker in item.iter_markers():
+        if marker.name in MARKERS:
+            try:
+                marker_arguments(marker)
+            except pytest.UsageError as exc:
+                raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+    if item.get_closest_marker("cold_start") and item.get_closest_marker("warm_start"):
+        raise pytest.UsageError(
+            f"{item.nodeid}: marked both cold_start and warm_start; keep one of them"
+        )

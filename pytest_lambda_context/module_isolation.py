@@ -1,0 +1,340 @@
+"""``isolation="module"``: environments in the test process, swapped in and out.
+
+Each environment owns a fresh import of the function's code (the modules under
+``code_root``); around each init or invocation those modules, ``os.environ``,
+``sys.path`` and the temp folder are swapped in, and swapped out after. Third-party
+libraries stay loaded and shared, which keeps a cold start close to the cost of
+importing the function's own modules.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, Any
+
+from . import connections as _connections
+from ._scope import Scope, set_scope
+from .clock import shifted_clock
+from .context import LambdaContext, reserved_environment
+from .environment import ExecutionEnvironment
+from .errors import error_payload
+from .runtime import ExitRequested, InitFailure, Outcome, call_handler, import_handler
+
+if TYPE_CHECKING:
+    from .function import LambdaFunction
+
+__all__ = ["ModuleEnvironment"]
+
+# os.environb shares os.environ's data dict; it must follow the swap.
+_environb: Any = getattr(os, "environb", None)
+_THIRD_PARTY_MARKERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+_OWN_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Lambda gives the init phase 10 seconds.
+INIT_TIMEOUT = 10.0
+
+
+class _Timedout(BaseException):
+    """Raised in handler code by SIGALRM; a BaseException so ``except Exception`` passes it on."""
+
+
+def _module_path(module: ModuleType) -> str | None:
+    path = getattr(module, "__file__", None)
+    if path is None:
+        locations = getattr(module, "__path__", None)
+        if locations:
+            path = next(iter(locations), None)
+    return path if isinstance(path, str) else None
+
+
+def is_function_module(module: ModuleType | None, code_root: str) -> bool:
+    """Is this module the function's own code (re-imported on every cold start)?"""
+    if module is None:
+        return False
+    path = _module_path(module)
+    return (
+        path is not None
+        and path.startswith(code_root)
+        and not path.startswith(_OWN_PACKAGE_DIR)
+        and not any(marker in path for marker in _THIRD_PARTY_MARKERS)
+    )
+
+
+def _raise_exit(status: int) -> None:
+    raise ExitRequested(status)
+
+
+class ModuleEnvironment(ExecutionEnvironment):
+    isolation = "module"
+
+    def __init__(self, function: LambdaFunction, env_id: str, initialization_type: str) -> None:
+        super().__init__(function, env_id, initialization_type)
+        self._modules: dict[str, ModuleType] = {}
+        self._handler: Any = None
+        self._handler_module: ModuleType | None = None
+        self._tmpdir = tempfile.mkdtemp(prefix=f"lambda-{function.function_name}-{env_id}-")
+        self.log_stream_name = function._log_stream_name()
+        variables = dict(os.environ)
+        variables.update(
+            reserved_environment(
+                handler=function.handler,
+                function_name=function.function_name,
+                memory_mb=function.memory_mb,
+                log_stream_name=self.log_stream_name,
+                task_root=function.code_root,
+                initialization_type=initialization_type,
+            )
+        )
+        variables["TMPDIR"] = self._tmpdir
+        variables.update(function.resolved_env())
+        environ = os.environ
+        # os.environ keeps its data in ``_data`` (encoded); swapping that dict in and
+        # out is O(1), where setting variables one by one costs a putenv each.
+        self._environ_data = {
+            environ.encodekey(k): environ.encodevalue(v)  # type: ignore[attr-defined]
+            for k, v in variables.items()
+        }
+        code_root = function.code_root
+        self._sys_path = [code_root, *(p for p in sys.path if p != code_root)]
+
+    @property
+    def module(self) -> ModuleType:
+        if self._handler_module is None:
+            raise RuntimeError(f"{self.id} has not run its init phase yet (state {self.state!r})")
+        return self._handler_module
+
+    # -- swapping ----------------------------------------------------------------
+    def _enter(self, request_id: str | None, evict: bool) -> tuple[Any, ...]:
+        modules = sys.modules
+        if evict:
+            # A cold start imports the function's code afresh: set aside every copy
+            # of it that is loaded now (the test's own, or another environment's).
+            code_root = self.function.code_root_prefix
+            displaced = {
+                name: m for name, m in list(modules.items()) if is_function_module(m, code_root)
+            }
+            for name in displaced:
+                del modules[name]
+        else:
+            displaced = {name: modules[name] for name in self._modules if name in modules}
+            modules.update(self._modules)
+        environ = os.environ
+        saved_data = environ._data  # type: ignore[attr-defined]
+        environ._data = self._environ_data  # type: ignore[attr-defined]
+        if _environb is not None:
+            _environb._data = self._environ_data
+        saved_path = sys.path[:]
+        sys.path[:] = self._sys_path
+        saved_tempdir = tempfile.tempdir
+        tempfile.tempdir = self._tmpdir
+        function = self.function
+        scope = Scope(
+            function.function_name,
+            self.id,
+            request_id,
+            function.code_root_prefix,
+            [],
+            function.network,
+        )
+        previous_scope = set_scope(scope)
+        if not function._hooks_installed:
+            _HOOKS.acquire()
+            function._hooks_installed = True
+            function.add_finalizer(_HOOKS.release)
+        saved_exit = os._exit
+        os._exit = _raise_exit  # type: ignore[assignment]
+        return (
+            displaced,
+            saved_data,
+            saved_path,
+            saved_tempdir,
+            previous_scope,
+            saved_exit,
+            len(modules),
+            scope,
+        )
+
+    def _exit(self, saved: tuple[Any, ...]) -> list[Any]:
+        (
+            displaced,
+            saved_data,
+            saved_path,
+            saved_tempdir,
+            previous_scope,
+            saved_exit,
+            count,
+            scope,
+        ) = saved
+        os._exit = saved_exit
+        set_scope(previous_scope)
+        tempfile.tempdir = saved_tempdir
+        self._sys_path = sys.path[:]
+        sys.path[:] = saved_path
+        os.environ._data = saved_data  # type: ignore[attr-defined]
+        if _environb is not None:
+            _environb._data = saved_data
+        modules = sys.modules
+        added = len(modules) - count
+        if added > 0:
+            # sys.modules keeps insertion order: what this call imported is at the end.
+            code_root = self.function.code_root_prefix
+            for name in list(itertools.islice(reversed(modules.keys()), added)):
+                module = modules.get(name)
+                if is_function_module(module, code_root):
+                    self._modules[name] = module  # type: ignore[assignment]
+        for name in self._modules:
+            modules.pop(name, None)
+        modules.update(displaced)
+        return scope.events
+
+    # -- init and invoke -----------------------------------------------------------
+    def _run_init(self, request_id: str | None) -> Outcome:
+        saved = self._enter(request_id, evict=True)
+        started = time.perf_counter()
+        try:
+            with shifted_clock(self.function.clock.offset, self.function.code_root_prefix):
+                self._handler, self._handler_module = _with_timeout(
+                    INIT_TIMEOUT, import_handler, self.function.handler, request_id
+                )
+        except InitFailure as failure:
+            return Outcome(
+                "init",
+                payload=failure.payload,
+                exc=failure.cause,
+                duration_ms=_ms(started),
+                events=self._exit(saved),
+            )
+        except _Timedout:
+            payload = error_payload(
+                f"Init phase timed out after {INIT_TIMEOUT:.2f} seconds",
+                "Sandbox.Timedout",
+                request_id,
+            )
+            return Outcome(
+                "init", payload=payload, duration_ms=_ms(started), events=self._exit(saved)
+            )
+        except BaseException:
+            self._exit(saved)
+            raise
+        duration = _ms(started)
+        return Outcome("ok", duration_ms=duration, events=self._exit(saved))
+
+    def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+        function = self.function
+        context = LambdaContext(
+            aws_request_id=request_id,
+            function_name=function.function_name,
+            memory_limit_in_mb=function.memory_mb,
+            log_stream_name=self.log_stream_name,
+            deadline_ms=deadline_ms,
+        )
+        saved = self._enter(request_id, evict=False)
+        try:
+            if function.clock.offset:
+                with shifted_clock(function.clock.offset, function.code_root_prefix):
+                    outcome = _with_timeout(
+                        function.timeout, call_handler, self._handler, event, context, request_id
+                    )
+            else:  # the common case, without a context manager's cost
+                outcome = _with_timeout(
+                    function.timeout, call_handler, self._handler, event, context, request_id
+                )
+        except _Timedout:
+            payload = error_payload(
+                f"Task timed out after {function.timeout:.2f} seconds",
+                "Sandbox.Timedout",
+                request_id,
+            )
+            outcome = Outcome("timeout", payload=payload, duration_ms=function.timeout * 1000.0)
+        finally:
+            events = self._exit(saved)
+        outcome.events = events
+        return outcome
+
+    def _release(self) -> None:
+        self._modules.clear()
+        self._handler = None
+        shutil.rmtree(self._tmpdir, ignore_errors=True)
+        self._restore_c_environment()
+
+    def _restore_c_environment(self) -> None:
+        # Handler code that set os.environ also called putenv on the process's C
+        # environment; put back what the test process had.
+        current = os.environ._data  # type: ignore[attr-defined]
+        for key, value in self._environ_data.items():
+            if key not in current:
+                os.unsetenv(key)
+            elif current[key] != value:
+                os.putenv(key, current[key])
+
+
+class _ProcessHooks:
+    """The SIGALRM handler and the socket monitor, installed while a function uses them.
+
+    Installing them once per function, not per invocation, keeps a warm invocation
+    cheap; the function's close() removes them, so each test ends as it began.
+    """
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.armed = False
+        self.previous_handler: Any = None
+        self.main_thread = threading.main_thread()
+
+    def acquire(self) -> None:
+        if self.users == 0:
+            _connections.install()
+            if threading.current_thread() is self.main_thread:
+                self.previous_handler = signal.signal(signal.SIGALRM, self._alarm)
+        self.users += 1
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users == 0:
+            _connections.uninstall()
+            if self.previous_handler is not None:
+                signal.signal(signal.SIGALRM, self.previous_handler)
+                self.previous_handler = None
+
+    def _alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self.armed:
+            raise _Timedout()
+        # Not ours: someone else's alarm (pytest-timeout, say) goes to its own handler.
+        previous = self.previous_handler
+        if callable(previous):
+            previous(signum, frame)
+
+
+_HOOKS = _ProcessHooks()
+
+
+def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
+    """Run ``call`` and interrupt it with SIGALRM after ``timeout`` seconds.
+
+    Signals reach only the main thread, and only between bytecodes: elsewhere, or in a
+    long C call, the handler runs to completion (see docs: timeouts).
+    """
+    hooks = _HOOKS
+    if hooks.previous_handler is None or threading.current_thread() is not hooks.main_thread:
+        return call(*args)
+    previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, timeout)
+    hooks.armed = True
+    try:
+        return call(*args)
+    finally:
+        hooks.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if previous_delay:
+            # Someone else's alarm was pending: re-arm it, less the time spent here.
+            signal.setitimer(signal.ITIMER_REAL, max(previous_delay - timeout, 0.001))
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,100 @@
+"""pytest hooks and fixture wiring for pytest-lambda-context; the work is elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+import pytest
+
+from . import markers, options
+from .state import STATE_KEY, PluginState, TestFunctions
+
+_STATE = STATE_KEY
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.register(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    markers.register(config)
+    config.stash[_STATE] = PluginState(config, options.resolve_all(config))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        markers.validate_item(item)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return config.stash[_STATE].header_lines()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    TestFunctions.of(item).mark_body_start()
+    yield
+    # Limits are checked only when the body passed: a failure says more than a count.
+    TestFunctions.of(item).check_limits(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        lines = item.stash.get(TestFunctions.KEY, TestFunctions()).report_lines()
+        if lines:
+            report.sections.append(("lambda-context invocations", "\n".join(lines)))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    config.stash[_STATE].terminal_summary(terminalreporter)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    session.config.stash[_STATE].finish()
+
+
+@pytest.fixture
+def make_lambda_function(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """Factory: ``make_lambda_function("app.search.handler", **config)``; all closed after the test."""
+    tracked = TestFunctions.of(request.node)
+    with request.config.stash[_STATE].function_factory(request, tracked) as factory:
+        yield factory
+
+
+@pytest.fixture
+def lambda_function(
+    request: pytest.FixtureRequest, make_lambda_function: Callable[..., Any]
+) -> Any:
+    """The ``LambdaFunction`` named by the nearest ``lambda_handler`` marker or ini option."""
+    handler, config = request.config.stash[_STATE].handler_for(request.node)
+    return make_lambda_function(handler, **config)
+
+
+@pytest.fixture(scope="module")
+def _lambda_warm_pool() -> Iterator[dict[Any, Any]]:
+    pool: dict[Any, Any] = {}
+    yield pool
+    for environment in pool.values():
+        environment.shutdown("end of module")
+
+
+@pytest.fixture
+def lambda_env(
+    request: pytest.FixtureRequest, lambda_function: Any, _lambda_warm_pool: dict[Any, Any]
+) -> Iterator[Any]:
+    """An environment of ``lambda_function``: new (cold_start) or left warm by an earlier test."""
+    from .warm import lambda_env_for
+
+    yield from lambda_env_for(request, lambda_function, _lambda_warm_pool)
+
+
+@pytest.fixture
+def lambda_context(request: pytest.FixtureRequest) -> Any:
+    """A ``LambdaContext`` for calling a handler directly."""
+    return request.config.stash[_STATE].context_for(request.node)

@@ -1,0 +1,60 @@
+"""What the session shows of its functions: terminal summary and JSON report."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections import defaultdict
+from typing import Any
+
+__all__ = ["SessionRecords", "summary_lines", "write_json"]
+
+
+class SessionRecords:
+    """Functions closed during the session, as plain data (kept small: no results)."""
+
+    def __init__(self) -> None:
+        self.functions: list[dict[str, Any]] = []
+
+    def add(self, nodeid: str, function_data: dict[str, Any]) -> None:
+        self.functions.append({"test": nodeid, **function_data})
+
+
+def summary_lines(records: SessionRecords) -> list[str]:
+    by_name: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for data in records.functions:
+        by_name[(data["function_name"], data["handler"], data["isolation"])].append(data)
+    lines = []
+    for (name, handler, isolation), functions in by_name.items():
+        environments = [e for f in functions for e in f["environments"]]
+        cold = sum(1 for e in environments if e["init_duration_ms"] is not None)
+        invocations = sum(len(e["invocations"]) for e in environments)
+        inits = [e["init_duration_ms"] for e in environments if e["init_duration_ms"] is not None]
+        init = f"init {statistics.median(inits):.1f} ms median" if inits else "no init"
+        lines.append(
+            f"{name} ({handler}, {isolation}): {len(environments)} environments "
+            f"({cold} cold starts), {invocations} invocations, {init}"
+        )
+        counts = [
+            (f["test"], e["id"], e["connections"]) for f in functions for e in f["environments"]
+        ]
+        opened = [c for c in counts if c[2]]
+        if opened:
+            shown = ", ".join(
+                f"{env_id}: {n}{' !' if n > 1 else ''}" for _, env_id, n in opened[:12]
+            )
+            more = f", … {len(opened) - 12} more" if len(opened) > 12 else ""
+            lines.append(f"    connections per environment: {shown}{more}")
+            if any(n > 1 for *_, n in opened):
+                lines.append("    (! an environment opened more than one connection)")
+    return lines
+
+
+def write_json(path: str, records: SessionRecords, header: dict[str, Any]) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as stream:
+        json.dump({**header, "functions": records.functions}, stream, indent=2, default=repr)
+    os.replace(temporary, path)

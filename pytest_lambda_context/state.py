@@ -1,0 +1,195 @@
+"""The plugin's per-session state (kept in ``config.stash``) and per-test bookkeeping."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .markers import marker_arguments
+from .report import SessionRecords, summary_lines, write_json
+
+if TYPE_CHECKING:
+    from .clock import PluginClock
+    from .context import LambdaContext
+    from .function import LambdaFunction
+
+__all__ = ["STATE_KEY", "PluginState", "TestFunctions"]
+
+
+class TestFunctions:
+    """The functions a test made, and where their counts stood when its body began."""
+
+    __test__ = False  # not a test class, whatever pytest's collection rules say
+    KEY: pytest.StashKey[TestFunctions] = pytest.StashKey()
+
+    def __init__(self) -> None:
+        self.functions: list[LambdaFunction] = []
+        self.marks: dict[int, tuple[int, int]] = {}
+
+    @classmethod
+    def of(cls, item: pytest.Item) -> TestFunctions:
+        tracked = item.stash.get(cls.KEY, None)
+        if tracked is None:
+            tracked = item.stash[cls.KEY] = cls()
+        return tracked
+
+    def mark_body_start(self) -> None:
+        for function in self.functions:
+            self.marks[id(function)] = (
+                len(function.connections.events),
+                len(function._client_events),
+            )
+
+    def check_limits(self, item: pytest.Item) -> None:
+        if self.functions and (
+            item.get_closest_marker("max_connections") or item.get_closest_marker("max_clients")
+        ):
+            from .limits import check_limits
+
+            check_limits(item, self.functions, self.marks)
+
+    def report_lines(self) -> list[str]:
+        lines = []
+        for function in self.functions:
+            for invocation in function.invocations:
+                error = f" error {invocation.error['errorType']}" if invocation.error else ""
+                lines.append(
+                    f"[{function.function_name} {invocation.environment_id}"
+                    f"{' cold' if invocation.cold else ''}{error}] {invocation.report_line}"
+                )
+        return lines
+
+
+class PluginState:
+    def __init__(self, config: pytest.Config, options: dict[str, Any]) -> None:
+        self.config = config
+        self.options = options
+        self.records = SessionRecords()
+        self._clock: PluginClock | None = None
+        # Other parts of the plugin (Elasticsearch, AWS) add lines and finalizers here.
+        self.header_extras: list[Callable[[], str]] = []
+        self.session_finalizers: list[Callable[[], None]] = []
+        self.resources: dict[str, Any] = {}
+        # Called with (request, settings) before each function is made (es_url, aws).
+        self.function_preparers: list[Callable[[pytest.FixtureRequest, dict[str, Any]], None]] = []
+
+    @property
+    def clock(self) -> PluginClock:
+        if self._clock is None:
+            from .clock import PluginClock
+
+            self._clock = PluginClock()
+        return self._clock
+
+    # -- fixtures ------------------------------------------------------------------
+    def handler_for(self, node: pytest.Item) -> tuple[str, dict[str, Any]]:
+        marker = node.get_closest_marker("lambda_handler")
+        if marker is not None:
+            config = marker_arguments(marker)
+            return config.pop("handler"), config
+        handler = self.options["lambda_handler"]
+        if handler is None:
+            raise pytest.UsageError(
+                "The lambda_function fixture needs to know which handler to load: mark the test, "
+                "class or module with @pytest.mark.lambda_handler('app.search.handler') or set "
+                "lambda_handler = app.search.handler in the [pytest] ini section"
+            )
+        return handler, {}
+
+    def context_for(self, node: pytest.Item) -> LambdaContext:
+        from .context import LambdaContext
+
+        marker = node.get_closest_marker("lambda_handler")
+        config = marker_arguments(marker) if marker is not None else {}
+        name = config.get("function_name") or "test-function"
+        return LambdaContext(
+            aws_request_id=str(uuid.uuid4()),
+            function_name=name,
+            memory_limit_in_mb=config.get("memory_mb", 128),
+            timeout=config.get("timeout", 3.0),
+        )
+
+    @contextmanager
+    def function_factory(
+        self, request: pytest.FixtureRequest, tracked: TestFunctions
+    ) -> Iterator[Callable[..., LambdaFunction]]:
+        from .function import LambdaFunction
+
+        made: list[LambdaFunction] = []
+        root = logging.getLogger()
+        saved_logging = (root.level, list(root.handlers))
+        boto3 = sys.modules.get("boto3")
+        saved_session = getattr(boto3, "DEFAULT_SESSION", None)
+        config = request.config
+
+        def factory(handler: str, **settings: Any) -> LambdaFunction:
+            settings.setdefault("isolation", self.options["lambda_isolation"])
+            settings.setdefault("network", self.network_for(request))
+            settings.setdefault("clock", self.clock)
+            code_root = settings.get("code_root")
+            if code_root is not None and not os.path.isabs(code_root):
+                settings["code_root"] = os.path.join(str(config.rootpath), code_root)
+            settings.setdefault(
+                "search_paths", [str(config.rootpath), str(config.invocation_params.dir)]
+            )
+            for prepare in self.function_preparers:
+                prepare(request, settings)
+            function = LambdaFunction(handler, **settings)
+            made.append(function)
+            tracked.functions.append(function)
+            return function
+
+        try:
+            yield factory
+        finally:
+            try:
+                for function in reversed(made):
+                    function.close()
+                    self.records.add(request.node.nodeid, function.to_dict())
+            finally:
+                # Init code often configures logging (and boto3's default session);
+                # the next test must not inherit it.
+                root.setLevel(saved_logging[0])
+                root.handlers[:] = saved_logging[1]
+                if boto3 is not None or "boto3" in sys.modules:
+                    sys.modules["boto3"].DEFAULT_SESSION = saved_session
+
+    def network_for(self, request: pytest.FixtureRequest) -> str:
+        network = self.options["lambda_network"]
+        if network is not None:
+            return str(network)
+        return "loopback" if "aws" in request.fixturenames else "allow"
+
+    # -- reporting -------------------------------------------------------------------
+    def header_lines(self) -> list[str]:
+        o = self.options
+        line = f"lambda-context: isolation={o['lambda_isolation']}, start={o['lambda_start']}"
+        extras = [extra() for extra in self.header_extras]
+        return [", ".join([line, *extras])]
+
+    def terminal_summary(self, terminalreporter: Any) -> None:
+        lines = summary_lines(self.records)
+        if not lines:
+            return
+        terminalreporter.write_sep("=", "lambda-context")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+    def finish(self) -> None:
+        try:
+            path = self.options["lambda_report"]
+            if path:
+                write_json(path, self.records, {"options": self.options})
+        finally:
+            while self.session_finalizers:
+                self.session_finalizers.pop()()
+
+
+STATE_KEY: pytest.StashKey[PluginState] = pytest.StashKey()

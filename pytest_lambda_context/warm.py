@@ -1,0 +1,47 @@
+"""``lambda_env``: a cold environment per test, or the one an earlier test left warm."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .state import STATE_KEY
+
+if TYPE_CHECKING:
+    from .environment import ExecutionEnvironment
+    from .function import LambdaFunction
+
+__all__ = ["lambda_env_for"]
+
+
+def start_for(request: pytest.FixtureRequest) -> str:
+    if request.node.get_closest_marker("warm_start") is not None:
+        return "warm"
+    if request.node.get_closest_marker("cold_start") is not None:
+        return "cold"
+    return str(request.config.stash[STATE_KEY].options["lambda_start"])
+
+
+def lambda_env_for(
+    request: pytest.FixtureRequest, function: LambdaFunction, pool: dict[Any, Any]
+) -> Iterator[ExecutionEnvironment]:
+    key = function.config_key()
+    parked: ExecutionEnvironment | None = pool.pop(key, None)
+    if start_for(request) == "warm" and parked is not None and parked.state == "warm":
+        function.adopt(parked)
+        environment = parked
+    else:
+        if parked is not None:
+            parked.shutdown("replaced by a cold start")
+        environment = function.cold_start()
+        if start_for(request) == "warm":
+            # The first warm_start test of a module gets an environment whose init ran.
+            environment.init()
+    yield environment
+    # The environment lives on for the next warm_start test of this module, even when
+    # this test failed: Lambda would keep it too.
+    if environment.state == "warm" and environment.function is function:
+        function.release(environment)
+        pool[key] = environment
