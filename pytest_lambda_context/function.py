@@ -7,6 +7,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .clock import PluginClock
@@ -154,21 +155,40 @@ class LambdaFunction:
         return self._run_spread(targets, copies)
 
     def _run_spread(self, targets: list[ExecutionEnvironment], events: list[Any]) -> list[Any]:
-        results: list[Any] = [None] * len(events)
-        first_error: LambdaError | None = None
-        for index, event in enumerate(events):
-            environment = targets[index % len(targets)]
-            if environment.state == "shutdown":
-                environment = self._new_environment("on-demand")
-                targets[index % len(targets)] = environment
-            try:
-                results[index] = environment._invoke(event)
-            except LambdaError as exc:
-                results[index] = exc
-                first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
-        return results
+        lanes: list[list[int]] = [[] for _ in targets]
+        for index in range(len(events)):
+            lanes[index % len(targets)].append(index)
+        outcomes: list[Any] = [None] * len(events)
+
+        def run_lane(lane: int) -> None:
+            environment = targets[lane]
+            for index in lanes[lane]:
+                if environment.state == "shutdown":
+                    environment = self._new_environment("on-demand")
+                try:
+                    outcomes[index] = environment._invoke(events[index])
+                except LambdaError as exc:
+                    outcomes[index] = exc
+
+        if self.isolation == "process" and len(targets) > 1:
+            # Worker processes really run at once: one thread drives each environment.
+            with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+                list(pool.map(run_lane, range(len(targets))))
+        else:
+            # In one process the environments take turns, event by event.
+            for index in range(len(events)):
+                lane = index % len(targets)
+                environment = targets[lane]
+                if environment.state == "shutdown":
+                    environment = targets[lane] = self._new_environment("on-demand")
+                try:
+                    outcomes[index] = environment._invoke(events[index])
+                except LambdaError as exc:
+                    outcomes[index] = exc
+        for outcome in outcomes:
+            if isinstance(outcome, LambdaError):
+                raise outcome
+        return outcomes
 
     def cold_start(self) -> ExecutionEnvironment:
         """A new environment, even if one is idle; its init runs at its first invocation."""
