@@ -8,6 +8,7 @@ down: by a timeout, a crash, an idle timeout, or the end of the test.
 from __future__ import annotations
 
 import logging
+import secrets
 import resource
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
@@ -45,6 +46,8 @@ class ExecutionEnvironment:
         # boto3/botocore clients created by function code (events from the aws monitor).
         self.clients: list[Any] = []
         self.last_used = function.clock.monotonic()
+        # Unique across the session: an environment can outlive its function (warm reuse).
+        self.uid = secrets.token_hex(6)
         self._report_init = True
 
     # -- to be provided by each isolation ---------------------------------------
@@ -196,6 +199,7 @@ class ExecutionEnvironment:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "uid": self.uid,
             "isolation": self.isolation,
             "state": self.state,
             "shutdown_reason": self.shutdown_reason,

@@ -27,7 +27,13 @@ def summary_lines(records: SessionRecords) -> list[str]:
         by_name[(data["function_name"], data["handler"], data["isolation"])].append(data)
     lines = []
     for (name, handler, isolation), functions in by_name.items():
-        environments = [e for f in functions for e in f["environments"]]
+        # An environment kept warm across tests appears in each test's record; the
+        # last record of it is the complete one.
+        latest: dict[str, dict[str, Any]] = {}
+        for function in functions:
+            for environment in function["environments"]:
+                latest[environment["uid"]] = environment
+        environments = list(latest.values())
         cold = sum(1 for e in environments if e["init_duration_ms"] is not None)
         invocations = sum(len(e["invocations"]) for e in environments)
         inits = [e["init_duration_ms"] for e in environments if e["init_duration_ms"] is not None]
@@ -36,17 +42,12 @@ def summary_lines(records: SessionRecords) -> list[str]:
             f"{name} ({handler}, {isolation}): {len(environments)} environments "
             f"({cold} cold starts), {invocations} invocations, {init}"
         )
-        counts = [
-            (f["test"], e["id"], e["connections"]) for f in functions for e in f["environments"]
-        ]
-        opened = [c for c in counts if c[2]]
+        opened = [(e["id"], e["connections"]) for e in environments if e["connections"]]
         if opened:
-            shown = ", ".join(
-                f"{env_id}: {n}{' !' if n > 1 else ''}" for _, env_id, n in opened[:12]
-            )
+            shown = ", ".join(f"{env_id}: {n}{' !' if n > 1 else ''}" for env_id, n in opened[:12])
             more = f", … {len(opened) - 12} more" if len(opened) > 12 else ""
             lines.append(f"    connections per environment: {shown}{more}")
-            if any(n > 1 for *_, n in opened):
+            if any(n > 1 for _, n in opened):
                 lines.append("    (! an environment opened more than one connection)")
     return lines
 
