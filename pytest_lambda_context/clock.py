@@ -61,7 +61,16 @@ def _libraries(code_root: str) -> list[str]:
         path = getattr(module, "__file__", None)
         if isinstance(path, str) and path.startswith(code_root) and "-packages" not in path:
             own.add(top)
-    libraries = sorted(tops - own - {"time", "datetime"})
+    # freezegun looks a few frames up the stack for an ignored caller: the plugin's own
+    # frames sit right above the handler's, so they must not count as a library. Its
+    # test is a prefix match, so "pytest" alone would also ignore "pytest_lambda_context":
+    # such names are listed only with their trailing dot.
+    keep = own | {"time", "datetime", __name__.partition(".")[0]}
+    libraries = []
+    for top in sorted(tops - keep):
+        libraries.append(top + ".")
+        if not any(name.startswith(top) for name in keep):
+            libraries.append(top)
     _ignored[code_root] = (len(sys.modules), libraries)
     return libraries
 

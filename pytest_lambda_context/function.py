@@ -96,6 +96,8 @@ class LambdaFunction:
         self._closed = False
         self._resources: list[Callable[[], None]] = []
         self._hooks_installed = False
+        # Environments handed on to a later test: still reported as this function's.
+        self._released: list[ExecutionEnvironment] = []
 
     # -- configuration -------------------------------------------------------------
     def resolved_env(self) -> dict[str, str]:
@@ -264,6 +266,7 @@ class LambdaFunction:
     def release(self, environment: ExecutionEnvironment) -> None:
         """Stop managing ``environment`` without shutting it down (see ``adopt``)."""
         self.environments.remove(environment)
+        self._released.append(environment)
 
     def _next_request_id(self) -> str:
         # UUID-shaped and unique per function; cheaper than uuid4 on the hot path.
@@ -322,7 +325,7 @@ class LambdaFunction:
             "code_root": self.code_root,
             "timeout": self.timeout,
             "memory_mb": self.memory_mb,
-            "environments": [e.to_dict() for e in self.environments],
+            "environments": [e.to_dict() for e in [*self.environments, *self._released]],
             "invocations": len(self.invocations),
             "connections": self.connections.opened(),
         }
