@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import http
 import json
 import os
@@ -24,6 +25,7 @@ import signal
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from typing import IO, Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -152,6 +154,15 @@ def _read_request(rfile: IO[bytes], wfile: socket.socket) -> _Request | None:
     if headers.get("expect", "").lower() == "100-continue":
         wfile.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
     body = _read_body(rfile, headers)
+    encoding = headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip" and body:
+        # Clients created with http_compress=True gzip their request bodies.
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error):
+            raise _BadRequest("request body is not valid gzip") from None
+    elif encoding not in ("identity", "gzip"):
+        raise _BadRequest(f"unsupported content-encoding [{encoding}]")
 
     split = urlsplit(target)
     params = dict(parse_qsl(split.query, keep_blank_values=True))

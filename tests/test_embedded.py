@@ -504,6 +504,20 @@ def test_chunked_body_and_expect_continue(standin: EmbeddedElasticsearch) -> Non
     assert request(standin, "GET", "/docs/_doc/1")[2]["_source"] == {"title": "chunked"}
 
 
+def test_compressed_client(standin: EmbeddedElasticsearch) -> None:
+    es_client = elasticsearch.Elasticsearch(standin.url, http_compress=True)
+    try:
+        es_client.index(index="docs", id="1", document={"title": "gzipped"})
+        assert (
+            es_client.search(index="docs", query={"match": {"title": "gzipped"}})["hits"]["total"][
+                "value"
+            ]
+            == 1
+        )
+    finally:
+        es_client.close()
+
+
 def test_http_1_0_closes_unless_keep_alive(standin: EmbeddedElasticsearch) -> None:
     reply = raw_exchange(standin, b"GET / HTTP/1.0\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
