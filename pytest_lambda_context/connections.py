@@ -164,7 +164,20 @@ _SO_ERROR = socket.SO_ERROR
 
 _lock = threading.Lock()
 _refcount = 0
-_active = _scope._active  # read the slot directly: the no-scope path is one list index
+# Read _scope's state directly: the no-scope path is then one list index.
+_active = _scope._active
+_thread_flags = _scope._local
+_new_object = object.__new__
+(
+    _set_function_name,
+    _set_environment_id,
+    _set_request_id,
+    _set_host,
+    _set_port,
+    _set_frame,
+    _set_time,
+    _set_hostname,
+) = (vars(ConnectionEvent)[name].__set__ for name in ConnectionEvent.__slots__)
 _original_connect: Any = socket.socket.connect
 _original_connect_ex: Any = socket.socket.connect_ex
 _original_getaddrinfo: Any = socket.getaddrinfo
@@ -188,9 +201,12 @@ _pending: weakref.WeakKeyDictionary[socket.socket, tuple[list[Any], ConnectionEv
 )
 
 
-def _scope_for(sock: socket.socket) -> Scope | None:
-    scope = active_scope()
-    if scope is None:
+def _counting_scope(sock: socket.socket) -> Scope | None:
+    """The scope to count a connect of ``sock`` in, or None to call straight through."""
+    scope = _active[0]
+    # Same test as active_scope(), inlined: getattr() with a default on a thread-local
+    # costs 0.3 µs when the attribute is missing, a dict lookup 0.04 µs.
+    if scope is None or _thread_flags.__dict__.get("internal"):
         return None
     if _raw_type(sock) != _STREAM or _raw_family(sock) not in _INET_FAMILIES:
         return None
@@ -198,16 +214,18 @@ def _scope_for(sock: socket.socket) -> Scope | None:
 
 
 def _event(scope: Scope, host: str, port: int, frame: str | None) -> ConnectionEvent:
-    return ConnectionEvent(
-        scope.function_name,
-        scope.environment_id,
-        scope.request_id,
-        host,
-        port,
-        frame,
-        time.time(),
-        _names.get(host),
-    )
+    # Fills the slots directly: the frozen dataclass __init__ goes through
+    # object.__setattr__ per field and costs twice as much on the connect path.
+    event = _new_object(ConnectionEvent)
+    _set_function_name(event, scope.function_name)
+    _set_environment_id(event, scope.environment_id)
+    _set_request_id(event, scope.request_id)
+    _set_host(event, host)
+    _set_port(event, port)
+    _set_frame(event, frame)
+    _set_time(event, time.time())
+    _set_hostname(event, _names.get(host))
+    return event
 
 
 def _guard(scope: Scope, host: str, port: int, frame: str | None) -> None:
@@ -216,9 +234,7 @@ def _guard(scope: Scope, host: str, port: int, frame: str | None) -> None:
 
 
 def _connect(self: socket.socket, address: Any) -> None:
-    if _active[0] is None:
-        return _original_connect(self, address)  # type: ignore[no-any-return]
-    scope = _scope_for(self)
+    scope = _counting_scope(self)
     if scope is None:
         return _original_connect(self, address)  # type: ignore[no-any-return]
     host, port = str(address[0]), int(address[1])
@@ -235,9 +251,7 @@ def _connect(self: socket.socket, address: Any) -> None:
 
 
 def _connect_ex(self: socket.socket, address: Any) -> int:
-    if _active[0] is None:
-        return _original_connect_ex(self, address)  # type: ignore[no-any-return]
-    scope = _scope_for(self)
+    scope = _counting_scope(self)
     if scope is None:
         return _original_connect_ex(self, address)  # type: ignore[no-any-return]
     host, port = str(address[0]), int(address[1])
