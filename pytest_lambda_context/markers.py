@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["MARKERS", "marker_arguments", "register", "validate_item"]
+__all__ = ["MARKERS", "closest_start", "marker_arguments", "register", "validate_item"]
 
 _PER = ("environment", "invocation", "test")
 _CONFIG_KEYS = (
@@ -84,9 +84,16 @@ MARKERS: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
 }
 
 
+def _signature(function: Callable[..., Any]) -> str:
+    """``(n, *, per='environment')``: the form users write, without annotations."""
+    signature = inspect.signature(function)
+    plain = [p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()]
+    return str(signature.replace(parameters=plain, return_annotation=inspect.Signature.empty))
+
+
 def register(config: pytest.Config) -> None:
     for name, (signature_of, text) in MARKERS.items():
-        signature = str(inspect.signature(signature_of)).split(" ->")[0]
+        signature = _signature(signature_of)
         config.addinivalue_line("markers", f"{name}{signature}: {text} (pytest-lambda-context)")
 
 
@@ -96,7 +103,7 @@ def marker_arguments(marker: pytest.Mark) -> dict[str, Any]:
     try:
         return signature_of(*marker.args, **marker.kwargs)
     except TypeError as exc:
-        signature = str(inspect.signature(signature_of)).split(" ->")[0]
+        signature = _signature(signature_of)
         raise pytest.UsageError(
             f"@pytest.mark.{marker.name}: {exc}. The form is @pytest.mark.{marker.name}{signature}"
         ) from None
@@ -109,7 +116,16 @@ def validate_item(item: pytest.Item) -> None:
                 marker_arguments(marker)
             except pytest.UsageError as exc:
                 raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
-    if item.get_closest_marker("cold_start") and item.get_closest_marker("warm_start"):
+    own = {marker.name for marker in item.own_markers}
+    if {"cold_start", "warm_start"} <= own:
         raise pytest.UsageError(
             f"{item.nodeid}: marked both cold_start and warm_start; keep one of them"
         )
+
+
+def closest_start(item: pytest.Item) -> str | None:
+    """ "cold" or "warm" from the nearest cold_start/warm_start marker (test over module)."""
+    for marker in item.iter_markers():
+        if marker.name in ("cold_start", "warm_start"):
+            return marker.name.partition("_")[0]
+    return None

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .markers import closest_start
 from .state import STATE_KEY
 
 if TYPE_CHECKING:
@@ -17,10 +18,9 @@ __all__ = ["lambda_env_for"]
 
 
 def start_for(request: pytest.FixtureRequest) -> str:
-    if request.node.get_closest_marker("warm_start") is not None:
-        return "warm"
-    if request.node.get_closest_marker("cold_start") is not None:
-        return "cold"
+    start = closest_start(request.node)
+    if start is not None:
+        return start
     return str(request.config.stash[STATE_KEY].options["lambda_start"])
 
 
@@ -29,14 +29,15 @@ def lambda_env_for(
 ) -> Iterator[ExecutionEnvironment]:
     key = function.config_key()
     parked: ExecutionEnvironment | None = pool.pop(key, None)
-    if start_for(request) == "warm" and parked is not None and parked.state == "warm":
+    start = start_for(request)
+    if start == "warm" and parked is not None and parked.state == "warm":
         function.adopt(parked)
         environment = parked
     else:
         if parked is not None:
             parked.shutdown("replaced by a cold start")
         environment = function.cold_start()
-        if start_for(request) == "warm":
+        if start == "warm":
             # The first warm_start test of a module gets an environment whose init ran.
             environment.init()
     yield environment

@@ -1,0 +1,175 @@
+"""Every way a function can fail, reported as Lambda reports it (module isolation)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+import pytest
+
+from pytest_lambda_context import (
+    HandlerError,
+    InitError,
+    InvocationTimeout,
+    LambdaError,
+    LambdaFunction,
+    MarshalError,
+    RuntimeExitError,
+)
+
+HANDLERS = {
+    "ok.py": "def handler(event, context):\n    return {'ok': True}\n",
+    "broken_init.py": "import os\nraise RuntimeError('cannot reach the config service')\n",
+    "syntax.py": "def handler(event, context)\n    return 1\n",
+    "imports_missing.py": "import no_such_dependency\n",
+    "not_callable.py": "handler = 'I am a string'\n",
+    "raises.py": "def handler(event, context):\n    raise ValueError(f\"bad order {event['id']}\")\n",
+    "unmarshalable.py": "def handler(event, context):\n    return {'at': {1, 2}}\n",
+    "slow.py": "import time\ndef handler(event, context):\n    while True:\n        time.sleep(0.01)\n",
+    "exits.py": "import sys\ndef handler(event, context):\n    sys.exit(3)\n",
+    "hard_exit.py": "import os\ndef handler(event, context):\n    os._exit(7)\n",
+    "env_changer.py": (
+        "import os, sys\n"
+        "def handler(event, context):\n"
+        "    os.environ['LEAK'] = 'yes'\n"
+        "    sys.path.insert(0, '/nowhere')\n"
+        "    return os.environ.get('LEAK')\n"
+    ),
+}
+
+
+@pytest.fixture
+def root(project):
+    return project(HANDLERS)
+
+
+def run(root, handler, event=None, **config):
+    function = LambdaFunction(handler, code_root=root, **config)
+    try:
+        return function, function.invoke(event or {})
+    except LambdaError as exc:
+        return function, exc
+    finally:
+        function.close()
+
+
+@pytest.mark.parametrize(
+    ("handler", "error_type", "message"),
+    [
+        ("nohandler", "Runtime.MalformedHandlerName", "Bad handler 'nohandler'"),
+        (
+            "missing.handler",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'missing': No module named 'missing'",
+        ),
+        (
+            "imports_missing.handler",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'imports_missing': No module named 'no_such_dependency'",
+        ),
+        ("syntax.handler", "Runtime.UserCodeSyntaxError", "Syntax error in module 'syntax'"),
+        ("ok.nothing", "Runtime.HandlerNotFound", "Handler 'nothing' missing on module 'ok'"),
+        ("not_callable.handler", "Runtime.HandlerNotFound", "is not callable (it is a str)"),
+        ("broken_init.handler", "RuntimeError", "cannot reach the config service"),
+    ],
+)
+def test_init_errors_carry_lambda_error_types(root, handler, error_type, message):
+    function, error = run(root, handler)
+    assert isinstance(error, InitError)
+    assert error.payload["errorType"] == error_type
+    assert message in error.payload["errorMessage"]
+    assert set(error.payload) == {"errorMessage", "errorType", "requestId", "stackTrace"}
+    assert function.environments[0].state == "shutdown"
+    assert function.invocations[0].error == error.payload
+
+
+def test_an_init_error_in_init_code_keeps_the_user_traceback(root):
+    _, error = run(root, "broken_init.handler")
+    assert isinstance(error.__cause__, RuntimeError)
+    assert any("broken_init.py" in line for line in error.payload["stackTrace"])
+    assert not any("pytest_lambda_context" in line for line in error.payload["stackTrace"])
+
+
+def test_after_an_init_error_the_next_invocation_retries_init(root):
+    with LambdaFunction("broken_init.handler", code_root=root) as function:
+        for _ in range(2):
+            with pytest.raises(InitError):
+                function.invoke({})
+        assert [e.state for e in function.environments] == ["shutdown", "shutdown"]
+
+
+def test_a_handler_error_chains_the_original_exception(root):
+    function, error = run(root, "raises.handler", {"id": 42})
+    assert isinstance(error, HandlerError)
+    assert error.payload["errorType"] == "ValueError"
+    assert error.payload["errorMessage"] == "bad order 42"
+    assert isinstance(error.__cause__, ValueError)
+    assert any("raises.py" in line for line in error.payload["stackTrace"])
+    # A handler error does not end the environment.
+    assert function.environments[0].state in ("warm", "shutdown")
+    assert function.environments[0].shutdown_reason == "closed"
+
+
+def test_a_result_that_is_not_json_is_a_marshal_error(root):
+    _, error = run(root, "unmarshalable.handler")
+    assert isinstance(error, MarshalError)
+    assert error.payload["errorType"] == "Runtime.MarshalError"
+    assert (
+        "Unable to marshal response: Object of type set is not JSON serializable"
+        in (error.payload["errorMessage"])
+    )
+
+
+def test_a_timeout_interrupts_the_handler_and_recycles_the_environment(root):
+    with LambdaFunction("slow.handler", code_root=root, timeout=0.2) as function:
+        with pytest.raises(InvocationTimeout) as failure:
+            function.invoke({})
+        assert failure.value.payload["errorType"] == "Sandbox.Timedout"
+        assert failure.value.payload["errorMessage"] == "Task timed out after 0.20 seconds"
+        assert function.environments[0].state == "shutdown"
+        with pytest.raises(InvocationTimeout):
+            function.invoke({})
+        assert len(function.environments) == 2
+        assert function.invocations[1].cold
+
+
+def test_an_alarm_set_by_someone_else_is_kept(root):
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *args: fired.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with LambdaFunction("ok.handler", code_root=root) as function:
+            function.invoke({})
+            assert signal.getitimer(signal.ITIMER_REAL)[0] > 0
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(("handler", "status"), [("exits.handler", 3), ("hard_exit.handler", 7)])
+def test_exiting_the_runtime_shuts_the_environment_down(root, handler, status):
+    with LambdaFunction(handler, code_root=root) as function:
+        with pytest.raises(RuntimeExitError) as failure:
+            function.invoke({})
+        assert failure.value.payload["errorType"] == "Runtime.ExitError"
+        assert f"exit status {status}" in failure.value.payload["errorMessage"]
+        assert function.environments[0].state == "shutdown"
+    assert os._exit.__module__ == "posix"
+
+
+def test_changes_to_environ_and_path_stay_inside_the_environment(root):
+    path_before = list(sys.path)
+    with LambdaFunction("env_changer.handler", code_root=root) as function:
+        assert function.invoke({}) == "yes"
+        assert "LEAK" not in os.environ
+        assert sys.path == path_before
+        # ...but persist within the environment, as on Lambda.
+        assert function.invoke({}) == "yes"
+    assert "LEAK" not in os.environ
+    assert os.getenv("LEAK") is None
+    # The process's C environment (what subprocesses inherit) is put back too.
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+    assert libc.getenv(b"LEAK") is None
