@@ -8,7 +8,7 @@ import secrets
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import PluginClock
 from .connections import ConnectionLog
@@ -16,6 +16,9 @@ from .environment import ExecutionEnvironment
 from .errors import LambdaError
 from .records import Invocation, json_copy
 from .runtime import parse_handler
+
+if TYPE_CHECKING:
+    from .process_isolation import WorkerTemplate
 
 __all__ = ["ISOLATIONS", "LambdaFunction"]
 
@@ -43,6 +46,7 @@ class LambdaFunction:
         clock: PluginClock | None = None,
         placeholders: Mapping[str, Callable[[], str]] | None = None,
         search_paths: Sequence[str | os.PathLike[str]] = (),
+        worker_pool: WorkerTemplate | None = None,
     ) -> None:
         if not isinstance(handler, str):
             raise TypeError(
@@ -96,6 +100,9 @@ class LambdaFunction:
         self._closed = False
         self._resources: list[Callable[[], None]] = []
         self._hooks_installed = False
+        # isolation="process": the template that forks this function's workers (the
+        # plugin passes the session's; else the first environment starts one).
+        self.worker_pool = worker_pool
         # Environments handed on to a later test: still reported as this function's.
         self._released: list[ExecutionEnvironment] = []
 
