@@ -95,7 +95,9 @@ class LambdaFunction:
         self.connections = ConnectionLog()
         self._client_events: list[Any] = []
         self._env_numbers = itertools.count(1)
-        self._request_prefix = secrets.token_hex(4)
+        # UUID-shaped request ids: a random head per function, a counter in the last group.
+        head = secrets.token_hex(8)
+        self._request_prefix = f"{head[:8]}-{head[8:12]}-4{head[12:15]}-8{head[15:16]}00-"
         self._request_numbers = itertools.count(1)
         self._closed = False
         self._resources: list[Callable[[], None]] = []
@@ -276,9 +278,8 @@ class LambdaFunction:
         self._released.append(environment)
 
     def _next_request_id(self) -> str:
-        # UUID-shaped and unique per function; cheaper than uuid4 on the hot path.
-        number = next(self._request_numbers)
-        return f"{self._request_prefix}-{number >> 48 & 0xFFFF:04x}-4{number >> 36 & 0xFFF:03x}-8{number >> 24 & 0xFFF:03x}-{number & 0xFFFFFF:012x}"
+        # Unique per function, and much cheaper than uuid4 on the hot path.
+        return f"{self._request_prefix}{next(self._request_numbers):012x}"
 
     def _log_stream_name(self) -> str:
         return f"2026/01/01/[$LATEST]{secrets.token_hex(16)}"

@@ -285,6 +285,8 @@ class _ProcessHooks:
     def __init__(self) -> None:
         self.users = 0
         self.armed = False
+        # Our timer may still be pending after an invocation ended in time.
+        self.stray_alarm = False
         self.previous_handler: Any = None
         self.main_thread = threading.main_thread()
 
@@ -299,6 +301,9 @@ class _ProcessHooks:
         self.users -= 1
         if self.users == 0:
             _connections.uninstall()
+            if self.stray_alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                self.stray_alarm = False
             if self.previous_handler is not None:
                 signal.signal(signal.SIGALRM, self.previous_handler)
                 self.previous_handler = None
@@ -306,6 +311,9 @@ class _ProcessHooks:
     def _alarm(self, signum: int, frame: FrameType | None) -> None:
         if self.armed:
             raise _Timedout()
+        if self.stray_alarm:
+            self.stray_alarm = False
+            return
         # Not ours: someone else's alarm (pytest-timeout, say) goes to its own handler.
         previous = self.previous_handler
         if callable(previous):
@@ -325,15 +333,21 @@ def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
     if hooks.previous_handler is None or threading.current_thread() is not hooks.main_thread:
         return call(*args)
     previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, timeout)
+    if hooks.stray_alarm:
+        previous_delay = 0.0  # what was pending was our own timer from the last invocation
+        hooks.stray_alarm = False
     hooks.armed = True
     try:
         return call(*args)
     finally:
         hooks.armed = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
         if previous_delay:
             # Someone else's alarm was pending: re-arm it, less the time spent here.
             signal.setitimer(signal.ITIMER_REAL, max(previous_delay - timeout, 0.001))
+        else:
+            # Left armed: disarming costs a system call per invocation, and an alarm
+            # that fires later finds nothing armed and is ignored (see _alarm).
+            hooks.stray_alarm = True
 
 
 def _ms(started: float) -> float:
