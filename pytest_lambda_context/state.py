@@ -79,6 +79,7 @@ class PluginState:
         self.resources: dict[str, Any] = {}
         # Called with (request, settings) before each function is made (es_url, aws).
         self.function_preparers: list[Callable[[pytest.FixtureRequest, dict[str, Any]], None]] = []
+        self.function_preparers.append(self._prepare_worker_pool)
 
     @property
     def clock(self) -> PluginClock:
@@ -160,6 +161,21 @@ class PluginState:
                 root.handlers[:] = saved_logging[1]
                 if boto3 is not None or "boto3" in sys.modules:
                     sys.modules["boto3"].DEFAULT_SESSION = saved_session
+
+    def _prepare_worker_pool(
+        self, request: pytest.FixtureRequest, settings: dict[str, Any]
+    ) -> None:
+        # isolation="process": one template process for the whole session, started at
+        # first use, so only the first function pays for its imports.
+        if settings.get("isolation") == "process" and settings.get("worker_pool") is None:
+            template = self.resources.get("worker_template")
+            if template is None:
+                from .process_isolation import WorkerTemplate
+
+                template = self.resources["worker_template"] = WorkerTemplate()
+                self.session_finalizers.append(template.close)
+                template.start()
+            settings["worker_pool"] = template
 
     def network_for(self, request: pytest.FixtureRequest) -> str:
         network = self.options["lambda_network"]
