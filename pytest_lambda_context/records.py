@@ -56,10 +56,12 @@ def json_copy(value: Any, what: str) -> Any:
     the round trip would give back an equal dict, and this keeps a warm invocation
     within microseconds of a direct call.
     """
-    if type(value) is dict and all(
-        type(k) is str and type(v) in _SCALARS for k, v in value.items()
-    ):
-        return dict(value)
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(k) is not str or type(v) not in _SCALARS:
+                break
+        else:
+            return dict(value)
     if type(value) in _SCALARS:
         return value
     try:
