@@ -1,0 +1,475 @@
+"""``isolation="process"``: each execution environment is a worker process.
+
+Workers are forked by a template process (:mod:`pytest_lambda_context.worker`) that
+was started with the same interpreter and has the heavy third-party libraries
+imported already, so a cold start costs a fork plus the function's own init code,
+and no worker inherits anything the test process or another environment opened.
+Between invocations a worker is frozen with SIGSTOP, as Lambda freezes an idle
+environment; it is thawed with SIGCONT for the next one.
+
+Workers never outlive the session: the template and the workers set
+PR_SET_PDEATHSIG, the template kills its workers when its control socket closes, and
+a worker exits when its channel closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .environment import ExecutionEnvironment
+from .errors import error_payload
+from .runtime import Outcome, exit_payload
+from .worker import PRELOAD, recv_message, send_message
+
+if TYPE_CHECKING:
+    from .function import LambdaFunction
+
+__all__ = ["ProcessEnvironment", "WorkerTemplate"]
+
+# As in module isolation: Lambda gives the init phase 10 seconds.
+INIT_TIMEOUT = 10.0
+# Past the function's timeout, how long the reply may take to cross the channel.
+_SLACK = 0.05
+# How long a worker gets to exit by itself (atexit handlers) before SIGKILL.
+_EXIT_GRACE = 1.0
+# How long the template may take to import the preloaded libraries.
+_READY_TIMEOUT = 120.0
+_PACKET = 1 << 16
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_HAVE_PIDFD = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+_template_lock = threading.Lock()
+
+
+class WorkerTemplate:
+    """A clean process, third-party libraries imported, that forks workers on request.
+
+    Thread-safe: environments driven from several threads fork through one template.
+    """
+
+    def __init__(self, preload: Sequence[str] = PRELOAD) -> None:
+        self.preload = list(preload)
+        self.pid: int | None = None
+        self.preloaded: list[str] = []
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._ready = False
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        """Start the template now (it imports in the background); forks wait for it."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        if self._closed:
+            raise RuntimeError("this WorkerTemplate is closed")
+        if self._process is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        environ = dict(os.environ)
+        environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_PACKAGE_PARENT, environ.get("PYTHONPATH")) if p
+        )
+        command = [sys.executable, "-m", "pytest_lambda_context.worker", str(theirs.fileno())]
+        # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: only
+        # ask for it from the main thread; otherwise the control socket's EOF still
+        # ends the template when the test process dies.
+        if threading.current_thread() is threading.main_thread():
+            command.append("--pdeathsig")
+        try:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                env=environ,
+                pass_fds=(theirs.fileno(),),
+                # Its own session: a Ctrl-C at the terminal is for pytest, which then
+                # shuts the workers down itself.
+                start_new_session=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._control = ours
+        self.pid = self._process.pid
+        sys_path = [p or os.getcwd() for p in sys.path]
+        ours.send(pickle.dumps(("hello", sys_path, self.preload), pickle.HIGHEST_PROTOCOL))
+
+    def _wait_ready(self) -> socket.socket:
+        self._start()
+        control = self._control
+        assert control is not None
+        if not self._ready:
+            control.settimeout(_READY_TIMEOUT)
+            reply = control.recv(_PACKET)
+            control.settimeout(None)
+            if not reply:
+                status = self._process.wait() if self._process is not None else None
+                self._discard()
+                raise RuntimeError(
+                    f"the isolation='process' template ({sys.executable} -m "
+                    f"pytest_lambda_context.worker) exited with status {status} before it "
+                    "was ready; its error output is above"
+                )
+            _, _, self.preloaded = pickle.loads(reply)
+            self._ready = True
+        return control
+
+    def close(self) -> None:
+        """Stop the template; its workers die with it."""
+        with self._lock:
+            self._closed = True
+            self._discard()
+
+    def _discard(self) -> None:
+        control, process = self._control, self._process
+        self._control = self._process = None
+        self._ready = False
+        if control is not None:
+            control.close()  # the template's cue to kill its workers and exit
+        if process is not None:
+            try:
+                process.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    # -- requests ------------------------------------------------------------------
+    def fork(self, channel: socket.socket) -> int:
+        """Fork a worker that serves ``channel`` (the template gets a copy of the fd)."""
+        for attempt in (1, 2):
+            with self._lock:
+                try:
+                    control = self._wait_ready()
+                    socket.send_fds(control, [pickle.dumps(("fork",))], [channel.fileno()])
+                    reply = control.recv(_PACKET)
+                    if reply:
+                        pid: int = pickle.loads(reply)[1]
+                        return pid
+                except OSError:
+                    if attempt == 2:
+                        raise
+                except BaseException:
+                    # Interrupted mid-request: the reply would be read by the next
+                    # caller. Start afresh instead (its workers go with it).
+                    self._discard()
+                    raise
+                # The template died (killed from outside): start a new one, once.
+                self._discard()
+        raise RuntimeError("the isolation='process' template exited while forking a worker")
+
+    def reap(self, pid: int, block: bool = True) -> int | None:
+        """The raw wait status of worker ``pid`` (None: still running and not ``block``)."""
+        with self._lock:
+            control = self._control
+            if control is None or not self._ready:
+                # No template: its workers were killed along with it.
+                return int(signal.SIGKILL)
+            try:
+                control.send(pickle.dumps(("reap", pid, block)))
+                reply = control.recv(_PACKET)
+            except BaseException:
+                self._discard()
+                raise
+            if not reply:
+                self._discard()
+                return int(signal.SIGKILL)
+            status: int | None = pickle.loads(reply)[1]
+            return status
+
+    def __repr__(self) -> str:
+        return f"<WorkerTemplate pid={self.pid} ready={self._ready} closed={self._closed}>"
+
+
+def template_for(function: LambdaFunction) -> WorkerTemplate:
+    """The function's template: the plugin's session template, or one of its own."""
+    template = function.worker_pool
+    if template is None:
+        with _template_lock:
+            template = function.worker_pool
+            if template is None:
+                template = function.worker_pool = WorkerTemplate()
+                function.add_finalizer(template.close)
+    return template
+
+
+class _Crashed(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class ProcessEnvironment(ExecutionEnvironment):
+    isolation = "process"
+
+    def __init__(self, function: LambdaFunction, env_id: str, initialization_type: str) -> None:
+        super().__init__(function, env_id, initialization_type)
+        self._template = template_for(function)
+        self.log_stream_name = function._log_stream_name()
+        environ = dict(os.environ)
+        environ.update(
+            reserved_environment_for(function, self.log_stream_name, initialization_type)
+        )
+        self._tmpdir = tempfile.mkdtemp(prefix=f"lambda-{function.function_name}-{env_id}-")
+        environ["TMPDIR"] = self._tmpdir
+        environ.update(function.resolved_env())
+        code_root = function.code_root
+        self._config = {
+            "environ": environ,
+            "tmpdir": self._tmpdir,
+            "sys_path": [
+                code_root,
+                *(p or os.getcwd() for p in sys.path if p != code_root),
+            ],
+            "code_root": code_root,
+            "code_root_prefix": function.code_root_prefix,
+            "function_name": function.function_name,
+            "environment_id": env_id,
+            "network": function.network,
+            "handler": function.handler,
+            "memory_mb": function.memory_mb,
+            "log_stream_name": self.log_stream_name,
+        }
+        self.pid: int | None = None
+        self._channel: socket.socket | None = None
+        self._pidfd: int | None = None
+        self._reaped = False
+        self._frozen = False
+        self._max_rss_kb = 0
+
+    @property
+    def module(self) -> ModuleType:
+        raise RuntimeError(
+            f"{self.id} runs in worker process {self.pid}: its handler module lives there, "
+            "not in the test process. Use isolation='module' for white-box checks of module "
+            "state, or have the handler return what the test needs to see."
+        )
+
+    # -- the worker process --------------------------------------------------------
+    def _spawn(self) -> socket.socket:
+        ours, theirs = socket.socketpair()
+        try:
+            self.pid = self._template.fork(theirs)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._channel = ours
+        if _HAVE_PIDFD:
+            # A pidfd names this very process: signals cannot reach a reused pid.
+            with contextlib.suppress(OSError):
+                self._pidfd = os.pidfd_open(self.pid)
+        return ours
+
+    def _signal(self, signum: int) -> None:
+        if self._pidfd is not None:
+            signal.pidfd_send_signal(self._pidfd, signum)
+        elif self.pid is not None:
+            os.kill(self.pid, signum)
+
+    def _request(self, message: tuple[Any, ...], timeout: float) -> tuple[Any, ...]:
+        channel = self._channel
+        assert channel is not None
+        deadline = time.monotonic() + timeout
+        try:
+            channel.settimeout(timeout)
+            send_message(channel, message)
+            reply: tuple[Any, ...] = recv_message(channel, deadline)
+        except (EOFError, ConnectionError):
+            raise _Crashed(self._wait_exit()) from None
+        except TimeoutError:
+            raise
+        except OSError:
+            raise _Crashed(self._wait_exit()) from None
+        self._max_rss_kb = reply[5]
+        return reply
+
+    def _wait_exit(self, grace: float = _EXIT_GRACE) -> int:
+        """Wait for the worker to end (SIGKILL after ``grace``); its raw wait status."""
+        if self._reaped or self.pid is None:
+            return 0
+        if self._pidfd is not None:
+            # Readable once the process has exited.
+            ready, _, _ = select.select([self._pidfd], [], [], grace)
+            exited = bool(ready)
+        else:
+            exited = False
+            until = time.monotonic() + grace
+            while time.monotonic() < until:
+                status = self._template.reap(self.pid, block=False)
+                if status is not None:
+                    self._reaped = True
+                    return status
+                time.sleep(0.002)
+        if not exited:
+            self._kill()
+        status = self._template.reap(self.pid, block=True)
+        self._reaped = True
+        return status if status is not None else 0
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._signal(signal.SIGCONT)
+            self._signal(signal.SIGKILL)
+        self._frozen = False
+
+    def _freeze(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._signal(signal.SIGSTOP)
+            self._frozen = True
+
+    def _thaw(self) -> None:
+        if self._frozen:
+            with contextlib.suppress(ProcessLookupError):
+                self._signal(signal.SIGCONT)
+            self._frozen = False
+
+    def _abandon(self) -> None:
+        """Interrupted (Ctrl-C) mid-request: kill the worker now, leave nothing behind."""
+        if self.pid is not None and not self._reaped:
+            self._kill()
+            with contextlib.suppress(Exception):
+                self._template.reap(self.pid, block=True)
+            self._reaped = True
+        self.shutdown("interrupted")
+
+    # -- init and invoke -------------------------------------------------------------
+    def _run_init(self, request_id: str | None) -> Outcome:
+        started = time.perf_counter()
+        offset = self.function.clock.offset
+        try:
+            self._spawn()
+            reply = self._request(("init", self._config, request_id, offset), INIT_TIMEOUT + _SLACK)
+        except TimeoutError:
+            self._kill()
+            payload = error_payload(
+                f"Init phase timed out after {INIT_TIMEOUT:.2f} seconds",
+                "Sandbox.Timedout",
+                request_id,
+            )
+            return Outcome("init", payload=payload, duration_ms=_ms(started))
+        except _Crashed as crash:
+            payload = _crash_payload(crash.status, request_id)
+            return Outcome("init", payload=payload, duration_ms=_ms(started))
+        except BaseException:
+            self._abandon()
+            raise
+        kind, _, payload, _, events, _ = reply
+        if kind == "ok":
+            self._freeze()
+        # Init Duration as the test process saw it: the fork as well as the init code,
+        # as Lambda's includes the runtime's start.
+        return Outcome(kind, payload=payload, duration_ms=_ms(started), events=events)
+
+    def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+        timeout = self.function.timeout
+        started = time.perf_counter()
+        self._thaw()
+        try:
+            reply = self._request(
+                ("invoke", request_id, event, deadline_ms, self.function.clock.offset),
+                timeout + _SLACK,
+            )
+        except TimeoutError:
+            self._kill()
+            payload = error_payload(
+                f"Task timed out after {timeout:.2f} seconds", "Sandbox.Timedout", request_id
+            )
+            return Outcome("timeout", payload=payload, duration_ms=timeout * 1000.0)
+        except _Crashed as crash:
+            payload = _crash_payload(crash.status, request_id)
+            return Outcome("exit", payload=payload, duration_ms=_ms(started))
+        except BaseException:
+            self._abandon()
+            raise
+        kind, result, payload, duration_ms, events, _ = reply
+        if kind != "exit":  # an exiting worker is reaped by the shutdown that follows
+            self._freeze()
+        return Outcome(kind, result=result, payload=payload, duration_ms=duration_ms, events=events)
+
+    def _release(self) -> None:
+        try:
+            if self.pid is not None and not self._reaped:
+                self._stop_worker()
+        finally:
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def _stop_worker(self) -> None:
+        channel = self._channel
+        if self.shutdown_reason in ("timeout", "exit") or channel is None:
+            self._kill()
+            self._wait_exit(grace=0.0)
+            return
+        # Let it exit by itself, so its atexit handlers (coverage data, say) run.
+        try:
+            self._thaw()
+            channel.settimeout(_EXIT_GRACE)
+            send_message(channel, ("shutdown",))
+        except OSError:
+            self._kill()
+        self._wait_exit()
+
+    def _max_memory_used_mb(self) -> int:
+        return self._max_rss_kb // 1024
+
+    def __repr__(self) -> str:
+        return (
+            f"<ProcessEnvironment {self.id} of {self.function.function_name}: {self.state}, "
+            f"pid {self.pid}, {len(self.invocations)} invocations>"
+        )
+
+
+def reserved_environment_for(
+    function: LambdaFunction, log_stream_name: str, initialization_type: str
+) -> dict[str, str]:
+    from .context import reserved_environment
+
+    return reserved_environment(
+        handler=function.handler,
+        function_name=function.function_name,
+        memory_mb=function.memory_mb,
+        log_stream_name=log_stream_name,
+        task_root=function.code_root,
+        initialization_type=initialization_type,
+    )
+
+
+def _crash_payload(status: int, request_id: str | None) -> dict[str, Any]:
+    """Lambda's Runtime.ExitError for a worker that ended on its own or by a signal."""
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return exit_payload(code, request_id)
+    name = (signal.strsignal(-code) or f"signal {-code}").lower()
+    return error_payload(
+        f"RequestId: {request_id} Error: Runtime exited with error: signal: {name}",
+        "Runtime.ExitError",
+        request_id,
+    )
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,415 @@
+"""The far side of ``isolation="process"``: the template process and the workers it forks.
+
+``python -m pytest_lambda_context.worker <control-fd> [--pdeathsig]`` starts a template:
+it imports the heavy third-party libraries once, then waits on its control socket
+(SOCK_SEQPACKET, one pickled message per packet). Each ``fork`` request carries one end
+of a fresh socketpair (SCM_RIGHTS); the forked child becomes an execution environment
+and talks to the test process over that channel with length-prefixed pickle messages:
+``init``, ``invoke`` and ``shutdown``. The template never runs function code, so no
+worker inherits a connection, a client or a module of the function's own.
+
+Workers stay children of the template, so only the template can reap them: the test
+process asks it to (``reap``), which also keeps a pid from being reused while the test
+process may still signal it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import gc
+import importlib
+import os
+import pickle
+import resource
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import time
+from typing import Any
+
+__all__ = [
+    "PRELOAD",
+    "main",
+    "recv_message",
+    "send_message",
+    "set_parent_death_signal",
+]
+
+# Imported by the template so a cold start does not pay for them (each if installed).
+PRELOAD = (
+    "elasticsearch",
+    "elastic_transport",
+    "boto3",
+    "botocore",
+    "botocore.session",
+    "botocore.client",
+    "urllib3",
+    "freezegun",
+    "json",
+    "logging",
+    "http.client",
+    "ssl",
+    "pytest_lambda_context.runtime",
+    "pytest_lambda_context.connections",
+    "pytest_lambda_context.clock",
+    "pytest_lambda_context.context",
+    "pytest_lambda_context._scope",
+    "pytest_lambda_context.errors",
+    "pytest_lambda_context.records",
+)
+
+_HEADER = struct.Struct("!Q")
+_PICKLE = pickle.HIGHEST_PROTOCOL
+_CONTROL_PACKET = 1 << 16
+_PR_SET_PDEATHSIG = 1
+
+
+# --- framing: length-prefixed pickles on a stream socket ------------------------------
+
+
+def send_message(sock: socket.socket, message: Any) -> None:
+    data = pickle.dumps(message, _PICKLE)
+    if len(data) < 1 << 16:
+        sock.sendall(_HEADER.pack(len(data)) + data)
+    else:  # spare a copy of a large event or result
+        sock.sendall(_HEADER.pack(len(data)))
+        sock.sendall(data)
+
+
+def recv_message(sock: socket.socket, deadline: float | None = None) -> Any:
+    """Read one message; EOFError when the peer is gone, TimeoutError past ``deadline``.
+
+    ``deadline`` (time.monotonic) needs a socket in timeout mode; None blocks.
+    """
+    chunk = _recv(sock, 1 << 16, deadline)
+    while len(chunk) < _HEADER.size:
+        chunk += _recv(sock, _HEADER.size - len(chunk), deadline)
+    (size,) = _HEADER.unpack_from(chunk)
+    end = _HEADER.size + size
+    if len(chunk) >= end:  # the common case: the whole message in one read
+        return pickle.loads(memoryview(chunk)[_HEADER.size : end])
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    have = len(chunk) - _HEADER.size
+    view[:have] = memoryview(chunk)[_HEADER.size :]
+    while have < size:
+        if deadline is not None:
+            sock.settimeout(max(deadline - time.monotonic(), 0.0))
+        count = sock.recv_into(view[have:])
+        if not count:
+            raise EOFError("the peer closed the channel")
+        have += count
+    return pickle.loads(buffer)
+
+
+def _recv(sock: socket.socket, size: int, deadline: float | None) -> bytes:
+    if deadline is not None:
+        sock.settimeout(max(deadline - time.monotonic(), 0.0))
+    data = sock.recv(size)
+    if not data:
+        raise EOFError("the peer closed the channel")
+    return data
+
+
+# --- process plumbing ---------------------------------------------------------------
+
+
+def set_parent_death_signal(signum: int = signal.SIGKILL) -> bool:
+    """Have the kernel send ``signum`` to this process when its parent dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _preload(names: list[str]) -> list[str]:
+    loaded = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # not installed or broken: the worker imports it itself
+            continue
+        loaded.append(name)
+    return loaded
+
+
+# --- the template -------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or not args[0].isdigit():
+        print(
+            "usage: python -m pytest_lambda_context.worker <control-fd> [--pdeathsig]\n"
+            "Started by pytest-lambda-context for isolation='process'; not for direct use.",
+            file=sys.stderr,
+        )
+        return 2
+    parent = os.getppid()
+    if "--pdeathsig" in args:
+        set_parent_death_signal()
+    if os.getppid() != parent:  # the test process died before prctl took effect
+        return 1
+    # Ctrl-C belongs to pytest; it is in another session anyway, this is belt and braces.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    control = socket.socket(fileno=int(args[0]))
+    control.set_inheritable(False)
+    with control:
+        return _serve(control)
+
+
+def _serve(control: socket.socket) -> int:
+    hello = control.recv(_CONTROL_PACKET)
+    if not hello:
+        return 0
+    _, sys_path, preload = pickle.loads(hello)
+    sys.path[:] = sys_path
+    loaded = _preload(preload)
+    # Freeze the preloaded objects out of the collector: a forked worker's collections
+    # then do not touch (and copy) the template's pages.
+    gc.collect()
+    gc.freeze()
+    control.send(pickle.dumps(("ready", os.getpid(), loaded), _PICKLE))
+    live: set[int] = set()
+    try:
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(control, _CONTROL_PACKET, 1)
+            except OSError:
+                break
+            if not data:
+                break  # the test process is gone or done: so are its environments
+            request = pickle.loads(data)
+            if request[0] == "fork":
+                reply: Any = ("forked", _fork(control, fds[0]))
+                live.add(reply[1])
+                os.close(fds[0])
+            elif request[0] == "reap":
+                for fd in fds:
+                    os.close(fd)
+                reply = ("reaped", _reap(request[1], request[2]))
+                if reply[1] is not None:
+                    live.discard(request[1])
+            else:
+                break
+            control.send(pickle.dumps(reply, _PICKLE))
+    finally:
+        for pid in live:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    return 0
+
+
+def _reap(pid: int, block: bool) -> int | None:
+    """The raw wait status of ``pid``, or None if it still runs (``block`` false)."""
+    try:
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return 0  # already reaped: nothing left to wait for
+    return status if done else None
+
+
+def _fork(control: socket.socket, channel_fd: int) -> int:
+    template = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    # The child: an execution environment. Nothing below may return into _serve.
+    status = 70
+    try:
+        control.close()
+        set_parent_death_signal()
+        if os.getppid() != template:
+            os._exit(1)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        gc.unfreeze()  # the worker's own garbage is its own business
+        channel = socket.socket(fileno=channel_fd)
+        status = _Worker(channel).serve()
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            import traceback
+
+            traceback.print_exc()
+    finally:
+        _flush()
+        os._exit(status)
+
+
+def _flush() -> None:
+    # Handler output goes to the test's captured stdout/stderr; flush it per message so
+    # it lands in the right test's report, and before any os._exit.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+# --- the worker: one execution environment -------------------------------------------
+
+
+class _Worker:
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel = channel
+        self.handler: Any = None
+        self.config: dict[str, Any] = {}
+
+    def serve(self) -> int:
+        """Answer requests until told to stop; returns the process's exit status."""
+        channel = self.channel
+        while True:
+            try:
+                request = recv_message(channel)
+            except (EOFError, OSError):
+                return 0  # the test process let go of this environment
+            kind = request[0]
+            if kind == "invoke":
+                reply, exit_status = self.invoke(*request[1:])
+            elif kind == "init":
+                reply, exit_status = self.init(*request[1:])
+            else:  # "shutdown": let atexit handlers (coverage, say) run, skip the teardown
+                _flush()
+                atexit._run_exitfuncs()
+                return 0
+            _flush()
+            try:
+                send_message(channel, reply)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                send_message(channel, _picklable(reply))
+            if exit_status is not None:
+                return exit_status
+
+    def init(
+        self, config: dict[str, Any], request_id: str | None, offset: float
+    ) -> tuple[tuple[Any, ...], int | None]:
+        from . import connections
+        from ._scope import Scope, set_scope
+        from .clock import shifted_clock
+        from .runtime import InitFailure, import_handler
+
+        self.config = config
+        os.environ.clear()
+        os.environ.update(config["environ"])
+        tempfile.tempdir = config["tmpdir"]
+        sys.path[:] = config["sys_path"]
+        os.chdir(config["code_root"])
+        # The template's finders may have listed the code root before these files existed.
+        importlib.invalidate_caches()
+        connections.install()
+        scope = Scope(
+            config["function_name"],
+            config["environment_id"],
+            request_id,
+            config["code_root_prefix"],
+            [],
+            config["network"],
+        )
+        set_scope(scope)
+        started = time.perf_counter()
+        exit_status = None
+        try:
+            with shifted_clock(offset, config["code_root_prefix"]):
+                self.handler, _ = import_handler(config["handler"], request_id)
+            kind, payload = "ok", None
+        except InitFailure as failure:
+            kind, payload = "init", failure.payload
+        except SystemExit as exc:
+            # Init code that exits takes the runtime down: report it, then really exit.
+            exit_status = _exit_status(exc.code)
+            kind, payload = "init", _exit_payload(exit_status, request_id)
+        finally:
+            set_scope(None)
+        duration = (time.perf_counter() - started) * 1000.0
+        return (kind, None, payload, duration, scope.events, _max_rss_kb()), exit_status
+
+    def invoke(
+        self, request_id: str, event: Any, deadline_ms: float, offset: float
+    ) -> tuple[tuple[Any, ...], int | None]:
+        from ._scope import Scope, set_scope
+        from .clock import shifted_clock
+        from .context import LambdaContext
+        from .runtime import call_handler
+
+        config = self.config
+        context = LambdaContext(
+            aws_request_id=request_id,
+            function_name=config["function_name"],
+            memory_limit_in_mb=config["memory_mb"],
+            log_stream_name=config["log_stream_name"],
+            deadline_ms=deadline_ms,
+        )
+        scope = Scope(
+            config["function_name"],
+            config["environment_id"],
+            request_id,
+            config["code_root_prefix"],
+            [],
+            config["network"],
+        )
+        set_scope(scope)
+        try:
+            if offset:
+                with shifted_clock(offset, config["code_root_prefix"]):
+                    outcome = call_handler(self.handler, event, context, request_id)
+            else:
+                outcome = call_handler(self.handler, event, context, request_id)
+        finally:
+            set_scope(None)
+        exit_status = None
+        payload = outcome.payload
+        if outcome.kind == "exit":
+            # sys.exit in the handler: the runtime really goes, with the real status.
+            exit_status = _exit_status(getattr(outcome.exc, "code", 1))
+            payload = _exit_payload(exit_status, request_id)
+        reply = (
+            outcome.kind,
+            outcome.result,
+            payload,
+            outcome.duration_ms,
+            scope.events,
+            _max_rss_kb(),
+        )
+        return reply, exit_status
+
+
+def _exit_status(code: object) -> int:
+    """The status the interpreter would exit with for ``sys.exit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _exit_payload(status: int, request_id: str | None) -> dict[str, Any]:
+    from .runtime import exit_payload
+
+    return exit_payload(status, request_id)
+
+
+def _max_rss_kb() -> int:
+    # Linux reports ru_maxrss in KiB.
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _picklable(reply: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The reply without the events (from some monitor) that do not pickle."""
+    kept = []
+    for event in reply[4]:
+        try:
+            pickle.dumps(event, _PICKLE)
+        except Exception:
+            continue
+        kept.append(event)
+    return (*reply[:4], kept, *reply[5:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
