@@ -19,7 +19,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     markers.register(config)
-    config.stash[_STATE] = PluginState(config, options.resolve_all(config))
+    state = config.stash[_STATE] = PluginState(config, options.resolve_all(config))
+    # Elasticsearch: a header line, and {es_url} in env values (modules load when called).
+    state.header_extras.append(lambda: _es().header_line(state))
+    state.function_preparers.append(
+        lambda request, settings: _es().prepare_function(request, settings)
+    )
+
+
+def _es() -> Any:
+    from . import elasticsearch_service
+
+    return elasticsearch_service
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,6 +40,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return config.stash[_STATE].header_lines()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") is not None:
+        reason = _es().docker_skip_reason(item.config.stash[_STATE])
+        if reason is not None:
+            pytest.skip(reason)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -98,3 +116,28 @@ def lambda_env(
 def lambda_context(request: pytest.FixtureRequest) -> Any:
     """A ``LambdaContext`` for calling a handler directly."""
     return request.config.stash[_STATE].context_for(request.node)
+
+
+@pytest.fixture(scope="session")
+def _lambda_es_service(pytestconfig: pytest.Config) -> Iterator[Any]:
+    yield from _es().session_service(pytestconfig.stash[_STATE])
+
+
+@pytest.fixture
+def es(_lambda_es_service: Any) -> Any:
+    """The session's Elasticsearch (``ElasticsearchService``); counts start at 0 per test."""
+    _lambda_es_service.reset_counts()
+    return _lambda_es_service
+
+
+@pytest.fixture
+def es_url(es: Any) -> str:
+    """``es.url``: the counting proxy's URL that handler code should use."""
+    return str(es.url)
+
+
+@pytest.fixture
+def tcp_proxy(pytestconfig: pytest.Config) -> Iterator[Callable[..., Any]]:
+    """Factory: ``tcp_proxy(host, port, *, idle_timeout=350.0)`` -> a counting ``TcpProxy``."""
+    with _es().proxy_factory(pytestconfig.stash[_STATE]) as factory:
+        yield factory

@@ -1,0 +1,566 @@
+"""Where the ``es`` fixture's Elasticsearch comes from: choosing a backend and running it.
+
+``lambda_es`` picks one of three backends (``auto`` picks for the user):
+
+- ``embedded``: the stand-in server of :mod:`.embedded`, in this process (so one per
+  xdist worker), started in milliseconds;
+- ``url``: an existing cluster, checked for an answer before the first test uses it;
+- ``container``: testcontainers' Elasticsearch container, started once per session
+  (per xdist worker) and stopped at its end.
+
+The Docker engine is probed with the standard library (a raw ``GET /_ping`` on its
+socket): deciding ``auto`` must not import the docker SDK or testcontainers, and
+nothing here imports elasticsearch at all. testcontainers is imported only when a
+container is really started.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import importlib
+import importlib.util
+import json
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+__all__ = [
+    "CONTAINER_START_TIMEOUT",
+    "DEFAULT_IMAGE",
+    "DOCKER_PROBE_TIMEOUT",
+    "Backend",
+    "BackendError",
+    "ContainerBackend",
+    "Decision",
+    "DockerEndpoint",
+    "DockerStatus",
+    "EmbeddedBackend",
+    "UrlBackend",
+    "decide",
+    "decide_cheaply",
+    "docker_endpoint",
+    "http_json",
+    "probe_docker",
+    "start_backend",
+    "wait_until_ready",
+]
+
+# Pinned so that a run today and a run next year test against the same server.
+DEFAULT_IMAGE = "docker.elastic.co/elasticsearch/elasticsearch:8.15.5"
+# "A Docker engine answers within 1 s" (the spec): a hung engine must not stall a run.
+DOCKER_PROBE_TIMEOUT = 1.0
+# A real Elasticsearch 8 needs 10-40 s to start on CI machines; 120 s bounds a wedged one.
+CONTAINER_START_TIMEOUT = 120.0
+# Asking the engine whether a registry has the image needs a registry round trip.
+_PULLABLE_TIMEOUT = 5.0
+_URL_TIMEOUT = 5.0
+_PROGRESS_EVERY = 10.0
+
+CHOOSE_ANOTHER = (
+    "choose another backend with --lambda-es=embedded (in-process stand-in) or "
+    "--lambda-es=url --lambda-es-url=http://host:9200 (or lambda_es = ... in the ini file)"
+)
+
+Say = Callable[[str], None]
+
+
+class BackendError(Exception):
+    """The chosen backend cannot be used; the message says why and what to do instead."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    backend: str  # "container", "url" or "embedded"
+    reason: str
+
+
+# --- the Docker engine, probed with the standard library ---------------------------------
+
+
+@dataclass(frozen=True)
+class DockerEndpoint:
+    """Where the Docker engine's API should be: a unix socket or plain TCP."""
+
+    url: str  # as the docker SDK takes it (base_url)
+    source: str  # where it came from, for messages
+
+    @property
+    def raw(self) -> bool:
+        """True if the standard library can talk to it (no TLS, no ssh)."""
+        tls = os.environ.get("DOCKER_TLS_VERIFY", "") not in ("", "0")
+        return self.url.startswith("unix://") or (self.url.startswith("tcp://") and not tls)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def _default_sockets() -> list[str]:
+    paths = ["/var/run/docker.sock"]
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        paths.append(os.path.join(runtime, "docker.sock"))  # rootless Docker
+    paths.append(os.path.expanduser("~/.docker/run/docker.sock"))  # Docker Desktop
+    return paths
+
+
+def docker_endpoint(environ: Mapping[str, str] | None = None) -> DockerEndpoint | None:
+    """DOCKER_HOST if set, else the first Docker socket that exists; None if neither."""
+    environ = os.environ if environ is None else environ
+    host = environ.get("DOCKER_HOST", "").strip()
+    if host:
+        return DockerEndpoint(host, "DOCKER_HOST")
+    for path in _default_sockets():
+        if os.path.exists(path):
+            return DockerEndpoint(f"unix://{path}", "default socket")
+    return None
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _docker_api(
+    endpoint: DockerEndpoint, method: str, path: str, timeout: float
+) -> tuple[int, bytes]:
+    """One request to the engine's API; OSError if it cannot be reached in time."""
+    conn: http.client.HTTPConnection
+    if endpoint.url.startswith("unix://"):
+        conn = _UnixHTTPConnection(endpoint.url[len("unix://") :], timeout)
+    else:
+        parts = urlsplit(endpoint.url.replace("tcp://", "http://", 1))
+        conn = http.client.HTTPConnection(
+            parts.hostname or "localhost", parts.port or 2375, timeout=timeout
+        )
+    try:
+        conn.request(method, path, headers={"Host": "docker"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    except http.client.HTTPException as exc:
+        raise OSError(f"not a Docker API answer: {exc!r}") from exc
+    finally:
+        conn.close()
+
+
+def _api_message(body: bytes) -> str:
+    try:
+        return str(json.loads(body)["message"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace").strip()[:200]
+
+
+@dataclass(frozen=True)
+class DockerStatus:
+    endpoint: DockerEndpoint | None
+    answered: bool
+    detail: str  # "answered in 3 ms" or why not
+
+
+def probe_docker(timeout: float = DOCKER_PROBE_TIMEOUT) -> DockerStatus:
+    """Does a Docker engine answer within ``timeout``? Never imports the docker SDK for
+    the usual unix-socket or plain-TCP engines."""
+    endpoint = docker_endpoint()
+    if endpoint is None:
+        return DockerStatus(
+            None,
+            False,
+            "no Docker engine found: DOCKER_HOST is unset and there is no socket at "
+            f"{' or '.join(_default_sockets())}",
+        )
+    began = time.perf_counter()
+    try:
+        if endpoint.raw:
+            status, body = _docker_api(endpoint, "GET", "/_ping", timeout)
+            if status != 200:
+                raise OSError(f"GET /_ping answered {status}: {_api_message(body)}")
+        else:
+            # TLS or ssh: the docker SDK knows how (it is installed with testcontainers).
+            _sdk_client(endpoint, timeout).ping()
+    except Exception as exc:  # any failure means: no engine we can use
+        return DockerStatus(
+            endpoint,
+            False,
+            f"no Docker engine answered within {timeout:g} s at {endpoint} ({endpoint.source}): "
+            f"{exc}",
+        )
+    took = (time.perf_counter() - began) * 1000
+    return DockerStatus(endpoint, True, f"a Docker engine answered at {endpoint} in {took:.0f} ms")
+
+
+def _sdk_client(endpoint: DockerEndpoint, timeout: float) -> Any:
+    import docker
+
+    if endpoint.source == "DOCKER_HOST":
+        return docker.from_env(timeout=max(1, int(timeout)))
+    return docker.DockerClient(base_url=endpoint.url, timeout=max(1, int(timeout)))
+
+
+def _image_state(endpoint: DockerEndpoint, image: str) -> tuple[bool | None, str]:
+    """(True, how) if the image is present, (True, how) if a registry has it,
+    (False, why) if neither, (None, why) if this cannot be told cheaply."""
+    name = quote(image, safe="/:@")
+    try:
+        if not endpoint.raw:
+            client = _sdk_client(endpoint, _PULLABLE_TIMEOUT)
+            try:
+                client.images.get(image)
+                return True, f"image {image} is present"
+            except Exception:
+                client.images.get_registry_data(image)
+                return True, f"image {image} can be pulled"
+        status, _ = _docker_api(endpoint, "GET", f"/images/{name}/json", DOCKER_PROBE_TIMEOUT)
+        if status == 200:
+            return True, f"image {image} is present"
+        status, body = _docker_api(endpoint, "GET", f"/distribution/{name}/json", _PULLABLE_TIMEOUT)
+        if status == 200:
+            return True, f"image {image} can be pulled"
+        return False, f"image {image} is not present and cannot be pulled ({_api_message(body)})"
+    except Exception as exc:
+        return False, f"image {image} is not present and the registry did not answer ({exc})"
+
+
+# --- deciding ----------------------------------------------------------------------------
+
+
+def _choice(options: Mapping[str, Any]) -> tuple[str, str | None, str]:
+    choice = options.get("lambda_es") or "auto"
+    url = options.get("lambda_es_url") or None
+    image = options.get("lambda_es_image") or DEFAULT_IMAGE
+    if choice == "url" and not url:
+        raise BackendError(
+            "lambda_es = url needs the cluster's address: --lambda-es-url=http://host:9200 "
+            f"(or lambda_es_url in the ini file); or {CHOOSE_ANOTHER}"
+        )
+    return choice, url, image
+
+
+def decide_cheaply(options: Mapping[str, Any]) -> Decision | None:
+    """The backend, if it can be told without talking to Docker; else None.
+
+    Used for the report header, which every session prints, used or not.
+    """
+    choice, url, _ = _choice(options)
+    if choice != "auto":
+        return Decision(choice, f"lambda_es = {choice}")
+    if url:
+        return Decision("url", "lambda_es_url is set")
+    if docker_endpoint() is None:
+        return Decision("embedded", probe_docker().detail)
+    return None
+
+
+def decide(
+    options: Mapping[str, Any], probe: Callable[[], DockerStatus] = probe_docker
+) -> Decision:
+    """auto: url if given, container if Docker answers and has (or can pull) the image,
+    else embedded. The reason says which condition decided."""
+    cheap = decide_cheaply(options)
+    if cheap is not None:
+        return cheap
+    _, _, image = _choice(options)
+    status = probe()
+    if not status.answered or status.endpoint is None:
+        return Decision("embedded", status.detail)
+    if importlib.util.find_spec("testcontainers") is None:
+        return Decision(
+            "embedded",
+            f"{status.detail}, but testcontainers is not installed "
+            '(pip install "pytest-lambda-context[containers]")',
+        )
+    usable, how = _image_state(status.endpoint, image)
+    if usable:
+        return Decision("container", f"{status.detail}; {how}")
+    return Decision("embedded", f"{status.detail}, but {how}")
+
+
+# --- HTTP to the server, from the test side ------------------------------------------------
+
+
+def http_json(
+    url: str, method: str = "GET", path: str = "/", timeout: float = _URL_TIMEOUT
+) -> tuple[int, Any]:
+    """One request to an Elasticsearch URL (credentials in it are sent as basic auth)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 9200)
+    conn: http.client.HTTPConnection
+    if https:
+        import ssl
+
+        conn = http.client.HTTPSConnection(
+            host, port, timeout=timeout, context=ssl.create_default_context()
+        )
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    headers = {"Accept": "application/json"}
+    if parts.username is not None:
+        token = f"{parts.username}:{parts.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+    try:
+        conn.request(method, parts.path.rstrip("/") + path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+    except http.client.HTTPException as exc:
+        raise OSError(f"not an HTTP answer: {exc!r}") from exc
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(body) if body else None
+    except ValueError:
+        return response.status, body.decode("utf-8", "replace")
+
+
+def wait_until_ready(
+    url: str,
+    timeout: float,
+    *,
+    say: Say,
+    what: str,
+    alive: Callable[[], str | None] = lambda: None,
+) -> None:
+    """Poll ``GET /`` until it answers 200, at most ``timeout`` seconds.
+
+    ``alive`` returns why waiting is pointless (the container exited), or None.
+    Says how long it has waited every 10 s, so a slow start does not look like a hang.
+    """
+    began = time.monotonic()
+    next_note = began + _PROGRESS_EVERY
+    last = "no answer yet"
+    while True:
+        try:
+            status, body = http_json(url, timeout=min(2.0, max(timeout, 0.1)))
+            if status == 200:
+                return
+            last = f"GET / answered {status}: {str(body)[:200]}"
+        except OSError as exc:
+            last = f"GET / failed: {exc}"
+        dead = alive()
+        if dead is not None:
+            raise BackendError(f"{what} stopped before it answered: {dead}. {CHOOSE_ANOTHER}")
+        now = time.monotonic()
+        if now - began >= timeout:
+            raise BackendError(
+                f"{what} did not answer at {url} within {timeout:g} s (last: {last}). "
+                f"A real Elasticsearch needs memory and time to start; or {CHOOSE_ANOTHER}"
+            )
+        if now >= next_note:
+            say(f"still waiting for {what} ({now - began:.0f} s of {timeout:g} s)")
+            next_note = now + _PROGRESS_EVERY
+        time.sleep(0.1)
+
+
+# --- the backends ---------------------------------------------------------------------------
+
+
+class Backend(Protocol):
+    name: str
+    host: str  # where the counting proxy connects to
+    port: int
+    direct_url: str
+
+    def stop(self) -> None: ...
+
+
+class EmbeddedBackend:
+    """The in-process stand-in: one per process, hence one per xdist worker."""
+
+    name = "embedded"
+
+    def __init__(self) -> None:
+        from .embedded import EmbeddedElasticsearch
+
+        began = time.perf_counter()
+        self.server = EmbeddedElasticsearch().start()
+        self.start_ms = (time.perf_counter() - began) * 1000
+        self.host, self.port, self.direct_url = self.server.host, self.server.port, self.server.url
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class UrlBackend:
+    """An existing cluster. It must answer ``GET /`` before any test relies on it."""
+
+    name = "url"
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BackendError(
+                f"lambda_es_url {url!r} is not an http(s) URL such as http://localhost:9200"
+            )
+        self.direct_url = url.rstrip("/")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 9200)
+        try:
+            status, body = http_json(self.direct_url)
+        except OSError as exc:
+            raise BackendError(
+                f"lambda_es_url {_without_password(url)} is not reachable: {exc}. "
+                f"Check that the cluster runs and the URL is right, or {CHOOSE_ANOTHER}"
+            ) from None
+        if status >= 500 or status == 404:
+            raise BackendError(
+                f"lambda_es_url {_without_password(url)} answered GET / with {status}, not as "
+                f"Elasticsearch does: {str(body)[:200]}. {CHOOSE_ANOTHER[0].upper()}"
+                f"{CHOOSE_ANOTHER[1:]}"
+            )
+
+    def stop(self) -> None:
+        pass  # not ours to stop
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _container_class() -> Any:
+    """ElasticSearchContainer wherever this testcontainers keeps it."""
+    try:
+        # testcontainers >= 4.10 (and the old name warns: filterwarnings=error suites).
+        return importlib.import_module(
+            "testcontainers.community.elasticsearch"
+        ).ElasticSearchContainer
+    except ImportError:
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = importlib.import_module("testcontainers.elasticsearch")  # 3.x to 4.9
+    return module.ElasticSearchContainer
+
+
+@contextlib.contextmanager
+def _testcontainers_defaults() -> Iterator[None]:
+    # Ryuk (the reaper) is an image to pull, which fails without a registry; the
+    # session stops its own container anyway. docker_host: testcontainers takes
+    # /.dockerenv as "inside a container" and would return the bridge gateway.
+    # Only defaults: a user's own setting wins.
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+    yield
+
+
+class ContainerBackend:
+    """testcontainers' Elasticsearch, single-node and without security, for the session."""
+
+    name = "container"
+    # Extra arguments for the image's entrypoint (tests use it to make a server that
+    # never answers); None keeps the image's own command.
+    command: str | None = None
+
+    def __init__(
+        self, image: str, *, timeout: float | None = None, say: Say = lambda _: None
+    ) -> None:
+        timeout = CONTAINER_START_TIMEOUT if timeout is None else timeout
+        status = probe_docker()
+        if not status.answered or status.endpoint is None:
+            raise BackendError(
+                f"lambda_es = container, but {status.detail}. Start Docker (or set DOCKER_HOST), "
+                f"or {CHOOSE_ANOTHER}"
+            )
+        with _testcontainers_defaults():
+            try:
+                container_class = _container_class()
+            except ImportError:
+                raise BackendError(
+                    "lambda_es = container needs testcontainers: "
+                    f'pip install "pytest-lambda-context[containers]"; or {CHOOSE_ANOTHER}'
+                ) from None
+        self.image = image
+        present, how = _image_state(status.endpoint, image)
+        if not present:
+            raise BackendError(
+                f"lambda_es = container, but {how}. Pull or build it, point lambda_es_image "
+                f"at an image you have, or {CHOOSE_ANOTHER}"
+            )
+        say(f"starting Elasticsearch container {image} ({how}; waiting up to {timeout:g} s)")
+        began = time.monotonic()
+        container = container_class(image, docker_client_kw={"base_url": status.endpoint.url})
+        container.with_env("discovery.type", "single-node")
+        container.with_env("xpack.security.enabled", "false")
+        # The JVM otherwise sizes its heap from the machine's memory; tests need little.
+        container.with_env("ES_JAVA_OPTS", os.environ.get("ES_JAVA_OPTS", "-Xms512m -Xmx512m"))
+        if self.command is not None:
+            container.with_command(self.command)
+        if hasattr(container, "_wait_strategy"):
+            # Our own wait below is bounded, says what it waits for, and notices an exit.
+            container._wait_strategy = None
+        self.container = container
+        try:
+            container.start()
+        except Exception as exc:
+            self._remove()
+            raise BackendError(
+                f"could not start a container from {image}: {exc}. {CHOOSE_ANOTHER[0].upper()}"
+                f"{CHOOSE_ANOTHER[1:]}"
+            ) from None
+        try:
+            self.host = container.get_container_host_ip()
+            self.port = int(container.get_exposed_port(9200))
+            self.direct_url = f"http://{self.host}:{self.port}"
+            wait_until_ready(
+                self.direct_url,
+                max(0.0, timeout - (time.monotonic() - began)),
+                say=say,
+                what=f"the Elasticsearch container ({image})",
+                alive=self._exited,
+            )
+        except BaseException:
+            self._remove()
+            raise
+        self.start_s = time.monotonic() - began
+        say(
+            f"Elasticsearch container {image} answered at {self.direct_url} after {self.start_s:.1f} s"
+        )
+
+    def _exited(self) -> str | None:
+        try:
+            wrapped = self.container.get_wrapped_container()
+            wrapped.reload()
+            if wrapped.status in ("exited", "dead"):
+                logs = wrapped.logs(tail=20).decode("utf-8", "replace").strip()
+                return f"it {wrapped.status}; its last lines:\n{logs}"
+        except Exception:
+            return None  # cannot tell: keep waiting until the deadline
+        return None
+
+    def _remove(self) -> None:
+        with contextlib.suppress(Exception):
+            self.container.stop()
+
+    def stop(self) -> None:
+        self._remove()
+
+
+def start_backend(
+    decision: Decision, options: Mapping[str, Any], *, say: Say = lambda _: None
+) -> Backend:
+    _, url, image = _choice(options)
+    if decision.backend == "url":
+        assert url is not None
+        return UrlBackend(url)
+    if decision.backend == "container":
+        return ContainerBackend(image, say=say)
+    return EmbeddedBackend()

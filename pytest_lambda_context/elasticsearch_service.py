@@ -1,0 +1,311 @@
+"""The ``es`` fixture's object, and the plugin glue for it and for ``tcp_proxy``.
+
+Handler code reaches every backend through a counting :class:`~.proxy.TcpProxy`, so
+``es.connections`` counts what the server accepted, and faults (dropped connections,
+outages, a NAT gateway's idle timeout) can be injected whatever the backend. The
+test side (``es.client()``, index clean-up) uses ``direct_url``, bypassing the proxy,
+so it never shows up in the counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+
+from . import backends
+from .backends import Backend, BackendError, Decision
+from .proxy import DropMode, ProxyCounter, TcpProxy
+
+if TYPE_CHECKING:
+    from .clock import PluginClock
+    from .state import PluginState
+
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "ElasticsearchService",
+    "docker_skip_reason",
+    "header_line",
+    "install",
+    "prepare_function",
+    "proxy_factory",
+    "session_service",
+]
+
+# AWS NAT gateways (and NLBs) drop a TCP flow idle for 350 s without telling either
+# end: the classic cause of "connection reset" on the first invocation after a pause.
+DEFAULT_IDLE_TIMEOUT = 350.0
+_PLACEHOLDERS = ("{es_url}", "{es_index_prefix}")
+_INSTALL_CLIENT = 'the es fixture needs the elasticsearch client: pip install "pytest-lambda-context[elasticsearch]"'
+
+
+class ElasticsearchService:
+    """The session's Elasticsearch, fronted by a counting, fault-injecting proxy."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        decision: Decision,
+        *,
+        clock: PluginClock | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        index_prefix: str | None = None,
+    ) -> None:
+        self._backend = backend
+        self.decision = decision
+        self.proxy = TcpProxy(
+            backend.host,
+            backend.port,
+            idle_timeout=idle_timeout,
+            clock=clock.monotonic if clock is not None else None,
+        ).start()
+        # LambdaFunction.idle() moves the clock: connections idle past the timeout die then.
+        self._unsubscribe = clock.subscribe(_expirer(self.proxy)) if clock is not None else None
+        self.connections: ProxyCounter = self.proxy.counter()
+        # Lower case: index names must be. Unique per session and xdist worker.
+        self.index_prefix = index_prefix or f"plc-{secrets.token_hex(4)}-"
+        self._named: set[str] = set()
+        self._client: Any = None
+        self._version: str | None = None
+        self.cleanup_errors: list[str] = []
+
+    # -- where it is ---------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """``"container"``, ``"url"`` or ``"embedded"``."""
+        return self._backend.name
+
+    @property
+    def reason(self) -> str:
+        return self.decision.reason
+
+    @property
+    def direct_url(self) -> str:
+        """The server itself, bypassing the proxy: for test-side code."""
+        return self._backend.direct_url
+
+    @property
+    def url(self) -> str:
+        """What handler code should use: through the counting proxy (credentials and
+        path of a ``lambda_es_url`` are kept)."""
+        parts = urlsplit(self.direct_url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@" if userinfo else ""
+        netloc += f"{self.proxy.host}:{self.proxy.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+    @property
+    def version(self) -> str:
+        """The server's version number, as ``GET /`` reports it."""
+        if self._version is None:
+            _, body = backends.http_json(self.direct_url)
+            try:
+                self._version = str(body["version"]["number"])
+            except (TypeError, KeyError):
+                self._version = "unknown"
+        return self._version
+
+    def index_name(self, name: str) -> str:
+        """``name`` under this session's prefix: the only indices a url cluster gets from
+        the plugin, and the ones deleted at session end."""
+        full = name if name.startswith(self.index_prefix) else self.index_prefix + name
+        self._named.add(full)
+        return full
+
+    def client(self, **kwargs: Any) -> Any:
+        """A test-side ``elasticsearch.Elasticsearch`` on ``direct_url``: not counted.
+
+        Without arguments the same client is returned each time (closed at session end).
+        """
+        from elasticsearch import Elasticsearch
+
+        if kwargs:
+            return Elasticsearch(self.direct_url, **kwargs)
+        if self._client is None:
+            self._client = Elasticsearch(self.direct_url)
+        return self._client
+
+    # -- faults --------------------------------------------------------------------
+    def drop_connections(self, mode: DropMode = "rst") -> int:
+        """Cut every open connection (``"rst"``, ``"fin"`` or ``"blackhole"``); how many."""
+        return self.proxy.drop_connections(mode)
+
+    @contextlib.contextmanager
+    def outage(self, mode: DropMode = "rst") -> Iterator[ElasticsearchService]:
+        """While inside: new connections are refused and open ones are cut."""
+        with self.proxy.outage(mode):
+            yield self
+
+    # -- life cycle ----------------------------------------------------------------
+    def reset_counts(self) -> None:
+        """Count from now on (each test gets its own ``es.connections``)."""
+        self.connections.reset()
+
+    def close(self) -> None:
+        try:
+            if self.backend == "url":
+                self._delete_own_indices()
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close()
+        finally:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            self.proxy.close()
+            self._backend.stop()
+
+    def _delete_own_indices(self) -> None:
+        # Only names under our prefix: listed by wildcard (a real cluster), plus the
+        # ones index_name() handed out (servers that cannot list by wildcard).
+        names: set[str] = set()
+        pattern = quote(self.index_prefix + "*", safe="*")
+        try:
+            status, body = backends.http_json(
+                self.direct_url, path=f"/{pattern}?expand_wildcards=all&allow_no_indices=true"
+            )
+            if status == 200 and isinstance(body, dict):
+                names.update(n for n in body if n.startswith(self.index_prefix))
+        except OSError as exc:
+            self.cleanup_errors.append(f"listing {self.index_prefix}*: {exc}")
+        for name in sorted(self._named):
+            with contextlib.suppress(OSError):
+                if backends.http_json(self.direct_url, "HEAD", f"/{quote(name)}")[0] == 200:
+                    names.add(name)
+        for name in sorted(names):
+            if not name.startswith(self.index_prefix):  # never anyone else's
+                continue
+            try:
+                status, body = backends.http_json(self.direct_url, "DELETE", f"/{quote(name)}")
+                if status not in (200, 404):
+                    self.cleanup_errors.append(f"DELETE {name}: {status} {str(body)[:200]}")
+            except OSError as exc:
+                self.cleanup_errors.append(f"DELETE {name}: {exc}")
+
+    def __repr__(self) -> str:
+        return f"<ElasticsearchService {self.backend} {self.url} -> {self.direct_url}>"
+
+
+def _expirer(proxy: TcpProxy) -> Callable[[], None]:
+    def expire() -> None:
+        proxy.expire_idle()
+
+    return expire
+
+
+# --- plugin glue ------------------------------------------------------------------------
+
+
+def install(state: PluginState) -> None:
+    state.header_extras.append(lambda: header_line(state))
+    state.function_preparers.append(prepare_function)
+
+
+def header_line(state: PluginState) -> str:
+    """Which backend and why, without probing Docker (every session prints it)."""
+    decided = state.resources.get("es_decision")
+    try:
+        decision = decided or backends.decide_cheaply(state.options)
+    except BackendError as exc:
+        return f"es: misconfigured ({exc})"
+    if decision is None:
+        endpoint = backends.docker_endpoint()
+        return f"es: auto, decided at first use (a Docker engine may answer at {endpoint})"
+    return f"es: {decision.backend} ({decision.reason})"
+
+
+def _say(config: pytest.Config) -> Callable[[str], None]:
+    """Write a line to the terminal now, even from inside a captured fixture."""
+
+    def say(text: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return  # an xdist worker, or -p no:terminal
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(f"lambda-context: {text}")
+
+    return say
+
+
+def session_service(state: PluginState) -> Iterator[ElasticsearchService]:
+    """Body of the session-scoped fixture: decide, start, yield, stop."""
+    try:
+        import elasticsearch  # noqa: F401  (handler code and es.client() need it)
+    except ImportError:
+        pytest.fail(_INSTALL_CLIENT, pytrace=False)
+    say = _say(state.config)
+    try:
+        cheap = backends.decide_cheaply(state.options)
+        decision = cheap or backends.decide(state.options)
+        if cheap is None:
+            say(f"es: {decision.backend} ({decision.reason})")
+        state.resources["es_decision"] = decision
+        backend = backends.start_backend(decision, state.options, say=say)
+    except BackendError as exc:
+        pytest.fail(f"es fixture: {exc}", pytrace=False)
+    service = ElasticsearchService(backend, decision, clock=state.clock)
+    state.resources["es"] = service
+    try:
+        yield service
+    finally:
+        state.resources.pop("es", None)
+        service.close()
+        if service.cleanup_errors:
+            say(
+                "could not delete every index of this session: " + "; ".join(service.cleanup_errors)
+            )
+
+
+def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
+    """Fill ``{es_url}`` and ``{es_index_prefix}`` in env values, pulling in ``es``."""
+    env: Mapping[str, Any] = settings.get("env") or {}
+    mentions = any(isinstance(v, str) and any(p in v for p in _PLACEHOLDERS) for v in env.values())
+    if not mentions and "es" not in request.fixturenames:
+        return
+    service: ElasticsearchService = request.getfixturevalue("es")
+    settings["placeholders"] = {
+        **(settings.get("placeholders") or {}),
+        "es_url": lambda: service.url,
+        "es_index_prefix": lambda: service.index_prefix,
+    }
+
+
+def docker_skip_reason(state: PluginState) -> str | None:
+    """Why a ``docker``-marked test cannot run (no engine answered in 1 s), or None.
+
+    Probed once per session."""
+    if "docker_probe" not in state.resources:
+        state.resources["docker_probe"] = backends.probe_docker()
+    status: backends.DockerStatus = state.resources["docker_probe"]
+    return None if status.answered else f"needs a Docker engine; {status.detail}"
+
+
+@contextlib.contextmanager
+def proxy_factory(state: PluginState) -> Iterator[Callable[..., TcpProxy]]:
+    """Body of the ``tcp_proxy`` fixture: proxies on the plugin's clock, closed after."""
+    made: list[tuple[TcpProxy, Callable[[], None]]] = []
+
+    def make(
+        host: str,
+        port: int,
+        *,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        latency: float = 0.0,
+    ) -> TcpProxy:
+        proxy = TcpProxy(
+            host, port, idle_timeout=idle_timeout, clock=state.clock.monotonic, latency=latency
+        ).start()
+        made.append((proxy, state.clock.subscribe(_expirer(proxy))))
+        return proxy
+
+    try:
+        yield make
+    finally:
+        for proxy, unsubscribe in reversed(made):
+            unsubscribe()
+            proxy.close()
