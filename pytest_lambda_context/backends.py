@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import importlib
 import importlib.util
 import json
@@ -27,9 +26,11 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
+
+if TYPE_CHECKING:
+    import http.client
 
 __all__ = [
     "CONTAINER_START_TIMEOUT",
@@ -75,8 +76,8 @@ class BackendError(Exception):
     """The chosen backend cannot be used; the message says why and what to do instead."""
 
 
-@dataclass(frozen=True)
-class Decision:
+# NamedTuples, not dataclasses: this module is imported for every report header.
+class Decision(NamedTuple):
     backend: str  # "container", "url" or "embedded"
     reason: str
 
@@ -84,8 +85,7 @@ class Decision:
 # --- the Docker engine, probed with the standard library ---------------------------------
 
 
-@dataclass(frozen=True)
-class DockerEndpoint:
+class DockerEndpoint(NamedTuple):
     """Where the Docker engine's API should be: a unix socket or plain TCP."""
 
     url: str  # as the docker SDK takes it (base_url)
@@ -122,29 +122,32 @@ def docker_endpoint(environ: Mapping[str, str] | None = None) -> DockerEndpoint 
     return None
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+def _unix_connection(path: str, timeout: float) -> http.client.HTTPConnection:
+    import http.client
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return UnixHTTPConnection("localhost", timeout=timeout)
 
 
 def _docker_api(
     endpoint: DockerEndpoint, method: str, path: str, timeout: float
 ) -> tuple[int, bytes]:
     """One request to the engine's API; OSError if it cannot be reached in time."""
+    import http.client  # lazily: ssl and email make it the costliest import here
+
     conn: http.client.HTTPConnection
     if endpoint.url.startswith("unix://"):
-        conn = _UnixHTTPConnection(endpoint.url[len("unix://") :], timeout)
+        conn = _unix_connection(endpoint.url[len("unix://") :], timeout)
     else:
         parts = urlsplit(endpoint.url.replace("tcp://", "http://", 1))
         conn = http.client.HTTPConnection(
@@ -167,8 +170,7 @@ def _api_message(body: bytes) -> str:
         return body.decode("utf-8", "replace").strip()[:200]
 
 
-@dataclass(frozen=True)
-class DockerStatus:
+class DockerStatus(NamedTuple):
     endpoint: DockerEndpoint | None
     answered: bool
     detail: str  # "answered in 3 ms" or why not
@@ -298,6 +300,8 @@ def http_json(
     url: str, method: str = "GET", path: str = "/", timeout: float = _URL_TIMEOUT
 ) -> tuple[int, Any]:
     """One request to an Elasticsearch URL (credentials in it are sent as basic auth)."""
+    import http.client
+
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
     https = parts.scheme == "https"
