@@ -196,7 +196,8 @@ class ExecutionEnvironment:
     def iter_invocations(self) -> Iterator[Invocation]:
         return iter(self.invocations)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, invocations: bool = True) -> dict[str, Any]:
+        """Plain data for reports; ``invocations=False`` leaves out the per-invocation records."""
         return {
             "id": self.id,
             "uid": self.uid,
@@ -206,7 +207,8 @@ class ExecutionEnvironment:
             "initialization_type": self.initialization_type,
             "init_duration_ms": self.init_duration_ms,
             "init_error": self.init_error,
-            "invocations": [i.to_dict() for i in self.invocations],
+            "invocation_count": len(self.invocations),
+            "invocations": [i.to_dict() for i in self.invocations] if invocations else [],
             "connections": self.connections.opened(),
             "connection_events": [asdict(e) for e in self.connections.events],
             "clients": [asdict(c) if is_dataclass(c) else repr(c) for c in self.clients],

@@ -325,7 +325,8 @@ class LambdaFunction:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, invocations: bool = True) -> dict[str, Any]:
+        """Plain data for reports; ``invocations=False`` leaves out the per-invocation records."""
         return {
             "function_name": self.function_name,
             "handler": self.handler,
@@ -333,7 +334,7 @@ class LambdaFunction:
             "code_root": self.code_root,
             "timeout": self.timeout,
             "memory_mb": self.memory_mb,
-            "environments": [e.to_dict() for e in [*self.environments, *self._released]],
+            "environments": [e.to_dict(invocations) for e in [*self.environments, *self._released]],
             "invocations": len(self.invocations),
             "connections": self.connections.opened(),
         }

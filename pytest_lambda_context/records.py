@@ -12,7 +12,7 @@ __all__ = ["Invocation", "json_copy"]
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-@dataclass
+@dataclass(slots=True)
 class Invocation:
     request_id: str
     environment_id: str

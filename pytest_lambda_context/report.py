@@ -8,22 +8,13 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-__all__ = ["SessionRecords", "summary_lines", "write_json"]
+__all__ = ["summary_lines", "write_json"]
 
 
-class SessionRecords:
-    """Functions closed during the session, as plain data (kept small: no results)."""
-
-    def __init__(self) -> None:
-        self.functions: list[dict[str, Any]] = []
-
-    def add(self, nodeid: str, function_data: dict[str, Any]) -> None:
-        self.functions.append({"test": nodeid, **function_data})
-
-
-def summary_lines(records: SessionRecords) -> list[str]:
+def summary_lines(records: list[dict[str, Any]]) -> list[str]:
+    """The terminal summary: per function, environments, invocations, init, connections."""
     by_name: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for data in records.functions:
+    for data in records:
         by_name[(data["function_name"], data["handler"], data["isolation"])].append(data)
     lines = []
     for (name, handler, isolation), functions in by_name.items():
@@ -35,7 +26,7 @@ def summary_lines(records: SessionRecords) -> list[str]:
                 latest[environment["uid"]] = environment
         environments = list(latest.values())
         cold = sum(1 for e in environments if e["init_duration_ms"] is not None)
-        invocations = sum(len(e["invocations"]) for e in environments)
+        invocations = sum(e["invocation_count"] for e in environments)
         inits = [e["init_duration_ms"] for e in environments if e["init_duration_ms"] is not None]
         init = f"init {statistics.median(inits):.1f} ms median" if inits else "no init"
         lines.append(
@@ -52,10 +43,10 @@ def summary_lines(records: SessionRecords) -> list[str]:
     return lines
 
 
-def write_json(path: str, records: SessionRecords, header: dict[str, Any]) -> None:
+def write_json(path: str, records: list[dict[str, Any]], header: dict[str, Any]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     temporary = f"{path}.tmp"
     with open(temporary, "w", encoding="utf-8") as stream:
-        json.dump({**header, "functions": records.functions}, stream, indent=2, default=repr)
+        json.dump({**header, "functions": records}, stream, indent=2, default=repr)
     os.replace(temporary, path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .markers import marker_arguments
-from .report import SessionRecords, summary_lines, write_json
 
 if TYPE_CHECKING:
     from .clock import PluginClock
@@ -71,7 +69,9 @@ class PluginState:
     def __init__(self, config: pytest.Config, options: dict[str, Any]) -> None:
         self.config = config
         self.options = options
-        self.records = SessionRecords()
+        # Plain data of every function closed this session; full invocation records
+        # only when a JSON report was asked for (a long session would hold them all).
+        self.records: list[dict[str, Any]] = []
         self._clock: PluginClock | None = None
         # Other parts of the plugin (Elasticsearch, AWS) add lines and finalizers here.
         self.header_extras: list[Callable[[], str]] = []
@@ -105,6 +105,8 @@ class PluginState:
         return handler, {}
 
     def context_for(self, node: pytest.Item) -> LambdaContext:
+        import uuid
+
         from .context import LambdaContext
 
         marker = node.get_closest_marker("lambda_handler")
@@ -153,7 +155,8 @@ class PluginState:
             try:
                 for function in reversed(made):
                     function.close()
-                    self.records.add(request.node.nodeid, function.to_dict())
+                    data = function.to_dict(invocations=bool(self.options["lambda_report"]))
+                    self.records.append({"test": request.node.nodeid, **data})
             finally:
                 # Init code often configures logging (and boto3's default session);
                 # the next test must not inherit it.
@@ -191,6 +194,10 @@ class PluginState:
         return [", ".join([line, *extras])]
 
     def terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.records:
+            return
+        from .report import summary_lines
+
         lines = summary_lines(self.records)
         if not lines:
             return
@@ -202,6 +209,8 @@ class PluginState:
         try:
             path = self.options["lambda_report"]
             if path:
+                from .report import write_json
+
                 write_json(path, self.records, {"options": self.options})
         finally:
             while self.session_finalizers:
