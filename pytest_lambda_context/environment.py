@@ -8,8 +8,8 @@ down: by a timeout, a crash, an idle timeout, or the end of the test.
 from __future__ import annotations
 
 import logging
-import secrets
 import resource
+import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from types import ModuleType
