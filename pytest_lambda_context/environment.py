@@ -211,7 +211,10 @@ class ExecutionEnvironment:
             "invocations": [i.to_dict() for i in self.invocations] if invocations else [],
             "connections": self.connections.opened(),
             "connection_events": [asdict(e) for e in self.connections.events],
-            "clients": [asdict(c) if is_dataclass(c) else repr(c) for c in self.clients],
+            "clients": [
+                asdict(c) if is_dataclass(c) and not isinstance(c, type) else repr(c)
+                for c in self.clients
+            ],
         }
 
     def __repr__(self) -> str:

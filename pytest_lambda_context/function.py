@@ -353,7 +353,8 @@ def _check_number(
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an integer" if integer else "a number"
         raise TypeError(f"{name} must be {kind}, not {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
+    number: float = value
+    if number < minimum or (maximum is not None and number > maximum):
         bounds = (
             f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         )

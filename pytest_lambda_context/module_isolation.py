@@ -98,8 +98,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         # os.environ keeps its data in ``_data`` (encoded); swapping that dict in and
         # out is O(1), where setting variables one by one costs a putenv each.
         self._environ_data = {
-            environ.encodekey(k): environ.encodevalue(v)  # type: ignore[attr-defined]
-            for k, v in variables.items()
+            environ.encodekey(k): environ.encodevalue(v) for k, v in variables.items()
         }
         code_root = function.code_root
         self._sys_path = [code_root, *(p for p in sys.path if p != code_root)]
@@ -192,7 +191,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         for name in self._modules:
             modules.pop(name, None)
         modules.update(displaced)
-        return scope.events
+        events: list[Any] = scope.events
+        return events
 
     # -- init and invoke -----------------------------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
@@ -236,6 +236,7 @@ class ModuleEnvironment(ExecutionEnvironment):
             deadline_ms=deadline_ms,
         )
         saved = self._enter(request_id, evict=False)
+        outcome: Outcome
         try:
             if function.clock.offset:
                 with shifted_clock(function.clock.offset, function.code_root_prefix):

@@ -162,8 +162,9 @@ class PluginState:
                 # the next test must not inherit it.
                 root.setLevel(saved_logging[0])
                 root.handlers[:] = saved_logging[1]
-                if boto3 is not None or "boto3" in sys.modules:
-                    sys.modules["boto3"].DEFAULT_SESSION = saved_session
+                loaded_boto3: Any = sys.modules.get("boto3")
+                if loaded_boto3 is not None:
+                    loaded_boto3.DEFAULT_SESSION = saved_session
 
     def _prepare_worker_pool(
         self, request: pytest.FixtureRequest, settings: dict[str, Any]
