@@ -29,7 +29,23 @@ _EXPORTS = {
     "EmbeddedElasticsearch": ".embedded",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConnectionEvent",
+    "ConnectionLog",
+    "EmbeddedElasticsearch",
+    "ExecutionEnvironment",
+    "HandlerError",
+    "InitError",
+    "Invocation",
+    "InvocationTimeout",
+    "LambdaContext",
+    "LambdaError",
+    "LambdaFunction",
+    "MarshalError",
+    "PluginClock",
+    "RuntimeExitError",
+    "TcpProxy",
+]
 
 if TYPE_CHECKING:
     from .clock import PluginClock
