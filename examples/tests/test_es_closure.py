@@ -20,9 +20,8 @@ def test_one_client_and_one_connection_per_environment(lambda_function, docs_ind
 def test_an_unreachable_cluster_fails_fast_and_is_retried_next_time(
     lambda_function, es, docs_index
 ):
-    with es.outage():  # connections to es.url are refused
-        with pytest.raises(HandlerError) as failed:
-            lambda_function.invoke({})
+    with es.outage(), pytest.raises(HandlerError) as failed:  # connections to es.url are refused
+        lambda_function.invoke({})
     assert failed.value.payload["errorType"] == "ConnectionError"
     assert "did not answer" in failed.value.payload["errorMessage"]
 

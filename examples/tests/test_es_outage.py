@@ -12,9 +12,8 @@ pytestmark = pytest.mark.lambda_handler(
 def test_init_fails_during_an_outage_and_a_later_cold_start_recovers(
     lambda_function, es, docs_index
 ):
-    with es.outage():
-        with pytest.raises(InitError) as failed:
-            lambda_function.invoke({})
+    with es.outage(), pytest.raises(InitError) as failed:
+        lambda_function.invoke({})
     assert failed.value.payload["errorType"] == "ConnectionError"
     assert "did not answer at init" in failed.value.payload["errorMessage"]
 
