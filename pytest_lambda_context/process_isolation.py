@@ -207,6 +207,9 @@ def template_for(function: LambdaFunction) -> WorkerTemplate:
             if template is None:
                 template = function.worker_pool = WorkerTemplate()
                 function.add_finalizer(template.close)
+                # Start it here, usually on the main thread (see _start), not on one of
+                # invoke_many's threads; it imports while the caller carries on.
+                template.start()
     return template
 
 

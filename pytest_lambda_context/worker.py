@@ -302,10 +302,12 @@ class _Worker:
         # The template's finders may have listed the code root before these files existed.
         importlib.invalidate_caches()
         connections.install()
+        # request_id None: connections of the init phase are the init's, not the
+        # first invocation's (ConnectionEvent's contract).
         scope = Scope(
             config["function_name"],
             config["environment_id"],
-            request_id,
+            None,
             config["code_root_prefix"],
             [],
             config["network"],
@@ -412,4 +414,9 @@ def _picklable(reply: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: freezegun ignores the
+    # callers' modules by name, and "__main__" frames under the handler would count as
+    # a library's and hide the moved clock from it.
+    from pytest_lambda_context.worker import main as _main
+
+    sys.exit(_main())

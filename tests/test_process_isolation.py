@@ -1,0 +1,584 @@
+"""``isolation="process"``: worker processes forked from a clean template, real handlers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_lambda_context import (
+    HandlerError,
+    InitError,
+    InvocationTimeout,
+    LambdaError,
+    LambdaFunction,
+    MarshalError,
+    RuntimeExitError,
+)
+from pytest_lambda_context.process_isolation import ProcessEnvironment, WorkerTemplate
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+HANDLERS = {
+    "app/__init__.py": "",
+    "app/helper.py": "LOADED = []\n",
+    "app/main.py": """
+        import os, sys, time, datetime, uuid, socket, signal
+        from app import helper
+
+        helper.LOADED.append(1)
+        count = 0
+        client = uuid.uuid4().hex  # stands for a datastore client made at init
+        held = []
+
+        def handler(event, context):
+            global count
+            count += 1
+            action = event.get("action")
+            if action == "raise":
+                raise ValueError(f"bad order {event['id']}")
+            if action == "sleep":
+                started = time.time()
+                time.sleep(event["seconds"])
+                return {"start": started, "end": time.time()}
+            if action == "exit":
+                sys.exit(event["status"])
+            if action == "_exit":
+                os._exit(event["status"])
+            if action == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if action == "marshal":
+                return {"at": {1, 2}}
+            if action == "connect":
+                address = (event.get("host", "127.0.0.1"), event["port"])
+                held.append(socket.create_connection(address, timeout=5))
+            if action == "allocate":
+                held.append(bytearray(event["mb"] * 1024 * 1024))
+            if action == "setenv":
+                os.environ["LEAK"] = "yes"
+            return {
+                "count": count,
+                "client": client,
+                "helper_loads": len(helper.LOADED),
+                "pid": os.getpid(),
+                "ppid": os.getppid(),
+                "cwd": os.getcwd(),
+                "path0": sys.path[0],
+                "env": {k: os.environ.get(k) for k in event.get("env", [])},
+                "now": time.time(),
+                "year": datetime.datetime.now().year,
+                "remaining": context.get_remaining_time_in_millis(),
+                "request_id": context.aws_request_id,
+            }
+    """,
+    "app/connects_at_init.py": """
+        import os, socket
+        conn = socket.create_connection(("127.0.0.1", int(os.environ["PORT"])))
+        def handler(event, context):
+            return "ok"
+    """,
+    "broken_init.py": "raise RuntimeError('cannot reach the config service')\n",
+    "exits_at_init.py": "import sys\nsys.exit(5)\n",
+    "syntax.py": "def handler(event, context)\n    return 1\n",
+    "imports_missing.py": "import no_such_dependency\n",
+    "not_callable.py": "handler = 'I am a string'\n",
+    "ok.py": "def handler(event, context):\n    return {'ok': True}\n",
+    "slow_init.py": "import time\ntime.sleep(30)\n",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> Iterator[WorkerTemplate]:
+    # One template for the module's tests, as the plugin keeps one per session.
+    template = WorkerTemplate()
+    yield template
+    template.close()
+
+
+@pytest.fixture
+def root(project: Callable[[dict[str, str]], Path]) -> Path:
+    return project(HANDLERS)
+
+
+@pytest.fixture
+def make(root: Path, template: WorkerTemplate) -> Iterator[Callable[..., LambdaFunction]]:
+    made: list[LambdaFunction] = []
+
+    def factory(handler: str = "app.main.handler", **config: object) -> LambdaFunction:
+        config.setdefault("code_root", root)
+        function = LambdaFunction(
+            handler,
+            isolation="process",
+            worker_pool=template,
+            **config,  # type: ignore[arg-type]
+        )
+        made.append(function)
+        return function
+
+    yield factory
+    for function in made:
+        function.close()
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter in /proc/<pid>/stat (None: no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def gone(pid: int) -> bool:
+    # A zombie has ended; whoever its parent now is may reap it at leisure.
+    return process_state(pid) in (None, "Z", "X")
+
+
+def env_of(function: LambdaFunction, index: int = 0) -> ProcessEnvironment:
+    environment = function.environments[index]
+    assert isinstance(environment, ProcessEnvironment)
+    return environment
+
+
+# --- cold and warm ----------------------------------------------------------------------
+
+
+def test_state_survives_between_warm_invocations_in_one_worker(make):
+    function = make()
+    first, second = function.invoke({}), function.invoke({})
+    assert (first["count"], second["count"]) == (1, 2)
+    assert first["pid"] == second["pid"] != os.getpid()
+    assert first["client"] == second["client"]
+    cold, warm = function.invocations
+    assert (cold.cold, warm.cold) == (True, False)
+    assert cold.init_duration_ms is not None and cold.init_duration_ms > 0
+    assert "Init Duration" in cold.report_line and "Init Duration" not in warm.report_line
+    # The function's code was never imported into the test process.
+    assert "app.main" not in sys.modules
+
+
+def test_each_environment_is_its_own_process_with_its_own_client(make):
+    function = make()
+    a, b = function.cold_start(), function.cold_start()
+    ra, rb = a.invoke({}), b.invoke({})
+    assert ra["pid"] != rb["pid"]
+    assert ra["client"] != rb["client"]
+    assert ra["count"] == rb["count"] == 1
+    assert ra["helper_loads"] == rb["helper_loads"] == 1
+    # Both forked from the same template, not from the test process.
+    assert ra["ppid"] == rb["ppid"] != os.getpid()
+
+
+def test_the_template_has_the_libraries_preloaded(template):
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        pid = template.fork(theirs)
+    # Its channel closed, the worker exits by itself; the template reaps it for us.
+    status = template.reap(pid)
+    assert status is not None and os.waitstatus_to_exitcode(status) == 0
+    for name in ("elasticsearch", "elastic_transport", "boto3", "botocore", "urllib3"):
+        assert name in template.preloaded
+    assert "freezegun" in template.preloaded
+
+
+def test_the_module_is_out_of_reach(make):
+    function = make()
+    environment = function.cold_start()
+    environment.invoke({})
+    with pytest.raises(RuntimeError, match="isolation='module'"):
+        _ = environment.module
+
+
+def test_provisioned_environments_are_initialised_ahead(make):
+    function = make()
+    (environment,) = function.provision(1)
+    assert environment.state == "warm"
+    result = environment.invoke({"env": ["AWS_LAMBDA_INITIALIZATION_TYPE"]})
+    assert result["env"] == {"AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency"}
+    assert not function.invocations[0].cold
+
+
+# --- the worker's environment ---------------------------------------------------------
+
+
+def test_environment_variables_cwd_sys_path_and_tmpdir(make, root, monkeypatch):
+    monkeypatch.setenv("FROM_THE_TEST_PROCESS", "inherited")
+    function = make(env={"TABLE": "orders"}, function_name="orders")
+    a, b = function.cold_start(), function.cold_start()
+    names = ["TABLE", "FROM_THE_TEST_PROCESS", "_HANDLER", "AWS_LAMBDA_FUNCTION_NAME", "TMPDIR"]
+    ra, rb = a.invoke({"env": names}), b.invoke({"env": names})
+    assert ra["env"]["TABLE"] == "orders"
+    assert ra["env"]["FROM_THE_TEST_PROCESS"] == "inherited"
+    assert ra["env"]["_HANDLER"] == "app.main.handler"
+    assert ra["env"]["AWS_LAMBDA_FUNCTION_NAME"] == "orders"
+    assert ra["cwd"] == ra["path0"] == str(root)
+    tmp_a, tmp_b = ra["env"]["TMPDIR"], rb["env"]["TMPDIR"]
+    assert tmp_a != tmp_b and os.path.isdir(tmp_a)
+    a.shutdown()
+    assert not os.path.exists(tmp_a)
+
+
+def test_a_handler_that_changes_os_environ_leaves_the_test_process_alone(make):
+    function = make()
+    assert function.invoke({"action": "setenv", "env": ["LEAK"]})["env"] == {"LEAK": "yes"}
+    assert "LEAK" not in os.environ
+
+
+def test_idle_moves_the_clock_the_handler_sees(make):
+    function = make()
+    before = function.invoke({})
+    function.idle(hours=2)
+    after = function.invoke({})
+    assert after["now"] - before["now"] >= 2 * 3600 - 5
+    assert function.invocations[1].cold is False
+    # The deadline moves with the clock: the full timeout is still ahead.
+    assert 2000 < after["remaining"] <= 3000
+
+
+def test_max_memory_used_is_the_workers_peak(make):
+    function = make()
+    function.invoke({})
+    baseline = function.invocations[0].max_memory_used_mb
+    function.invoke({"action": "allocate", "mb": 64})
+    assert function.invocations[1].max_memory_used_mb >= baseline + 60
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("handler", "error_type", "message"),
+    [
+        ("nohandler", "Runtime.MalformedHandlerName", "Bad handler 'nohandler'"),
+        (
+            "missing.handler",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'missing': No module named 'missing'",
+        ),
+        (
+            "imports_missing.handler",
+            "Runtime.ImportModuleError",
+            "No module named 'no_such_dependency'",
+        ),
+        ("syntax.handler", "Runtime.UserCodeSyntaxError", "Syntax error in module 'syntax'"),
+        ("ok.nothing", "Runtime.HandlerNotFound", "Handler 'nothing' missing on module 'ok'"),
+        ("not_callable.handler", "Runtime.HandlerNotFound", "is not callable (it is a str)"),
+        ("broken_init.handler", "RuntimeError", "cannot reach the config service"),
+        ("exits_at_init.handler", "Runtime.ExitError", "exit status 5"),
+    ],
+)
+def test_init_errors_carry_lambda_error_types(make, handler, error_type, message):
+    function = make(handler)
+    with pytest.raises(InitError) as failure:
+        function.invoke({})
+    assert failure.value.payload["errorType"] == error_type
+    assert message in failure.value.payload["errorMessage"]
+    environment = env_of(function)
+    assert environment.state == "shutdown"
+    assert environment.pid is None or wait_for(lambda: gone(environment.pid))
+    # The next invocation is a new environment that tries its init again.
+    with pytest.raises(InitError):
+        function.invoke({})
+    assert len(function.environments) == 2
+
+
+def test_init_code_traceback_comes_back(make):
+    function = make("broken_init.handler")
+    with pytest.raises(InitError) as failure:
+        function.invoke({})
+    assert any("broken_init.py" in line for line in failure.value.payload["stackTrace"])
+
+
+def test_a_handler_error_brings_the_stack_trace_text_and_keeps_the_environment(make):
+    function = make()
+    with pytest.raises(HandlerError) as failure:
+        function.invoke({"action": "raise", "id": 42})
+    payload = failure.value.payload
+    assert payload["errorType"] == "ValueError"
+    assert payload["errorMessage"] == "bad order 42"
+    trace = "".join(payload["stackTrace"])
+    assert "app/main.py" in trace and "raise ValueError" in trace
+    assert "pytest_lambda_context" not in trace
+    assert env_of(function).state == "warm"
+    assert function.invoke({})["count"] == 2
+
+
+def test_a_result_that_is_not_json_is_a_marshal_error(make):
+    function = make()
+    with pytest.raises(MarshalError) as failure:
+        function.invoke({"action": "marshal"})
+    assert failure.value.payload["errorType"] == "Runtime.MarshalError"
+    assert "Object of type set is not JSON serializable" in failure.value.payload["errorMessage"]
+    assert function.invoke({})["count"] == 2
+
+
+def test_a_timeout_kills_the_worker_and_the_next_invocation_is_cold(make):
+    function = make(timeout=0.3)
+    pid = function.invoke({})["pid"]
+    started = time.monotonic()
+    with pytest.raises(InvocationTimeout) as failure:
+        function.invoke({"action": "sleep", "seconds": 30})
+    assert time.monotonic() - started < 5
+    assert failure.value.payload["errorType"] == "Sandbox.Timedout"
+    assert failure.value.payload["errorMessage"] == "Task timed out after 0.30 seconds"
+    assert env_of(function).state == "shutdown"
+    assert wait_for(lambda: gone(pid))
+    after = function.invoke({})
+    assert after["count"] == 1 and after["pid"] != pid
+    assert function.invocations[-1].cold
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"action": "exit", "status": 3}, "Runtime exited with error: exit status 3"),
+        ({"action": "exit", "status": 0}, "Runtime exited with error: exit status 0"),
+        ({"action": "_exit", "status": 7}, "Runtime exited with error: exit status 7"),
+        ({"action": "kill"}, "Runtime exited with error: signal: killed"),
+    ],
+)
+def test_a_crash_shuts_the_environment_down_and_the_next_invocation_is_cold(make, event, message):
+    function = make()
+    pid = function.invoke({})["pid"]
+    with pytest.raises(RuntimeExitError) as failure:
+        function.invoke(event)
+    assert failure.value.payload["errorType"] == "Runtime.ExitError"
+    assert message in failure.value.payload["errorMessage"]
+    assert env_of(function).state == "shutdown"
+    assert wait_for(lambda: gone(pid))
+    after = function.invoke({})
+    assert after["count"] == 1 and after["pid"] != pid
+    assert function.invocations[-1].cold
+
+
+# --- freezing, parallelism, cleanup ---------------------------------------------------
+
+
+def test_workers_are_frozen_between_invocations(make):
+    function = make()
+    pid = function.invoke({})["pid"]
+    assert wait_for(lambda: process_state(pid) == "T"), process_state(pid)
+    assert function.invoke({})["count"] == 2  # thawed for the invocation
+    assert wait_for(lambda: process_state(pid) == "T")
+    function.close()
+    assert wait_for(lambda: gone(pid))
+
+
+def test_invoke_many_runs_the_environments_in_parallel(make):
+    function = make()
+    results = function.invoke_many([{"action": "sleep", "seconds": 0.3}] * 3, concurrency=3)
+    assert len(function.environments) == 3
+    # Every handler started before any of them ended: they overlapped.
+    assert max(r["start"] for r in results) < min(r["end"] for r in results)
+
+
+def test_many_cold_starts_leave_no_fd_or_process_behind(make):
+    function = make()
+    function.cold_start().invoke({})  # the template is up and ready
+    before = len(os.listdir("/proc/self/fd"))
+    pids = []
+    for _ in range(30):
+        environment = function.cold_start()
+        pids.append(environment.invoke({})["pid"])
+        environment.shutdown()
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert all(gone(pid) for pid in pids)
+
+
+def test_a_function_without_a_pool_starts_and_stops_its_own_template(root):
+    with LambdaFunction("app.main.handler", code_root=root, isolation="process") as function:
+        result = function.invoke({})
+        template = function.worker_pool
+        assert template is not None and template.pid == result["ppid"]
+    assert wait_for(lambda: gone(result["pid"]))
+    assert process_state(result["ppid"]) is None  # the template was reaped, no zombie
+
+
+# --- connections ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server
+    server.close()
+    thread.join(5)
+    for conn in accepted:
+        conn.close()
+
+
+def test_connections_opened_in_the_worker_are_counted(make, listener):
+    port = listener.getsockname()[1]
+    function = make("app.connects_at_init.handler", env={"PORT": str(port)})
+    function.invoke({})
+    function.invoke({})
+    assert function.connections.opened() == 1
+    (event,) = function.connections.events
+    assert event.request_id is None  # opened at init
+    assert event.port == port and event.environment_id == "env-1"
+    assert event.frame is not None and event.frame.startswith(
+        "app/connects_at_init.py:3 in <module>"
+    )
+
+    other = make()
+    other.invoke({"action": "connect", "port": port})
+    other.invoke({"action": "connect", "port": port})
+    assert other.connections.opened(port=port) == 2
+    assert [i.connections_opened for i in other.invocations] == [1, 1]
+    assert env_of(other).connections.opened() == 2
+    assert other.connections.events[0].frame.startswith("app/main.py:")
+
+
+def test_network_policy_applies_in_the_worker(make):
+    function = make(network="loopback")
+    with pytest.raises(HandlerError) as failure:
+        function.invoke({"action": "connect", "port": 9200, "host": "192.0.2.1"})
+    assert failure.value.payload["errorType"] == "NetworkBlockedError"
+    assert "192.0.2.1" in failure.value.payload["errorMessage"]
+
+
+# --- through pytest ---------------------------------------------------------------------
+
+PYTEST_INI = """
+[pytest]
+filterwarnings = error
+lambda_isolation = process
+"""
+
+
+def write_project(pytester: pytest.Pytester, **tests: str) -> None:
+    for name, text in HANDLERS.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    pytester.makeini(PYTEST_INI)
+    pytester.makepyfile(**{name: textwrap.dedent(text) for name, text in tests.items()})
+
+
+def test_the_plugin_runs_process_isolation(pytester):
+    write_project(
+        pytester,
+        test_fn="""
+            import os
+            import pytest
+
+            pytestmark = pytest.mark.lambda_handler("app.main.handler")
+
+            def test_cold_then_warm(lambda_function):
+                assert lambda_function.invoke({})["count"] == 1
+                assert lambda_function.invoke({})["count"] == 2
+                assert lambda_function.environments[0].isolation == "process"
+
+            def test_parallel(lambda_function):
+                results = lambda_function.invoke_many(
+                    [{"action": "sleep", "seconds": 0.2}] * 2, concurrency=2
+                )
+                assert max(r["start"] for r in results) < min(r["end"] for r in results)
+
+            @pytest.mark.warm_start
+            def test_warm_one(lambda_env):
+                assert lambda_env.invoke({})["count"] == 1
+
+            @pytest.mark.warm_start
+            def test_warm_two(lambda_env):
+                assert lambda_env.invoke({})["count"] == 2
+
+            def test_one_template_per_session(make_lambda_function):
+                a = make_lambda_function("app.main.handler")
+                b = make_lambda_function("ok.handler")
+                assert a.worker_pool is b.worker_pool is not None
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=5)
+
+
+INTERRUPTIBLE = """
+    import os, pytest
+
+    @pytest.mark.lambda_handler("app.pids.handler", timeout=60)
+    def test_long(lambda_function):
+        lambda_function.invoke({})
+"""
+
+PIDS_HANDLER = """
+    import os, time
+    def handler(event, context):
+        with open(os.environ["PIDS_FILE"] + ".tmp", "w") as f:
+            f.write(f"{os.getpid()} {os.getppid()}")
+        os.rename(os.environ["PIDS_FILE"] + ".tmp", os.environ["PIDS_FILE"])
+        time.sleep(60)
+"""
+
+
+def start_interruptible(pytester: pytest.Pytester) -> tuple[subprocess.Popen[bytes], int, int]:
+    write_project(pytester, test_long=INTERRUPTIBLE)
+    (pytester.path / "app" / "pids.py").write_text(textwrap.dedent(PIDS_HANDLER))
+    pids_file = pytester.path / "pids"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_long.py"],
+        cwd=pytester.path,
+        env={**os.environ, "PIDS_FILE": str(pids_file)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    if not wait_for(pids_file.exists, timeout=60):
+        process.kill()
+        output = process.communicate()[0].decode()
+        pytest.fail(f"the handler never ran:\n{output}")
+    worker, template = map(int, pids_file.read_text().split())
+    return process, worker, template
+
+
+def test_ctrl_c_during_an_invocation_leaves_no_worker_behind(pytester):
+    process, worker, template = start_interruptible(pytester)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=30)[0].decode()
+    assert "KeyboardInterrupt" in output
+    assert wait_for(lambda: gone(worker)), process_state(worker)
+    assert wait_for(lambda: gone(template)), process_state(template)
+
+
+def test_a_killed_pytest_takes_its_workers_along(pytester):
+    process, worker, template = start_interruptible(pytester)
+    process.kill()
+    process.communicate(timeout=30)
+    assert wait_for(lambda: gone(worker), timeout=5), process_state(worker)
+    assert wait_for(lambda: gone(template), timeout=5), process_state(template)
+
+
+def test_lambda_errors_are_raised_in_the_test_process(make):
+    # The error classes are the test process's own: nothing is unpickled from the worker.
+    function = make()
+    with pytest.raises(LambdaError) as failure:
+        function.invoke({"action": "raise", "id": 1})
+    assert failure.value.__cause__ is None
