@@ -1,0 +1,377 @@
+"""The ``aws`` fixture: moto for one test, fake credentials, and client accounting.
+
+- In the test process moto's in-process ``mock_aws`` is active for the test. Module
+  isolation runs function code in this process, so its clients are mocked by it; the
+  environments are created (and the function's modules imported) only after the
+  fixture is set up, so clients built at import time are mocked too.
+- Process isolation runs function code in worker processes, which in-process patching
+  cannot reach: the first process-isolated function of the session starts moto's
+  server (``ThreadedMotoServer``) on 127.0.0.1 and a random port, and every such
+  function gets ``AWS_ENDPOINT_URL`` pointing at it. The server runs in the test
+  process on moto's global backends, the same ones ``mock_aws`` uses, so test-side
+  clients see what the workers wrote, and ``mock_aws``'s reset at each test's start
+  resets the server's state too.
+- For the test only, every ``AWS_*`` variable of the test process (profiles, keys,
+  tokens, config and credentials files, endpoints) is hidden and fake credentials and
+  a region are set; all is put back afterwards, even when the test fails.
+
+Nothing here imports moto, boto3 or botocore until the fixture is used.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import clients
+from ._scope import mark_internal_thread
+from .clients import NOT_IMPLEMENTED_HEADER, ClientEvent
+from .context import DEFAULT_REGION
+
+if TYPE_CHECKING:
+    from .state import PluginState
+
+__all__ = [
+    "INSTALL_HINT",
+    "AwsService",
+    "aws_fixture",
+    "fake_credentials",
+    "prepare_function",
+]
+
+INSTALL_HINT = 'pip install "pytest-lambda-context[aws]"'
+_SERVER_KEY = "aws.moto_server"
+# Variables hidden from the test (and so from function code): anything that could
+# point boto3 at a real account or endpoint.
+_HIDDEN_PREFIXES = ("AWS_", "BOTO_")
+
+
+def fake_credentials() -> dict[str, str]:
+    """What function code sees instead of real credentials (plus its region)."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        # No profile, config or credentials file: the environment is all there is.
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+class AwsService:
+    """The ``aws`` fixture's value: moto for this test, and what function code created."""
+
+    def __init__(self, request: pytest.FixtureRequest, state: PluginState) -> None:
+        self._request = request
+        self._state = state
+        self.region = DEFAULT_REGION
+        self._mock: Any = None
+        self._saved_environ: dict[str, str] = {}
+
+    # -- what a test reads ------------------------------------------------------------
+    @property
+    def endpoint_url(self) -> str | None:
+        """The moto server's URL given to process-isolated functions (None: not started)."""
+        server = self._state.resources.get(_SERVER_KEY)
+        return None if server is None else str(server.url)
+
+    @property
+    def clients(self) -> list[ClientEvent]:
+        """Every boto3/botocore client function code created in this test, in order."""
+        from .state import TestFunctions
+
+        events: list[ClientEvent] = []
+        for function in TestFunctions.of(self._request.node).functions:
+            events += function._client_events
+        return events
+
+    def clients_created(self, service: str | None = None) -> int:
+        """How many clients (of ``service``, e.g. "s3") function code created in this test."""
+        return sum(1 for e in self.clients if service is None or e.service == service)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            import boto3  # noqa: F401  (checked here so the message names the extra)
+            from moto import mock_aws
+            from moto.core.config import default_user_config
+        except ImportError as exc:
+            pytest.fail(
+                f"the aws fixture needs moto and boto3 ({exc}): {INSTALL_HINT}", pytrace=False
+            )
+        environ = os.environ
+        self._saved_environ = {k: v for k, v in environ.items() if k.startswith(_HIDDEN_PREFIXES)}
+        try:
+            for key in self._saved_environ:
+                del environ[key]
+            environ.update(fake_credentials())
+            environ["AWS_DEFAULT_REGION"] = environ["AWS_REGION"] = self.region
+            core = dict(default_user_config.get("core", {}))
+            # Our fake credentials are set already; moto's own would overwrite them.
+            core["mock_credentials"] = False
+            config: Any = {
+                "core": core,
+                # No Docker behind Lambda or Batch calls: tests stay hermetic.
+                "lambda": {"use_docker": False},
+                "batch": {"use_docker": False},
+            }
+            self._mock = mock_aws(config=config)
+            # Resets moto's backends: the in-process ones and the server's (shared).
+            self._mock.start(reset=True)
+        except BaseException:
+            self._restore_environ()
+            raise
+
+    def stop(self) -> None:
+        try:
+            if self._mock is not None:
+                self._mock.stop(remove_data=True)
+                self._mock = None
+        finally:
+            self._restore_environ()
+
+    def _restore_environ(self) -> None:
+        environ = os.environ
+        for key in [k for k in environ if k.startswith(_HIDDEN_PREFIXES)]:
+            del environ[key]
+        environ.update(self._saved_environ)
+        self._saved_environ = {}
+
+    # -- functions ------------------------------------------------------------------------
+    def prepare(self, settings: dict[str, Any]) -> None:
+        """Point a function about to be made at moto (its env; the server if a process one)."""
+        variables = fake_credentials()
+        if settings.get("isolation") == "process":
+            variables["AWS_ENDPOINT_URL"] = self._server().url
+        given = settings.get("env")
+        if given is None or isinstance(given, Mapping):
+            # The test's own values win: it may point a service elsewhere on purpose.
+            variables.update(given or {})
+            settings["env"] = variables
+
+    def _server(self) -> _MotoServer:
+        server: _MotoServer | None = self._state.resources.get(_SERVER_KEY)
+        if server is None:
+            server = _MotoServer()
+            self._state.resources[_SERVER_KEY] = server
+            self._state.session_finalizers.append(server.stop)
+        return server
+
+    def __repr__(self) -> str:
+        endpoint = f", server {self.endpoint_url}" if self.endpoint_url else ""
+        return f"<AwsService moto, region {self.region}{endpoint}: {len(self.clients)} clients>"
+
+
+def aws_fixture(request: pytest.FixtureRequest) -> Iterator[AwsService]:
+    """The ``aws`` fixture's body (plugin.py wires it)."""
+    from .state import STATE_KEY
+
+    service = AwsService(request, request.config.stash[STATE_KEY])
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
+    """Called before each ``LambdaFunction`` a test makes (``function_preparers``).
+
+    Client accounting runs while the function lives. With the ``aws`` fixture in the
+    test, the fixture is set up *now* if it is not yet (whatever the order of the test's
+    arguments), so moto is active before any environment of the function exists.
+    """
+    clients.install()
+    request.addfinalizer(clients.uninstall)
+    if "aws" in request.fixturenames:
+        service: AwsService = request.getfixturevalue("aws")
+        service.prepare(settings)
+
+
+# --- the moto server for process isolation ------------------------------------------------
+
+
+class _MotoServer:
+    """moto's ThreadedMotoServer on 127.0.0.1, quiet, its threads the plugin's own."""
+
+    def __init__(self) -> None:
+        server = _server_class()(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        self._server = server
+        self.url = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        inner = self._server._server
+        self._server.stop()
+        if inner is not None:
+            inner.server_close()
+
+
+_server_class_cache: list[Callable[..., Any]] = []
+
+
+def _server_class() -> Callable[..., Any]:
+    """ThreadedMotoServer, subclassed on first use (moto is imported only then)."""
+    if _server_class_cache:
+        return _server_class_cache[0]
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import ThreadedWSGIServer
+
+    class Handler(MotoRequestHandler):
+        """moto's request handler, with HTTP/1.1 keep-alive.
+
+        werkzeug's development server closes every connection after one response, so a
+        memoized boto3 client would look like it opened a connection per call. This
+        handler reads each request body completely before answering (the connection is
+        then positioned at the next request) and answers with a Content-Length.
+        """
+
+        def handle(self) -> None:
+            # Each connection is served by a thread of its own: never function code.
+            mark_internal_thread()
+            super().handle()
+
+        def run_wsgi(self) -> None:
+            environ = self.make_environ()
+            stream = environ["wsgi.input"]
+            if environ.get("wsgi.input_terminated"):  # chunked: read to the last chunk
+                body = b"".join(iter(lambda: stream.read(65536), b""))
+            else:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                body = stream.read(length) if length > 0 else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("wsgi.input_terminated", None)
+            _respond(self, environ, self.server.app)
+
+        def log(self, type: str, message: str, *args: Any) -> None:
+            pass  # no request log on the test's stderr
+
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            pass
+
+    class Server(ThreadedWSGIServer):
+        daemon_threads = True
+
+        def log(self, type: str, message: str, *args: Any) -> None:
+            pass
+
+    class Dispatcher(DomainDispatcherApplication):
+        """moto's dispatcher, answering what moto lacks with a clear 501 (not a 500
+        that botocore retries four times with back-off)."""
+
+        def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+            try:
+                backend_app = self.get_application(environ)
+            except Exception as exc:  # moto has no backend for this service
+                detail = f"no moto backend for this service ({type(exc).__name__})"
+                return _not_implemented(environ, start_response, detail)
+            try:
+                return backend_app(environ, start_response)
+            except NotImplementedError as exc:
+                return _not_implemented(environ, start_response, str(exc))
+
+    class QuietMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            mark_internal_thread()
+            app = Dispatcher(create_backend_app)
+            self._server = Server(self._ip_address, self._port, app, handler=Handler)
+            self._server_ready_event.set()
+            self._server.serve_forever(poll_interval=0.1)
+
+    _server_class_cache.append(QuietMotoServer)
+    return QuietMotoServer
+
+
+_NO_BODY = frozenset({204, 304})
+_FRAMING = frozenset({"content-length", "connection", "transfer-encoding"})
+
+
+def _respond(handler: Any, environ: dict[str, Any], app: Any) -> None:
+    """Run the WSGI ``app`` and write its whole response with a Content-Length."""
+    started: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        started[:] = [status, headers]
+        return lambda data: chunks.append(data)
+
+    chunks: list[bytes] = []
+    try:
+        result = app(environ, start_response)
+        try:
+            chunks.extend(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+    except Exception as exc:  # a moto bug: say what it was, in the response
+        text = f"moto raised {type(exc).__name__}: {exc}".encode("utf-8", "replace")
+        started[:] = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
+        chunks = [text]
+    status, headers = started
+    code_text, _, reason = str(status).partition(" ")
+    code = int(code_text)
+    body = b"".join(chunks)
+    bodiless = environ["REQUEST_METHOD"] == "HEAD" or code in _NO_BODY or code < 200
+    handler.send_response(code, reason)
+    for name, value in headers:
+        if bodiless and name.lower() == "content-length":
+            handler.send_header(name, value)  # HEAD: the size of what GET would send
+        elif name.lower() not in _FRAMING:
+            handler.send_header(name, value)
+    if not bodiless:
+        handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if not bodiless and body:
+        handler.wfile.write(body)
+    handler.wfile.flush()
+
+
+def _not_implemented(environ: dict[str, Any], start_response: Any, detail: str) -> list[bytes]:
+    service, operation = _service_and_operation(environ)
+    message = (
+        f"moto does not implement the {service} operation {operation}: {detail} "
+        "(pytest-lambda-context's moto server)"
+    )
+    body = json.dumps({"__type": "NotImplemented", "message": message}).encode()
+    header = detail.encode("latin-1", "replace").decode("latin-1").replace("\n", " ")[:300]
+    start_response(
+        "501 Not Implemented",
+        [
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("Content-Length", str(len(body))),
+            (NOT_IMPLEMENTED_HEADER, header),
+        ],
+    )
+    return [body]
+
+
+def _service_and_operation(environ: dict[str, Any]) -> tuple[str, str]:
+    """Best effort, from the signature's credential scope and the target/action."""
+    service = "unknown service"
+    authorization = str(environ.get("HTTP_AUTHORIZATION", ""))
+    _, _, credential = authorization.partition("Credential=")
+    parts = credential.split(",")[0].split("/")
+    if len(parts) >= 5:
+        service = parts[3]
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if target:
+        return service, target.rpartition(".")[2]
+    query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", "")))
+    if "Action" in query:
+        return service, query["Action"][0]
+    return service, f"{environ.get('REQUEST_METHOD', '')} {environ.get('PATH_INFO', '')}"
