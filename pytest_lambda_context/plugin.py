@@ -25,12 +25,22 @@ def pytest_configure(config: pytest.Config) -> None:
     state.function_preparers.append(
         lambda request, settings: _es().prepare_function(request, settings)
     )
+    # AWS: client accounting for every function; moto set up first when `aws` is used.
+    state.function_preparers.append(
+        lambda request, settings: _aws().prepare_function(request, settings)
+    )
 
 
 def _es() -> Any:
     from . import elasticsearch_service
 
     return elasticsearch_service
+
+
+def _aws() -> Any:
+    from . import aws
+
+    return aws
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -141,3 +151,9 @@ def tcp_proxy(pytestconfig: pytest.Config) -> Iterator[Callable[..., Any]]:
     """Factory: ``tcp_proxy(host, port, *, idle_timeout=350.0)`` -> a counting ``TcpProxy``."""
     with _es().proxy_factory(pytestconfig.stash[_STATE]) as factory:
         yield factory
+
+
+@pytest.fixture
+def aws(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """moto active for the test, fake credentials and region; ``aws.clients_created()``."""
+    yield from _aws().aws_fixture(request)
