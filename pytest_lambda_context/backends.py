@@ -239,6 +239,13 @@ def _image_state(endpoint: DockerEndpoint, image: str) -> tuple[bool | None, str
         return False, f"image {image} is not present and the registry did not answer ({exc})"
 
 
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ValueError:  # sys.modules[name] is None: import blocked, as good as missing
+        return False
+
+
 # --- deciding ----------------------------------------------------------------------------
 
 
@@ -281,7 +288,7 @@ def decide(
     status = probe()
     if not status.answered or status.endpoint is None:
         return Decision("embedded", status.detail)
-    if importlib.util.find_spec("testcontainers") is None:
+    if not _installed("testcontainers"):
         return Decision(
             "embedded",
             f"{status.detail}, but testcontainers is not installed "
