@@ -277,9 +277,8 @@ def test_the_service_counts_what_passes_its_proxy() -> None:
             assert service.connections.opened == 2
 
             assert service.drop_connections() == 1
-            with service.outage():
-                with socket.socket() as probe:
-                    assert probe.connect_ex((service.proxy.host, service.proxy.port)) != 0
+            with service.outage(), socket.socket() as probe:
+                assert probe.connect_ex((service.proxy.host, service.proxy.port)) != 0
             through.info()
             assert service.connections.opened == 3
 
