@@ -288,7 +288,7 @@ class _Worker:
     def init(
         self, config: dict[str, Any], request_id: str | None, offset: float
     ) -> tuple[tuple[Any, ...], int | None]:
-        from . import connections
+        from . import clients, connections
         from ._scope import Scope, set_scope
         from .clock import shifted_clock
         from .runtime import InitFailure, import_handler
@@ -302,6 +302,7 @@ class _Worker:
         # The template's finders may have listed the code root before these files existed.
         importlib.invalidate_caches()
         connections.install()
+        clients.install()  # boto3/botocore clients of function code (botocore patched lazily)
         # request_id None: connections of the init phase are the init's, not the
         # first invocation's (ConnectionEvent's contract).
         scope = Scope(
