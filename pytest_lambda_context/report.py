@@ -33,13 +33,22 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
             f"{name} ({handler}, {isolation}): {len(environments)} environments "
             f"({cold} cold starts), {invocations} invocations, {init}"
         )
-        opened = [(e["id"], e["connections"]) for e in environments if e["connections"]]
-        if opened:
-            shown = ", ".join(f"{env_id}: {n}{' !' if n > 1 else ''}" for env_id, n in opened[:12])
-            more = f", … {len(opened) - 12} more" if len(opened) > 12 else ""
-            lines.append(f"    connections per environment: {shown}{more}")
-            if any(n > 1 for _, n in opened):
-                lines.append("    (! an environment opened more than one connection)")
+        opened = [(e["id"], e["connections"]) for e in environments]
+        lines += _per_environment("connections", "opened more than one connection", opened)
+        created = [(e["id"], len(e.get("clients") or ())) for e in environments]
+        lines += _per_environment("boto3 clients", "created more than one client", created)
+    return lines
+
+
+def _per_environment(what: str, excess: str, counts: list[tuple[str, int]]) -> list[str]:
+    counts = [(env_id, n) for env_id, n in counts if n]
+    if not counts:
+        return []
+    shown = ", ".join(f"{env_id}: {n}{' !' if n > 1 else ''}" for env_id, n in counts[:12])
+    more = f", … {len(counts) - 12} more" if len(counts) > 12 else ""
+    lines = [f"    {what} per environment: {shown}{more}"]
+    if any(n > 1 for _, n in counts):
+        lines.append(f"    (! an environment {excess})")
     return lines
 
 
