@@ -34,6 +34,7 @@ __all__ = [
     "prepare_function",
     "proxy_factory",
     "session_service",
+    "skip_without_docker",
 ]
 
 # AWS NAT gateways (and NLBs) drop a TCP flow idle for 350 s without telling either
@@ -234,11 +235,11 @@ def _say(config: pytest.Config) -> Callable[[str], None]:
 
 def session_service(state: PluginState) -> Iterator[ElasticsearchService]:
     """Body of the session-scoped fixture: decide, start, yield, stop."""
-    try:
-        import elasticsearch  # noqa: F401  (handler code and es.client() need it)
-    except ImportError:
+    # pytest.fail outside the except blocks: the message alone, no chained traceback.
+    if not backends._installed("elasticsearch"):
         pytest.fail(_INSTALL_CLIENT, pytrace=False)
     say = _say(state.config)
+    failure = None
     try:
         cheap = backends.decide_cheaply(state.options)
         decision = cheap or backends.decide(state.options)
@@ -247,7 +248,9 @@ def session_service(state: PluginState) -> Iterator[ElasticsearchService]:
         state.resources["es_decision"] = decision
         backend = backends.start_backend(decision, state.options, say=say)
     except BackendError as exc:
-        pytest.fail(f"es fixture: {exc}", pytrace=False)
+        failure = f"es fixture: {exc}"
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
     service = ElasticsearchService(backend, decision, clock=state.clock)
     state.resources["es"] = service
     try:
@@ -283,6 +286,18 @@ def docker_skip_reason(state: PluginState) -> str | None:
         state.resources["docker_probe"] = backends.probe_docker()
     status: backends.DockerStatus = state.resources["docker_probe"]
     return None if status.answered else f"needs a Docker engine; {status.detail}"
+
+
+def skip_without_docker(state: PluginState) -> None:
+    """Skip a ``docker``-marked test, reported at the test's line (as skipif does)."""
+    reason = docker_skip_reason(state)
+    if reason is None:
+        return
+    try:
+        skip = pytest.skip.Exception(reason, _use_item_location=True)
+    except TypeError:  # pytest < 7: the location is this line, the reason is the same
+        skip = pytest.skip.Exception(reason)
+    raise skip
 
 
 @contextlib.contextmanager

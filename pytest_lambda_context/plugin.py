@@ -54,9 +54,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("docker") is not None:
-        reason = _es().docker_skip_reason(item.config.stash[_STATE])
-        if reason is not None:
-            pytest.skip(reason)
+        _es().skip_without_docker(item.config.stash[_STATE])
 
 
 @pytest.hookimpl(wrapper=True)
