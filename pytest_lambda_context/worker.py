@@ -55,6 +55,7 @@ PRELOAD = (
     "ssl",
     "pytest_lambda_context.runtime",
     "pytest_lambda_context.connections",
+    "pytest_lambda_context.clients",
     "pytest_lambda_context.clock",
     "pytest_lambda_context.context",
     "pytest_lambda_context._scope",
@@ -98,7 +99,7 @@ def recv_message(sock: socket.socket, deadline: float | None = None) -> Any:
     view[:have] = memoryview(chunk)[_HEADER.size :]
     while have < size:
         if deadline is not None:
-            sock.settimeout(max(deadline - time.monotonic(), 0.0))
+            _set_timeout(sock, deadline)
         count = sock.recv_into(view[have:])
         if not count:
             raise EOFError("the peer closed the channel")
@@ -108,11 +109,19 @@ def recv_message(sock: socket.socket, deadline: float | None = None) -> Any:
 
 def _recv(sock: socket.socket, size: int, deadline: float | None) -> bytes:
     if deadline is not None:
-        sock.settimeout(max(deadline - time.monotonic(), 0.0))
+        _set_timeout(sock, deadline)
     data = sock.recv(size)
     if not data:
         raise EOFError("the peer closed the channel")
     return data
+
+
+def _set_timeout(sock: socket.socket, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        # Not settimeout(0): that makes the socket non-blocking (BlockingIOError).
+        raise TimeoutError("no reply before the deadline")
+    sock.settimeout(remaining)
 
 
 # --- process plumbing ---------------------------------------------------------------
@@ -302,6 +311,9 @@ class _Worker:
         # The template's finders may have listed the code root before these files existed.
         importlib.invalidate_caches()
         connections.install()
+        # boto3/botocore clients made by function code are counted here too (the aws
+        # fixture's accounting); it patches botocore only, and only once imported.
+        clients.install()
         clients.install()  # boto3/botocore clients of function code (botocore patched lazily)
         # request_id None: connections of the init phase are the init's, not the
         # first invocation's (ConnectionEvent's contract).

@@ -63,6 +63,12 @@ HANDLERS = {
                 held.append(socket.create_connection(address, timeout=5))
             if action == "allocate":
                 held.append(bytearray(event["mb"] * 1024 * 1024))
+            if action == "boto3":
+                import boto3
+                held.append(boto3.client("s3"))
+            if action == "echo":
+                print(event["text"])
+                return {"echo": event["data"]}
             if action == "setenv":
                 os.environ["LEAK"] = "yes"
             return {
@@ -300,6 +306,19 @@ def test_init_errors_carry_lambda_error_types(make, handler, error_type, message
     assert len(function.environments) == 2
 
 
+def test_an_init_phase_past_its_limit_is_stopped(make, monkeypatch):
+    from pytest_lambda_context import process_isolation
+
+    monkeypatch.setattr(process_isolation, "INIT_TIMEOUT", 0.3)
+    function = make("slow_init.handler")
+    with pytest.raises(InitError) as failure:
+        function.invoke({})
+    assert failure.value.payload["errorType"] == "Sandbox.Timedout"
+    assert failure.value.payload["errorMessage"] == "Init phase timed out after 0.30 seconds"
+    environment = env_of(function)
+    assert environment.pid is not None and wait_for(lambda: gone(environment.pid))
+
+
 def test_init_code_traceback_comes_back(make):
     function = make("broken_init.handler")
     with pytest.raises(InitError) as failure:
@@ -367,6 +386,29 @@ def test_a_crash_shuts_the_environment_down_and_the_next_invocation_is_cold(make
     after = function.invoke({})
     assert after["count"] == 1 and after["pid"] != pid
     assert function.invocations[-1].cold
+
+
+def test_large_events_and_results_cross_the_channel(make):
+    function = make()
+    data = "x" * (5 * 1024 * 1024)
+    assert function.invoke({"action": "echo", "text": "", "data": data})["echo"] == data
+
+
+def test_handler_output_lands_in_the_tests_captured_output(pytester):
+    write_project(
+        pytester,
+        test_out="""
+            import pytest
+
+            @pytest.mark.lambda_handler("app.main.handler")
+            def test_prints(lambda_function):
+                lambda_function.invoke({"action": "echo", "text": "said by the handler", "data": 1})
+                assert False
+        """,
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Captured stdout call*", "said by the handler"])
 
 
 # --- freezing, parallelism, cleanup ---------------------------------------------------
@@ -456,6 +498,15 @@ def test_connections_opened_in_the_worker_are_counted(make, listener):
     assert [i.connections_opened for i in other.invocations] == [1, 1]
     assert env_of(other).connections.opened() == 2
     assert other.connections.events[0].frame.startswith("app/main.py:")
+
+
+def test_boto3_clients_made_in_the_worker_are_counted(make):
+    function = make()
+    function.invoke({"action": "boto3"})
+    function.invoke({})
+    assert function.clients_created("s3") == 1
+    assert [i.clients_created for i in function.invocations] == [1, 0]
+    assert env_of(function).clients[0].frame.startswith("app/main.py:")
 
 
 def test_network_policy_applies_in_the_worker(make):
