@@ -304,7 +304,12 @@ def decide(
 
 
 def http_json(
-    url: str, method: str = "GET", path: str = "/", timeout: float = _URL_TIMEOUT
+    url: str,
+    method: str = "GET",
+    path: str = "/",
+    timeout: float = _URL_TIMEOUT,
+    *,
+    body: Any = None,
 ) -> tuple[int, Any]:
     """One request to an Elasticsearch URL (credentials in it are sent as basic auth)."""
     import http.client
@@ -326,18 +331,22 @@ def http_json(
     if parts.username is not None:
         token = f"{parts.username}:{parts.password or ''}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+    payload = None
+    if body is not None:
+        payload = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
     try:
-        conn.request(method, parts.path.rstrip("/") + path, headers=headers)
+        conn.request(method, parts.path.rstrip("/") + path, payload, headers=headers)
         response = conn.getresponse()
-        body = response.read()
+        answer = response.read()
     except http.client.HTTPException as exc:
         raise OSError(f"not an HTTP answer: {exc!r}") from exc
     finally:
         conn.close()
     try:
-        return response.status, json.loads(body) if body else None
+        return response.status, json.loads(answer) if answer else None
     except ValueError:
-        return response.status, body.decode("utf-8", "replace")
+        return response.status, answer.decode("utf-8", "replace")
 
 
 def wait_until_ready(

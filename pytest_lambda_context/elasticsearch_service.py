@@ -160,22 +160,7 @@ class ElasticsearchService:
             self._backend.stop()
 
     def _delete_own_indices(self) -> None:
-        # Only names under our prefix: listed by wildcard (a real cluster), plus the
-        # ones index_name() handed out (servers that cannot list by wildcard).
-        names: set[str] = set()
-        pattern = quote(self.index_prefix + "*", safe="*")
-        try:
-            status, body = backends.http_json(
-                self.direct_url, path=f"/{pattern}?expand_wildcards=all&allow_no_indices=true"
-            )
-            if status == 200 and isinstance(body, dict):
-                names.update(n for n in body if n.startswith(self.index_prefix))
-        except OSError as exc:
-            self.cleanup_errors.append(f"listing {self.index_prefix}*: {exc}")
-        for name in sorted(self._named):
-            with contextlib.suppress(OSError):
-                if backends.http_json(self.direct_url, "HEAD", f"/{quote(name)}")[0] == 200:
-                    names.add(name)
+        names = self._own_indices()
         for name in sorted(names):
             if not name.startswith(self.index_prefix):  # never anyone else's
                 continue
@@ -185,6 +170,30 @@ class ElasticsearchService:
                     self.cleanup_errors.append(f"DELETE {name}: {status} {str(body)[:200]}")
             except OSError as exc:
                 self.cleanup_errors.append(f"DELETE {name}: {exc}")
+
+    def _own_indices(self) -> set[str]:
+        """Names under our prefix: what index_name() handed out, plus what the server
+        lists by wildcard (``GET /prefix*``, as Elasticsearch 7-9 answer it), or, where
+        it cannot, the indices that a ``_search`` over the wildcard finds documents in."""
+        names = set(self._named)
+        pattern = quote(self.index_prefix + "*", safe="*")
+        try:
+            status, body = backends.http_json(
+                self.direct_url, path=f"/{pattern}?expand_wildcards=all&allow_no_indices=true"
+            )
+            if status == 200 and isinstance(body, dict):
+                return names | {n for n in body if n.startswith(self.index_prefix)}
+            status, body = backends.http_json(
+                self.direct_url,
+                "POST",
+                f"/{pattern}/_search?ignore_unavailable=true",
+                body={"size": 10000, "_source": False, "query": {"match_all": {}}},
+            )
+            if status == 200 and isinstance(body, dict):
+                names.update(hit["_index"] for hit in body.get("hits", {}).get("hits", []))
+        except (OSError, KeyError, TypeError) as exc:
+            self.cleanup_errors.append(f"listing {self.index_prefix}*: {exc}")
+        return names
 
     def __repr__(self) -> str:
         return f"<ElasticsearchService {self.backend} {self.url} -> {self.direct_url}>"
