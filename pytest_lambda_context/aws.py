@@ -99,14 +99,14 @@ class AwsService:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        try:
-            import boto3  # noqa: F401  (checked here so the message names the extra)
-            from moto import mock_aws
-            from moto.core.config import default_user_config
-        except ImportError as exc:
+        missing = _missing_dependency()
+        if missing is not None:
             pytest.fail(
-                f"the aws fixture needs moto and boto3 ({exc}): {INSTALL_HINT}", pytrace=False
+                f"the aws fixture needs moto and boto3 ({missing}): {INSTALL_HINT}", pytrace=False
             )
+        from moto import mock_aws
+        from moto.core.config import default_user_config
+
         environ = os.environ
         self._saved_environ = {k: v for k, v in environ.items() if k.startswith(_HIDDEN_PREFIXES)}
         try:
@@ -168,6 +168,15 @@ class AwsService:
     def __repr__(self) -> str:
         endpoint = f", server {self.endpoint_url}" if self.endpoint_url else ""
         return f"<AwsService moto, region {self.region}{endpoint}: {len(self.clients)} clients>"
+
+
+def _missing_dependency() -> str | None:
+    try:
+        import boto3  # noqa: F401
+        import moto  # noqa: F401
+    except ImportError as exc:
+        return str(exc)
+    return None
 
 
 def aws_fixture(request: pytest.FixtureRequest) -> Iterator[AwsService]:
