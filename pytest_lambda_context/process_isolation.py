@@ -50,7 +50,7 @@ _EXIT_GRACE = 1.0
 _READY_TIMEOUT = 120.0
 _PACKET = 1 << 16
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_HAVE_PIDFD = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+_HAVE_PIDFD = hasattr(os, "pidfd_open")
 _template_lock = threading.Lock()
 
 
@@ -277,16 +277,17 @@ class ProcessEnvironment(ExecutionEnvironment):
             theirs.close()
         self._channel = ours
         if _HAVE_PIDFD:
-            # A pidfd names this very process: signals cannot reach a reused pid.
+            # Readable once the worker has exited: waiting for it needs no polling.
             with contextlib.suppress(OSError):
                 self._pidfd = os.pidfd_open(self.pid)
         return ours
 
     def _signal(self, signum: int) -> None:
-        if self._pidfd is not None:
-            signal.pidfd_send_signal(self._pidfd, signum)
-        elif self.pid is not None:
-            os.kill(self.pid, signum)
+        # The worker leads its own process group (see worker._fork): processes its
+        # handler started are frozen, thawed and killed with it. Its pid (the group's
+        # id) cannot be reused before we ask the template to reap it.
+        if self.pid is not None and not self._reaped:
+            os.killpg(self.pid, signum)
 
     def _request(self, message: tuple[Any, ...], timeout: float) -> tuple[Any, ...]:
         channel = self._channel
@@ -306,27 +307,26 @@ class ProcessEnvironment(ExecutionEnvironment):
         return reply
 
     def _wait_exit(self, grace: float = _EXIT_GRACE) -> int:
-        """Wait for the worker to end (SIGKILL after ``grace``); its raw wait status."""
+        """Give the worker ``grace`` seconds to exit, then end it; its raw wait status."""
         if self._reaped or self.pid is None:
             return 0
-        if self._pidfd is not None:
-            # Readable once the process has exited.
-            ready, _, _ = select.select([self._pidfd], [], [], grace)
-            exited = bool(ready)
-        else:
-            exited = False
-            until = time.monotonic() + grace
-            while time.monotonic() < until:
-                status = self._template.reap(self.pid, block=False)
-                if status is not None:
-                    self._reaped = True
-                    return status
-                time.sleep(0.002)
-        if not exited:
-            self._kill()
+        if grace > 0:
+            self._await_exit(grace)
+        # Exited by itself or not: SIGKILL its group, which also ends what its handler
+        # started (Lambda's sandbox goes as a whole). Then the template reaps it.
+        self._kill()
         status = self._template.reap(self.pid, block=True)
         self._reaped = True
         return status if status is not None else 0
+
+    def _await_exit(self, grace: float) -> None:
+        assert self.pid is not None
+        if self._pidfd is not None:
+            select.select([self._pidfd], [], [], grace)  # readable once it has exited
+            return
+        until = time.monotonic() + grace
+        while time.monotonic() < until and _process_state(self.pid) not in (None, "Z"):
+            time.sleep(0.002)
 
     def _kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -472,6 +472,14 @@ def _crash_payload(status: int, request_id: str | None) -> dict[str, Any]:
         "Runtime.ExitError",
         request_id,
     )
+
+
+def _process_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0]
+    except OSError:
+        return None
 
 
 def _ms(started: float) -> float:

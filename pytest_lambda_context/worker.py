@@ -230,10 +230,17 @@ def _fork(control: socket.socket, channel_fd: int) -> int:
     template = os.getpid()
     pid = os.fork()
     if pid:
+        # Each worker leads its own process group, so the test process can freeze,
+        # thaw and kill it together with any process its handler started. Set on both
+        # sides of the fork, so the group exists whichever runs first.
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
         return pid
     # The child: an execution environment. Nothing below may return into _serve.
     status = 70
     try:
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
         control.close()
         set_parent_death_signal()
         if os.getppid() != template:

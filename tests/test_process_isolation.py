@@ -66,6 +66,11 @@ HANDLERS = {
             if action == "boto3":
                 import boto3
                 held.append(boto3.client("s3"))
+            if action == "spawn":
+                import subprocess
+                child = subprocess.Popen(["sleep", "60"])
+                held.append(child)
+                return {"child": child.pid, "pid": os.getpid()}
             if action == "echo":
                 print(event["text"])
                 return {"echo": event["data"]}
@@ -414,6 +419,18 @@ def test_handler_output_lands_in_the_tests_captured_output(pytester):
 # --- freezing, parallelism, cleanup ---------------------------------------------------
 
 
+def test_without_pidfd_crashes_and_shutdowns_still_reap(make, monkeypatch):
+    from pytest_lambda_context import process_isolation
+
+    monkeypatch.setattr(process_isolation, "_HAVE_PIDFD", False)  # kernels before 5.3
+    function = make()
+    with pytest.raises(RuntimeExitError):
+        function.invoke({"action": "_exit", "status": 2})
+    pid = function.invoke({})["pid"]
+    function.close()
+    assert wait_for(lambda: gone(pid))
+
+
 def test_workers_are_frozen_between_invocations(make):
     function = make()
     pid = function.invoke({})["pid"]
@@ -422,6 +439,20 @@ def test_workers_are_frozen_between_invocations(make):
     assert wait_for(lambda: process_state(pid) == "T")
     function.close()
     assert wait_for(lambda: gone(pid))
+
+
+@pytest.mark.parametrize("end", ["shutdown", "timeout"])
+def test_processes_the_handler_started_are_frozen_and_ended_with_the_worker(make, end):
+    function = make(timeout=0.5)
+    started = function.invoke({"action": "spawn"})
+    child = started["child"]
+    assert wait_for(lambda: process_state(child) == "T")  # frozen with the worker
+    if end == "timeout":
+        with pytest.raises(InvocationTimeout):
+            function.invoke({"action": "sleep", "seconds": 30})
+    else:
+        function.close()
+    assert wait_for(lambda: gone(child)), process_state(child)
 
 
 def test_invoke_many_runs_the_environments_in_parallel(make):
