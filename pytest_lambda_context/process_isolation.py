@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from .context import reserved_environment
 from .environment import ExecutionEnvironment
 from .errors import error_payload
 from .runtime import Outcome, exit_payload
@@ -109,8 +110,8 @@ class WorkerTemplate:
             theirs.close()
         self._control = ours
         self.pid = self._process.pid
-        sys_path = [p or os.getcwd() for p in sys.path]
-        ours.send(pickle.dumps(("hello", sys_path, self.preload), pickle.HIGHEST_PROTOCOL))
+        hello = ("hello", _sys_path(), self.preload)
+        ours.send(pickle.dumps(hello, pickle.HIGHEST_PROTOCOL))
 
     def _wait_ready(self) -> socket.socket:
         self._start()
@@ -228,7 +229,14 @@ class ProcessEnvironment(ExecutionEnvironment):
         self.log_stream_name = function._log_stream_name()
         environ = dict(os.environ)
         environ.update(
-            reserved_environment_for(function, self.log_stream_name, initialization_type)
+            reserved_environment(
+                handler=function.handler,
+                function_name=function.function_name,
+                memory_mb=function.memory_mb,
+                log_stream_name=self.log_stream_name,
+                task_root=function.code_root,
+                initialization_type=initialization_type,
+            )
         )
         self._tmpdir = tempfile.mkdtemp(prefix=f"lambda-{function.function_name}-{env_id}-")
         environ["TMPDIR"] = self._tmpdir
@@ -237,10 +245,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._config = {
             "environ": environ,
             "tmpdir": self._tmpdir,
-            "sys_path": [
-                code_root,
-                *(p or os.getcwd() for p in sys.path if p != code_root),
-            ],
+            "sys_path": [code_root, *(p for p in _sys_path() if p != code_root)],
             "code_root": code_root,
             "code_root_prefix": function.code_root_prefix,
             "function_name": function.function_name,
@@ -297,11 +302,9 @@ class ProcessEnvironment(ExecutionEnvironment):
             channel.settimeout(timeout)
             send_message(channel, message)
             reply: tuple[Any, ...] = recv_message(channel, deadline)
-        except (EOFError, ConnectionError):
-            raise _Crashed(self._wait_exit()) from None
         except TimeoutError:
             raise
-        except OSError:
+        except (EOFError, OSError):  # the worker is gone, or going
             raise _Crashed(self._wait_exit()) from None
         self._max_rss_kb = reply[5]
         return reply
@@ -347,11 +350,8 @@ class ProcessEnvironment(ExecutionEnvironment):
 
     def _abandon(self) -> None:
         """Interrupted (Ctrl-C) mid-request: kill the worker now, leave nothing behind."""
-        if self.pid is not None and not self._reaped:
-            self._kill()
-            with contextlib.suppress(Exception):
-                self._template.reap(self.pid, block=True)
-            self._reaped = True
+        with contextlib.suppress(Exception):
+            self._wait_exit(grace=0.0)
         self.shutdown("interrupted")
 
     # -- init and invoke -------------------------------------------------------------
@@ -424,7 +424,6 @@ class ProcessEnvironment(ExecutionEnvironment):
     def _stop_worker(self) -> None:
         channel = self._channel
         if self.shutdown_reason in ("timeout", "exit") or channel is None:
-            self._kill()
             self._wait_exit(grace=0.0)
             return
         # Let it exit by itself, so its atexit handlers (coverage data, say) run.
@@ -446,19 +445,9 @@ class ProcessEnvironment(ExecutionEnvironment):
         )
 
 
-def reserved_environment_for(
-    function: LambdaFunction, log_stream_name: str, initialization_type: str
-) -> dict[str, str]:
-    from .context import reserved_environment
-
-    return reserved_environment(
-        handler=function.handler,
-        function_name=function.function_name,
-        memory_mb=function.memory_mb,
-        log_stream_name=log_stream_name,
-        task_root=function.code_root,
-        initialization_type=initialization_type,
-    )
+def _sys_path() -> list[str]:
+    # "" means the current folder: the template and the workers run elsewhere.
+    return [p or os.getcwd() for p in sys.path]
 
 
 def _crash_payload(status: int, request_id: str | None) -> dict[str, Any]:
