@@ -356,13 +356,15 @@ def wait_until_ready(
     say: Say,
     what: str,
     alive: Callable[[], str | None] = lambda: None,
+    began: float | None = None,
 ) -> None:
     """Poll ``GET /`` until it answers 200, at most ``timeout`` seconds.
 
-    ``alive`` returns why waiting is pointless (the container exited), or None.
+    ``alive`` returns why waiting is pointless (the container exited), or None;
+    ``began`` (``time.monotonic()``) counts time already spent, e.g. starting a container.
     Says how long it has waited every 10 s, so a slow start does not look like a hang.
     """
-    began = time.monotonic()
+    began = time.monotonic() if began is None else began  # the wait started then
     next_note = began + _PROGRESS_EVERY
     last = "no answer yet"
     while True:
@@ -517,7 +519,10 @@ class ContainerBackend:
             )
         say(f"starting Elasticsearch container {image} ({how}; waiting up to {timeout:g} s)")
         began = time.monotonic()
-        container = container_class(image, docker_client_kw={"base_url": status.endpoint.url})
+        # The engine we probed: docker.from_env reads DOCKER_HOST from this mapping (a
+        # socket we found ourselves, rootless or Docker Desktop, is not the SDK's default).
+        environment = {**os.environ, "DOCKER_HOST": status.endpoint.url}
+        container = container_class(image, docker_client_kw={"environment": environment})
         container.with_env("discovery.type", "single-node")
         container.with_env("xpack.security.enabled", "false")
         # The JVM otherwise sizes its heap from the machine's memory; tests need little.
@@ -542,8 +547,9 @@ class ContainerBackend:
             self.direct_url = f"http://{self.host}:{self.port}"
             wait_until_ready(
                 self.direct_url,
-                max(0.0, timeout - (time.monotonic() - began)),
+                timeout,
                 say=say,
+                began=began,
                 what=f"the Elasticsearch container ({image})",
                 alive=self._exited,
             )

@@ -456,7 +456,9 @@ def test_container_backend_runs_for_real(project: pytest.Pytester, standin_image
             assert lambda_function.invoke({}) == 20
         """
     )
-    result = project.runpytest(
+    # A subprocess: the docker SDK (requests) does not survive pytester's in-process
+    # module snapshots (its CookieJar class is imported twice).
+    result = project.runpytest_subprocess(
         "-p", "no:cacheprovider", "--lambda-es=container", f"--lambda-es-image={standin_image}"
     )
     result.assert_outcomes(passed=2)
@@ -502,13 +504,9 @@ def test_a_container_that_does_not_become_ready(
         """
     )
     project.makepyfile(test_it=USES_ES)
-    try:
-        result = project.runpytest(
-            "-p", "no:cacheprovider", "--lambda-es=container", f"--lambda-es-image={standin_image}"
-        )
-    finally:
-        backends.ContainerBackend.command = None
-        backends.CONTAINER_START_TIMEOUT = 120.0
+    result = project.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--lambda-es=container", f"--lambda-es-image={standin_image}"
+    )
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines([message])
     assert _containers_of(standin_image) == before  # removed, not left behind
