@@ -503,6 +503,7 @@ def listener() -> Iterator[socket.socket]:
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     yield server
+    server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
     server.close()
     thread.join(5)
     for conn in accepted:
