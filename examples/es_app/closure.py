@@ -20,13 +20,20 @@ def _memoized_client() -> Callable[[], Elasticsearch]:
         nonlocal client
         if client is None:
             candidate = Elasticsearch(os.environ["ES_URL"])
-            if not candidate.options(request_timeout=1).ping():
+            if not _ping(candidate, timeout=1):
                 candidate.close()
                 raise ConnectionError(f"Elasticsearch at {os.environ['ES_URL']} did not answer")
             client = candidate
         return client
 
     return get
+
+
+def _ping(client: Elasticsearch, timeout: float) -> bool:
+    # Clients 8 and 9 take per-request settings through .options(); 7.x as keywords.
+    if hasattr(client, "options"):
+        return bool(client.options(request_timeout=timeout).ping())
+    return bool(client.ping(request_timeout=timeout))
 
 
 get_es_client = _memoized_client()
