@@ -33,6 +33,7 @@ from pytest_lambda_context.netguard import (
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes
 
     def setup(self) -> None:
         mark_internal_thread()
