@@ -490,6 +490,49 @@ def test_loopback_guard_surfaces_through_requests(
     assert "lambda_network = loopback" in str(info.value)
 
 
+def test_loopback_guard_refuses_async_connects(
+    no_traffic: _NoTrafficAllowed, code_root: Path, app: ModuleType
+) -> None:
+    # asyncio's non-blocking sock_connect goes through the same guard.
+    import aiohttp
+    import httpx
+
+    with pytest.raises(aiohttp.ClientConnectorError, match="lambda_network = loopback"):
+        run_in_scope(code_root, app.with_aiohttp, "http://192.0.2.1:9200/", network="loopback")
+    # anyio says only "All connection attempts failed"; the guard's error is chained.
+    with pytest.raises(httpx.ConnectError) as info:
+        run_in_scope(code_root, app.with_httpx_async, "http://192.0.2.1:9200/", network="loopback")
+    assert any(isinstance(e, NetworkBlockedError) for e in _chain(info.value))
+    assert no_traffic.attempts == []
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes and contexts, and the members of exception groups."""
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        stack.extend(getattr(current, "exceptions", ()))
+
+
+def test_loopback_guard_refuses_a_name_given_to_connect(
+    no_traffic: _NoTrafficAllowed, code_root: Path, app: ModuleType
+) -> None:
+    # socket.connect(("name", port)) resolves in C, past getaddrinfo: refused by name.
+    def body() -> None:
+        with socket.socket() as sock:
+            sock.connect(("search.example.com", 443))
+
+    with pytest.raises(NetworkBlockedError, match=r"search\.example\.com:443"):
+        run_in_scope(code_root, body, network="loopback")
+    assert no_traffic.attempts == []
+
+
 def test_loopback_guard_refuses_dns_of_other_names(
     no_traffic: _NoTrafficAllowed, code_root: Path, app: ModuleType
 ) -> None:
