@@ -61,6 +61,12 @@ def engine(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> Iterator[FakeDoc
 
 
 @pytest.fixture
+def with_testcontainers() -> None:
+    # auto picks a container only where testcontainers could start one.
+    pytest.importorskip("testcontainers", reason="the container backend needs testcontainers")
+
+
+@pytest.fixture
 def silent_listener() -> Iterator[tuple[str, int]]:
     """Accepts connections and never says a word (a wedged server)."""
     listener = socket.create_server(("127.0.0.1", 0))
@@ -124,7 +130,9 @@ def test_auto_with_a_socket_needs_a_probe(engine: FakeDockerEngine) -> None:
     assert engine.requests == []  # the cheap path never talks to Docker
 
 
-def test_auto_picks_the_container_when_the_image_is_present(engine: FakeDockerEngine) -> None:
+def test_auto_picks_the_container_when_the_image_is_present(
+    engine: FakeDockerEngine, with_testcontainers: None
+) -> None:
     engine.images.add(DEFAULT_IMAGE)
     decision = decide(AUTO)
     assert decision.backend == "container"
@@ -132,7 +140,9 @@ def test_auto_picks_the_container_when_the_image_is_present(engine: FakeDockerEn
     assert decision.reason.endswith(f"; image {DEFAULT_IMAGE} is present")
 
 
-def test_auto_picks_the_container_when_the_image_can_be_pulled(engine: FakeDockerEngine) -> None:
+def test_auto_picks_the_container_when_the_image_can_be_pulled(
+    engine: FakeDockerEngine, with_testcontainers: None
+) -> None:
     engine.pullable.add("elasticsearch:8.15.5")
     decision = decide({**AUTO, "lambda_es_image": "elasticsearch:8.15.5"})
     assert decision.backend == "container"
@@ -144,7 +154,9 @@ def test_auto_picks_the_container_when_the_image_can_be_pulled(engine: FakeDocke
     ]
 
 
-def test_auto_falls_back_when_the_image_is_unobtainable(engine: FakeDockerEngine) -> None:
+def test_auto_falls_back_when_the_image_is_unobtainable(
+    engine: FakeDockerEngine, with_testcontainers: None
+) -> None:
     decision = decide(AUTO)
     assert decision.backend == "embedded"
     assert f"but image {DEFAULT_IMAGE} is not present and cannot be pulled" in decision.reason
@@ -314,7 +326,9 @@ def test_container_without_an_engine_fails_fast(no_docker: None) -> None:
     )
 
 
-def test_container_with_an_unobtainable_image(engine: FakeDockerEngine) -> None:
+def test_container_with_an_unobtainable_image(
+    engine: FakeDockerEngine, with_testcontainers: None
+) -> None:
     with pytest.raises(BackendError) as error:
         ContainerBackend("nowhere/elasticsearch:0.0.1")
     message = str(error.value)

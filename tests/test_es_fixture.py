@@ -123,6 +123,7 @@ def test_header_for_each_choice(project: pytest.Pytester, args: list[str], line:
 def test_header_defers_the_docker_probe_to_first_use(
     project: pytest.Pytester, engine: FakeDockerEngine
 ) -> None:
+    pytest.importorskip("testcontainers", reason="the container backend needs testcontainers")
     project.makepyfile(test_it=USES_ES)
     result = project.runpytest("-p", "no:cacheprovider", "-k", "without_es")
     result.assert_outcomes(passed=1, deselected=1)
