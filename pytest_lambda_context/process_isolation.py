@@ -242,7 +242,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         environ["TMPDIR"] = self._tmpdir
         environ.update(function.resolved_env())
         code_root = function.code_root
-        self._config = {
+        self._config: dict[str, Any] | None = {
             "environ": environ,
             "tmpdir": self._tmpdir,
             "sys_path": [code_root, *(p for p in _sys_path() if p != code_root)],
@@ -360,7 +360,10 @@ class ProcessEnvironment(ExecutionEnvironment):
         offset = self.function.clock.offset
         try:
             self._spawn()
-            reply = self._request(("init", self._config, request_id, offset), INIT_TIMEOUT + _SLACK)
+            # Sent once: the worker keeps it, and a copy of os.environ per environment
+            # is not worth holding on to here.
+            config, self._config = self._config, None
+            reply = self._request(("init", config, request_id, offset), INIT_TIMEOUT + _SLACK)
         except TimeoutError:
             self._kill()
             payload = error_payload(
