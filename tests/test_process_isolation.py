@@ -355,14 +355,14 @@ def test_a_result_that_is_not_json_is_a_marshal_error(make):
 
 
 def test_a_timeout_kills_the_worker_and_the_next_invocation_is_cold(make):
-    function = make(timeout=0.3)
+    function = make(timeout=1.0)
     pid = function.invoke({})["pid"]
     started = time.monotonic()
     with pytest.raises(InvocationTimeout) as failure:
         function.invoke({"action": "sleep", "seconds": 30})
     assert time.monotonic() - started < 5
     assert failure.value.payload["errorType"] == "Sandbox.Timedout"
-    assert failure.value.payload["errorMessage"] == "Task timed out after 0.30 seconds"
+    assert failure.value.payload["errorMessage"] == "Task timed out after 1.00 seconds"
     assert env_of(function).state == "shutdown"
     assert wait_for(lambda: gone(pid))
     after = function.invoke({})
@@ -443,7 +443,7 @@ def test_workers_are_frozen_between_invocations(make):
 
 @pytest.mark.parametrize("end", ["shutdown", "timeout"])
 def test_processes_the_handler_started_are_frozen_and_ended_with_the_worker(make, end):
-    function = make(timeout=0.5)
+    function = make(timeout=2.0)
     started = function.invoke({"action": "spawn"})
     child = started["child"]
     assert wait_for(lambda: process_state(child) == "T")  # frozen with the worker
@@ -457,7 +457,9 @@ def test_processes_the_handler_started_are_frozen_and_ended_with_the_worker(make
 
 def test_invoke_many_runs_the_environments_in_parallel(make):
     function = make()
-    results = function.invoke_many([{"action": "sleep", "seconds": 0.3}] * 3, concurrency=3)
+    # Initialised first, so a slow fork on a busy machine cannot stagger the starts.
+    function.provision(3)
+    results = function.invoke_many([{"action": "sleep", "seconds": 0.5}] * 3, concurrency=3)
     assert len(function.environments) == 3
     # Every handler started before any of them ended: they overlapped.
     assert max(r["start"] for r in results) < min(r["end"] for r in results)
@@ -582,8 +584,9 @@ def test_the_plugin_runs_process_isolation(pytester):
                 assert lambda_function.environments[0].isolation == "process"
 
             def test_parallel(lambda_function):
+                lambda_function.provision(2)
                 results = lambda_function.invoke_many(
-                    [{"action": "sleep", "seconds": 0.2}] * 2, concurrency=2
+                    [{"action": "sleep", "seconds": 0.5}] * 2, concurrency=2
                 )
                 assert max(r["start"] for r in results) < min(r["end"] for r in results)
 
