@@ -215,28 +215,30 @@ def _sdk_client(endpoint: DockerEndpoint, timeout: float) -> Any:
     return docker.DockerClient(base_url=endpoint.url, timeout=max(1, int(timeout)))
 
 
-def _image_state(endpoint: DockerEndpoint, image: str) -> tuple[bool | None, str]:
-    """(True, how) if the image is present, (True, how) if a registry has it,
-    (False, why) if neither, (None, why) if this cannot be told cheaply."""
+def _image_state(endpoint: DockerEndpoint, image: str) -> tuple[str, str]:
+    """("present" | "pullable" | "missing", a phrase saying so) for the engine at ``endpoint``."""
     name = quote(image, safe="/:@")
     try:
         if not endpoint.raw:
             client = _sdk_client(endpoint, _PULLABLE_TIMEOUT)
             try:
                 client.images.get(image)
-                return True, f"image {image} is present"
+                return "present", f"image {image} is present"
             except Exception:
                 client.images.get_registry_data(image)
-                return True, f"image {image} can be pulled"
+                return "pullable", f"image {image} can be pulled"
         status, _ = _docker_api(endpoint, "GET", f"/images/{name}/json", DOCKER_PROBE_TIMEOUT)
         if status == 200:
-            return True, f"image {image} is present"
+            return "present", f"image {image} is present"
         status, body = _docker_api(endpoint, "GET", f"/distribution/{name}/json", _PULLABLE_TIMEOUT)
         if status == 200:
-            return True, f"image {image} can be pulled"
-        return False, f"image {image} is not present and cannot be pulled ({_api_message(body)})"
+            return "pullable", f"image {image} can be pulled"
+        return (
+            "missing",
+            f"image {image} is not present and cannot be pulled ({_api_message(body)})",
+        )
     except Exception as exc:
-        return False, f"image {image} is not present and the registry did not answer ({exc})"
+        return "missing", f"image {image} is not present and the registry did not answer ({exc})"
 
 
 def _installed(name: str) -> bool:
@@ -294,8 +296,8 @@ def decide(
             f"{status.detail}, but testcontainers is not installed "
             '(pip install "pytest-lambda-context[containers]")',
         )
-    usable, how = _image_state(status.endpoint, image)
-    if usable:
+    state, how = _image_state(status.endpoint, image)
+    if state != "missing":
         return Decision("container", f"{status.detail}; {how}")
     return Decision("embedded", f"{status.detail}, but {how}")
 
@@ -511,8 +513,8 @@ class ContainerBackend:
                     f'pip install "pytest-lambda-context[containers]"; or {CHOOSE_ANOTHER}'
                 ) from None
         self.image = image
-        present, how = _image_state(status.endpoint, image)
-        if not present:
+        state, how = _image_state(status.endpoint, image)
+        if state == "missing":
             raise BackendError(
                 f"lambda_es = container, but {how}. Pull or build it, point lambda_es_image "
                 f"at an image you have, or {CHOOSE_ANOTHER}"
@@ -533,8 +535,12 @@ class ContainerBackend:
             # Our own wait below is bounded, says what it waits for, and notices an exit.
             container._wait_strategy = None
         self.container = container
+        if state == "pullable":
+            say(f"pulling {image}: the wait for it to answer starts once it is pulled")
         try:
-            container.start()
+            container.start()  # pulls the image first if needed
+            if state == "pullable":
+                began = time.monotonic()  # a pull's time is the network's, not the server's
         except Exception as exc:
             self._remove()
             raise BackendError(

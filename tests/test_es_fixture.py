@@ -405,8 +405,8 @@ def _standin_image_present() -> str | None:
     status = backends.probe_docker()
     if not status.answered or status.endpoint is None:
         return status.detail
-    present, how = backends._image_state(status.endpoint, STANDIN_IMAGE)
-    if not present:
+    state, how = backends._image_state(status.endpoint, STANDIN_IMAGE)
+    if state != "present":
         return f"{how}: build it with .ci/es-image/build.sh"
     return None
 
