@@ -337,6 +337,7 @@ def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
     if hooks.stray_alarm:
         previous_delay = 0.0  # what was pending was our own timer from the last invocation
         hooks.stray_alarm = False
+    started = time.monotonic() if previous_delay else 0.0
     hooks.armed = True
     try:
         return call(*args)
@@ -344,7 +345,8 @@ def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
         hooks.armed = False
         if previous_delay:
             # Someone else's alarm was pending: re-arm it, less the time spent here.
-            signal.setitimer(signal.ITIMER_REAL, max(previous_delay - timeout, 0.001))
+            elapsed = time.monotonic() - started
+            signal.setitimer(signal.ITIMER_REAL, max(previous_delay - elapsed, 0.001))
         else:
             # Left armed: disarming costs a system call per invocation, and an alarm
             # that fires later finds nothing armed and is ignored (see _alarm).
