@@ -196,7 +196,9 @@ class ModuleEnvironment(ExecutionEnvironment):
 
     # -- init and invoke -----------------------------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
-        saved = self._enter(request_id, evict=True)
+        # request_id None in the scope: what init code opens belongs to the init phase,
+        # even when an invocation triggered it (the payloads still name the request).
+        saved = self._enter(None, evict=True)
         started = time.perf_counter()
         try:
             with shifted_clock(self.function.clock.offset, self.function.code_root_prefix):

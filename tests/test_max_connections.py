@@ -221,11 +221,6 @@ def test_per_test_counts_every_environment(project: pytest.Pytester) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: module_isolation gives the init Scope the triggering invocation's "
-    "request_id, so init-phase connections are attributed to invocation 1, not to init",
-)
 def test_init_connections_are_named_as_init(project: pytest.Pytester) -> None:
     result = _run(
         project,
