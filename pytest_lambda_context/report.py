@@ -33,21 +33,29 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
             f"{name} ({handler}, {isolation}): {len(environments)} environments "
             f"({cold} cold starts), {invocations} invocations, {init}"
         )
-        opened = [(e["id"], e["connections"]) for e in environments]
+        opened = [(e["id"], e["connections"], e["connections"] > 1) for e in environments]
         lines += _per_environment("connections", "opened more than one connection", opened)
-        created = [(e["id"], len(e.get("clients") or ())) for e in environments]
-        lines += _per_environment("boto3 clients", "created more than one client", created)
+        created = [(e["id"], *_client_counts(e.get("clients") or ())) for e in environments]
+        lines += _per_environment(
+            "boto3 clients", "created more than one client of a service", created
+        )
     return lines
 
 
-def _per_environment(what: str, excess: str, counts: list[tuple[str, int]]) -> list[str]:
-    counts = [(env_id, n) for env_id, n in counts if n]
+def _client_counts(clients: Any) -> tuple[int, bool]:
+    """How many clients, and whether one service had more than one."""
+    services = [c.get("service") if isinstance(c, dict) else c for c in clients]
+    return len(services), len(set(services)) < len(services)
+
+
+def _per_environment(what: str, excess: str, counts: list[tuple[str, int, bool]]) -> list[str]:
+    counts = [entry for entry in counts if entry[1]]
     if not counts:
         return []
-    shown = ", ".join(f"{env_id}: {n}{' !' if n > 1 else ''}" for env_id, n in counts[:12])
+    shown = ", ".join(f"{env_id}: {n}{' !' if flag else ''}" for env_id, n, flag in counts[:12])
     more = f", … {len(counts) - 12} more" if len(counts) > 12 else ""
     lines = [f"    {what} per environment: {shown}{more}"]
-    if any(n > 1 for _, n in counts):
+    if any(flag for *_, flag in counts):
         lines.append(f"    (! an environment {excess})")
     return lines
 
