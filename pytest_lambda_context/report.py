@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 __all__ = ["summary_lines", "write_json"]
@@ -21,21 +21,29 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
         # An environment kept warm across tests appears in each test's record; the
         # last record of it is the complete one.
         latest: dict[str, dict[str, Any]] = {}
+        tests: dict[str, str] = {}
         for function in functions:
             for environment in function["environments"]:
                 latest[environment["uid"]] = environment
+                tests[environment["uid"]] = function["test"]
         environments = list(latest.values())
         cold = sum(1 for e in environments if e["init_duration_ms"] is not None)
         invocations = sum(e["invocation_count"] for e in environments)
         inits = [e["init_duration_ms"] for e in environments if e["init_duration_ms"] is not None]
         init = f"init {statistics.median(inits):.1f} ms median" if inits else "no init"
         lines.append(
-            f"{name} ({handler}, {isolation}): {len(environments)} environments "
-            f"({cold} cold starts), {invocations} invocations, {init}"
+            f"{name} ({handler}, {isolation}): {_count(len(environments), 'environment')} "
+            f"({_count(cold, 'cold start')}), {_count(invocations, 'invocation')}, {init}"
         )
-        opened = [(e["id"], e["connections"], e["connections"] > 1) for e in environments]
+        opened = [
+            (f"{e['id']} in {tests[e['uid']]}", e["connections"], e["connections"] > 1)
+            for e in environments
+        ]
         lines += _per_environment("connections", "opened more than one connection", opened)
-        created = [(e["id"], *_client_counts(e.get("clients") or ())) for e in environments]
+        created = [
+            (f"{e['id']} in {tests[e['uid']]}", *_client_counts(e.get("clients") or ()))
+            for e in environments
+        ]
         lines += _per_environment(
             "boto3 clients", "created more than one client of a service", created
         )
@@ -48,15 +56,25 @@ def _client_counts(clients: Any) -> tuple[int, bool]:
     return len(services), len(set(services)) < len(services)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _per_environment(what: str, excess: str, counts: list[tuple[str, int, bool]]) -> list[str]:
+    """How many environments opened how many, then each one over the mark, by name."""
     counts = [entry for entry in counts if entry[1]]
     if not counts:
         return []
-    shown = ", ".join(f"{env_id}: {n}{' !' if flag else ''}" for env_id, n, flag in counts[:12])
-    more = f", … {len(counts) - 12} more" if len(counts) > 12 else ""
-    lines = [f"    {what} per environment: {shown}{more}"]
-    if any(flag for *_, flag in counts):
-        lines.append(f"    (! an environment {excess})")
+    spread = Counter(n for _, n, _ in counts)
+    shown = ", ".join(
+        f"{n} in {k} environment{'s' if k != 1 else ''}" for n, k in sorted(spread.items())
+    )
+    lines = [f"    {what} per environment: {shown}"]
+    flagged = [(label, n) for label, n, flag in counts if flag]
+    for label, n in flagged[:10]:
+        lines.append(f"    ! {label}: {n} ({excess})")
+    if len(flagged) > 10:
+        lines.append(f"    ! … and {len(flagged) - 10} more")
     return lines
 
 

@@ -62,7 +62,7 @@ def test_fixtures_and_markers_work_together(lambda_project):
             "lambda-context: isolation=module, start=cold*",
             "*= lambda-context =*",
             "app-main (app.main.handler, module): 3 environments (3 cold starts), 4 invocations*",
-            "other (app/main.handler, module): 1 environments (1 cold starts), 1 invocations*",
+            "other (app/main.handler, module): 1 environment (1 cold start), 1 invocation*",
         ]
     )
 
