@@ -188,8 +188,11 @@ _saved: dict[str, Any] = {}
 _MISSING = object()
 
 # Address -> the name function code looked up to get it, so events can say "es.local"
-# and not only "10.0.0.5". Bounded; a stale entry only mislabels a hostname.
+# and not only "10.0.0.5". Valid only within the scope (one init or invocation) that
+# did the lookup: a lookup from an earlier test must not label a later connect to the
+# same address by literal.
 _names: dict[str, str] = {}
+_names_scope: list[Scope | None] = [None]
 _NAMES_LIMIT = 1024
 
 # Non-blocking connects counted while still in progress, until the event loop asks the
@@ -224,7 +227,7 @@ def _event(scope: Scope, host: str, port: int, frame: str | None) -> ConnectionE
     _set_port(event, port)
     _set_frame(event, frame)
     _set_time(event, time.time())
-    _set_hostname(event, _names.get(host))
+    _set_hostname(event, _names.get(host) if _names_scope[0] is scope else None)
     return event
 
 
@@ -294,8 +297,9 @@ def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         raise blocked_lookup(name, frame, scope.function_name, scope.environment_id)
     infos = _original_getaddrinfo(host, port, *args, **kwargs)
     if isinstance(host, str) and host and _is_name(host):
-        if len(_names) >= _NAMES_LIMIT:
+        if _names_scope[0] is not scope or len(_names) >= _NAMES_LIMIT:
             _names.clear()
+            _names_scope[0] = scope
         for info in infos:
             _names[str(info[4][0])] = host
     return infos
@@ -349,6 +353,8 @@ def uninstall() -> None:
             else:
                 setattr(owner, name, previous)
         _pending.clear()
+        _names.clear()
+        _names_scope[0] = None
 
 
 def installed() -> bool:

@@ -576,6 +576,19 @@ def test_loopback_guard_lets_loopback_through_and_counts_it(
     assert log.opened(port=port + 1) == 0
 
 
+@pytest.mark.usefixtures("monitor")
+def test_a_looked_up_name_labels_connections_of_its_own_scope_only(
+    http_server: tuple[str, int], code_root: Path, app: ModuleType
+) -> None:
+    port = http_server[1]
+    _, events = run_in_scope(code_root, app.with_requests, f"http://localhost:{port}/")
+    assert [e.hostname for e in events] == ["localhost"]
+    # A later invocation connecting by address is not labelled by that old lookup.
+    _, events = run_in_scope(code_root, app.raw_connect, "127.0.0.1", port, request_id="req-2")
+    assert [e.hostname for e in events] == [None]
+    assert ConnectionLog(events).opened(host="localhost") == 1  # any loopback address
+
+
 def test_is_loopback_host() -> None:
     for host in (
         "127.0.0.1",
