@@ -200,6 +200,7 @@ def test_memoized_clients_are_mocked_and_counted_once(pytester, isolation):
                 "app/store.py:6 in <module>", "app/store.py:7 in <module>"
             }
             # Built at import: the init phase's, not an invocation's.
+            assert [c.request_id for c in env.clients] == [None, None]
             assert [i.clients_created for i in lambda_function.invocations] == [0, 0, 0, 0]
             # The test's own clients see what the handler wrote (and are not counted).
             keys = boto3.client("s3").list_objects_v2(Bucket="bucket-a")["KeyCount"]
@@ -221,7 +222,10 @@ def test_memoized_clients_are_mocked_and_counted_once(pytester, isolation):
     result = run(pytester, "-rA")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
-        ["*boto3 clients per environment: env-1: 2", "*boto3 clients per environment: env-1: 1"]
+        [
+            "*boto3 clients per environment: 2 in 1 environment",
+            "*boto3 clients per environment: 1 in 1 environment",
+        ]
     )
 
 

@@ -24,7 +24,7 @@ def orders_table_and_bucket(aws):
     boto3.client("s3").create_bucket(Bucket="receipts")
 
 
-# Two clients per environment (DynamoDB and S3), one of each service.
+# Two clients per environment (DynamoDB and S3): one of each service.
 @pytest.mark.max_clients(2)
 @pytest.mark.max_clients(1, service="s3")
 def test_clients_are_built_once_per_environment(lambda_function, aws, orders_table_and_bucket):
@@ -39,7 +39,7 @@ def test_clients_are_built_once_per_environment(lambda_function, aws, orders_tab
         "aws_app/orders.py:18 in <module>",
         "aws_app/orders.py:19 in <module>",
     ]
-    # None in the invocations themselves.
+    assert all(c.request_id is None for c in aws.clients)  # the init phase's
     assert [i.clients_created for i in lambda_function.invocations] == [0, 0, 0, 0, 0]
 
     # What the handler wrote, read back by the test.
