@@ -253,6 +253,7 @@ def test_one_keep_alive_connection_counted_per_client(
         "req-1",
     )
     assert (event.host, event.port) == ("127.0.0.1", port)
+    assert pickle.loads(pickle.dumps(event)) == event  # process isolation pipes them
     assert event.frame is not None and event.frame.startswith("app/client.py:")
     if line_needle is not None:
         assert event.frame == f"app/client.py:{line_of(code_root, line_needle)} in {function}"
