@@ -18,6 +18,8 @@ _EXPORTS = {
     "LambdaContext": ".context",
     "ConnectionLog": ".connections",
     "ConnectionEvent": ".connections",
+    "NetworkBlockedError": ".netguard",
+    "BlockedLookupError": ".netguard",
     "PluginClock": ".clock",
     "LambdaError": ".errors",
     "InitError": ".errors",
@@ -30,6 +32,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BlockedLookupError",
     "ConnectionEvent",
     "ConnectionLog",
     "EmbeddedElasticsearch",
@@ -42,6 +45,7 @@ __all__ = [
     "LambdaError",
     "LambdaFunction",
     "MarshalError",
+    "NetworkBlockedError",
     "PluginClock",
     "RuntimeExitError",
     "TcpProxy",
@@ -62,6 +66,7 @@ if TYPE_CHECKING:
         RuntimeExitError,
     )
     from .function import LambdaFunction
+    from .netguard import BlockedLookupError, NetworkBlockedError
     from .proxy import TcpProxy
     from .records import Invocation
 
