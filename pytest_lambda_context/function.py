@@ -6,8 +6,9 @@ import itertools
 import os
 import secrets
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from .clock import PluginClock
@@ -170,10 +171,13 @@ class LambdaFunction:
         for index in range(len(events)):
             lanes[index % len(targets)].append(index)
         outcomes: list[Any] = [None] * len(events)
+        interrupted = threading.Event()
 
         def run_lane(lane: int) -> None:
             environment = targets[lane]
             for index in lanes[lane]:
+                if interrupted.is_set():
+                    return
                 if environment.state == "shutdown":
                     environment = self._new_environment("on-demand")
                 try:
@@ -184,7 +188,22 @@ class LambdaFunction:
         if self.isolation == "process" and len(targets) > 1:
             # Worker processes really run at once: one thread drives each environment.
             with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-                list(pool.map(run_lane, range(len(targets))))
+                futures = [pool.submit(run_lane, lane) for lane in range(len(targets))]
+                try:
+                    # Wait in slices: one long wait can hold a Ctrl-C until all lanes end.
+                    while wait(futures, timeout=0.1).not_done:
+                        pass
+                except BaseException:
+                    # Interrupted: end the workers still busy, so each lane returns now.
+                    interrupted.set()
+                    from .process_isolation import ProcessEnvironment
+
+                    for environment in list(self.environments):
+                        if isinstance(environment, ProcessEnvironment):
+                            environment.interrupt()
+                    raise
+                for future in futures:
+                    future.result()
         else:
             # In one process the environments take turns, event by event.
             for index in range(len(events)):
