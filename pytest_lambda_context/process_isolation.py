@@ -260,6 +260,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._pidfd: int | None = None
         self._reaped = False
         self._frozen = False
+        self._busy = False
         self._max_rss_kb = 0
 
     @property
@@ -298,6 +299,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         channel = self._channel
         assert channel is not None
         deadline = time.monotonic() + timeout
+        self._busy = True
         try:
             channel.settimeout(timeout)
             send_message(channel, message)
@@ -306,6 +308,8 @@ class ProcessEnvironment(ExecutionEnvironment):
             raise
         except (EOFError, OSError):  # the worker is gone, or going
             raise _Crashed(self._wait_exit()) from None
+        finally:
+            self._busy = False
         self._max_rss_kb = reply[5]
         return reply
 
@@ -347,6 +351,16 @@ class ProcessEnvironment(ExecutionEnvironment):
             with contextlib.suppress(ProcessLookupError):
                 self._signal(signal.SIGCONT)
             self._frozen = False
+
+    def interrupt(self) -> None:
+        """End the worker if a request is in flight (safe from another thread).
+
+        The thread waiting for the reply then sees the worker gone at once and
+        finishes the invocation as a crash; invoke_many uses it on Ctrl-C.
+        """
+        if self._busy:
+            with contextlib.suppress(OSError):
+                self._signal(signal.SIGKILL)
 
     def _abandon(self) -> None:
         """Interrupted (Ctrl-C) mid-request: kill the worker now, leave nothing behind."""

@@ -613,53 +613,68 @@ INTERRUPTIBLE = """
 
     @pytest.mark.lambda_handler("app.pids.handler", timeout=60)
     def test_long(lambda_function):
-        lambda_function.invoke({})
+        if os.environ["CONCURRENCY"] == "1":
+            lambda_function.invoke({})
+        else:
+            lambda_function.invoke_many([{}, {}], concurrency=2)
 """
 
 PIDS_HANDLER = """
     import os, time
     def handler(event, context):
-        with open(os.environ["PIDS_FILE"] + ".tmp", "w") as f:
-            f.write(f"{os.getpid()} {os.getppid()}")
-        os.rename(os.environ["PIDS_FILE"] + ".tmp", os.environ["PIDS_FILE"])
+        # One file per worker, named by its pid, holding the template's pid.
+        path = os.path.join(os.environ["PIDS_DIR"], str(os.getpid()))
+        with open(path + ".tmp", "w") as f:
+            f.write(str(os.getppid()))
+        os.rename(path + ".tmp", path)
         time.sleep(60)
 """
 
 
-def start_interruptible(pytester: pytest.Pytester) -> tuple[subprocess.Popen[bytes], int, int]:
+def start_interruptible(
+    pytester: pytest.Pytester, concurrency: int
+) -> tuple[subprocess.Popen[bytes], list[int], int]:
+    """pytest in a subprocess, its handlers asleep in ``concurrency`` workers."""
     write_project(pytester, test_long=INTERRUPTIBLE)
     (pytester.path / "app" / "pids.py").write_text(textwrap.dedent(PIDS_HANDLER))
-    pids_file = pytester.path / "pids"
+    pids_dir = pytester.mkdir("pids")
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_long.py"],
         cwd=pytester.path,
-        env={**os.environ, "PIDS_FILE": str(pids_file)},
+        env={**os.environ, "PIDS_DIR": str(pids_dir), "CONCURRENCY": str(concurrency)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    if not wait_for(pids_file.exists, timeout=60):
+
+    def written() -> list[Path]:
+        return [p for p in pids_dir.iterdir() if p.name.isdigit()]
+
+    if not wait_for(lambda: len(written()) == concurrency, timeout=60):
         process.kill()
         output = process.communicate()[0].decode()
-        pytest.fail(f"the handler never ran:\n{output}")
-    worker, template = map(int, pids_file.read_text().split())
-    return process, worker, template
+        pytest.fail(f"the handlers never ran:\n{output}")
+    workers = [int(p.name) for p in written()]
+    (template,) = {int(p.read_text()) for p in written()}
+    return process, workers, template
 
 
-def test_ctrl_c_during_an_invocation_leaves_no_worker_behind(pytester):
-    process, worker, template = start_interruptible(pytester)
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_ctrl_c_during_an_invocation_leaves_no_worker_behind(pytester, concurrency):
+    process, workers, template = start_interruptible(pytester, concurrency)
     process.send_signal(signal.SIGINT)
-    output = process.communicate(timeout=30)[0].decode()
+    # Promptly: not after the handlers' 60 s sleep, nor after their timeout.
+    output = process.communicate(timeout=20)[0].decode()
     assert "KeyboardInterrupt" in output
-    assert wait_for(lambda: gone(worker)), process_state(worker)
-    assert wait_for(lambda: gone(template)), process_state(template)
+    for pid in [*workers, template]:
+        assert wait_for(lambda: gone(pid)), process_state(pid)  # noqa: B023
 
 
 def test_a_killed_pytest_takes_its_workers_along(pytester):
-    process, worker, template = start_interruptible(pytester)
+    process, workers, template = start_interruptible(pytester, 2)
     process.kill()
     process.communicate(timeout=30)
-    assert wait_for(lambda: gone(worker), timeout=5), process_state(worker)
-    assert wait_for(lambda: gone(template), timeout=5), process_state(template)
+    for pid in [*workers, template]:
+        assert wait_for(lambda: gone(pid), timeout=5), process_state(pid)  # noqa: B023
 
 
 def test_lambda_errors_are_raised_in_the_test_process(make):
