@@ -28,6 +28,22 @@ __all__ = ["ExecutionEnvironment"]
 log = logging.getLogger("pytest_lambda_context")
 
 
+class RemoteTraceback(Exception):
+    """The function's traceback from a worker process, where the exception itself stayed."""
+
+    def __str__(self) -> str:
+        return "\n" + "".join(self.args[0])
+
+
+def _remote_cause(payload: dict[str, Any]) -> RemoteTraceback | None:
+    # Process isolation sends only Lambda's payload back; show its stack trace as the
+    # cause, so pytest prints where the handler failed, as it does in module isolation.
+    trace = payload.get("stackTrace")
+    if not trace:
+        return None
+    return RemoteTraceback([*trace, f"{payload['errorType']}: {payload['errorMessage']}"])
+
+
 class ExecutionEnvironment:
     """One emulated execution environment of a ``LambdaFunction``."""
 
@@ -68,6 +84,7 @@ class ExecutionEnvironment:
     # -- lifecycle ---------------------------------------------------------------
     def init(self) -> None:
         """Run the init phase now (as provisioned concurrency does) unless it ran."""
+        __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
         self._check_usable()
         if self.state == "new":
             self._init(request_id=None)
@@ -75,6 +92,7 @@ class ExecutionEnvironment:
 
     def invoke(self, event: Any) -> Any:
         """Invoke the handler in this environment; returns the result or raises LambdaError."""
+        __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
         return self._invoke(json_copy(event, "event"))
 
     def shutdown(self, reason: str = "shutdown") -> None:
@@ -93,6 +111,7 @@ class ExecutionEnvironment:
             )
 
     def _init(self, request_id: str | None) -> float:
+        __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
         outcome = self._run_init(request_id)
         self._collect(outcome.events, None)
         self.init_duration_ms = outcome.duration_ms
@@ -100,11 +119,12 @@ class ExecutionEnvironment:
             assert outcome.payload is not None
             self.init_error = outcome.payload
             self.shutdown("init error")
-            raise InitError(outcome.payload) from outcome.exc
+            raise InitError(outcome.payload) from outcome.exc or _remote_cause(outcome.payload)
         self.state = "warm"
         return outcome.duration_ms
 
     def _invoke(self, event: Any) -> Any:
+        __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
         self._check_usable()
         function = self.function
         request_id = function._next_request_id()
@@ -143,7 +163,7 @@ class ExecutionEnvironment:
             # As on Lambda: the runtime is gone, the next invocation is a cold start.
             self.shutdown(outcome.kind)
         exc_class = ERROR_CLASSES.get(outcome.kind, LambdaError)
-        raise exc_class(error) from outcome.exc
+        raise exc_class(error) from outcome.exc or _remote_cause(error)
 
     def _collect(self, events: list[Any], request_id: str | None) -> tuple[int, int]:
         if not events:

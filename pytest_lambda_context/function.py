@@ -145,6 +145,7 @@ class LambdaFunction:
     # -- routing -------------------------------------------------------------------
     def invoke(self, event: Any) -> Any:
         """Invoke as Lambda routes: the most recently used idle environment, else a cold start."""
+        __tracebackhide__ = True
         return self._route().invoke(event)
 
     def invoke_many(self, events: Iterable[Any], *, concurrency: int) -> list[Any]:
@@ -167,6 +168,7 @@ class LambdaFunction:
         return self._run_spread(targets, copies)
 
     def _run_spread(self, targets: list[ExecutionEnvironment], events: list[Any]) -> list[Any]:
+        __tracebackhide__ = True
         lanes: list[list[int]] = [[] for _ in targets]
         for index in range(len(events)):
             lanes[index % len(targets)].append(index)
@@ -222,6 +224,7 @@ class LambdaFunction:
 
     def cold_start(self) -> ExecutionEnvironment:
         """A new environment, even if one is idle; its init runs at its first invocation."""
+        __tracebackhide__ = True
         return self._new_environment("on-demand")
 
     def provision(self, count: int) -> list[ExecutionEnvironment]:
@@ -368,12 +371,14 @@ class LambdaFunction:
 def _check_number(
     name: str, value: Any, *, minimum: float, maximum: float | None = None, integer: bool = False
 ) -> None:
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (integer and not isinstance(value, int))
+    ):
         kind = "an integer" if integer else "a number"
         raise TypeError(f"{name} must be {kind}, not {value!r}")
-    number: float = value
-    if number < minimum or (maximum is not None and number > maximum):
+    if value < minimum or (maximum is not None and value > maximum):
         bounds = (
             f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         )

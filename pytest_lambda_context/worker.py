@@ -320,7 +320,6 @@ class _Worker:
         connections.install()
         # boto3/botocore clients made by function code are counted here too (the aws
         # fixture's accounting); it patches botocore only, and only once imported.
-        clients.install()
         clients.install()  # boto3/botocore clients of function code (botocore patched lazily)
         # request_id None: connections of the init phase are the init's, not the
         # first invocation's (ConnectionEvent's contract).
