@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import clients
-from ._scope import mark_internal_thread
+from ._scope import active_scope, mark_internal_thread
 from .clients import NOT_IMPLEMENTED_HEADER, ClientEvent
 from .context import DEFAULT_REGION
+from .netguard import is_loopback_host
 
 if TYPE_CHECKING:
     from .state import PluginState
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INSTALL_HINT",
     "AwsService",
+    "UnmockedAwsCallError",
     "aws_fixture",
     "fake_credentials",
     "prepare_function",
@@ -126,12 +128,15 @@ class AwsService:
             self._mock = mock_aws(config=config)
             # Resets moto's backends: the in-process ones and the server's (shared).
             self._mock.start(reset=True)
+            if self._state.options.get("lambda_network") != "allow":
+                _guard_unmocked_sends(True)
         except BaseException:
-            self._restore_environ()
+            self.stop()
             raise
 
     def stop(self) -> None:
         try:
+            _guard_unmocked_sends(False)
             if self._mock is not None:
                 self._mock.stop(remove_data=True)
                 self._mock = None
@@ -168,6 +173,50 @@ class AwsService:
     def __repr__(self) -> str:
         endpoint = f", server {self.endpoint_url}" if self.endpoint_url else ""
         return f"<AwsService moto, region {self.region}{endpoint}: {len(self.clients)} clients>"
+
+
+class UnmockedAwsCallError(RuntimeError):
+    """A boto3 client that moto does not intercept tried to reach AWS during an aws test."""
+
+
+_guarded_send: list[Any] = []  # the original URLLib3Session.send while guarded
+
+
+def _guard_unmocked_sends(on: bool) -> None:
+    """While the fixture is active, refuse botocore requests from the test process that
+    moto let through to a non-loopback address: clients built before moto was loaded."""
+    from botocore.httpsession import URLLib3Session
+
+    if not on:
+        if _guarded_send:
+            URLLib3Session.send = _guarded_send.pop()
+        return
+    if _guarded_send:
+        return
+    original = URLLib3Session.send
+    _guarded_send.append(original)
+
+    def send(self: Any, request: Any) -> Any:
+        if active_scope() is None:  # function code has the socket guard instead
+            host = urllib.parse.urlsplit(str(request.url)).hostname or ""
+            if not is_loopback_host(host):
+                raise UnmockedAwsCallError(_unmocked_message(str(request.url)))
+        return original(self, request)
+
+    URLLib3Session.send = send
+
+
+def _unmocked_message(url: str) -> str:
+    return (
+        f"a boto3/botocore client in the test process tried to reach {url} while the aws "
+        "fixture is active, and moto did not intercept it: the client was built before moto "
+        "was loaded, most likely when a module that the test file imports at its top level "
+        "was imported (collection runs before any fixture). Such a client is not mocked and "
+        "may hold your real credentials. Call the handler through lambda_function or "
+        "make_lambda_function (each execution environment imports the function's modules "
+        "afresh, after moto started), or import the module inside the test. "
+        "(Refused by pytest-lambda-context; --lambda-network=allow lets it through.)"
+    )
 
 
 def _missing_dependency() -> str | None:

@@ -524,6 +524,39 @@ def test_process_isolation_starts_one_moto_server_and_resets_it_per_test(pyteste
     run(pytester).assert_outcomes(passed=3)
 
 
+def test_a_client_built_at_collection_is_refused_with_the_reason(pytester, monkeypatch):
+    """Imported at the top of the test file, app.store builds its clients during
+    collection: before moto is loaded, and holding whatever credentials were set then."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALREALREALREAL")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "real-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    write_project(
+        pytester,
+        "module",
+        test_direct="""
+        import pytest
+        from app.store import handler
+
+        def test_direct_call(aws, lambda_context):
+            handler({"id": "x"}, lambda_context)
+
+        def test_through_the_function_it_is_mocked(make_lambda_function, aws):
+            function = make_lambda_function("app.store.handler")
+            assert function.invoke({"setup": True}) == "ready"
+        """,
+    )
+    # A process of its own: in this one moto is loaded already, so the client would be mocked.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*UnmockedAwsCallError: a boto3/botocore client in the test process tried to reach "
+            "https://dynamodb.us-east-1.amazonaws.com/ while the aws fixture is active*"
+            "make_lambda_function*"
+        ]
+    )
+
+
 def test_moto_not_installed_says_which_extra(pytester):
     write_project(pytester, "module")
     pytester.makeconftest("import sys\nsys.modules['moto'] = None\n")
