@@ -152,6 +152,11 @@ class WorkerTemplate:
                 process.kill()
                 process.wait()
 
+    def ready(self) -> None:
+        """Wait until the template has started and preloaded: once per session."""
+        with self._lock:
+            self._wait_ready()
+
     # -- requests ------------------------------------------------------------------
     def fork(self, channel: socket.socket) -> int:
         """Fork a worker that serves ``channel`` (the template gets a copy of the fd)."""
@@ -370,6 +375,8 @@ class ProcessEnvironment(ExecutionEnvironment):
 
     # -- init and invoke -------------------------------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
+        # The template's own start is the session's cost, not this environment's init.
+        self._template.ready()
         started = time.perf_counter()
         offset = self.function.clock.offset
         try:

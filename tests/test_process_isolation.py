@@ -682,4 +682,8 @@ def test_lambda_errors_are_raised_in_the_test_process(make):
     function = make()
     with pytest.raises(LambdaError) as failure:
         function.invoke({"action": "raise", "id": 1})
-    assert failure.value.__cause__ is None
+    # The cause is the handler's traceback as text, so pytest can show where it failed.
+    cause = failure.value.__cause__
+    assert type(cause).__name__ == "RemoteTraceback"
+    assert "raise ValueError" in str(cause)
+    assert str(cause).rstrip().endswith("ValueError: bad order 1")
