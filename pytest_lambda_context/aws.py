@@ -20,12 +20,15 @@ Nothing here imports moto, boto3 or botocore until the fixture is used.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import socket
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -272,6 +275,7 @@ class _MotoServer:
         self._server.stop()
         if inner is not None:
             inner.server_close()
+            inner.close_connections()
 
 
 _server_class_cache: list[Callable[..., Any]] = []
@@ -289,6 +293,24 @@ def _server_class() -> Callable[..., Any]:
     )
     from werkzeug.serving import ThreadedWSGIServer
 
+    class Server(ThreadedWSGIServer):
+        daemon_threads = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # Open keep-alive connections and their threads, closed by close_connections().
+            self.connections: dict[socket.socket, threading.Thread] = {}
+
+        def log(self, type: str, message: str, *args: Any) -> None:
+            pass
+
+        def close_connections(self) -> None:
+            """End every kept-alive connection now, not when its client goes away."""
+            for connection, thread in list(self.connections.items()):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+                thread.join(5)
+
     class Handler(MotoRequestHandler):
         """moto's request handler, with HTTP/1.1 keep-alive.
 
@@ -301,7 +323,12 @@ def _server_class() -> Callable[..., Any]:
         def handle(self) -> None:
             # Each connection is served by a thread of its own: never function code.
             mark_internal_thread()
-            super().handle()
+            connections = cast(Server, self.server).connections
+            connections[self.connection] = threading.current_thread()
+            try:
+                super().handle()
+            finally:
+                connections.pop(self.connection, None)
 
         def run_wsgi(self) -> None:
             environ = self.make_environ()
@@ -320,12 +347,6 @@ def _server_class() -> Callable[..., Any]:
             pass  # no request log on the test's stderr
 
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
-            pass
-
-    class Server(ThreadedWSGIServer):
-        daemon_threads = True
-
-        def log(self, type: str, message: str, *args: Any) -> None:
             pass
 
     class Dispatcher(DomainDispatcherApplication):

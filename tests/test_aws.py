@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -710,6 +711,23 @@ def test_a_client_without_the_translation_still_reads_what_moto_lacks(moto_serve
     assert error["Code"] in ("501", "NotImplemented")
     assert "does not implement the dynamodb operation ListContributorInsights" in str(info.value)
     assert info.value.response["ResponseMetadata"]["RetryAttempts"] == 0
+
+
+def test_the_moto_server_ends_kept_alive_connections_when_it_stops(monkeypatch):
+    from pytest_lambda_context.aws import _MotoServer
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    threads = set(threading.enumerate())
+    fds = len(os.listdir("/proc/self/fd"))
+    server = _MotoServer()
+    client = boto3.session.Session(region_name="us-east-1").client("s3", endpoint_url=server.url)
+    client.list_buckets()
+    client.list_buckets()  # the same kept-alive connection, still open
+    server.stop()
+    client.close()
+    assert set(threading.enumerate()) <= threads
+    assert len(os.listdir("/proc/self/fd")) == fds
 
 
 def test_events_and_errors_pickle_for_process_isolation():
