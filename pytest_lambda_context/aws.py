@@ -27,6 +27,7 @@ import os
 import socket
 import threading
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -168,7 +169,15 @@ class AwsService:
     def _server(self) -> _MotoServer:
         server: _MotoServer | None = self._state.resources.get(_SERVER_KEY)
         if server is None:
-            server = _MotoServer()
+            try:
+                server_class = _server_class()
+            except ImportError as exc:
+                pytest.fail(
+                    f"isolation='process' under the aws fixture runs moto's server, which "
+                    f"needs moto[server] ({exc}): {INSTALL_HINT}",
+                    pytrace=False,
+                )
+            server = _MotoServer(server_class)
             self._state.resources[_SERVER_KEY] = server
             self._state.session_finalizers.append(server.stop)
         return server
@@ -263,8 +272,9 @@ def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -
 class _MotoServer:
     """moto's ThreadedMotoServer on 127.0.0.1, quiet, its threads the plugin's own."""
 
-    def __init__(self) -> None:
-        server = _server_class()(ip_address="127.0.0.1", port=0, verbose=False)
+    def __init__(self, server_class: Callable[..., Any] | None = None) -> None:
+        server_class = server_class or _server_class()
+        server = server_class(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
         self._server = server
@@ -285,13 +295,17 @@ def _server_class() -> Callable[..., Any]:
     """ThreadedMotoServer, subclassed on first use (moto is imported only then)."""
     if _server_class_cache:
         return _server_class_cache[0]
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import ThreadedWSGIServer
+    with warnings.catch_warnings():
+        # Without flask, moto warns "install moto[server]" before its ImportError; the
+        # ImportError is reported (with the extra to install), the warning is noise.
+        warnings.simplefilter("ignore")
+        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import ThreadedWSGIServer
 
     class Server(ThreadedWSGIServer):
         daemon_threads = True

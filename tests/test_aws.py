@@ -575,6 +575,35 @@ def test_moto_not_installed_says_which_extra(pytester):
     )
 
 
+def test_moto_server_missing_says_which_extra(pytester, monkeypatch):
+    from pytest_lambda_context import aws
+
+    monkeypatch.setattr(aws, "_server_class_cache", [])  # as in a session's first use
+    write_project(pytester, "process")
+    pytester.makeconftest(
+        "import sys\n"
+        "sys.modules['moto.moto_server.threaded_moto_server'] = None\n"
+        "sys.modules['moto.moto_server.werkzeug_app'] = None\n"
+    )
+    pytester.makepyfile(
+        test_it="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.cached.handler")
+        def test_it(lambda_function, aws):
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*isolation='process' under the aws fixture runs moto's server, which needs "
+            'moto?server? (*): pip install "pytest-lambda-context[[]aws]"'
+        ]
+    )
+
+
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_json_report_lists_each_environments_clients(pytester, isolation):
     write_project(
