@@ -74,7 +74,10 @@ def _over(
         if per == "environment":
             groups[(event.environment_id,)].append(event)
         elif per == "invocation":
-            groups[(event.environment_id, _phase(function, event.request_id))].append(event)
+            # The init phase is not an invocation: what init code opens counts toward
+            # per="environment" and per="test" only.
+            if event.request_id is not None:
+                groups[(event.environment_id, _phase(function, event.request_id))].append(event)
         else:
             groups[("the test",)].append(event)
     offenders = {key: group for key, group in groups.items() if len(group) > limit}

@@ -321,3 +321,25 @@ def test_free_port_helper_is_not_needed() -> None:
     # 127.0.0.2 must be usable on this machine for the host-filter test above.
     with socket.create_server(("127.0.0.2", 0)) as server:
         assert server.getsockname()[0] == "127.0.0.2"
+
+
+def test_init_connections_do_not_count_per_invocation(project: pytest.Pytester) -> None:
+    # app.eager connects in init code, then once more in its first invocation.
+    result = _run(
+        project,
+        """
+        import pytest
+
+        pytestmark = pytest.mark.lambda_handler("app.eager.handler", env={"ES_URL": "{es_url}"})
+
+        @pytest.mark.max_connections(1, per="invocation")
+        def test_per_invocation(lambda_function):
+            lambda_function.invoke({})
+
+        @pytest.mark.max_connections(1, per="environment")
+        def test_per_environment(lambda_function):
+            lambda_function.invoke({})
+        """,
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_per_environment*", "*  env-1 created 2 connections*"])
