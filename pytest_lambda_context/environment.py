@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import resource
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from types import ModuleType
@@ -65,6 +66,8 @@ class ExecutionEnvironment:
         # Unique across the session: an environment can outlive its function (warm reuse).
         self.uid = secrets.token_hex(6)
         self._report_init = True
+        self._memory_mb = 0
+        self._memory_read_at = -1.0
 
     # -- to be provided by each isolation ---------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
@@ -210,8 +213,17 @@ class ExecutionEnvironment:
             log.info("%s", invocation.report_line)
 
     def _max_memory_used_mb(self) -> int:
-        # Linux reports ru_maxrss in KiB.
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        """Peak resident memory of this process, in MB (the test process in module isolation).
+
+        Read at most every 10 ms: the peak only grows, and a system call per warm
+        invocation would be a good part of its cost.
+        """
+        now = time.monotonic()
+        if now - self._memory_read_at > 0.01:
+            # Linux reports ru_maxrss in KiB.
+            self._memory_mb = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+            self._memory_read_at = now
+        return self._memory_mb
 
     def iter_invocations(self) -> Iterator[Invocation]:
         return iter(self.invocations)

@@ -102,6 +102,9 @@ class ModuleEnvironment(ExecutionEnvironment):
         }
         code_root = function.code_root
         self._sys_path = [code_root, *(p for p in sys.path if p != code_root)]
+        self._scope = Scope(
+            function.function_name, env_id, None, function.code_root_prefix, [], function.network
+        )
 
     @property
     def module(self) -> ModuleType:
@@ -129,19 +132,17 @@ class ModuleEnvironment(ExecutionEnvironment):
         environ._data = self._environ_data  # type: ignore[attr-defined]
         if _environb is not None:
             _environb._data = self._environ_data
-        saved_path = sys.path[:]
-        sys.path[:] = self._sys_path
+        # Rebinding, not copying: import machinery reads sys.path afresh each time, and
+        # the environment's own list keeps whatever its code did to it.
+        saved_path = sys.path
+        sys.path = self._sys_path
         saved_tempdir = tempfile.tempdir
         tempfile.tempdir = self._tmpdir
         function = self.function
-        scope = Scope(
-            function.function_name,
-            self.id,
-            request_id,
-            function.code_root_prefix,
-            [],
-            function.network,
-        )
+        # One scope per environment, renewed per call: cheaper than building one.
+        scope = self._scope
+        scope.request_id = request_id
+        scope.events = []
         previous_scope = set_scope(scope)
         if not function._hooks_installed:
             _HOOKS.acquire()
@@ -174,8 +175,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         os._exit = saved_exit
         set_scope(previous_scope)
         tempfile.tempdir = saved_tempdir
-        self._sys_path = sys.path[:]
-        sys.path[:] = saved_path
+        self._sys_path = sys.path
+        sys.path = saved_path
         os.environ._data = saved_data  # type: ignore[attr-defined]
         if _environb is not None:
             _environb._data = saved_data
