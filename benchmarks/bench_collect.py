@@ -32,7 +32,9 @@ def run(root: Path, *extra: str) -> float:
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *extra],
-        cwd=root, check=True, stdout=subprocess.DEVNULL,
+        cwd=root,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return (time.perf_counter() - started) * 1000
 
@@ -45,8 +47,10 @@ def main() -> None:
         with_plugin.append(run(root))
         without.append(run(root, "-p", "no:lambda_context"))
     a, b = statistics.median(with_plugin), statistics.median(without)
-    print(f"collect-only: with plugin {a:.1f} ms, without {b:.1f} ms, "
-          f"added {a - b:.1f} ms median (target <= 20 ms)")
+    print(
+        f"collect-only: with plugin {a:.1f} ms, without {b:.1f} ms, "
+        f"added {a - b:.1f} ms median (target <= 20 ms)"
+    )
 
 
 if __name__ == "__main__":

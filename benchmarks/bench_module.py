@@ -74,11 +74,15 @@ def cold(root) -> tuple[float, float]:
 def main() -> None:
     root = make_project()
     direct, invoked = warm(root)
-    print(f"warm invocation: direct call {direct:.2f} us, invoke() {invoked:.2f} us, "
-          f"overhead {invoked - direct:.2f} us median (target <= 5 us)")
+    print(
+        f"warm invocation: direct call {direct:.2f} us, invoke() {invoked:.2f} us, "
+        f"overhead {invoked - direct:.2f} us median (target <= 5 us)"
+    )
     bare, start = cold(root)
-    print(f"cold start: bare import {bare:.3f} ms, cold_start().init() {start:.3f} ms, "
-          f"overhead {start - bare:.3f} ms median (target <= 1 ms)")
+    print(
+        f"cold start: bare import {bare:.3f} ms, cold_start().init() {start:.3f} ms, "
+        f"overhead {start - bare:.3f} ms median (target <= 1 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,10 @@ def main() -> None:
     gc.collect()
     print(f"1,000 cold starts in {cold_s:.2f} s, 100,000 warm invocations in {warm_s:.2f} s")
     print(f"open fds: {fds} before, {open_fds()} after (target: flat)")
-    print(f"resident memory: {rss:.1f} MB before, {rss_mb():.1f} MB after, "
-          f"growth {rss_mb() - rss:.1f} MB (target < 50 MB)")
+    print(
+        f"resident memory: {rss:.1f} MB before, {rss_mb():.1f} MB after, "
+        f"growth {rss_mb() - rss:.1f} MB (target < 50 MB)"
+    )
 
 
 if __name__ == "__main__":

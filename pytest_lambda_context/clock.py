@@ -12,27 +12,37 @@ __all__ = ["PluginClock", "shifted_clock"]
 
 
 class PluginClock:
-    """Monotonic and wall time, shifted by ``offset`` seconds of emulated idling.
+    """Time as the plugin and the function code see it, after emulated idling.
 
-    Proxies measure idle connections on it; ``advance`` tells them time jumped.
+    Two readings, because they are restored differently. ``monotonic()`` (``offset``)
+    only ever moves forward: proxies and idle timeouts measure on it, and it would
+    make no sense for a connection to get younger. ``time()`` (``shift``) is the wall
+    clock handler code sees through freezegun; the plugin puts it back to real time
+    after each test, as it restores everything else it touched.
     """
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self.shift = 0.0
         self._listeners: list[Callable[[], None]] = []
 
     def monotonic(self) -> float:
         return time.monotonic() + self.offset
 
     def time(self) -> float:
-        return time.time() + self.offset
+        return time.time() + self.shift
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError(f"time cannot run backwards: idle({seconds}) must be >= 0")
         self.offset += seconds
+        self.shift += seconds
         for listener in list(self._listeners):
             listener()
+
+    def restore_wall_clock(self) -> None:
+        """Handler code sees real time again (the end of a test)."""
+        self.shift = 0.0
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after each jump; returns a function that unsubscribes."""

@@ -202,7 +202,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         saved = self._enter(None, evict=True)
         started = time.perf_counter()
         try:
-            with shifted_clock(self.function.clock.offset, self.function.code_root_prefix):
+            with shifted_clock(self.function.clock.shift, self.function.code_root_prefix):
                 self._handler, self._handler_module = _with_timeout(
                     INIT_TIMEOUT, import_handler, self.function.handler, request_id
                 )
@@ -241,8 +241,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         saved = self._enter(request_id, evict=False)
         outcome: Outcome
         try:
-            if function.clock.offset:
-                with shifted_clock(function.clock.offset, function.code_root_prefix):
+            if function.clock.shift:
+                with shifted_clock(function.clock.shift, function.code_root_prefix):
                     outcome = _with_timeout(
                         function.timeout, call_handler, self._handler, event, context, request_id
                     )

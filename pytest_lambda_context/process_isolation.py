@@ -378,7 +378,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         # The template's own start is the session's cost, not this environment's init.
         self._template.ready()
         started = time.perf_counter()
-        offset = self.function.clock.offset
+        offset = self.function.clock.shift
         try:
             self._spawn()
             # Sent once: the worker keeps it, and a copy of os.environ per environment
@@ -412,7 +412,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._thaw()
         try:
             reply = self._request(
-                ("invoke", request_id, event, deadline_ms, self.function.clock.offset),
+                ("invoke", request_id, event, deadline_ms, self.function.clock.shift),
                 timeout + _SLACK,
             )
         except TimeoutError:

@@ -158,6 +158,8 @@ class PluginState:
                     data = function.to_dict(invocations=bool(self.options["lambda_report"]))
                     self.records.append({"test": request.node.nodeid, **data})
             finally:
+                # Handler code of the next test sees real time again.
+                self.clock.restore_wall_clock()
                 # Init code often configures logging (and boto3's default session);
                 # the next test must not inherit it.
                 root.setLevel(saved_logging[0])

@@ -243,3 +243,27 @@ def test_the_plugin_can_be_disabled(lambda_project):
     result = lambda_project.runpytest("-p", "no:cacheprovider", "-p", "no:lambda_context")
     result.assert_outcomes(passed=1)
     assert "lambda-context" not in result.stdout.str()
+
+
+def test_the_wall_clock_handler_code_sees_is_real_again_in_the_next_test(lambda_project):
+    lambda_project.makepyfile(
+        **{"app/clock": "import time\ndef handler(event, context):\n    return time.time()\n"}
+    )
+    lambda_project.makepyfile(
+        test_clock="""
+        import time
+        import pytest
+
+        pytestmark = [pytest.mark.lambda_handler("app.clock.handler"), pytest.mark.warm_start]
+
+        def test_idle_moves_it(lambda_env, lambda_function):
+            lambda_env.invoke({})
+            lambda_function.idle(hours=3)
+            assert lambda_env.invoke({}) - time.time() > 3 * 3600 - 60
+
+        def test_next_test_sees_real_time(lambda_env):
+            # Even the environment kept warm from the test before.
+            assert abs(lambda_env.invoke({}) - time.time()) < 60
+        """
+    )
+    lambda_project.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
