@@ -8,8 +8,10 @@ down: by a timeout, a crash, an idle timeout, or the end of the test.
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import secrets
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
@@ -17,6 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .connections import ConnectionEvent, ConnectionLog
+from .context import reserved_environment
 from .errors import ERROR_CLASSES, InitError, LambdaError
 from .records import Invocation, json_copy
 from .runtime import Outcome
@@ -68,6 +71,31 @@ class ExecutionEnvironment:
         self._report_init = True
         self._memory_mb = 0
         self._memory_read_at = -1.0
+        self.log_stream_name = function._log_stream_name()
+        # Lambda gives each environment its own /tmp.
+        self._tmpdir = tempfile.mkdtemp(prefix=f"lambda-{function.function_name}-{env_id}-")
+
+    def _initial_environ(self) -> dict[str, str]:
+        """The variables function code starts with.
+
+        The test process's own first (so what fixtures such as ``aws`` set reaches the
+        function), then Lambda's reserved variables, TMPDIR, and the function's ``env``.
+        """
+        function = self.function
+        variables = dict(os.environ)
+        variables.update(
+            reserved_environment(
+                handler=function.handler,
+                function_name=function.function_name,
+                memory_mb=function.memory_mb,
+                log_stream_name=self.log_stream_name,
+                task_root=function.code_root,
+                initialization_type=self.initialization_type,
+            )
+        )
+        variables["TMPDIR"] = self._tmpdir
+        variables.update(function.resolved_env())
+        return variables
 
     # -- to be provided by each isolation ---------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import connections as _connections
 from ._scope import Scope, set_scope
 from .clock import shifted_clock
-from .context import LambdaContext, reserved_environment
+from .context import LambdaContext
 from .environment import ExecutionEnvironment
 from .errors import error_payload
 from .runtime import ExitRequested, InitFailure, Outcome, call_handler, import_handler
@@ -79,21 +79,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._modules: dict[str, ModuleType] = {}
         self._handler: Any = None
         self._handler_module: ModuleType | None = None
-        self._tmpdir = tempfile.mkdtemp(prefix=f"lambda-{function.function_name}-{env_id}-")
-        self.log_stream_name = function._log_stream_name()
-        variables = dict(os.environ)
-        variables.update(
-            reserved_environment(
-                handler=function.handler,
-                function_name=function.function_name,
-                memory_mb=function.memory_mb,
-                log_stream_name=self.log_stream_name,
-                task_root=function.code_root,
-                initialization_type=initialization_type,
-            )
-        )
-        variables["TMPDIR"] = self._tmpdir
-        variables.update(function.resolved_env())
+        variables = self._initial_environ()
         environ = os.environ
         # os.environ keeps its data in ``_data`` (encoded); swapping that dict in and
         # out is O(1), where setting variables one by one costs a putenv each.

@@ -23,14 +23,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .context import reserved_environment
 from .environment import ExecutionEnvironment
 from .errors import error_payload
 from .runtime import Outcome, exit_payload
@@ -231,21 +229,7 @@ class ProcessEnvironment(ExecutionEnvironment):
     def __init__(self, function: LambdaFunction, env_id: str, initialization_type: str) -> None:
         super().__init__(function, env_id, initialization_type)
         self._template = template_for(function)
-        self.log_stream_name = function._log_stream_name()
-        environ = dict(os.environ)
-        environ.update(
-            reserved_environment(
-                handler=function.handler,
-                function_name=function.function_name,
-                memory_mb=function.memory_mb,
-                log_stream_name=self.log_stream_name,
-                task_root=function.code_root,
-                initialization_type=initialization_type,
-            )
-        )
-        self._tmpdir = tempfile.mkdtemp(prefix=f"lambda-{function.function_name}-{env_id}-")
-        environ["TMPDIR"] = self._tmpdir
-        environ.update(function.resolved_env())
+        environ = self._initial_environ()
         code_root = function.code_root
         self._config: dict[str, Any] | None = {
             "environ": environ,
