@@ -10,12 +10,12 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from _http import keepalive_server
 
 from pytest_lambda_context import connections
 from pytest_lambda_context._scope import Scope, mark_internal_thread, set_scope
@@ -31,45 +31,10 @@ from pytest_lambda_context.netguard import (
 # --- a real HTTP/1.1 keep-alive server, the plugin's own (internal) threads ----------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are two writes
-
-    def setup(self) -> None:
-        mark_internal_thread()
-        super().setup()
-
-    def do_GET(self) -> None:
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-
 @pytest.fixture(scope="module")
 def http_server() -> Iterator[tuple[str, int]]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-
-    def serve() -> None:
-        mark_internal_thread()
-        server.serve_forever(poll_interval=0.05)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield "127.0.0.1", server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with keepalive_server() as address:
+        yield address
 
 
 # --- "function code": a real module under a code root ---------------------------------

@@ -8,10 +8,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from _http import BODY, keepalive_server
 
 from pytest_lambda_context import connections
 from pytest_lambda_context._scope import Scope, mark_internal_thread, set_scope
@@ -20,44 +20,10 @@ from pytest_lambda_context.proxy import TcpProxy
 # --- servers ----------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are two writes
-
-    def setup(self) -> None:
-        mark_internal_thread()
-        super().setup()
-
-    def do_GET(self) -> None:
-        body = b"hello"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-
 @pytest.fixture(scope="module")
 def http_server() -> Iterator[tuple[str, int]]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-
-    def serve() -> None:
-        mark_internal_thread()
-        server.serve_forever(poll_interval=0.05)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield "127.0.0.1", server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with keepalive_server() as address:
+        yield address
 
 
 class EchoServer:
@@ -159,12 +125,12 @@ def test_counts_connections_not_requests(
     assert proxy.url("https") == f"https://127.0.0.1:{proxy.port}"
     counter = proxy.counter()
     conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=5)
-    assert [get(conn) for _ in range(3)] == [b"hello"] * 3
+    assert [get(conn) for _ in range(3)] == [BODY] * 3
     assert proxy.opened == 1
     wait_for(lambda: proxy.open_now == 1)
     mark = proxy.mark()
     second = http.client.HTTPConnection(proxy.host, proxy.port, timeout=5)
-    assert get(second) == b"hello"
+    assert get(second) == BODY
     assert (proxy.opened, proxy.since(mark), counter.opened) == (2, 1, 2)
     conn.close()
     second.close()
@@ -251,7 +217,7 @@ def test_drop_rst_through_http_client(
 ) -> None:
     proxy = proxy_for(http_server[1])
     conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=5)
-    assert get(conn) == b"hello"
+    assert get(conn) == BODY
     proxy.drop_connections("rst")
     wait_for(lambda: proxy.open_now == 0)
     with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError)):
@@ -288,7 +254,7 @@ def test_outage_refuses_then_serves_again_on_the_same_port(
     proxy = proxy_for(http_server[1])
     port = proxy.port
     conn = http.client.HTTPConnection(proxy.host, port, timeout=5)
-    assert get(conn) == b"hello"
+    assert get(conn) == BODY
     with proxy.outage():
         assert proxy.stats()["listening"] is False
         with pytest.raises(ConnectionRefusedError):
@@ -299,7 +265,7 @@ def test_outage_refuses_then_serves_again_on_the_same_port(
         conn.close()
     assert proxy.port == port
     again = http.client.HTTPConnection(proxy.host, port, timeout=5)
-    assert get(again) == b"hello"
+    assert get(again) == BODY
     again.close()
     assert proxy.opened == 2
 
