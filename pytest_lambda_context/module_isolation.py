@@ -25,8 +25,15 @@ from ._scope import Scope, set_scope
 from .clock import shifted_clock
 from .context import LambdaContext
 from .environment import ExecutionEnvironment
-from .errors import error_payload
-from .runtime import ExitRequested, InitFailure, Outcome, call_handler, import_handler
+from .runtime import (
+    INIT_TIMEOUT,
+    ExitRequested,
+    InitFailure,
+    Outcome,
+    call_handler,
+    import_handler,
+    timeout_payload,
+)
 
 if TYPE_CHECKING:
     from .function import LambdaFunction
@@ -37,8 +44,6 @@ __all__ = ["ModuleEnvironment"]
 _environb: Any = getattr(os, "environb", None)
 _THIRD_PARTY_MARKERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-# Lambda gives the init phase 10 seconds.
-INIT_TIMEOUT = 10.0
 
 
 class _Timedout(BaseException):
@@ -201,11 +206,7 @@ class ModuleEnvironment(ExecutionEnvironment):
                 events=self._exit(saved),
             )
         except _Timedout:
-            payload = error_payload(
-                f"Init phase timed out after {INIT_TIMEOUT:.2f} seconds",
-                "Sandbox.Timedout",
-                request_id,
-            )
+            payload = timeout_payload(request_id, INIT_TIMEOUT, init=True)
             return Outcome(
                 "init", payload=payload, duration_ms=_ms(started), events=self._exit(saved)
             )
@@ -237,11 +238,7 @@ class ModuleEnvironment(ExecutionEnvironment):
                     function.timeout, call_handler, self._handler, event, context, request_id
                 )
         except _Timedout:
-            payload = error_payload(
-                f"Task timed out after {function.timeout:.2f} seconds",
-                "Sandbox.Timedout",
-                request_id,
-            )
+            payload = timeout_payload(request_id, function.timeout)
             outcome = Outcome("timeout", payload=payload, duration_ms=function.timeout * 1000.0)
         finally:
             events = self._exit(saved)

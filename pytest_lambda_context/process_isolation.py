@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .environment import ExecutionEnvironment
 from .errors import error_payload
-from .runtime import Outcome, exit_payload
+from .runtime import INIT_TIMEOUT, Outcome, exit_payload, timeout_payload
 from .worker import PRELOAD, recv_message, send_message
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["ProcessEnvironment", "WorkerTemplate"]
 
 # As in module isolation: Lambda gives the init phase 10 seconds.
-INIT_TIMEOUT = 10.0
 # Past the function's timeout, how long the reply may take to cross the channel.
 _SLACK = 0.05
 # How long a worker gets to exit by itself (atexit handlers) before SIGKILL.
@@ -371,11 +370,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             reply = self._request(("init", config, request_id, offset), INIT_TIMEOUT + _SLACK)
         except TimeoutError:
             self._kill()
-            payload = error_payload(
-                f"Init phase timed out after {INIT_TIMEOUT:.2f} seconds",
-                "Sandbox.Timedout",
-                request_id,
-            )
+            payload = timeout_payload(request_id, INIT_TIMEOUT, init=True)
             return Outcome("init", payload=payload, duration_ms=_ms(started))
         except _Crashed as crash:
             payload = _crash_payload(crash.status, request_id)
@@ -401,9 +396,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             )
         except TimeoutError:
             self._kill()
-            payload = error_payload(
-                f"Task timed out after {timeout:.2f} seconds", "Sandbox.Timedout", request_id
-            )
+            payload = timeout_payload(request_id, timeout)
             return Outcome("timeout", payload=payload, duration_ms=timeout * 1000.0)
         except _Crashed as crash:
             payload = _crash_payload(crash.status, request_id)

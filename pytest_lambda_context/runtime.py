@@ -18,12 +18,14 @@ from .errors import error_payload, stack_trace
 from .records import json_copy
 
 __all__ = [
+    "INIT_TIMEOUT",
     "ExitRequested",
     "InitFailure",
     "Outcome",
     "call_handler",
     "import_handler",
     "parse_handler",
+    "timeout_payload",
 ]
 
 Handler = Callable[[Any, Any], Any]
@@ -57,6 +59,27 @@ class Outcome:
     events: list[Any] = field(default_factory=list)
     # The original exception, only in module isolation (it cannot cross a process).
     exc: BaseException | None = None
+
+
+# Lambda gives the init phase 10 seconds.
+INIT_TIMEOUT = 10.0
+
+
+def timeout_payload(
+    request_id: str | None, seconds: float, *, init: bool = False
+) -> dict[str, Any]:
+    """Lambda's ``Sandbox.Timedout`` error, for the init phase or an invocation."""
+    what = "Init phase" if init else "Task"
+    return error_payload(
+        f"{what} timed out after {seconds:.2f} seconds", "Sandbox.Timedout", request_id
+    )
+
+
+def _failure(
+    message: str, error_type: str, request_id: str | None, exc: BaseException
+) -> InitFailure:
+    trace = stack_trace(exc.__traceback__)
+    return InitFailure(error_payload(message, error_type, request_id, trace), exc)
 
 
 def parse_handler(handler: str) -> tuple[str, str]:
@@ -95,25 +118,12 @@ def import_handler(handler: str, request_id: str | None) -> tuple[Handler, Modul
         module = importlib.import_module(module_name)
     except ImportError as exc:
         message = f"Unable to import module '{module_name}': {exc}"
-        raise InitFailure(
-            error_payload(
-                message, "Runtime.ImportModuleError", request_id, stack_trace(exc.__traceback__)
-            ),
-            exc,
-        ) from None
+        raise _failure(message, "Runtime.ImportModuleError", request_id, exc) from None
     except SyntaxError as exc:
         message = f"Syntax error in module '{module_name}': {exc}"
-        raise InitFailure(
-            error_payload(
-                message, "Runtime.UserCodeSyntaxError", request_id, stack_trace(exc.__traceback__)
-            ),
-            exc,
-        ) from None
+        raise _failure(message, "Runtime.UserCodeSyntaxError", request_id, exc) from None
     except Exception as exc:
-        raise InitFailure(
-            error_payload(str(exc), type(exc).__name__, request_id, stack_trace(exc.__traceback__)),
-            exc,
-        ) from None
+        raise _failure(str(exc), type(exc).__name__, request_id, exc) from None
     function = getattr(module, function_name, None)
     if function is None:
         message = f"Handler '{function_name}' missing on module '{module_name}'"
