@@ -2,16 +2,19 @@
 
 It answers ``GET /_ping``, ``GET /images/<name>/json`` (200 for ``images``, else 404)
 and ``GET /distribution/<name>/json`` (200 for ``pullable``, else 404); with
-``hang=True`` it accepts connections and never answers.
+``hang=True`` it accepts connections and never answers (until it stops). Leaving the
+``with`` block stops it with nothing left behind: no handler thread, no open socket
+(a later test counting descriptors or threads must not see them close under it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import socketserver
 import threading
-import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -20,11 +23,22 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
+    def setup(self) -> None:
+        super().setup()
+        self.server.engine._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.engine._untrack(self.connection)
+
     def do_GET(self) -> None:
         engine = self.server.engine
         engine.requests.append(self.path)
         if engine.hang:
-            time.sleep(5)
+            engine._stopping.wait(5)
+            self.close_connection = True
             return
         path = self.path
         if path == "/_ping":
@@ -63,8 +77,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    block_on_close = False
+    # server_close() joins the handler threads; __exit__ first unblocks them.
+    daemon_threads = False
+    block_on_close = True
     engine: FakeDockerEngine
 
 
@@ -82,6 +97,9 @@ class FakeDockerEngine:
         self.pullable = set(pullable)
         self.hang = hang
         self.requests: list[str] = []
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
         self._server = _Server(path, _Handler)
         self._server.engine = self
         self._thread = threading.Thread(
@@ -96,8 +114,28 @@ class FakeDockerEngine:
         self._thread.start()
         return self
 
+    def _track(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(conn)
+            if self._stopping.is_set():
+                self._unblock(conn)
+
+    def _untrack(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    @staticmethod
+    def _unblock(conn: socket.socket) -> None:
+        """EOF for a handler waiting on a kept-alive connection: it then returns."""
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.shutdown()  # no new connections
+        with self._lock:
+            self._stopping.set()  # hung handlers return
+            for conn in self._connections:
+                self._unblock(conn)
+        self._server.server_close()  # joins the handler threads: their sockets are closed
         self._thread.join(5)
         os.unlink(self.path)
