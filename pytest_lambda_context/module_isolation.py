@@ -84,6 +84,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._modules: dict[str, ModuleType] = {}
         self._handler: Any = None
         self._handler_module: ModuleType | None = None
+        self._context: LambdaContext | None = None
         variables = self._initial_environ()
         environ = os.environ
         # os.environ keeps its data in ``_data`` (encoded); swapping that dict in and
@@ -218,13 +219,15 @@ class ModuleEnvironment(ExecutionEnvironment):
 
     def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
         function = self.function
-        context = LambdaContext(
-            aws_request_id=request_id,
-            function_name=function.function_name,
-            memory_limit_in_mb=function.memory_mb,
-            log_stream_name=self.log_stream_name,
-            deadline_ms=deadline_ms,
-        )
+        if self._context is None:
+            self._context = LambdaContext(
+                aws_request_id=request_id,
+                function_name=function.function_name,
+                memory_limit_in_mb=function.memory_mb,
+                log_stream_name=self.log_stream_name,
+                deadline_ms=deadline_ms,
+            )
+        context = LambdaContext.renewed(self._context, request_id, deadline_ms)
         saved = self._enter(request_id, evict=False)
         outcome: Outcome
         try:
@@ -276,6 +279,7 @@ class _ProcessHooks:
         self.stray_alarm = False
         self.previous_handler: Any = None
         self.main_thread = threading.main_thread()
+        self.main_ident = self.main_thread.ident
 
     def acquire(self) -> None:
         if self.users == 0:
@@ -317,7 +321,7 @@ def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
     long C call, the handler runs to completion (see docs: timeouts).
     """
     hooks = _HOOKS
-    if hooks.previous_handler is None or threading.current_thread() is not hooks.main_thread:
+    if hooks.previous_handler is None or threading.get_ident() != hooks.main_ident:
         return call(*args)
     previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, timeout)
     if hooks.stray_alarm:

@@ -48,7 +48,7 @@ class ExitRequested(BaseException):
         self.status = status
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """How one init or invocation ended; plain data so a worker can send it back."""
 
