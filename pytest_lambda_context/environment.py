@@ -156,9 +156,11 @@ class ExecutionEnvironment:
 
     def _invoke(self, event: Any) -> Any:
         __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
-        self._check_usable()
+        # The warm path is written out flat: each call saved is a tenth of a microsecond.
+        if self.state == "shutdown":
+            self._check_usable()
         function = self.function
-        request_id = function._next_request_id()
+        request_id = f"{function._request_prefix}{next(function._request_numbers):012x}"
         cold = False
         init_ms: float | None = None
         if self.state == "new":
@@ -173,10 +175,13 @@ class ExecutionEnvironment:
         if cold and self._report_init:
             init_ms = self.init_duration_ms
         self._report_init = False
-        deadline_ms = function.clock.time() * 1000.0 + function.timeout * 1000.0
+        clock = function.clock
+        deadline_ms = (time.time() + clock.shift + function.timeout) * 1000.0
         outcome = self._run_invoke(request_id, event, deadline_ms)
-        self.last_used = function.clock.monotonic()
-        connections, clients = self._collect(outcome.events, request_id)
+        self.last_used = time.monotonic() + clock.offset
+        connections, clients = (
+            self._collect(outcome.events, request_id) if outcome.events else (0, 0)
+        )
         error = outcome.payload if outcome.kind != "ok" else None
         self._record(
             request_id,

@@ -169,7 +169,7 @@ def call_handler(function: Handler, event: Any, context: Any, request_id: str) -
             str(exc), type(exc).__name__, request_id, stack_trace(exc.__traceback__)
         )
         return Outcome("handler", payload=payload, exc=exc, duration_ms=_since(started))
-    duration = _since(started)
+    duration = (time.perf_counter() - started) * 1000.0
     try:
         result = json_copy(result, "result")
     except TypeError as exc:
