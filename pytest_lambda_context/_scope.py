@@ -30,6 +30,9 @@ class Scope:
     events: list[Any] = field(default_factory=list)
     # "allow" or "loopback" (function code may reach only 127.0.0.0/8 and ::1).
     network: str = "allow"
+    # Weak references to the sockets function code connected, so that shutting an
+    # environment down closes them, as the end of a Lambda environment does.
+    sockets: list[Any] = field(default_factory=list)
 
 
 _local = threading.local()

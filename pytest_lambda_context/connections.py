@@ -40,6 +40,7 @@ __all__ = [
     "ConnectionEvent",
     "ConnectionLog",
     "NetworkBlockedError",
+    "close_sockets",
     "install",
     "installed",
     "uninstall",
@@ -243,6 +244,7 @@ def _connect(self: socket.socket, address: Any) -> None:
     host, port = str(address[0]), int(address[1])
     frame = user_frame(scope.code_root, sys._getframe(1))
     _guard(scope, host, port, frame)
+    _remember(scope, self)
     try:
         _original_connect(self, address)
     except BlockingIOError:
@@ -253,6 +255,30 @@ def _connect(self: socket.socket, address: Any) -> None:
     scope.events.append(_event(scope, host, port, frame))
 
 
+def _remember(scope: Scope, sock: socket.socket) -> None:
+    sockets = scope.sockets
+    if len(sockets) >= 64 and not len(sockets) & 63:
+        # Drop the references of sockets already gone, now and then.
+        sockets[:] = [ref for ref in sockets if ref() is not None]
+    sockets.append(weakref.ref(sock))
+
+
+def close_sockets(scope: Scope) -> int:
+    """Close the sockets function code opened in ``scope`` that are still open.
+
+    The end of an execution environment ends its connections: the peer sees them
+    closed at once, not whenever the garbage collector gets to the client.
+    """
+    closed = 0
+    for ref in scope.sockets:
+        sock = ref()
+        if sock is not None and sock.fileno() != -1:
+            sock.close()
+            closed += 1
+    scope.sockets.clear()
+    return closed
+
+
 def _connect_ex(self: socket.socket, address: Any) -> int:
     scope = _counting_scope(self)
     if scope is None:
@@ -260,6 +286,7 @@ def _connect_ex(self: socket.socket, address: Any) -> int:
     host, port = str(address[0]), int(address[1])
     frame = user_frame(scope.code_root, sys._getframe(1))
     _guard(scope, host, port, frame)
+    _remember(scope, self)
     result: int = _original_connect_ex(self, address)
     if result == 0:
         scope.events.append(_event(scope, host, port, frame))

@@ -101,6 +101,10 @@ class ModuleEnvironment(ExecutionEnvironment):
     @property
     def module(self) -> ModuleType:
         if self._handler_module is None:
+            if self.state == "shutdown":
+                raise RuntimeError(
+                    f"{self.id} was shut down ({self.shutdown_reason}): its module is gone"
+                )
             raise RuntimeError(f"{self.id} has not run its init phase yet (state {self.state!r})")
         return self._handler_module
 
@@ -249,8 +253,13 @@ class ModuleEnvironment(ExecutionEnvironment):
         return outcome
 
     def _release(self) -> None:
+        # As when Lambda ends an environment: its connections close now, and nothing
+        # of its code stays reachable from the test process.
+        _connections.close_sockets(self._scope)
         self._modules.clear()
         self._handler = None
+        self._handler_module = None
+        self._context = None
         shutil.rmtree(self._tmpdir, ignore_errors=True)
         self._restore_c_environment()
 

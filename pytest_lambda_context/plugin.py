@@ -58,6 +58,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, object]:
+    result = yield
+    # Items live as long as the session: the test's functions (and whatever their
+    # environments held) must not.
+    if TestFunctions.KEY in item.stash:
+        del item.stash[TestFunctions.KEY]
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     TestFunctions.of(item).mark_body_start()
     yield

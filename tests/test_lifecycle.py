@@ -251,3 +251,45 @@ def test_events_that_are_not_json_are_refused(function):
     with pytest.raises(TypeError, match="event must be JSON-serialisable"):
         function.invoke({"when": object()})
     assert function.invocations == []
+
+
+def test_shutting_an_environment_down_closes_its_connections(project):
+    import socket as socket_module
+
+    listener = socket_module.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    root = project(
+        {
+            "holder.py": f"""
+                import socket
+                conn = socket.create_connection(("127.0.0.1", {port}))
+                def handler(event, context):
+                    return conn.fileno()
+            """
+        }
+    )
+    try:
+        with LambdaFunction("holder.handler", code_root=root) as function:
+            environment = function.cold_start()
+            environment.invoke({})
+            peer, _ = listener.accept()
+            environment.shutdown()
+            # The peer sees the connection end at once (no garbage collection needed).
+            peer.settimeout(5)
+            assert peer.recv(1) == b""
+            peer.close()
+    finally:
+        listener.close()
+
+
+def test_nothing_of_a_closed_function_stays_reachable(project):
+    import gc
+    import weakref
+
+    root = project(COUNTER)
+    function = LambdaFunction("fn.main.handler", code_root=root)
+    function.invoke({})
+    module = weakref.ref(function.environments[0].module)
+    function.close()
+    gc.collect()
+    assert module() is None
