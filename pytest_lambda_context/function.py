@@ -74,7 +74,7 @@ class LambdaFunction:
         except ValueError:
             # Reported at init, as Lambda reports it; the function itself is still usable.
             module_name = ""
-        self.function_name = function_name or (module_name.replace(".", "-") or "function")
+        self.function_name = function_name or _default_name(module_name, handler)
         self.timeout = float(timeout)
         self.memory_mb = int(memory_mb)
         self.isolation = isolation
@@ -363,6 +363,16 @@ class LambdaFunction:
             f"<LambdaFunction {self.function_name} ({self.handler}, isolation={self.isolation}): "
             f"{len(self.environments)} environments, {len(self.invocations)} invocations>"
         )
+
+
+def _default_name(module_name: str, handler: str) -> str:
+    """``app-search`` for ``app.search.handler``; ``app-search-lookup`` for any other name,
+    so two handlers of one module are two functions."""
+    if not module_name:
+        return "function"
+    attribute = handler.replace(":", ".").rpartition(".")[2]
+    base = module_name.replace(".", "-")
+    return base if attribute == "handler" else f"{base}-{attribute}"
 
 
 def _check_number(

@@ -56,6 +56,7 @@ def json_copy(value: Any, what: str) -> Any:
     the round trip would give back an equal dict, and this keeps a warm invocation
     within microseconds of a direct call.
     """
+    __tracebackhide__ = True
     if type(value) is dict:
         for k, v in value.items():
             if type(k) is not str or type(v) not in _SCALARS:

@@ -89,8 +89,6 @@ def parse_handler(handler: str) -> tuple[str, str]:
     else:
         module_part, _, function_name = handler.rpartition(".")
     module_name = module_part.replace("/", ".")
-    if module_name.endswith(".py"):
-        module_name = module_name[:-3]
     parts = module_name.split(".")
     if not module_part or not function_name or not all(_identifier(p) for p in parts):
         raise ValueError(
@@ -150,6 +148,7 @@ def call_handler(function: Handler, event: Any, context: Any, request_id: str) -
 
     Timeouts are not handled here: each isolation interrupts its own way.
     """
+    __tracebackhide__ = True  # in a failure, pytest shows the handler's frames only
     started = time.perf_counter()
     try:
         result = function(event, context)

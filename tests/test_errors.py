@@ -175,3 +175,11 @@ def test_changes_to_environ_and_path_stay_inside_the_environment(root):
     libc = ctypes.CDLL(None)
     libc.getenv.restype = ctypes.c_char_p
     assert libc.getenv(b"LEAK") is None
+
+
+def test_a_file_name_in_the_handler_fails_as_on_lambda(root):
+    # Lambda imports "ok.py" as a module path, and fails; so does the emulation.
+    _, error = run(root, "ok.py.handler")
+    assert isinstance(error, InitError)
+    assert error.payload["errorType"] == "Runtime.ImportModuleError"
+    assert "Unable to import module 'ok.py'" in error.payload["errorMessage"]

@@ -293,3 +293,10 @@ def test_nothing_of_a_closed_function_stays_reachable(project):
     function.close()
     gc.collect()
     assert module() is None
+
+
+def test_default_function_names_tell_handlers_of_one_module_apart(project):
+    root = project(COUNTER)
+    assert LambdaFunction("fn.main.handler", code_root=root).function_name == "fn-main"
+    assert LambdaFunction("fn.main.other", code_root=root).function_name == "fn-main-other"
+    assert LambdaFunction("fn/main:other", code_root=root).function_name == "fn-main-other"
