@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -16,10 +19,37 @@ class Option:
     help: str
     choices: tuple[str, ...] | None = None
     default: str | None = None
+    # Given a non-empty value: what is wrong with it (naming it), or None if it is good.
+    check: Callable[[str], str | None] | None = None
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+
+def _http_url(value: str) -> str | None:
+    """An http(s) URL with a host (and, if any, a port that is a number)."""
+    # Named in the error, so without its password.
+    shown = re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", value, count=1)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return f"{shown!r} is not a URL; expected http(s)://host:port"
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if "://" not in value:
+        problem = "is not a URL"
+    elif parts.scheme not in ("http", "https"):
+        problem = "is not an http or https URL"
+    elif not parts.hostname:
+        problem = "has no host"
+    elif not port_ok:
+        problem = "has a port that is not a number from 1 to 65535"
+    else:
+        return None
+    return f"{shown!r} {problem}; expected http(s)://host:port"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -30,7 +60,11 @@ OPTIONS: tuple[Option, ...] = (
         ("auto", "container", "embedded", "url"),
         "auto",
     ),
-    Option("lambda_es_url", "URL of an existing Elasticsearch cluster (backend url)."),
+    Option(
+        "lambda_es_url",
+        "URL of an existing Elasticsearch cluster (backend url), e.g. http://localhost:9200.",
+        check=_http_url,
+    ),
     Option("lambda_es_image", "Image for the container backend."),
     Option(
         "lambda_isolation",
@@ -85,6 +119,10 @@ def _resolve(config: pytest.Config, option: Option) -> Any:
             f"{option.flag} / ini {option.name}: {value!r} is not valid; "
             f"choose one of: {', '.join(option.choices)}"
         )
+    # An empty value (`--lambda-es-url=` from an unset variable) reads as not given.
+    problem = option.check(value) if option.check is not None and value else None
+    if problem is not None:
+        raise pytest.UsageError(f"{option.flag} / ini {option.name}: {problem}")
     return value
 
 
