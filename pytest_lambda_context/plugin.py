@@ -29,6 +29,17 @@ def pytest_configure(config: pytest.Config) -> None:
     state.function_preparers.append(
         lambda request, settings: _aws().prepare_function(request, settings)
     )
+    # pytest-xdist: the controller reports the records its workers send on their reports.
+    if not state.is_xdist_worker:
+        config.pluginmanager.register(_RecordsFromWorkers(state), "lambda-context-records")
+
+
+class _RecordsFromWorkers:
+    def __init__(self, state: PluginState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.state.receive_records(report)
 
 
 def _es() -> Any:
@@ -80,6 +91,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if call.when == "teardown":
+        item.config.stash[_STATE].send_records(report)  # under xdist, to the controller
     if report.failed:
         lines = item.stash.get(TestFunctions.KEY, TestFunctions()).report_lines()
         if lines:

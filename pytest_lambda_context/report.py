@@ -8,7 +8,7 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
-__all__ = ["summary_lines", "write_json"]
+__all__ = ["plain_records", "summary_lines", "write_json"]
 
 
 def summary_lines(records: list[dict[str, Any]]) -> list[str]:
@@ -76,6 +76,12 @@ def _per_environment(what: str, excess: str, counts: list[tuple[str, int, bool]]
     if len(flagged) > 10:
         lines.append(f"    ! … and {len(flagged) - 10} more")
     return lines
+
+
+def plain_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records as the JSON report has them: only JSON types (what xdist can send)."""
+    plain: list[dict[str, Any]] = json.loads(json.dumps(records, default=repr))
+    return plain
 
 
 def write_json(path: str, records: list[dict[str, Any]], header: dict[str, Any]) -> None:

@@ -18,7 +18,11 @@ if TYPE_CHECKING:
     from .context import LambdaContext
     from .function import LambdaFunction
 
-__all__ = ["STATE_KEY", "PluginState", "TestFunctions"]
+__all__ = ["RECORDS_ATTRIBUTE", "STATE_KEY", "PluginState", "TestFunctions"]
+
+# Under pytest-xdist a worker's records travel to the controller on the teardown report
+# of their test, as this attribute (pytest's report serialisation keeps extra attributes).
+RECORDS_ATTRIBUTE = "lambda_context_records"
 
 
 class TestFunctions:
@@ -72,6 +76,8 @@ class PluginState:
         # Plain data of every function closed this session; full invocation records
         # only when a JSON report was asked for (a long session would hold them all).
         self.records: list[dict[str, Any]] = []
+        # An xdist worker sends its records to the controller, which reports them.
+        self.is_xdist_worker = hasattr(config, "workerinput")
         self._clock: PluginClock | None = None
         # Other parts of the plugin (Elasticsearch, AWS) add lines and finalizers here.
         self.header_extras: list[Callable[[], str]] = []
@@ -196,8 +202,24 @@ class PluginState:
         extras = [extra() for extra in self.header_extras]
         return [", ".join([line, *extras])]
 
+    def send_records(self, report: pytest.TestReport) -> None:
+        """In an xdist worker: the records of the test onto its teardown report."""
+        if not self.is_xdist_worker or not self.records:
+            return
+        from .report import plain_records
+
+        # Records are appended at teardown of their test: the pending ones are this test's.
+        setattr(report, RECORDS_ATTRIBUTE, plain_records(self.records))
+        self.records.clear()
+
+    def receive_records(self, report: pytest.TestReport) -> None:
+        """On the xdist controller: the records a worker sent on a teardown report."""
+        records = getattr(report, RECORDS_ATTRIBUTE, None)
+        if records and not self.is_xdist_worker:
+            self.records.extend(records)
+
     def terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.records:
+        if not self.records or self.is_xdist_worker:
             return
         from .report import summary_lines
 
@@ -211,7 +233,7 @@ class PluginState:
     def finish(self) -> None:
         try:
             path = self.options["lambda_report"]
-            if path:
+            if path and not self.is_xdist_worker:
                 from .report import write_json
 
                 write_json(path, self.records, {"options": self.options})
