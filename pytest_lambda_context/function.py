@@ -53,20 +53,15 @@ class LambdaFunction:
             raise TypeError(
                 f"handler must be a string such as 'app.search.handler', not {type(handler).__name__}"
             )
-        if isolation not in ISOLATIONS:
-            raise ValueError(
-                f"isolation={isolation!r} is not valid; choose one of: {', '.join(ISOLATIONS)}"
-            )
-        if network not in NETWORK_POLICIES:
-            raise ValueError(
-                f"network={network!r} is not valid; choose one of: {', '.join(NETWORK_POLICIES)}"
-            )
-        _check_number("timeout", timeout, minimum=0.001, maximum=900)
-        _check_number("memory_mb", memory_mb, minimum=128, maximum=10240, integer=True)
-        if idle_timeout is not None:
-            _check_number("idle_timeout", idle_timeout, minimum=0)
-        if max_concurrency is not None:
-            _check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
+        check_config(
+            env=env,
+            timeout=timeout,
+            memory_mb=memory_mb,
+            isolation=isolation,
+            idle_timeout=idle_timeout,
+            max_concurrency=max_concurrency,
+            network=network,
+        )
         self.env = _check_env(env)
         self.handler = handler
         try:
@@ -363,6 +358,39 @@ class LambdaFunction:
             f"<LambdaFunction {self.function_name} ({self.handler}, isolation={self.isolation}): "
             f"{len(self.environments)} environments, {len(self.invocations)} invocations>"
         )
+
+
+def check_config(
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 3.0,
+    memory_mb: int = 128,
+    isolation: str = "module",
+    idle_timeout: float | None = None,
+    max_concurrency: int | None = None,
+    network: str = "allow",
+    **others: Any,
+) -> None:
+    """Raise TypeError or ValueError, saying what is wrong, for a bad function setting.
+
+    Shared by ``LambdaFunction`` and the ``lambda_handler`` marker, so a bad marker
+    argument is reported when tests are collected.
+    """
+    if isolation not in ISOLATIONS:
+        raise ValueError(
+            f"isolation={isolation!r} is not valid; choose one of: {', '.join(ISOLATIONS)}"
+        )
+    if network not in NETWORK_POLICIES:
+        raise ValueError(
+            f"network={network!r} is not valid; choose one of: {', '.join(NETWORK_POLICIES)}"
+        )
+    _check_number("timeout", timeout, minimum=0.001, maximum=900)
+    _check_number("memory_mb", memory_mb, minimum=128, maximum=10240, integer=True)
+    if idle_timeout is not None:
+        _check_number("idle_timeout", idle_timeout, minimum=0)
+    if max_concurrency is not None:
+        _check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
+    _check_env(env)
 
 
 def _default_name(module_name: str, handler: str) -> str:

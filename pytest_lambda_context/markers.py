@@ -6,13 +6,22 @@ with the marker's arguments validates them, so a wrong one says the right form.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-__all__ = ["MARKERS", "closest_start", "marker_arguments", "register", "validate_item"]
+__all__ = [
+    "MARKERS",
+    "closest_start",
+    "item_errors",
+    "marker_arguments",
+    "register",
+    "validate_items",
+]
 
 _PER = ("environment", "invocation", "test")
 _CONFIG_KEYS = (
@@ -35,6 +44,10 @@ def lambda_handler(handler: str, **config: Any) -> dict[str, Any]:
     unknown = sorted(set(config) - set(_CONFIG_KEYS))
     if unknown:
         raise TypeError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(_CONFIG_KEYS)}")
+    if config:
+        from .function import check_config
+
+        check_config(**config)
     return {"handler": handler, **config}
 
 
@@ -57,7 +70,29 @@ def max_connections(
 
 def max_clients(n: int, *, per: str = "environment", service: str | None = None) -> dict[str, Any]:
     _check_limit(n, per)
+    if service is not None:
+        _check_service(service)
     return {"n": n, "per": per, "service": service}
+
+
+def _check_service(service: Any) -> None:
+    """A misspelt service would match no client and let the limit pass silently."""
+    if not isinstance(service, str):
+        raise TypeError(f"service must be a string such as 'dynamodb', not {service!r}")
+    try:
+        import botocore.session
+    except ImportError:  # nothing to check against; the aws extra is not installed
+        return
+    known = _known_services(botocore.session)
+    if service not in known:
+        close = difflib.get_close_matches(service, known, n=3)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"service={service!r} is not a boto3 service name{hint}")
+
+
+@functools.cache
+def _known_services(session_module: Any) -> frozenset[str]:
+    return frozenset(session_module.get_session().get_available_services())
 
 
 def docker() -> dict[str, Any]:
@@ -102,25 +137,41 @@ def marker_arguments(marker: pytest.Mark) -> dict[str, Any]:
     signature_of = MARKERS[marker.name][0]
     try:
         return signature_of(*marker.args, **marker.kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         signature = _signature(signature_of)
         raise pytest.UsageError(
             f"@pytest.mark.{marker.name}: {exc}. The form is @pytest.mark.{marker.name}{signature}"
         ) from None
 
 
-def validate_item(item: pytest.Item) -> None:
+def item_errors(item: pytest.Item) -> list[str]:
+    """What is wrong with this test's plugin markers, one line each."""
+    errors = []
     for marker in item.iter_markers():
         if marker.name in MARKERS:
             try:
                 marker_arguments(marker)
             except pytest.UsageError as exc:
-                raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+                errors.append(f"{item.nodeid}: {exc}")
     own = {marker.name for marker in item.own_markers}
     if {"cold_start", "warm_start"} <= own:
-        raise pytest.UsageError(
-            f"{item.nodeid}: marked both cold_start and warm_start; keep one of them"
-        )
+        errors.append(f"{item.nodeid}: marked both cold_start and warm_start; keep one of them")
+    return errors
+
+
+def validate_items(items: list[pytest.Item]) -> None:
+    """Report every bad marker of the session at once, so one run shows them all."""
+    errors: list[str] = []
+    seen: set[str] = set()
+    for item in items:
+        for error in item_errors(item):
+            # A module- or class-level marker is wrong once, not once per test.
+            problem = error.partition(": ")[2]
+            if problem not in seen:
+                seen.add(problem)
+                errors.append(error)
+    if errors:
+        raise pytest.UsageError("\n".join(errors))
 
 
 def closest_start(item: pytest.Item) -> str | None:

@@ -55,8 +55,7 @@ def _aws() -> Any:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        markers.validate_item(item)
+    markers.validate_items(items)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

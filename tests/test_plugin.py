@@ -267,3 +267,49 @@ def test_the_wall_clock_handler_code_sees_is_real_again_in_the_next_test(lambda_
         """
     )
     lambda_project.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_every_bad_marker_is_reported_in_one_run(lambda_project):
+    lambda_project.makepyfile(
+        test_many="""
+        import pytest
+
+        pytestmark = pytest.mark.lambda_handler("app.main.handler", isolation="proc")
+
+        @pytest.mark.max_connections(1, per="function")
+        def test_a():
+            pass
+
+        @pytest.mark.lambda_handler("app.main.handler", timeout=-3, env={"X": 1})
+        def test_b():
+            pass
+
+        def test_c():
+            pass
+        """
+    )
+    result = lambda_project.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = result.stderr.str()
+    assert "per='function' is not valid" in errors
+    assert "timeout=-3 is out of range" in errors
+    # The module-level mistake is reported once, not once per test.
+    assert errors.count("isolation='proc' is not valid; choose one of: module, process") == 1
+
+
+def test_a_misspelt_boto3_service_is_caught_at_collection(lambda_project):
+    pytest.importorskip("botocore")
+    lambda_project.makepyfile(
+        test_svc="""
+        import pytest
+
+        @pytest.mark.max_clients(1, service="dynamo")
+        def test_a():
+            pass
+        """
+    )
+    result = lambda_project.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*service='dynamo' is not a boto3 service name; did you mean 'dynamodb'?*"]
+    )
