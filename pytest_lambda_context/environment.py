@@ -73,7 +73,9 @@ class ExecutionEnvironment:
         self._memory_read_at = -1.0
         self.log_stream_name = function._log_stream_name()
         # Lambda gives each environment its own /tmp.
-        self._tmpdir = tempfile.mkdtemp(prefix=f"lambda-{function.function_name}-{env_id}-")
+        self._tmpdir = tempfile.mkdtemp(
+            prefix=f"lambda-{function.function_name}-{env_id}-", dir=function.tmp_root
+        )
 
     def _initial_environ(self) -> dict[str, str]:
         """The variables function code starts with.

@@ -48,6 +48,7 @@ class LambdaFunction:
         placeholders: Mapping[str, Callable[[], str]] | None = None,
         search_paths: Sequence[str | os.PathLike[str]] = (),
         worker_pool: WorkerTemplate | None = None,
+        tmp_root: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(handler, str):
             raise TypeError(
@@ -78,6 +79,8 @@ class LambdaFunction:
         self.network = network
         self.clock = clock or PluginClock()
         self._placeholders = dict(placeholders or {})
+        # Where environments get their /tmp (None: the system's temp folder).
+        self.tmp_root = None if tmp_root is None else os.fspath(tmp_root)
         if code_root is not None:
             root = os.path.abspath(os.fspath(code_root))
             if not os.path.isdir(root):

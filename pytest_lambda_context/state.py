@@ -142,6 +142,7 @@ class PluginState:
             settings.setdefault("isolation", self.options["lambda_isolation"])
             settings.setdefault("network", self.network_for(request))
             settings.setdefault("clock", self.clock)
+            settings.setdefault("tmp_root", self.environments_tmp(request))
             code_root = settings.get("code_root")
             if code_root is not None and not os.path.isabs(code_root):
                 settings["code_root"] = os.path.join(str(config.rootpath), code_root)
@@ -188,6 +189,18 @@ class PluginState:
                 self.session_finalizers.append(template.close)
                 template.start()
             settings["worker_pool"] = template
+
+    def environments_tmp(self, request: pytest.FixtureRequest) -> str:
+        """The session's folder for environments' /tmp, under pytest's own temp folder:
+        pytest keeps only the last few sessions' folders, so even a killed session
+        leaves no lasting litter."""
+        folder = self.resources.get("environments_tmp")
+        if folder is None:
+            factory = request.getfixturevalue("tmp_path_factory")
+            folder = self.resources["environments_tmp"] = str(
+                factory.mktemp("lambda-environments", numbered=True)
+            )
+        return str(folder)
 
     def network_for(self, request: pytest.FixtureRequest) -> str:
         network = self.options["lambda_network"]

@@ -313,3 +313,22 @@ def test_a_misspelt_boto3_service_is_caught_at_collection(lambda_project):
     result.stderr.fnmatch_lines(
         ["*service='dynamo' is not a boto3 service name; did you mean 'dynamodb'?*"]
     )
+
+
+def test_environments_get_their_tmp_under_pytests_temp_folder(lambda_project):
+    lambda_project.makepyfile(
+        **{"app/tmp": "import os\ndef handler(event, context):\n    return os.environ['TMPDIR']\n"}
+    )
+    lambda_project.makepyfile(
+        test_tmp="""
+        import os
+        import pytest
+
+        @pytest.mark.lambda_handler("app.tmp.handler")
+        def test_tmp(lambda_function, tmp_path_factory):
+            folder = lambda_function.invoke({})
+            assert folder.startswith(str(tmp_path_factory.getbasetemp()))
+            assert os.path.isdir(folder)
+        """
+    )
+    lambda_project.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
