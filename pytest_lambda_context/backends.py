@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
 
+from .options import without_password
+
 if TYPE_CHECKING:
     import http.client
 
@@ -439,25 +441,18 @@ class UrlBackend:
             status, body = http_json(self.direct_url)
         except OSError as exc:
             raise BackendError(
-                f"lambda_es_url {_without_password(url)} is not reachable: {exc}. "
+                f"lambda_es_url {without_password(url)} is not reachable: {exc}. "
                 f"Check that the cluster runs and the URL is right, or {CHOOSE_ANOTHER}"
             ) from None
         if status >= 500 or status == 404:
             raise BackendError(
-                f"lambda_es_url {_without_password(url)} answered GET / with {status}, not as "
+                f"lambda_es_url {without_password(url)} answered GET / with {status}, not as "
                 f"Elasticsearch does: {str(body)[:200]}. {CHOOSE_ANOTHER[0].upper()}"
                 f"{CHOOSE_ANOTHER[1:]}"
             )
 
     def stop(self) -> None:
         pass  # not ours to stop
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 def _container_class() -> Any:

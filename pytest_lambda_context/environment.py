@@ -122,6 +122,7 @@ class ExecutionEnvironment:
         if self.state == "new":
             self._init(request_id=None)
             self._report_init = False
+            self.last_used = self.function.clock.monotonic()
 
     def invoke(self, event: Any) -> Any:
         """Invoke the handler in this environment; returns the result or raises LambdaError."""

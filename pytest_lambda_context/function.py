@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import secrets
 import sys
 import threading
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["ISOLATIONS", "LambdaFunction"]
 
 ISOLATIONS = ("module", "process")
+_VARIABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 NETWORK_POLICIES = ("allow", "loopback")
 _THIRD_PARTY = ("site-packages", "dist-packages")
 
@@ -161,6 +163,7 @@ class LambdaFunction:
                 "requests; lower concurrency or raise max_concurrency"
             )
         copies = [json_copy(event, "event") for event in events]
+        self._expire_idle()
         targets = self._idle_environments()[:concurrency]
         while len(targets) < concurrency:
             targets.append(self._new_environment("on-demand"))
@@ -243,14 +246,24 @@ class LambdaFunction:
         total = seconds + minutes * 60 + hours * 3600
         _check_number("idle time", total, minimum=0)
         self.clock.advance(total)
-        if self.idle_timeout is not None:
-            now = self.clock.monotonic()
-            for environment in self.environments:
-                if (
-                    environment.state != "shutdown"
-                    and now - environment.last_used > self.idle_timeout
-                ):
-                    environment.shutdown("idle timeout")
+        self._expire_idle()
+
+    def _expire_idle(self) -> None:
+        """Shut down environments idle past ``idle_timeout``, as Lambda reclaims them.
+
+        Checked at each routing too: the clock is the session's, and another
+        function's ``idle()`` may have moved it. Provisioned environments stay warm.
+        """
+        if self.idle_timeout is None:
+            return
+        now = self.clock.monotonic()
+        for environment in self.environments:
+            if (
+                environment.state != "shutdown"
+                and environment.initialization_type != "provisioned-concurrency"
+                and now - environment.last_used > self.idle_timeout
+            ):
+                environment.shutdown("idle timeout")
 
     def _idle_environments(self) -> list[ExecutionEnvironment]:
         live = [e for e in self.environments if e.state != "shutdown"]
@@ -259,6 +272,8 @@ class LambdaFunction:
         return live
 
     def _route(self) -> ExecutionEnvironment:
+        if self.idle_timeout is not None:
+            self._expire_idle()
         for environment in reversed(self.environments):
             if environment.state == "warm":
                 best = environment
@@ -328,7 +343,10 @@ class LambdaFunction:
             except Exception as exc:  # keep closing the rest
                 errors.append(exc)
         while self._resources:
-            self._resources.pop()()
+            try:
+                self._resources.pop()()
+            except Exception as exc:
+                errors.append(exc)
         if errors:
             raise errors[0]
 
@@ -431,6 +449,11 @@ def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
             f"env must be a mapping of variable names to strings, not {type(env).__name__}"
         )
     for key, value in env.items():
+        if isinstance(key, str) and not _VARIABLE_NAME.fullmatch(key):
+            raise ValueError(
+                f"env[{key!r}]: Lambda accepts variable names of letters, digits and "
+                "underscores, starting with a letter"
+            )
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(
                 f"env[{key!r}] = {value!r}: Lambda environment variables are strings; "

@@ -31,6 +31,7 @@ from .runtime import (
     InitFailure,
     Outcome,
     call_handler,
+    exit_payload,
     import_handler,
     timeout_payload,
 )
@@ -82,6 +83,8 @@ class ModuleEnvironment(ExecutionEnvironment):
     def __init__(self, function: LambdaFunction, env_id: str, initialization_type: str) -> None:
         super().__init__(function, env_id, initialization_type)
         self._modules: dict[str, ModuleType] = {}
+        # The test's own copies of the function's modules that init did not import.
+        self._shadowed: tuple[str, ...] = ()
         self._handler: Any = None
         self._handler_module: ModuleType | None = None
         self._context: LambdaContext | None = None
@@ -122,6 +125,14 @@ class ModuleEnvironment(ExecutionEnvironment):
                 del modules[name]
         else:
             displaced = {name: modules[name] for name in self._modules if name in modules}
+            for name in self._shadowed:
+                # The test's copy of a module of the function's code that this
+                # environment has not imported yet: set aside, so that a lazy import
+                # in the handler imports it afresh instead of sharing the test's.
+                if name not in self._modules:
+                    module = modules.pop(name, None)
+                    if module is not None:
+                        displaced[name] = module
             modules.update(self._modules)
         environ = os.environ
         saved_data = environ._data  # type: ignore[attr-defined]
@@ -215,11 +226,29 @@ class ModuleEnvironment(ExecutionEnvironment):
             return Outcome(
                 "init", payload=payload, duration_ms=_ms(started), events=self._exit(saved)
             )
+        except (SystemExit, ExitRequested) as exc:
+            # Init code that exits ends the runtime: an init error, as on Lambda.
+            status = exc.code if isinstance(exc, SystemExit) else exc.status
+            return Outcome(
+                "init",
+                payload=exit_payload(status, request_id),
+                exc=exc,
+                duration_ms=_ms(started),
+                events=self._exit(saved),
+            )
         except BaseException:
             self._exit(saved)
             raise
         duration = _ms(started)
-        return Outcome("ok", duration_ms=duration, events=self._exit(saved))
+        set_aside = list(saved[0])
+        events = self._exit(saved)
+        packages = {name.partition(".")[0] for name in self._modules}
+        self._shadowed = tuple(
+            name
+            for name in set_aside
+            if name not in self._modules and name.partition(".")[0] in packages
+        )
+        return Outcome("ok", duration_ms=duration, events=events)
 
     def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
         function = self.function
@@ -272,6 +301,9 @@ class ModuleEnvironment(ExecutionEnvironment):
                 os.unsetenv(key)
             elif current[key] != value:
                 os.putenv(key, current[key])
+        for key, value in current.items():
+            if key not in self._environ_data:  # deleted by the function's code
+                os.putenv(key, value)
 
 
 class _ProcessHooks:
@@ -279,13 +311,20 @@ class _ProcessHooks:
 
     Installing them once per function, not per invocation, keeps a warm invocation
     cheap; the function's close() removes them, so each test ends as it began.
+    ITIMER_REAL is one timer for the whole process: another tool's alarm
+    (pytest-timeout, say) that is pending when an invocation starts keeps its time.
     """
 
     def __init__(self) -> None:
         self.users = 0
         self.armed = False
-        # Our timer may still be pending after an invocation ended in time.
-        self.stray_alarm = False
+        # When our timer is due (monotonic), while an invocation runs.
+        self.our_due = 0.0
+        # Someone else's pending alarm during an invocation: when due, and its interval.
+        self.foreign_due: float | None = None
+        self.foreign_interval = 0.0
+        # Our timer left pending after an invocation ended in time (see _with_timeout).
+        self.stray_due: float | None = None
         self.previous_handler: Any = None
         self.main_thread = threading.main_thread()
         self.main_ident = self.main_thread.ident
@@ -301,26 +340,45 @@ class _ProcessHooks:
         self.users -= 1
         if self.users == 0:
             _connections.uninstall()
-            if self.stray_alarm:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                self.stray_alarm = False
+            if self.stray_due is not None:
+                delay, _ = signal.getitimer(signal.ITIMER_REAL)
+                if abs(_real_monotonic() + delay - self.stray_due) < _SAME_TIMER:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                self.stray_due = None
             if self.previous_handler is not None:
                 signal.signal(signal.SIGALRM, self.previous_handler)
                 self.previous_handler = None
 
     def _alarm(self, signum: int, frame: FrameType | None) -> None:
         if self.armed:
+            now = _real_monotonic()
+            if self.foreign_due is not None and now >= self.foreign_due - 0.001:
+                # The other tool's alarm came first: ours is re-armed for what is left.
+                self.foreign_due = None
+                signal.setitimer(signal.ITIMER_REAL, max(self.our_due - now, 0.001))
+                self._call_previous(signum, frame)
+                return
             raise _Timedout()
-        if self.stray_alarm:
-            self.stray_alarm = False
+        if self.stray_due is not None:
+            self.stray_due = None  # ours, from an invocation that ended in time
             return
-        # Not ours: someone else's alarm (pytest-timeout, say) goes to its own handler.
+        self._call_previous(signum, frame)
+
+    def _call_previous(self, signum: int, frame: FrameType | None) -> None:
         previous = self.previous_handler
         if callable(previous):
             previous(signum, frame)
 
 
+def _real_monotonic() -> float:
+    # Not time.monotonic: inside a shifted clock freezegun has replaced it, and the
+    # timer's bookkeeping must be on the clock ITIMER_REAL runs on.
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
 _HOOKS = _ProcessHooks()
+# Two readings of one timer agree within this much (seconds).
+_SAME_TIMER = 0.01
 
 
 def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
@@ -332,24 +390,35 @@ def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
     hooks = _HOOKS
     if hooks.previous_handler is None or threading.get_ident() != hooks.main_ident:
         return call(*args)
-    previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, timeout)
-    if hooks.stray_alarm:
-        previous_delay = 0.0  # what was pending was our own timer from the last invocation
-        hooks.stray_alarm = False
-    started = time.monotonic() if previous_delay else 0.0
+    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, timeout)
+    now = _real_monotonic()
+    if hooks.stray_due is not None:
+        if previous_delay and abs(now + previous_delay - hooks.stray_due) < _SAME_TIMER:
+            previous_delay = previous_interval = 0.0  # only our own leftover was pending
+        hooks.stray_due = None
+    hooks.our_due = now + timeout
+    if previous_delay:
+        hooks.foreign_due = now + previous_delay
+        hooks.foreign_interval = previous_interval
+        if previous_delay < timeout:
+            signal.setitimer(signal.ITIMER_REAL, previous_delay)  # theirs comes first
     hooks.armed = True
     try:
         return call(*args)
     finally:
         hooks.armed = False
-        if previous_delay:
-            # Someone else's alarm was pending: re-arm it, less the time spent here.
-            elapsed = time.monotonic() - started
-            signal.setitimer(signal.ITIMER_REAL, max(previous_delay - elapsed, 0.001))
+        if hooks.foreign_due is not None:
+            # Theirs is still to come: it gets back what is left of its time.
+            left = hooks.foreign_due - _real_monotonic()
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), hooks.foreign_interval)
+            hooks.foreign_due = None
+        elif previous_delay and hooks.foreign_interval:
+            # Theirs fired during the call and repeats: it goes on repeating.
+            signal.setitimer(signal.ITIMER_REAL, hooks.foreign_interval, hooks.foreign_interval)
         else:
-            # Left armed: disarming costs a system call per invocation, and an alarm
-            # that fires later finds nothing armed and is ignored (see _alarm).
-            hooks.stray_alarm = True
+            # Ours is left armed: disarming costs a system call per invocation, and an
+            # alarm that fires later, with nothing armed, is ignored (see _alarm).
+            hooks.stray_due = hooks.our_due
 
 
 def _ms(started: float) -> float:

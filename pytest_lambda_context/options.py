@@ -27,10 +27,15 @@ class Option:
         return "--" + self.name.replace("_", "-")
 
 
+def without_password(url: str) -> str:
+    """The URL as it may be shown or written down: its password replaced by ***."""
+    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url, count=1)
+
+
 def _http_url(value: str) -> str | None:
     """An http(s) URL with a host (and, if any, a port that is a number)."""
     # Named in the error, so without its password.
-    shown = re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", value, count=1)
+    shown = without_password(value)
     try:
         parts = urlsplit(value)
     except ValueError:  # e.g. an unclosed [ of an IPv6 address

@@ -160,10 +160,16 @@ class PluginState:
             yield factory
         finally:
             try:
+                failures: list[Exception] = []
                 for function in reversed(made):
-                    function.close()
+                    try:
+                        function.close()
+                    except Exception as exc:  # close the others all the same
+                        failures.append(exc)
                     data = function.to_dict(invocations=bool(self.options["lambda_report"]))
                     self.records.append({"test": request.node.nodeid, **data})
+                if failures:
+                    raise failures[0]
             finally:
                 # Handler code of the next test sees real time again.
                 self.clock.restore_wall_clock()
@@ -247,9 +253,15 @@ class PluginState:
         try:
             path = self.options["lambda_report"]
             if path and not self.is_xdist_worker:
+                from .options import without_password
                 from .report import write_json
 
-                write_json(path, self.records, {"options": self.options})
+                # Reports end up as CI artefacts: no password from lambda_es_url in them.
+                shown = {
+                    name: without_password(value) if isinstance(value, str) else value
+                    for name, value in self.options.items()
+                }
+                write_json(path, self.records, {"options": shown})
         finally:
             while self.session_finalizers:
                 self.session_finalizers.pop()()

@@ -6,6 +6,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 
 import pytest
 
@@ -183,3 +184,71 @@ def test_a_file_name_in_the_handler_fails_as_on_lambda(root):
     assert isinstance(error, InitError)
     assert error.payload["errorType"] == "Runtime.ImportModuleError"
     assert "Unable to import module 'ok.py'" in error.payload["errorMessage"]
+
+
+@pytest.mark.parametrize(
+    ("source", "status"), [("import sys\nsys.exit(4)\n", 4), ("import os\nos._exit(5)\n", 5)]
+)
+def test_init_code_that_exits_is_an_init_error(project, source, status):
+    root = project({"quits.py": source + "def handler(event, context):\n    return 1\n"})
+    with LambdaFunction("quits.handler", code_root=root) as function:
+        with pytest.raises(InitError) as failure:
+            function.invoke({})
+        assert failure.value.payload["errorType"] == "Runtime.ExitError"
+        assert f"exit status {status}" in failure.value.payload["errorMessage"]
+        assert function.environments[0].state == "shutdown"
+
+
+def test_variables_the_handler_deleted_come_back_for_subprocesses(project, monkeypatch):
+    monkeypatch.setenv("KEEP_ME", "yes")
+    root = project(
+        {"deleter.py": "import os\ndef handler(event, context):\n    os.environ.pop('KEEP_ME')\n"}
+    )
+    with LambdaFunction("deleter.handler", code_root=root) as function:
+        function.invoke({})
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+    assert libc.getenv(b"KEEP_ME") == b"yes"
+
+
+def test_a_variable_name_lambda_would_refuse_is_refused(project):
+    root = project(HANDLERS)
+    with pytest.raises(ValueError, match="variable names of letters, digits and underscores"):
+        LambdaFunction("ok.handler", code_root=root, env={"A=B": "1"})
+
+
+def test_a_shorter_foreign_alarm_still_fires_on_time_during_an_invocation(project):
+    root = project(
+        {
+            "naps.py": "import time\ndef handler(event, context):\n    time.sleep(0.6)\n    return 1\n"
+        }
+    )
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *args: fired.append(time.monotonic()))
+    try:
+        with LambdaFunction("naps.handler", code_root=root, timeout=5) as function:
+            function.invoke({})  # leaves our own timer pending, as it does after each call
+            started = time.monotonic()
+            signal.setitimer(signal.ITIMER_REAL, 0.2, 0.2)  # someone else's, repeating
+            assert function.invoke({}) == 1
+            time.sleep(0.3)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    # It fired during the invocation (about 0.2 s in), not only after it, and it kept
+    # repeating afterwards.
+    assert fired and fired[0] - started < 0.5
+    assert len(fired) >= 2
+
+
+def test_no_alarm_is_left_pending_when_time_monotonic_is_faked(root, monkeypatch):
+    # After idle(), freezegun fakes time.monotonic while function code runs (and, when
+    # the caller's module is under the code root, for the plugin's frames too): the
+    # timer's bookkeeping must stay on the clock ITIMER_REAL runs on.
+    real = time.monotonic
+    with LambdaFunction("ok.handler", code_root=root) as function:
+        function.invoke({})
+        monkeypatch.setattr(time, "monotonic", lambda: real() + 3600)
+        function.invoke({})
+        monkeypatch.undo()
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0

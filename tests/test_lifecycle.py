@@ -300,3 +300,43 @@ def test_default_function_names_tell_handlers_of_one_module_apart(project):
     assert LambdaFunction("fn.main.handler", code_root=root).function_name == "fn-main"
     assert LambdaFunction("fn.main.other", code_root=root).function_name == "fn-main-other"
     assert LambdaFunction("fn/main:other", code_root=root).function_name == "fn-main-other"
+
+
+def test_a_lazy_import_in_the_handler_is_fresh_even_if_the_test_imported_it(project, monkeypatch):
+    root = project(
+        {
+            "lazy/__init__.py": "",
+            "lazy/util.py": "calls = 0\ndef bump():\n    global calls\n    calls += 1\n    return calls\n",
+            "lazy/main.py": "def handler(event, context):\n    from lazy import util\n    return util.bump()\n",
+        }
+    )
+    monkeypatch.syspath_prepend(str(root))
+    import lazy.util as test_copy
+
+    try:
+        with LambdaFunction("lazy.main.handler", code_root=root) as function:
+            assert function.invoke({}) == 1
+            assert function.invoke({}) == 2
+            assert function.cold_start().invoke({}) == 1  # a new environment, a new module
+        assert test_copy.calls == 0
+        assert sys.modules["lazy.util"] is test_copy
+    finally:
+        for name in [n for n in sys.modules if n == "lazy" or n.startswith("lazy.")]:
+            del sys.modules[name]
+
+
+def test_another_functions_idle_expires_this_ones_environments(project):
+    root = project(COUNTER)
+    from pytest_lambda_context import PluginClock
+
+    clock = PluginClock()
+    with (
+        LambdaFunction("fn.main.handler", code_root=root, idle_timeout=60, clock=clock) as a,
+        LambdaFunction("fn.main.handler", code_root=root, clock=clock) as b,
+    ):
+        a.invoke({})
+        provisioned = a.provision(1)[0]
+        b.idle(minutes=10)
+        assert a.invoke({})["count"] == 1  # the idle environment was reclaimed...
+        assert provisioned.state == "warm"  # ...but provisioned concurrency stays
+        assert a.environments[0].shutdown_reason == "idle timeout"
