@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _fake_docker import FakeDockerEngine
+
+from pytest_lambda_context import backends
 
 pytest_plugins = ["pytester"]
 
@@ -27,3 +32,28 @@ def project(tmp_path: Path) -> Callable[[dict[str, str]], Path]:
         return write_files(tmp_path / "task", files)
 
     return make
+
+
+# -- Docker, or its absence, for the backend tests ---------------------------------------
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    # Unix socket paths must stay under ~100 bytes: tmp_path can be longer.
+    path = Path(tempfile.mkdtemp(prefix="plc-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def no_docker(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> None:
+    """As on a machine without Docker, whatever this one has."""
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(backends, "_default_sockets", lambda: [str(short_dir / "none.sock")])
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> Iterator[FakeDockerEngine]:
+    with FakeDockerEngine(str(short_dir / "docker.sock")) as fake:
+        monkeypatch.setenv("DOCKER_HOST", fake.url)
+        yield fake

@@ -6,10 +6,8 @@ test is marked ``docker``; those run against a real engine when one answers.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -36,28 +34,6 @@ from pytest_lambda_context.elasticsearch_service import ElasticsearchService
 from pytest_lambda_context.embedded import EmbeddedElasticsearch
 
 AUTO = {"lambda_es": "auto", "lambda_es_url": None, "lambda_es_image": None}
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    # Unix socket paths must stay under ~100 bytes: tmp_path can be longer.
-    path = Path(tempfile.mkdtemp(prefix="plc-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def no_docker(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> None:
-    """As on a machine without Docker, whatever this one has."""
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
-    monkeypatch.setattr(backends, "_default_sockets", lambda: [str(short_dir / "none.sock")])
-
-
-@pytest.fixture
-def engine(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> Iterator[FakeDockerEngine]:
-    with FakeDockerEngine(str(short_dir / "docker.sock")) as fake:
-        monkeypatch.setenv("DOCKER_HOST", fake.url)
-        yield fake
 
 
 @pytest.fixture

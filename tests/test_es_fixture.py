@@ -4,14 +4,10 @@ as users run them (pytester, real handler files, real servers)."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import sys
-import tempfile
 import time
 import types
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from _fake_docker import FakeDockerEngine
@@ -48,26 +44,6 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(**{"app/__init__": "", "app/search": SEARCH})
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
     return pytester
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="plc-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def no_docker(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> None:
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
-    monkeypatch.setattr(backends, "_default_sockets", lambda: [str(short_dir / "none.sock")])
-
-
-@pytest.fixture
-def engine(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> Iterator[FakeDockerEngine]:
-    with FakeDockerEngine(str(short_dir / "docker.sock")) as fake:
-        monkeypatch.setenv("DOCKER_HOST", fake.url)
-        yield fake
 
 
 def _free_port() -> int:
