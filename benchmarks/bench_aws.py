@@ -130,7 +130,7 @@ def main() -> None:
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
     import moto.moto_server.werkzeug_app  # noqa: F401  (import time is not start time)
 
-    from pytest_lambda_context.aws import _MotoServer
+    from pytest_lambda_context.services.aws import _MotoServer
 
     started = time.perf_counter()
     server = _MotoServer()

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_lambda_context import connections
-from pytest_lambda_context._scope import Scope, set_scope
+from pytest_lambda_context.observe import connections
+from pytest_lambda_context.observe.scope import Scope, set_scope
 
 USER_CODE = "def handler(go):\n    return go()\n"
 

@@ -11,7 +11,7 @@ import http.client
 import statistics
 import time
 
-from pytest_lambda_context.embedded import EmbeddedElasticsearch
+from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
 
 STARTS = 20
 REQUESTS = 5_000

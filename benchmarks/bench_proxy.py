@@ -33,8 +33,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pytest_lambda_context._scope import mark_internal_thread
-from pytest_lambda_context.proxy import TcpProxy
+from pytest_lambda_context.observe.proxy import TcpProxy
+from pytest_lambda_context.observe.scope import mark_internal_thread
 
 SERVER_SCRIPT = """
 import sys
@@ -115,7 +115,7 @@ def subprocess_server() -> Iterator[int]:
 
 @contextmanager
 def embedded_server() -> Iterator[int]:
-    from pytest_lambda_context.embedded import EmbeddedElasticsearch
+    from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
 
     with EmbeddedElasticsearch() as es:
         yield es.port

@@ -12,23 +12,23 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "LambdaFunction": ".function",
-    "ExecutionEnvironment": ".environment",
-    "Invocation": ".records",
-    "LambdaContext": ".context",
-    "ConnectionLog": ".connections",
-    "ConnectionEvent": ".connections",
-    "NetworkBlockedError": ".netguard",
-    "BlockedLookupError": ".netguard",
-    "PluginClock": ".clock",
-    "LambdaError": ".errors",
-    "InitError": ".errors",
-    "HandlerError": ".errors",
-    "InvocationTimeout": ".errors",
-    "MarshalError": ".errors",
-    "RuntimeExitError": ".errors",
-    "TcpProxy": ".proxy",
-    "EmbeddedElasticsearch": ".embedded",
+    "LambdaFunction": "pytest_lambda_context.environments.function",
+    "ExecutionEnvironment": "pytest_lambda_context.environments.base",
+    "Invocation": "pytest_lambda_context.runtime.records",
+    "LambdaContext": "pytest_lambda_context.runtime.context",
+    "ConnectionLog": "pytest_lambda_context.observe.connections",
+    "ConnectionEvent": "pytest_lambda_context.observe.connections",
+    "NetworkBlockedError": "pytest_lambda_context.observe.guard",
+    "BlockedLookupError": "pytest_lambda_context.observe.guard",
+    "PluginClock": "pytest_lambda_context.runtime.clock",
+    "LambdaError": "pytest_lambda_context.runtime.errors",
+    "InitError": "pytest_lambda_context.runtime.errors",
+    "HandlerError": "pytest_lambda_context.runtime.errors",
+    "InvocationTimeout": "pytest_lambda_context.runtime.errors",
+    "MarshalError": "pytest_lambda_context.runtime.errors",
+    "RuntimeExitError": "pytest_lambda_context.runtime.errors",
+    "TcpProxy": "pytest_lambda_context.observe.proxy",
+    "EmbeddedElasticsearch": "pytest_lambda_context.services.elasticsearch.embedded",
 }
 
 __all__ = [
@@ -52,12 +52,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .clock import PluginClock
-    from .connections import ConnectionEvent, ConnectionLog
-    from .context import LambdaContext
-    from .embedded import EmbeddedElasticsearch
-    from .environment import ExecutionEnvironment
-    from .errors import (
+    from pytest_lambda_context.environments.base import ExecutionEnvironment
+    from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
+    from pytest_lambda_context.observe.guard import BlockedLookupError, NetworkBlockedError
+    from pytest_lambda_context.observe.proxy import TcpProxy
+    from pytest_lambda_context.runtime.clock import PluginClock
+    from pytest_lambda_context.runtime.context import LambdaContext
+    from pytest_lambda_context.runtime.errors import (
         HandlerError,
         InitError,
         InvocationTimeout,
@@ -65,10 +67,8 @@ if TYPE_CHECKING:
         MarshalError,
         RuntimeExitError,
     )
-    from .function import LambdaFunction
-    from .netguard import BlockedLookupError, NetworkBlockedError
-    from .proxy import TcpProxy
-    from .records import Invocation
+    from pytest_lambda_context.runtime.records import Invocation
+    from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
 
 
 def __getattr__(name: str) -> Any:

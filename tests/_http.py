@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pytest_lambda_context._scope import mark_internal_thread
+from pytest_lambda_context.observe.scope import mark_internal_thread
 
 BODY = b'{"ok": true}'
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from _fake_docker import FakeDockerEngine
 
-from pytest_lambda_context import backends
+from pytest_lambda_context.services.elasticsearch import backends
 
 pytest_plugins = ["pytester"]
 

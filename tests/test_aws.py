@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from pytest_lambda_context import HandlerError, clients, connections
-from pytest_lambda_context._scope import Scope, set_scope
-from pytest_lambda_context.clients import ClientEvent, MotoNotImplementedError
-from pytest_lambda_context.netguard import BlockedLookupError, NetworkBlockedError
+from pytest_lambda_context import HandlerError
+from pytest_lambda_context.observe import clients, connections
+from pytest_lambda_context.observe.clients import ClientEvent, MotoNotImplementedError
+from pytest_lambda_context.observe.guard import BlockedLookupError, NetworkBlockedError
+from pytest_lambda_context.observe.scope import Scope, set_scope
 
 pytest_plugins = ["pytester"]
 
@@ -61,7 +62,7 @@ def _load_moto_backends() -> None:
 _load_moto_backends()
 # Likewise the plugin's own lazily imported modules: the inner tests' HandlerError must be
 # the class the plugin raises.
-assert HandlerError.__module__ == "pytest_lambda_context.errors"
+assert HandlerError.__module__ == "pytest_lambda_context.runtime.errors"
 
 ISOLATIONS = ["module", "process"]
 
@@ -576,7 +577,7 @@ def test_moto_not_installed_says_which_extra(pytester):
 
 
 def test_moto_server_missing_says_which_extra(pytester, monkeypatch):
-    from pytest_lambda_context import aws
+    from pytest_lambda_context.services import aws
 
     monkeypatch.setattr(aws, "_server_class_cache", [])  # as in a session's first use
     write_project(pytester, "process")
@@ -691,7 +692,7 @@ def _count_attempts(client: Any) -> list[int]:
 
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from pytest_lambda_context.aws import _MotoServer
+    from pytest_lambda_context.services.aws import _MotoServer
 
     for key in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(key)
@@ -744,7 +745,7 @@ def test_a_client_without_the_translation_still_reads_what_moto_lacks(moto_serve
 
 
 def test_the_moto_server_ends_kept_alive_connections_when_it_stops(monkeypatch):
-    from pytest_lambda_context.aws import _MotoServer
+    from pytest_lambda_context.services.aws import _MotoServer
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -787,7 +788,9 @@ def test_install_patches_botocore_lazily_and_uninstall_restores_it():
     code = textwrap.dedent(
         """
         import sys
-        from pytest_lambda_context import aws, clients, plugin
+        from pytest_lambda_context.services import aws
+        from pytest_lambda_context.observe import clients
+        from pytest_lambda_context import plugin
         assert not {"moto", "boto3", "botocore"} & set(sys.modules), sorted(sys.modules)
         clients.install()
         clients.install()

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from _fake_docker import FakeDockerEngine
 
-from pytest_lambda_context import backends
-from pytest_lambda_context.backends import (
+from pytest_lambda_context.runtime.clock import PluginClock
+from pytest_lambda_context.services.elasticsearch import backends
+from pytest_lambda_context.services.elasticsearch.backends import (
     DEFAULT_IMAGE,
     BackendError,
     ContainerBackend,
@@ -29,9 +30,8 @@ from pytest_lambda_context.backends import (
     probe_docker,
     wait_until_ready,
 )
-from pytest_lambda_context.clock import PluginClock
-from pytest_lambda_context.elasticsearch_service import ElasticsearchService
-from pytest_lambda_context.embedded import EmbeddedElasticsearch
+from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
+from pytest_lambda_context.services.elasticsearch.service import ElasticsearchService
 
 AUTO = {"lambda_es": "auto", "lambda_es_url": None, "lambda_es_image": None}
 

@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 from _http import keepalive_server
 
-from pytest_lambda_context import connections
-from pytest_lambda_context._scope import Scope, mark_internal_thread, set_scope
-from pytest_lambda_context.connections import ConnectionEvent, ConnectionLog, user_frame
-from pytest_lambda_context.netguard import (
+from pytest_lambda_context.observe import connections
+from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog, user_frame
+from pytest_lambda_context.observe.guard import (
     LOOPBACK_HINT,
     BlockedLookupError,
     NetworkBlockedError,
     is_loopback_host,
     lookup_allowed,
 )
+from pytest_lambda_context.observe.scope import Scope, mark_internal_thread, set_scope
 
 # --- a real HTTP/1.1 keep-alive server, the plugin's own (internal) threads ----------
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from pytest_lambda_context import embedded
-from pytest_lambda_context.embedded import EmbeddedElasticsearch
+from pytest_lambda_context.services.elasticsearch import embedded
+from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
 
 elasticsearch = pytest.importorskip("elasticsearch")
 
@@ -691,7 +691,13 @@ def test_no_descriptor_leak_over_many_connections() -> None:
 
 def test_runs_as_a_program_until_sigterm() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_lambda_context.embedded", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "pytest_lambda_context.services.elasticsearch.embedded",
+            "--port",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

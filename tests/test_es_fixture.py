@@ -12,8 +12,9 @@ import types
 import pytest
 from _fake_docker import FakeDockerEngine
 
-from pytest_lambda_context import LambdaFunction, backends
-from pytest_lambda_context.embedded import EmbeddedElasticsearch
+from pytest_lambda_context import LambdaFunction
+from pytest_lambda_context.services.elasticsearch import backends
+from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
 
 pytest_plugins = ["pytester"]
 
@@ -475,7 +476,7 @@ def test_a_container_that_does_not_become_ready(
     before = _containers_of(standin_image)
     project.makeconftest(
         f"""
-        from pytest_lambda_context import backends
+        from pytest_lambda_context.services.elasticsearch import backends
         backends.CONTAINER_START_TIMEOUT = 3
         backends.ContainerBackend.command = {command!r}
         """

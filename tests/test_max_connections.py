@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_lambda_context.embedded import EmbeddedElasticsearch
+from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
 
 pytest_plugins = ["pytester"]
 

@@ -120,7 +120,9 @@ def test_the_wheel_ships_py_typed_and_the_entry_point(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert "pytest_lambda_context/py.typed" in names
-        assert "pytest_lambda_context/plugin.py" in names
+        assert "pytest_lambda_context/plugin/__init__.py" in names
+        assert "pytest_lambda_context/environments/worker.py" in names
+        assert "pytest_lambda_context/services/elasticsearch/store.py" in names
         # Tests, examples and CI scripts stay out of the distribution.
         assert not [n for n in names if n.startswith(("tests/", "examples/", "benchmarks/"))]
         (entry_points_txt,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]

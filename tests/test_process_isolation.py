@@ -24,7 +24,7 @@ from pytest_lambda_context import (
     MarshalError,
     RuntimeExitError,
 )
-from pytest_lambda_context.process_isolation import ProcessEnvironment, WorkerTemplate
+from pytest_lambda_context.environments.process import ProcessEnvironment, WorkerTemplate
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -312,7 +312,7 @@ def test_init_errors_carry_lambda_error_types(make, handler, error_type, message
 
 
 def test_an_init_phase_past_its_limit_is_stopped(make, monkeypatch):
-    from pytest_lambda_context import process_isolation
+    from pytest_lambda_context.environments import process as process_isolation
 
     monkeypatch.setattr(process_isolation, "INIT_TIMEOUT", 0.3)
     function = make("slow_init.handler")
@@ -420,7 +420,7 @@ def test_handler_output_lands_in_the_tests_captured_output(pytester):
 
 
 def test_without_pidfd_crashes_and_shutdowns_still_reap(make, monkeypatch):
-    from pytest_lambda_context import process_isolation
+    from pytest_lambda_context.environments import process as process_isolation
 
     monkeypatch.setattr(process_isolation, "_HAVE_PIDFD", False)  # kernels before 5.3
     function = make()

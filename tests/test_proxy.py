@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from _http import BODY, keepalive_server
 
-from pytest_lambda_context import connections
-from pytest_lambda_context._scope import Scope, mark_internal_thread, set_scope
-from pytest_lambda_context.proxy import TcpProxy
+from pytest_lambda_context.observe import connections
+from pytest_lambda_context.observe.proxy import TcpProxy
+from pytest_lambda_context.observe.scope import Scope, mark_internal_thread, set_scope
 
 # --- servers ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ __all__ = [
     "stack_trace",
 ]
 
-_OWN_PACKAGE = __name__.rpartition(".")[0].replace(".", "/") + "/"
+_OWN_PACKAGE = __name__.partition(".")[0] + "/"
 
 
 class LambdaError(Exception):

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .markers import marker_arguments
+from pytest_lambda_context.plugin.markers import marker_arguments
 
 if TYPE_CHECKING:
-    from .function import LambdaFunction
+    from pytest_lambda_context.environments.function import LambdaFunction
 
 __all__ = ["check_limits"]
 

@@ -2,7 +2,7 @@
 
 A Lambda function under test must not reach real services by accident (a real
 AWS account, a production cluster), so with ``loopback`` the socket monitor in
-:mod:`pytest_lambda_context.connections` refuses, before any packet leaves,
+:mod:`pytest_lambda_context.observe.connections` refuses, before any packet leaves,
 connections and name lookups that would go anywhere but 127.0.0.0/8 and ::1.
 """
 

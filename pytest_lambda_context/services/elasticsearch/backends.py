@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
 
-from .options import without_password
+from pytest_lambda_context.plugin.options import without_password
 
 if TYPE_CHECKING:
     import http.client
@@ -412,7 +412,7 @@ class EmbeddedBackend:
     name = "embedded"
 
     def __init__(self) -> None:
-        from .embedded import EmbeddedElasticsearch
+        from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
 
         began = time.perf_counter()
         self.server = EmbeddedElasticsearch().start()

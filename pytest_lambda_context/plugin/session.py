@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .markers import marker_arguments
+from pytest_lambda_context.plugin.markers import marker_arguments
 
 if TYPE_CHECKING:
-    from .clock import PluginClock
-    from .context import LambdaContext
-    from .function import LambdaFunction
+    from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.runtime.clock import PluginClock
+    from pytest_lambda_context.runtime.context import LambdaContext
 
 __all__ = ["RECORDS_ATTRIBUTE", "STATE_KEY", "PluginState", "TestFunctions"]
 
@@ -53,7 +53,7 @@ class TestFunctions:
         if self.functions and (
             item.get_closest_marker("max_connections") or item.get_closest_marker("max_clients")
         ):
-            from .limits import check_limits
+            from pytest_lambda_context.plugin.limits import check_limits
 
             check_limits(item, self.functions, self.marks)
 
@@ -90,7 +90,7 @@ class PluginState:
     @property
     def clock(self) -> PluginClock:
         if self._clock is None:
-            from .clock import PluginClock
+            from pytest_lambda_context.runtime.clock import PluginClock
 
             self._clock = PluginClock()
         return self._clock
@@ -113,7 +113,7 @@ class PluginState:
     def context_for(self, node: pytest.Item) -> LambdaContext:
         import uuid
 
-        from .context import LambdaContext
+        from pytest_lambda_context.runtime.context import LambdaContext
 
         marker = node.get_closest_marker("lambda_handler")
         config = marker_arguments(marker) if marker is not None else {}
@@ -129,7 +129,7 @@ class PluginState:
     def function_factory(
         self, request: pytest.FixtureRequest, tracked: TestFunctions
     ) -> Iterator[Callable[..., LambdaFunction]]:
-        from .function import LambdaFunction
+        from pytest_lambda_context.environments.function import LambdaFunction
 
         made: list[LambdaFunction] = []
         root = logging.getLogger()
@@ -189,7 +189,7 @@ class PluginState:
         if settings.get("isolation") == "process" and settings.get("worker_pool") is None:
             template = self.resources.get("worker_template")
             if template is None:
-                from .process_isolation import WorkerTemplate
+                from pytest_lambda_context.environments.process import WorkerTemplate
 
                 template = self.resources["worker_template"] = WorkerTemplate()
                 self.session_finalizers.append(template.close)
@@ -225,7 +225,7 @@ class PluginState:
         """In an xdist worker: the records of the test onto its teardown report."""
         if not self.is_xdist_worker or not self.records:
             return
-        from .report import plain_records
+        from pytest_lambda_context.plugin.report import plain_records
 
         # Records are appended at teardown of their test: the pending ones are this test's.
         setattr(report, RECORDS_ATTRIBUTE, plain_records(self.records))
@@ -240,7 +240,7 @@ class PluginState:
     def terminal_summary(self, terminalreporter: Any) -> None:
         if not self.records or self.is_xdist_worker:
             return
-        from .report import summary_lines
+        from pytest_lambda_context.plugin.report import summary_lines
 
         lines = summary_lines(self.records)
         if not lines:
@@ -253,8 +253,8 @@ class PluginState:
         try:
             path = self.options["lambda_report"]
             if path and not self.is_xdist_worker:
-                from .options import without_password
-                from .report import write_json
+                from pytest_lambda_context.plugin.options import without_password
+                from pytest_lambda_context.plugin.report import write_json
 
                 # Reports end up as CI artefacts: no password from lambda_es_url in them.
                 shown = {

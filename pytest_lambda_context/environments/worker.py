@@ -1,6 +1,6 @@
 """The far side of ``isolation="process"``: the template process and the workers it forks.
 
-``python -m pytest_lambda_context.worker <control-fd> [--pdeathsig]`` starts a template:
+``python -m pytest_lambda_context.environments.worker <control-fd> [--pdeathsig]`` starts a template:
 it imports the heavy third-party libraries once, then waits on its control socket
 (SOCK_SEQPACKET, one pickled message per packet). Each ``fork`` request carries one end
 of a fresh socketpair (SCM_RIGHTS); the forked child becomes an execution environment
@@ -53,14 +53,14 @@ PRELOAD = (
     "logging",
     "http.client",
     "ssl",
-    "pytest_lambda_context.runtime",
-    "pytest_lambda_context.connections",
-    "pytest_lambda_context.clients",
-    "pytest_lambda_context.clock",
-    "pytest_lambda_context.context",
-    "pytest_lambda_context._scope",
-    "pytest_lambda_context.errors",
-    "pytest_lambda_context.records",
+    "pytest_lambda_context.runtime.handler",
+    "pytest_lambda_context.observe.connections",
+    "pytest_lambda_context.observe.clients",
+    "pytest_lambda_context.runtime.clock",
+    "pytest_lambda_context.runtime.context",
+    "pytest_lambda_context.observe.scope",
+    "pytest_lambda_context.runtime.errors",
+    "pytest_lambda_context.runtime.records",
 )
 
 _HEADER = struct.Struct("!Q")
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or not args[0].isdigit():
         print(
-            "usage: python -m pytest_lambda_context.worker <control-fd> [--pdeathsig]\n"
+            "usage: python -m pytest_lambda_context.environments.worker <control-fd> [--pdeathsig]\n"
             "Started by pytest-lambda-context for isolation='process'; not for direct use.",
             file=sys.stderr,
         )
@@ -304,10 +304,10 @@ class _Worker:
     def init(
         self, config: dict[str, Any], request_id: str | None, offset: float
     ) -> tuple[tuple[Any, ...], int | None]:
-        from . import clients, connections
-        from ._scope import Scope, set_scope
-        from .clock import shifted_clock
-        from .runtime import InitFailure, import_handler
+        from pytest_lambda_context.observe import clients, connections
+        from pytest_lambda_context.observe.scope import Scope, set_scope
+        from pytest_lambda_context.runtime.clock import shifted_clock
+        from pytest_lambda_context.runtime.handler import InitFailure, import_handler
 
         self.config = config
         os.environ.clear()
@@ -352,10 +352,10 @@ class _Worker:
     def invoke(
         self, request_id: str, event: Any, deadline_ms: float, offset: float
     ) -> tuple[tuple[Any, ...], int | None]:
-        from ._scope import Scope, set_scope
-        from .clock import shifted_clock
-        from .context import LambdaContext
-        from .runtime import call_handler
+        from pytest_lambda_context.observe.scope import Scope, set_scope
+        from pytest_lambda_context.runtime.clock import shifted_clock
+        from pytest_lambda_context.runtime.context import LambdaContext
+        from pytest_lambda_context.runtime.handler import call_handler
 
         config = self.config
         context = LambdaContext(
@@ -410,7 +410,7 @@ def _exit_status(code: object) -> int:
 
 
 def _exit_payload(status: int, request_id: str | None) -> dict[str, Any]:
-    from .runtime import exit_payload
+    from pytest_lambda_context.runtime.handler import exit_payload
 
     return exit_payload(status, request_id)
 
@@ -436,6 +436,6 @@ if __name__ == "__main__":
     # Run the imported module's main, not this __main__ copy: freezegun ignores the
     # callers' modules by name, and "__main__" frames under the handler would count as
     # a library's and hide the moved clock from it.
-    from pytest_lambda_context.worker import main as _main
+    from pytest_lambda_context.environments.worker import main as _main
 
     sys.exit(_main())

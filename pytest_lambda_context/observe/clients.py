@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from . import _scope
-from ._scope import active_scope
-from .connections import user_frame
-from .netguard import BlockedLookupError, NetworkBlockedError
+from pytest_lambda_context.observe import scope as _scope
+from pytest_lambda_context.observe.connections import user_frame
+from pytest_lambda_context.observe.guard import BlockedLookupError, NetworkBlockedError
+from pytest_lambda_context.observe.scope import active_scope
 
 __all__ = [
     "NOT_IMPLEMENTED_HEADER",

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from . import markers, options
-from .state import STATE_KEY, PluginState, TestFunctions
+from pytest_lambda_context.plugin import markers, options
+from pytest_lambda_context.plugin.session import STATE_KEY, PluginState, TestFunctions
 
 _STATE = STATE_KEY
 
@@ -43,13 +43,13 @@ class _RecordsFromWorkers:
 
 
 def _es() -> Any:
-    from . import elasticsearch_service
+    from pytest_lambda_context.services.elasticsearch import service as elasticsearch_service
 
     return elasticsearch_service
 
 
 def _aws() -> Any:
-    from . import aws
+    from pytest_lambda_context.services import aws
 
     return aws
 
@@ -137,7 +137,7 @@ def lambda_env(
     request: pytest.FixtureRequest, lambda_function: Any, _lambda_warm_pool: dict[Any, Any]
 ) -> Iterator[Any]:
     """An environment of ``lambda_function``: new (cold_start) or left warm by an earlier test."""
-    from .warm import lambda_env_for
+    from pytest_lambda_context.plugin.warm_start import lambda_env_for
 
     yield from lambda_env_for(request, lambda_function, _lambda_warm_pool)
 

@@ -12,15 +12,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-from .clock import PluginClock
-from .connections import ConnectionLog
-from .environment import ExecutionEnvironment
-from .errors import LambdaError
-from .records import Invocation, json_copy
-from .runtime import parse_handler
+from pytest_lambda_context.environments.base import ExecutionEnvironment
+from pytest_lambda_context.observe.connections import ConnectionLog
+from pytest_lambda_context.runtime.clock import PluginClock
+from pytest_lambda_context.runtime.errors import LambdaError
+from pytest_lambda_context.runtime.handler import parse_handler
+from pytest_lambda_context.runtime.records import Invocation, json_copy
 
 if TYPE_CHECKING:
-    from .process_isolation import WorkerTemplate
+    from pytest_lambda_context.environments.process import WorkerTemplate
 
 __all__ = ["ISOLATIONS", "LambdaFunction"]
 
@@ -200,7 +200,7 @@ class LambdaFunction:
                 except BaseException:
                     # Interrupted: end the workers still busy, so each lane returns now.
                     interrupted.set()
-                    from .process_isolation import ProcessEnvironment
+                    from pytest_lambda_context.environments.process import ProcessEnvironment
 
                     for environment in list(self.environments):
                         if isinstance(environment, ProcessEnvironment):
@@ -290,11 +290,11 @@ class LambdaFunction:
         self._check_open()
         env_id = f"env-{next(self._env_numbers)}"
         if self.isolation == "module":
-            from .module_isolation import ModuleEnvironment
+            from pytest_lambda_context.environments.module import ModuleEnvironment
 
             environment: ExecutionEnvironment = ModuleEnvironment(self, env_id, initialization_type)
         else:
-            from .process_isolation import ProcessEnvironment
+            from pytest_lambda_context.environments.process import ProcessEnvironment
 
             environment = ProcessEnvironment(self, env_id, initialization_type)
         self.environments.append(environment)

@@ -71,7 +71,7 @@ class LambdaContext:
         return max(0, int(self._deadline_ms - time.time() * 1000))
 
     def log(self, msg: str) -> None:
-        logging.getLogger("pytest_lambda_context.function").info("%s", msg)
+        logging.getLogger("pytest_lambda_context.environments.function").info("%s", msg)
 
     def __repr__(self) -> str:
         return (

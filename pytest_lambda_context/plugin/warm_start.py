@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .markers import closest_start
-from .state import STATE_KEY
+from pytest_lambda_context.plugin.markers import closest_start
+from pytest_lambda_context.plugin.session import STATE_KEY
 
 if TYPE_CHECKING:
-    from .environment import ExecutionEnvironment
-    from .function import LambdaFunction
+    from pytest_lambda_context.environments.base import ExecutionEnvironment
+    from pytest_lambda_context.environments.function import LambdaFunction
 
 __all__ = ["lambda_env_for"]
 

@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from . import clients
-from ._scope import active_scope, mark_internal_thread
-from .clients import NOT_IMPLEMENTED_HEADER, ClientEvent
-from .context import DEFAULT_REGION
-from .netguard import is_loopback_host
+from pytest_lambda_context.observe import clients
+from pytest_lambda_context.observe.clients import NOT_IMPLEMENTED_HEADER, ClientEvent
+from pytest_lambda_context.observe.guard import is_loopback_host
+from pytest_lambda_context.observe.scope import active_scope, mark_internal_thread
+from pytest_lambda_context.runtime.context import DEFAULT_REGION
 
 if TYPE_CHECKING:
-    from .state import PluginState
+    from pytest_lambda_context.plugin.session import PluginState
 
 __all__ = [
     "INSTALL_HINT",
@@ -92,7 +92,7 @@ class AwsService:
     @property
     def clients(self) -> list[ClientEvent]:
         """Every boto3/botocore client function code created in this test, in order."""
-        from .state import TestFunctions
+        from pytest_lambda_context.plugin.session import TestFunctions
 
         events: list[ClientEvent] = []
         for function in TestFunctions.of(self._request.node).functions:
@@ -242,7 +242,7 @@ def _missing_dependency() -> str | None:
 
 def aws_fixture(request: pytest.FixtureRequest) -> Iterator[AwsService]:
     """The ``aws`` fixture's body (plugin.py wires it)."""
-    from .state import STATE_KEY
+    from pytest_lambda_context.plugin.session import STATE_KEY
 
     service = AwsService(request, request.config.stash[STATE_KEY])
     service.start()

@@ -20,12 +20,12 @@ import time
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
-from . import connections as _connections
-from ._scope import Scope, set_scope
-from .clock import shifted_clock
-from .context import LambdaContext
-from .environment import ExecutionEnvironment
-from .runtime import (
+from pytest_lambda_context.environments.base import ExecutionEnvironment
+from pytest_lambda_context.observe import connections as _connections
+from pytest_lambda_context.observe.scope import Scope, set_scope
+from pytest_lambda_context.runtime.clock import shifted_clock
+from pytest_lambda_context.runtime.context import LambdaContext
+from pytest_lambda_context.runtime.handler import (
     INIT_TIMEOUT,
     ExitRequested,
     InitFailure,
@@ -37,14 +37,14 @@ from .runtime import (
 )
 
 if TYPE_CHECKING:
-    from .function import LambdaFunction
+    from pytest_lambda_context.environments.function import LambdaFunction
 
 __all__ = ["ModuleEnvironment"]
 
 # os.environb shares os.environ's data dict; it must follow the swap.
 _environb: Any = getattr(os, "environb", None)
 _THIRD_PARTY_MARKERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
-_OWN_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 class _Timedout(BaseException):

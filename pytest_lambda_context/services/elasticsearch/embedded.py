@@ -8,7 +8,7 @@ explanation for anything it does not model.
 
 Standard library only, and no elasticsearch/elastic_transport imports: the plugin
 imports this module and must stay light. One daemon thread per client connection.
-Run it on its own with ``python -m pytest_lambda_context.embedded --port 9200``.
+Run it on its own with ``python -m pytest_lambda_context.services.elasticsearch.embedded --port 9200``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,13 @@ from collections.abc import Sequence
 from typing import IO, Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pytest_lambda_context._scope import mark_internal_thread
-from pytest_lambda_context.embedded_store import EsError, Store, parse_json, unsupported
+from pytest_lambda_context.observe.scope import mark_internal_thread
+from pytest_lambda_context.services.elasticsearch.store import (
+    EsError,
+    Store,
+    parse_json,
+    unsupported,
+)
 
 __all__ = ["EmbeddedElasticsearch", "main"]
 
@@ -588,7 +593,7 @@ class EmbeddedElasticsearch:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pytest_lambda_context.embedded",
+        prog="python -m pytest_lambda_context.services.elasticsearch.embedded",
         description="Serve the pytest-lambda-context embedded Elasticsearch stand-in.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -1,6 +1,6 @@
 """``isolation="process"``: each execution environment is a worker process.
 
-Workers are forked by a template process (:mod:`pytest_lambda_context.worker`) that
+Workers are forked by a template process (:mod:`pytest_lambda_context.environments.worker`) that
 was started with the same interpreter and has the heavy third-party libraries
 imported already, so a cold start costs a fork plus the function's own init code,
 and no worker inherits anything the test process or another environment opened.
@@ -29,13 +29,18 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .environment import ExecutionEnvironment
-from .errors import error_payload
-from .runtime import INIT_TIMEOUT, Outcome, exit_payload, timeout_payload
-from .worker import PRELOAD, recv_message, send_message
+from pytest_lambda_context.environments.base import ExecutionEnvironment
+from pytest_lambda_context.environments.worker import PRELOAD, recv_message, send_message
+from pytest_lambda_context.runtime.errors import error_payload
+from pytest_lambda_context.runtime.handler import (
+    INIT_TIMEOUT,
+    Outcome,
+    exit_payload,
+    timeout_payload,
+)
 
 if TYPE_CHECKING:
-    from .function import LambdaFunction
+    from pytest_lambda_context.environments.function import LambdaFunction
 
 __all__ = ["ProcessEnvironment", "WorkerTemplate"]
 
@@ -47,7 +52,7 @@ _EXIT_GRACE = 1.0
 # How long the template may take to import the preloaded libraries.
 _READY_TIMEOUT = 120.0
 _PACKET = 1 << 16
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _HAVE_PIDFD = hasattr(os, "pidfd_open")
 _template_lock = threading.Lock()
 
@@ -84,7 +89,12 @@ class WorkerTemplate:
         environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_PARENT, environ.get("PYTHONPATH")) if p
         )
-        command = [sys.executable, "-m", "pytest_lambda_context.worker", str(theirs.fileno())]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest_lambda_context.environments.worker",
+            str(theirs.fileno()),
+        ]
         # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: only
         # ask for it from the main thread; otherwise the control socket's EOF still
         # ends the template when the test process dies.
@@ -123,7 +133,7 @@ class WorkerTemplate:
                 self._discard()
                 raise RuntimeError(
                     f"the isolation='process' template ({sys.executable} -m "
-                    f"pytest_lambda_context.worker) exited with status {status} before it "
+                    f"pytest_lambda_context.environments.worker) exited with status {status} before it "
                     "was ready; its error output is above"
                 )
             _, _, self.preloaded = pickle.loads(reply)

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from . import _scope
-from ._scope import Scope, active_scope
-from .netguard import (
+from pytest_lambda_context.observe import scope as _scope
+from pytest_lambda_context.observe.guard import (
     BlockedLookupError,
     NetworkBlockedError,
     blocked_connect,
@@ -34,6 +33,7 @@ from .netguard import (
     is_loopback_host,
     lookup_allowed,
 )
+from pytest_lambda_context.observe.scope import Scope, active_scope
 
 __all__ = [
     "BlockedLookupError",

@@ -18,14 +18,14 @@ from dataclasses import asdict, is_dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .connections import ConnectionEvent, ConnectionLog
-from .context import reserved_environment
-from .errors import ERROR_CLASSES, InitError, LambdaError
-from .records import Invocation, json_copy
-from .runtime import Outcome
+from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
+from pytest_lambda_context.runtime.context import reserved_environment
+from pytest_lambda_context.runtime.errors import ERROR_CLASSES, InitError, LambdaError
+from pytest_lambda_context.runtime.handler import Outcome
+from pytest_lambda_context.runtime.records import Invocation, json_copy
 
 if TYPE_CHECKING:
-    from .function import LambdaFunction
+    from pytest_lambda_context.environments.function import LambdaFunction
 
 __all__ = ["ExecutionEnvironment"]
 

@@ -17,13 +17,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-from . import backends
-from .backends import Backend, BackendError, Decision
-from .proxy import DropMode, ProxyCounter, TcpProxy
+from pytest_lambda_context.observe.proxy import DropMode, ProxyCounter, TcpProxy
+from pytest_lambda_context.services.elasticsearch import backends
+from pytest_lambda_context.services.elasticsearch.backends import Backend, BackendError, Decision
 
 if TYPE_CHECKING:
-    from .clock import PluginClock
-    from .state import PluginState
+    from pytest_lambda_context.plugin.session import PluginState
+    from pytest_lambda_context.runtime.clock import PluginClock
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from .errors import error_payload, stack_trace
-from .records import json_copy
+from pytest_lambda_context.runtime.errors import error_payload, stack_trace
+from pytest_lambda_context.runtime.records import json_copy
 
 __all__ = [
     "INIT_TIMEOUT",

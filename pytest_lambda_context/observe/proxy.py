@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Literal
 
-from ._scope import mark_internal_thread
+from pytest_lambda_context.observe.scope import mark_internal_thread
 
 __all__ = ["DropMode", "ProxyCounter", "TcpProxy"]
 

@@ -1,0 +1,1 @@
+"""LambdaFunction and the execution environments it routes to, in each isolation."""

@@ -1,0 +1,1 @@
+"""What function code does on the network and with boto3: scope, connections, guard, clients, proxy."""

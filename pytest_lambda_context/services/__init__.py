@@ -1,0 +1,1 @@
+"""What handlers talk to, usable without pytest: AWS under moto, Elasticsearch."""

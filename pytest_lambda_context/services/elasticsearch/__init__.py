@@ -1,0 +1,1 @@
+"""The session's Elasticsearch: service, backends, the embedded stand-in and its store."""
