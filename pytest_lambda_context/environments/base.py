@@ -13,7 +13,6 @@ import resource
 import secrets
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,12 @@ from pytest_lambda_context.runtime.handler import Outcome
 from pytest_lambda_context.runtime.records import Invocation, json_copy
 
 if TYPE_CHECKING:
-    from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.environments.spec import (
+        EnvironmentState,
+        FunctionSink,
+        FunctionSpec,
+        InitializationType,
+    )
 
 __all__ = ["ExecutionEnvironment"]
 
@@ -53,11 +57,20 @@ class ExecutionEnvironment:
 
     isolation = ""
 
-    def __init__(self, function: LambdaFunction, env_id: str, initialization_type: str) -> None:
-        self.function = function
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        sink: FunctionSink,
+        env_id: str,
+        initialization_type: InitializationType,
+        variables: dict[str, str],
+    ) -> None:
+        """``variables``: the function's own ``env``, placeholders filled in."""
+        self.spec = spec
+        self._sink = sink
         self.id = env_id
         self.initialization_type = initialization_type
-        self.state = "new"
+        self.state: EnvironmentState = "new"
         self.shutdown_reason: str | None = None
         self.init_duration_ms: float | None = None
         self.init_error: dict[str, Any] | None = None
@@ -65,16 +78,17 @@ class ExecutionEnvironment:
         self.connections = ConnectionLog()
         # boto3/botocore clients created by function code (events from the aws monitor).
         self.clients: list[Any] = []
-        self.last_used = function.clock.monotonic()
+        self.last_used = spec.clock.monotonic()
         # Unique across the session: an environment can outlive its function (warm reuse).
         self.uid = secrets.token_hex(6)
         self._report_init = True
         self._memory_mb = 0
         self._memory_read_at = -1.0
-        self.log_stream_name = function._log_stream_name()
+        self.log_stream_name = f"2026/01/01/[$LATEST]{secrets.token_hex(16)}"
+        self._function_variables = variables
         # Lambda gives each environment its own /tmp.
         self._tmpdir = tempfile.mkdtemp(
-            prefix=f"lambda-{function.function_name}-{env_id}-", dir=function.tmp_root
+            prefix=f"lambda-{spec.function_name}-{env_id}-", dir=spec.tmp_root
         )
 
     def _initial_environ(self) -> dict[str, str]:
@@ -83,20 +97,20 @@ class ExecutionEnvironment:
         The test process's own first (so what fixtures such as ``aws`` set reaches the
         function), then Lambda's reserved variables, TMPDIR, and the function's ``env``.
         """
-        function = self.function
+        spec = self.spec
         variables = dict(os.environ)
         variables.update(
             reserved_environment(
-                handler=function.handler,
-                function_name=function.function_name,
-                memory_mb=function.memory_mb,
+                handler=spec.handler,
+                function_name=spec.function_name,
+                memory_mb=spec.memory_mb,
                 log_stream_name=self.log_stream_name,
-                task_root=function.code_root,
+                task_root=spec.code_root,
                 initialization_type=self.initialization_type,
             )
         )
         variables["TMPDIR"] = self._tmpdir
-        variables.update(function.resolved_env())
+        variables.update(self._function_variables)
         return variables
 
     # -- to be provided by each isolation ---------------------------------------
@@ -108,6 +122,18 @@ class ExecutionEnvironment:
 
     def _release(self) -> None:
         """Free what the environment holds (modules, worker process, temp folder)."""
+
+    def interrupt(self) -> None:
+        """End an invocation that is running now (on Ctrl-C); a no-op where none can run
+        on another thread."""
+
+    def attach(self, sink: FunctionSink) -> None:
+        """Serve another function of the same configuration (warm reuse across tests)."""
+        self._sink = sink
+
+    def serves(self, sink: FunctionSink) -> bool:
+        """Does this environment report to ``sink`` (the function that routes to it)?"""
+        return self._sink is sink
 
     @property
     def module(self) -> ModuleType:
@@ -122,7 +148,7 @@ class ExecutionEnvironment:
         if self.state == "new":
             self._init(request_id=None)
             self._report_init = False
-            self.last_used = self.function.clock.monotonic()
+            self.last_used = self.spec.clock.monotonic()
 
     def invoke(self, event: Any) -> Any:
         """Invoke the handler in this environment; returns the result or raises LambdaError."""
@@ -139,7 +165,7 @@ class ExecutionEnvironment:
     def _check_usable(self) -> None:
         if self.state == "shutdown":
             raise RuntimeError(
-                f"{self.id} of {self.function.function_name} was shut down "
+                f"{self.id} of {self.spec.function_name} was shut down "
                 f"({self.shutdown_reason}); call LambdaFunction.invoke() or cold_start() "
                 "for a new environment, as Lambda would"
             )
@@ -162,8 +188,8 @@ class ExecutionEnvironment:
         # The warm path is written out flat: each call saved is a tenth of a microsecond.
         if self.state == "shutdown":
             self._check_usable()
-        function = self.function
-        request_id = f"{function._request_prefix}{next(function._request_numbers):012x}"
+        spec = self.spec
+        request_id = self._sink.next_request_id()
         cold = False
         init_ms: float | None = None
         if self.state == "new":
@@ -178,8 +204,8 @@ class ExecutionEnvironment:
         if cold and self._report_init:
             init_ms = self.init_duration_ms
         self._report_init = False
-        clock = function.clock
-        deadline_ms = (time.time() + clock.shift + function.timeout) * 1000.0
+        clock = spec.clock
+        deadline_ms = (time.time() + clock.shift + spec.timeout) * 1000.0
         outcome = self._run_invoke(request_id, event, deadline_ms)
         self.last_used = time.monotonic() + clock.offset
         connections, clients = (
@@ -212,11 +238,11 @@ class ExecutionEnvironment:
             if isinstance(event, ConnectionEvent):
                 connections += 1
                 self.connections.add(event)
-                self.function.connections.add(event)
+                self._sink.record_connection(event)
             else:
                 clients += 1
                 self.clients.append(event)
-                self.function._client_events.append(event)
+                self._sink.record_client(event)
         return connections, clients
 
     def _record(
@@ -237,14 +263,14 @@ class ExecutionEnvironment:
             result=result,
             error=error,
             duration_ms=duration_ms,
-            memory_size_mb=self.function.memory_mb,
+            memory_size_mb=self.spec.memory_mb,
             max_memory_used_mb=self._max_memory_used_mb(),
             init_duration_ms=init_ms if cold else None,
             connections_opened=connections,
             clients_created=clients,
         )
         self.invocations.append(invocation)
-        self.function.invocations.append(invocation)
+        self._sink.record_invocation(invocation)
         if log.isEnabledFor(logging.INFO):
             log.info("%s", invocation.report_line)
 
@@ -260,9 +286,6 @@ class ExecutionEnvironment:
             self._memory_mb = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
             self._memory_read_at = now
         return self._memory_mb
-
-    def iter_invocations(self) -> Iterator[Invocation]:
-        return iter(self.invocations)
 
     def to_dict(self, invocations: bool = True) -> dict[str, Any]:
         """Plain data for reports; ``invocations=False`` leaves out the per-invocation records."""
@@ -287,6 +310,6 @@ class ExecutionEnvironment:
 
     def __repr__(self) -> str:
         return (
-            f"<ExecutionEnvironment {self.id} of {self.function.function_name}: {self.state}, "
+            f"<ExecutionEnvironment {self.id} of {self.spec.function_name}: {self.state}, "
             f"{len(self.invocations)} invocations>"
         )

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import secrets
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments.base import ExecutionEnvironment
-from pytest_lambda_context.observe.connections import ConnectionLog
+from pytest_lambda_context.environments.config import (
+    check_config,
+    check_env,
+    check_number,
+    default_name,
+    find_code_root,
+)
+from pytest_lambda_context.environments.registry import environment_class
+from pytest_lambda_context.environments.spec import FunctionSpec, InitializationType
+from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
 from pytest_lambda_context.runtime.clock import PluginClock
 from pytest_lambda_context.runtime.errors import LambdaError
 from pytest_lambda_context.runtime.handler import parse_handler
@@ -22,12 +29,7 @@ from pytest_lambda_context.runtime.records import Invocation, json_copy
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.process import WorkerTemplate
 
-__all__ = ["ISOLATIONS", "LambdaFunction"]
-
-ISOLATIONS = ("module", "process")
-_VARIABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-NETWORK_POLICIES = ("allow", "loopback")
-_THIRD_PARTY = ("site-packages", "dist-packages")
+__all__ = ["LambdaFunction"]
 
 
 class LambdaFunction:
@@ -65,14 +67,14 @@ class LambdaFunction:
             max_concurrency=max_concurrency,
             network=network,
         )
-        self.env = _check_env(env)
+        self.env = check_env(env)
         self.handler = handler
         try:
             module_name, _ = parse_handler(handler)
         except ValueError:
             # Reported at init, as Lambda reports it; the function itself is still usable.
             module_name = ""
-        self.function_name = function_name or _default_name(module_name, handler)
+        self.function_name = function_name or default_name(module_name, handler)
         self.timeout = float(timeout)
         self.memory_mb = int(memory_mb)
         self.isolation = isolation
@@ -88,13 +90,24 @@ class LambdaFunction:
             if not os.path.isdir(root):
                 raise ValueError(f"code_root {root!r} is not a folder")
         else:
-            root = _find_code_root(module_name, [os.fspath(p) for p in search_paths])
+            root = find_code_root(module_name, [os.fspath(p) for p in search_paths])
         self.code_root = root
         self.code_root_prefix = root.rstrip(os.sep) + os.sep
+        self.spec = FunctionSpec(
+            handler=handler,
+            function_name=self.function_name,
+            timeout=self.timeout,
+            memory_mb=self.memory_mb,
+            code_root=root,
+            network=network,
+            tmp_root=self.tmp_root,
+            clock=self.clock,
+        )
         self.environments: list[ExecutionEnvironment] = []
         self.invocations: list[Invocation] = []
         self.connections = ConnectionLog()
-        self._client_events: list[Any] = []
+        # boto3/botocore clients that function code created (from the aws monitor).
+        self.client_events: list[Any] = []
         self._env_numbers = itertools.count(1)
         # UUID-shaped request ids: a random head per function, a counter in the last group
         # (unique per function, and much cheaper than uuid4 on the hot path).
@@ -103,7 +116,8 @@ class LambdaFunction:
         self._request_numbers = itertools.count(1)
         self._closed = False
         self._resources: list[Callable[[], None]] = []
-        self._hooks_installed = False
+        self._held: set[str] = set()
+        self._template_lock = threading.Lock()
         # isolation="process": the template that forks this function's workers (the
         # plugin passes the session's; else the first environment starts one).
         self.worker_pool = worker_pool
@@ -155,7 +169,7 @@ class LambdaFunction:
         At least ``concurrency`` environments exist afterwards and the events are spread
         over them in turn. Every event runs; the first error is raised after all ran.
         """
-        _check_number("concurrency", concurrency, minimum=1, integer=True)
+        check_number("concurrency", concurrency, minimum=1, integer=True)
         if self.max_concurrency is not None and concurrency > self.max_concurrency:
             raise ValueError(
                 f"invoke_many(concurrency={concurrency}) exceeds this function's "
@@ -200,11 +214,8 @@ class LambdaFunction:
                 except BaseException:
                     # Interrupted: end the workers still busy, so each lane returns now.
                     interrupted.set()
-                    from pytest_lambda_context.environments.process import ProcessEnvironment
-
                     for environment in list(self.environments):
-                        if isinstance(environment, ProcessEnvironment):
-                            environment.interrupt()
+                        environment.interrupt()
                     raise
                 for future in futures:
                     future.result()
@@ -231,7 +242,7 @@ class LambdaFunction:
 
     def provision(self, count: int) -> list[ExecutionEnvironment]:
         """``count`` environments initialised ahead of traffic (provisioned concurrency)."""
-        _check_number("count", count, minimum=1, integer=True)
+        check_number("count", count, minimum=1, integer=True)
         created = [self._new_environment("provisioned-concurrency") for _ in range(count)]
         for environment in created:
             environment.init()
@@ -244,7 +255,7 @@ class LambdaFunction:
         ``idle_timeout`` are shut down; proxies cut connections idle past their timeout.
         """
         total = seconds + minutes * 60 + hours * 3600
-        _check_number("idle time", total, minimum=0)
+        check_number("idle time", total, minimum=0)
         self.clock.advance(total)
         self._expire_idle()
 
@@ -286,24 +297,19 @@ class LambdaFunction:
                 return environment
         return self._new_environment("on-demand")
 
-    def _new_environment(self, initialization_type: str) -> ExecutionEnvironment:
+    def _new_environment(self, initialization_type: InitializationType) -> ExecutionEnvironment:
         self._check_open()
         env_id = f"env-{next(self._env_numbers)}"
-        if self.isolation == "module":
-            from pytest_lambda_context.environments.module import ModuleEnvironment
-
-            environment: ExecutionEnvironment = ModuleEnvironment(self, env_id, initialization_type)
-        else:
-            from pytest_lambda_context.environments.process import ProcessEnvironment
-
-            environment = ProcessEnvironment(self, env_id, initialization_type)
+        environment = environment_class(self.isolation)(
+            self.spec, self, env_id, initialization_type, self.resolved_env()
+        )
         self.environments.append(environment)
         return environment
 
     def adopt(self, environment: ExecutionEnvironment) -> None:
         """Take over a live environment of an equal function (warm reuse across tests)."""
         self._check_open()
-        environment.function = self
+        environment.attach(self)
         self.environments.append(environment)
         number = int(environment.id.rpartition("-")[2])
         self._env_numbers = itertools.count(max(number + 1, next(self._env_numbers)))
@@ -313,8 +319,40 @@ class LambdaFunction:
         self.environments.remove(environment)
         self._released.append(environment)
 
-    def _log_stream_name(self) -> str:
-        return f"2026/01/01/[$LATEST]{secrets.token_hex(16)}"
+    # -- what environments report (the FunctionSink they are given) ---------------
+    def next_request_id(self) -> str:
+        return f"{self._request_prefix}{next(self._request_numbers):012x}"
+
+    def record_invocation(self, invocation: Invocation) -> None:
+        self.invocations.append(invocation)
+
+    def record_connection(self, event: ConnectionEvent) -> None:
+        self.connections.add(event)
+
+    def record_client(self, event: Any) -> None:
+        self.client_events.append(event)
+
+    def keep_until_close(self, key: str, acquire: Callable[[], Callable[[], None]]) -> None:
+        if key not in self._held:
+            self._held.add(key)
+            self.add_finalizer(acquire())
+
+    def worker_template(self) -> WorkerTemplate:
+        """The session's template (the plugin passes it in), else one of the function's own."""
+        template = self.worker_pool
+        if template is None:
+            with self._template_lock:
+                template = self.worker_pool
+                if template is None:
+                    from pytest_lambda_context.environments.process import WorkerTemplate
+
+                    template = self.worker_pool = WorkerTemplate()
+                    self.add_finalizer(template.close)
+                    # Started here, usually on the main thread (see WorkerTemplate._start),
+                    # not on one of invoke_many's threads; it imports while the caller
+                    # carries on.
+                    template.start()
+        return template
 
     # -- results -------------------------------------------------------------------
     @property
@@ -324,7 +362,7 @@ class LambdaFunction:
     def clients_created(self, service: str | None = None) -> int:
         return sum(
             1
-            for c in self._client_events
+            for c in self.client_events
             if service is None or getattr(c, "service", None) == service
         )
 
@@ -379,99 +417,3 @@ class LambdaFunction:
             f"<LambdaFunction {self.function_name} ({self.handler}, isolation={self.isolation}): "
             f"{len(self.environments)} environments, {len(self.invocations)} invocations>"
         )
-
-
-def check_config(
-    *,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 3.0,
-    memory_mb: int = 128,
-    isolation: str = "module",
-    idle_timeout: float | None = None,
-    max_concurrency: int | None = None,
-    network: str = "allow",
-    **others: Any,
-) -> None:
-    """Raise TypeError or ValueError, saying what is wrong, for a bad function setting.
-
-    Shared by ``LambdaFunction`` and the ``lambda_handler`` marker, so a bad marker
-    argument is reported when tests are collected.
-    """
-    if isolation not in ISOLATIONS:
-        raise ValueError(
-            f"isolation={isolation!r} is not valid; choose one of: {', '.join(ISOLATIONS)}"
-        )
-    if network not in NETWORK_POLICIES:
-        raise ValueError(
-            f"network={network!r} is not valid; choose one of: {', '.join(NETWORK_POLICIES)}"
-        )
-    _check_number("timeout", timeout, minimum=0.001, maximum=900)
-    _check_number("memory_mb", memory_mb, minimum=128, maximum=10240, integer=True)
-    if idle_timeout is not None:
-        _check_number("idle_timeout", idle_timeout, minimum=0)
-    if max_concurrency is not None:
-        _check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
-    _check_env(env)
-
-
-def _default_name(module_name: str, handler: str) -> str:
-    """``app-search`` for ``app.search.handler``; ``app-search-lookup`` for any other name,
-    so two handlers of one module are two functions."""
-    if not module_name:
-        return "function"
-    attribute = handler.replace(":", ".").rpartition(".")[2]
-    base = module_name.replace(".", "-")
-    return base if attribute == "handler" else f"{base}-{attribute}"
-
-
-def _check_number(
-    name: str, value: Any, *, minimum: float, maximum: float | None = None, integer: bool = False
-) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (integer and not isinstance(value, int))
-    ):
-        kind = "an integer" if integer else "a number"
-        raise TypeError(f"{name} must be {kind}, not {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = (
-            f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        )
-        raise ValueError(f"{name}={value!r} is out of range: it must be {bounds}")
-
-
-def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    if env is None:
-        return {}
-    if not isinstance(env, Mapping):
-        raise TypeError(
-            f"env must be a mapping of variable names to strings, not {type(env).__name__}"
-        )
-    for key, value in env.items():
-        if isinstance(key, str) and not _VARIABLE_NAME.fullmatch(key):
-            raise ValueError(
-                f"env[{key!r}]: Lambda accepts variable names of letters, digits and "
-                "underscores, starting with a letter"
-            )
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(
-                f"env[{key!r}] = {value!r}: Lambda environment variables are strings; "
-                f"write env={{{key!r}: {str(value)!r}}}"
-            )
-    return dict(env)
-
-
-def _find_code_root(module_name: str, search_paths: list[str]) -> str:
-    """The folder that holds the handler's top-level package (or module)."""
-    top = module_name.partition(".")[0]
-    candidates = [*search_paths, os.getcwd(), *(p or os.getcwd() for p in sys.path)]
-    if top:
-        for base in candidates:
-            if any(marker in base for marker in _THIRD_PARTY) or not os.path.isdir(base):
-                continue
-            if os.path.isdir(os.path.join(base, top)) or os.path.isfile(
-                os.path.join(base, top + ".py")
-            ):
-                return os.path.abspath(base)
-    return os.path.abspath(search_paths[0] if search_paths else os.getcwd())

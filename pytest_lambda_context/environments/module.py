@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,11 @@ from pytest_lambda_context.runtime.handler import (
 )
 
 if TYPE_CHECKING:
-    from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.environments.spec import (
+        FunctionSink,
+        FunctionSpec,
+        InitializationType,
+    )
 
 __all__ = ["ModuleEnvironment"]
 
@@ -80,8 +85,17 @@ def _raise_exit(status: int) -> None:
 class ModuleEnvironment(ExecutionEnvironment):
     isolation = "module"
 
-    def __init__(self, function: LambdaFunction, env_id: str, initialization_type: str) -> None:
-        super().__init__(function, env_id, initialization_type)
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        sink: FunctionSink,
+        env_id: str,
+        initialization_type: InitializationType,
+        variables: dict[str, str],
+    ) -> None:
+        super().__init__(spec, sink, env_id, initialization_type, variables)
+        # The SIGALRM handler and socket monitor are held for the function's lifetime.
+        self._hooks_held = False
         self._modules: dict[str, ModuleType] = {}
         # The test's own copies of the function's modules that init did not import.
         self._shadowed: tuple[str, ...] = ()
@@ -95,11 +109,15 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._environ_data = {
             environ.encodekey(k): environ.encodevalue(v) for k, v in variables.items()
         }
-        code_root = function.code_root
+        code_root = spec.code_root
         self._sys_path = [code_root, *(p for p in sys.path if p != code_root)]
         self._scope = Scope(
-            function.function_name, env_id, None, function.code_root_prefix, [], function.network
+            spec.function_name, env_id, None, spec.code_root_prefix, [], spec.network
         )
+
+    def attach(self, sink: FunctionSink) -> None:
+        super().attach(sink)
+        self._hooks_held = False  # the new function holds them for its own lifetime
 
     @property
     def module(self) -> ModuleType:
@@ -117,7 +135,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         if evict:
             # A cold start imports the function's code afresh: set aside every copy
             # of it that is loaded now (the test's own, or another environment's).
-            code_root = self.function.code_root_prefix
+            code_root = self.spec.code_root_prefix
             displaced = {
                 name: m for name, m in list(modules.items()) if is_function_module(m, code_root)
             }
@@ -145,16 +163,14 @@ class ModuleEnvironment(ExecutionEnvironment):
         sys.path = self._sys_path
         saved_tempdir = tempfile.tempdir
         tempfile.tempdir = self._tmpdir
-        function = self.function
         # One scope per environment, renewed per call: cheaper than building one.
         scope = self._scope
         scope.request_id = request_id
         scope.events = []
         previous_scope = set_scope(scope)
-        if not function._hooks_installed:
-            _HOOKS.acquire()
-            function._hooks_installed = True
-            function.add_finalizer(_HOOKS.release)
+        if not self._hooks_held:
+            self._sink.keep_until_close("module-isolation hooks", _HOOKS.hold)
+            self._hooks_held = True
         saved_exit = os._exit
         os._exit = _raise_exit  # type: ignore[assignment]
         return (
@@ -191,7 +207,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         added = len(modules) - count
         if added > 0:
             # sys.modules keeps insertion order: what this call imported is at the end.
-            code_root = self.function.code_root_prefix
+            code_root = self.spec.code_root_prefix
             for name in list(itertools.islice(reversed(modules.keys()), added)):
                 module = modules.get(name)
                 if is_function_module(module, code_root):
@@ -209,9 +225,9 @@ class ModuleEnvironment(ExecutionEnvironment):
         saved = self._enter(None, evict=True)
         started = time.perf_counter()
         try:
-            with shifted_clock(self.function.clock.shift, self.function.code_root_prefix):
+            with shifted_clock(self.spec.clock.shift, self.spec.code_root_prefix):
                 self._handler, self._handler_module = _with_timeout(
-                    INIT_TIMEOUT, import_handler, self.function.handler, request_id
+                    INIT_TIMEOUT, import_handler, self.spec.handler, request_id
                 )
         except InitFailure as failure:
             return Outcome(
@@ -251,12 +267,12 @@ class ModuleEnvironment(ExecutionEnvironment):
         return Outcome("ok", duration_ms=duration, events=events)
 
     def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
-        function = self.function
+        spec = self.spec
         if self._context is None:
             self._context = LambdaContext(
                 aws_request_id=request_id,
-                function_name=function.function_name,
-                memory_limit_in_mb=function.memory_mb,
+                function_name=spec.function_name,
+                memory_limit_in_mb=spec.memory_mb,
                 log_stream_name=self.log_stream_name,
                 deadline_ms=deadline_ms,
             )
@@ -264,18 +280,18 @@ class ModuleEnvironment(ExecutionEnvironment):
         saved = self._enter(request_id, evict=False)
         outcome: Outcome
         try:
-            if function.clock.shift:
-                with shifted_clock(function.clock.shift, function.code_root_prefix):
+            if spec.clock.shift:
+                with shifted_clock(spec.clock.shift, spec.code_root_prefix):
                     outcome = _with_timeout(
-                        function.timeout, call_handler, self._handler, event, context, request_id
+                        spec.timeout, call_handler, self._handler, event, context, request_id
                     )
             else:  # the common case, without a context manager's cost
                 outcome = _with_timeout(
-                    function.timeout, call_handler, self._handler, event, context, request_id
+                    spec.timeout, call_handler, self._handler, event, context, request_id
                 )
         except _Timedout:
-            payload = timeout_payload(request_id, function.timeout)
-            outcome = Outcome("timeout", payload=payload, duration_ms=function.timeout * 1000.0)
+            payload = timeout_payload(request_id, spec.timeout)
+            outcome = Outcome("timeout", payload=payload, duration_ms=spec.timeout * 1000.0)
         finally:
             events = self._exit(saved)
         outcome.events = events
@@ -335,6 +351,11 @@ class _ProcessHooks:
             if threading.current_thread() is self.main_thread:
                 self.previous_handler = signal.signal(signal.SIGALRM, self._alarm)
         self.users += 1
+
+    def hold(self) -> Callable[[], None]:
+        """Acquire; the returned callable releases (what a function's finalizer runs)."""
+        self.acquire()
+        return self.release
 
     def release(self) -> None:
         self.users -= 1

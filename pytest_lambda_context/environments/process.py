@@ -40,7 +40,11 @@ from pytest_lambda_context.runtime.handler import (
 )
 
 if TYPE_CHECKING:
-    from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.environments.spec import (
+        FunctionSink,
+        FunctionSpec,
+        InitializationType,
+    )
 
 __all__ = ["ProcessEnvironment", "WorkerTemplate"]
 
@@ -54,7 +58,6 @@ _READY_TIMEOUT = 120.0
 _PACKET = 1 << 16
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _HAVE_PIDFD = hasattr(os, "pidfd_open")
-_template_lock = threading.Lock()
 
 
 class WorkerTemplate:
@@ -211,21 +214,6 @@ class WorkerTemplate:
         return f"<WorkerTemplate pid={self.pid} ready={self._ready} closed={self._closed}>"
 
 
-def template_for(function: LambdaFunction) -> WorkerTemplate:
-    """The function's template: the plugin's session template, or one of its own."""
-    template = function.worker_pool
-    if template is None:
-        with _template_lock:
-            template = function.worker_pool
-            if template is None:
-                template = function.worker_pool = WorkerTemplate()
-                function.add_finalizer(template.close)
-                # Start it here, usually on the main thread (see _start), not on one of
-                # invoke_many's threads; it imports while the caller carries on.
-                template.start()
-    return template
-
-
 class _Crashed(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
@@ -235,22 +223,29 @@ class _Crashed(Exception):
 class ProcessEnvironment(ExecutionEnvironment):
     isolation = "process"
 
-    def __init__(self, function: LambdaFunction, env_id: str, initialization_type: str) -> None:
-        super().__init__(function, env_id, initialization_type)
-        self._template = template_for(function)
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        sink: FunctionSink,
+        env_id: str,
+        initialization_type: InitializationType,
+        variables: dict[str, str],
+    ) -> None:
+        super().__init__(spec, sink, env_id, initialization_type, variables)
+        self._template = sink.worker_template()
         environ = self._initial_environ()
-        code_root = function.code_root
+        code_root = spec.code_root
         self._config: dict[str, Any] | None = {
             "environ": environ,
             "tmpdir": self._tmpdir,
             "sys_path": [code_root, *(p for p in _sys_path() if p != code_root)],
             "code_root": code_root,
-            "code_root_prefix": function.code_root_prefix,
-            "function_name": function.function_name,
+            "code_root_prefix": spec.code_root_prefix,
+            "function_name": spec.function_name,
             "environment_id": env_id,
-            "network": function.network,
-            "handler": function.handler,
-            "memory_mb": function.memory_mb,
+            "network": spec.network,
+            "handler": spec.handler,
+            "memory_mb": spec.memory_mb,
             "log_stream_name": self.log_stream_name,
         }
         self.pid: int | None = None
@@ -371,7 +366,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         # The template's own start is the session's cost, not this environment's init.
         self._template.ready()
         started = time.perf_counter()
-        offset = self.function.clock.shift
+        offset = self.spec.clock.shift
         try:
             self._spawn()
             # Sent once: the worker keeps it, and a copy of os.environ per environment
@@ -396,12 +391,12 @@ class ProcessEnvironment(ExecutionEnvironment):
         return Outcome(kind, payload=payload, duration_ms=_ms(started), events=events)
 
     def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
-        timeout = self.function.timeout
+        timeout = self.spec.timeout
         started = time.perf_counter()
         self._thaw()
         try:
             reply = self._request(
-                ("invoke", request_id, event, deadline_ms, self.function.clock.shift),
+                ("invoke", request_id, event, deadline_ms, self.spec.clock.shift),
                 timeout + _SLACK,
             )
         except TimeoutError:
@@ -451,7 +446,7 @@ class ProcessEnvironment(ExecutionEnvironment):
 
     def __repr__(self) -> str:
         return (
-            f"<ProcessEnvironment {self.id} of {self.function.function_name}: {self.state}, "
+            f"<ProcessEnvironment {self.id} of {self.spec.function_name}: {self.state}, "
             f"pid {self.pid}, {len(self.invocations)} invocations>"
         )
 

@@ -43,15 +43,15 @@ class _RecordsFromWorkers:
 
 
 def _es() -> Any:
-    from pytest_lambda_context.services.elasticsearch import service as elasticsearch_service
+    from pytest_lambda_context.plugin import es_fixture
 
-    return elasticsearch_service
+    return es_fixture
 
 
 def _aws() -> Any:
-    from pytest_lambda_context.services import aws
+    from pytest_lambda_context.plugin import aws_fixture
 
-    return aws
+    return aws_fixture
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -45,7 +45,7 @@ def check_limits(
             start = marks.get(id(function), (0, 0))[1]
             events = [
                 e
-                for e in function._client_events[start:]
+                for e in function.client_events[start:]
                 if args["service"] is None or getattr(e, "service", None) == args["service"]
             ]
             target = f" of service {args['service']}" if args["service"] else ""

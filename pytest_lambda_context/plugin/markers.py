@@ -45,7 +45,7 @@ def lambda_handler(handler: str, **config: Any) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(_CONFIG_KEYS)}")
     if config:
-        from pytest_lambda_context.environments.function import check_config
+        from pytest_lambda_context.environments.config import check_config
 
         check_config(**config)
     return {"handler": handler, **config}

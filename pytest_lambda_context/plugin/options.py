@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from pytest_lambda_context.services.urls import without_password
 
 __all__ = ["OPTIONS", "Option", "register", "resolve_all"]
 
@@ -25,11 +26,6 @@ class Option:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
-
-
-def without_password(url: str) -> str:
-    """The URL as it may be shown or written down: its password replaced by ***."""
-    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url, count=1)
 
 
 def _http_url(value: str) -> str | None:

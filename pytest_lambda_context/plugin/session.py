@@ -15,8 +15,11 @@ from pytest_lambda_context.plugin.markers import marker_arguments
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.environments.process import WorkerTemplate
     from pytest_lambda_context.runtime.clock import PluginClock
     from pytest_lambda_context.runtime.context import LambdaContext
+    from pytest_lambda_context.services.aws import MotoServers
+    from pytest_lambda_context.services.elasticsearch.backends import Decision, DockerStatus
 
 __all__ = ["RECORDS_ATTRIBUTE", "STATE_KEY", "PluginState", "TestFunctions"]
 
@@ -46,7 +49,7 @@ class TestFunctions:
         for function in self.functions:
             self.marks[id(function)] = (
                 len(function.connections.events),
-                len(function._client_events),
+                len(function.client_events),
             )
 
     def check_limits(self, item: pytest.Item) -> None:
@@ -82,10 +85,24 @@ class PluginState:
         # Other parts of the plugin (Elasticsearch, AWS) add lines and finalizers here.
         self.header_extras: list[Callable[[], str]] = []
         self.session_finalizers: list[Callable[[], None]] = []
-        self.resources: dict[str, Any] = {}
+        # Made at first use, kept for the session.
+        self.es_decision: Decision | None = None
+        self.docker_probe: DockerStatus | None = None
+        self.worker_template: WorkerTemplate | None = None
+        self.environments_folder: str | None = None
+        self._moto_servers: MotoServers | None = None
         # Called with (request, settings) before each function is made (es_url, aws).
         self.function_preparers: list[Callable[[pytest.FixtureRequest, dict[str, Any]], None]] = []
         self.function_preparers.append(self._prepare_worker_pool)
+
+    @property
+    def moto_servers(self) -> MotoServers:
+        if self._moto_servers is None:
+            from pytest_lambda_context.services.aws import MotoServers
+
+            self._moto_servers = MotoServers()
+            self.session_finalizers.append(self._moto_servers.stop)
+        return self._moto_servers
 
     @property
     def clock(self) -> PluginClock:
@@ -187,11 +204,11 @@ class PluginState:
         # isolation="process": one template process for the whole session, started at
         # first use, so only the first function pays for its imports.
         if settings.get("isolation") == "process" and settings.get("worker_pool") is None:
-            template = self.resources.get("worker_template")
+            template = self.worker_template
             if template is None:
                 from pytest_lambda_context.environments.process import WorkerTemplate
 
-                template = self.resources["worker_template"] = WorkerTemplate()
+                template = self.worker_template = WorkerTemplate()
                 self.session_finalizers.append(template.close)
                 template.start()
             settings["worker_pool"] = template
@@ -200,13 +217,10 @@ class PluginState:
         """The session's folder for environments' /tmp, under pytest's own temp folder:
         pytest keeps only the last few sessions' folders, so even a killed session
         leaves no lasting litter."""
-        folder = self.resources.get("environments_tmp")
-        if folder is None:
+        if self.environments_folder is None:
             factory = request.getfixturevalue("tmp_path_factory")
-            folder = self.resources["environments_tmp"] = str(
-                factory.mktemp("lambda-environments", numbered=True)
-            )
-        return str(folder)
+            self.environments_folder = str(factory.mktemp("lambda-environments", numbered=True))
+        return self.environments_folder
 
     def network_for(self, request: pytest.FixtureRequest) -> str:
         network = self.options["lambda_network"]
@@ -253,8 +267,8 @@ class PluginState:
         try:
             path = self.options["lambda_report"]
             if path and not self.is_xdist_worker:
-                from pytest_lambda_context.plugin.options import without_password
                 from pytest_lambda_context.plugin.report import write_json
+                from pytest_lambda_context.services.urls import without_password
 
                 # Reports end up as CI artefacts: no password from lambda_es_url in them.
                 shown = {

@@ -43,6 +43,6 @@ def lambda_env_for(
     yield environment
     # The environment lives on for the next warm_start test of this module, even when
     # this test failed: Lambda would keep it too.
-    if environment.state == "warm" and environment.function is function:
+    if environment.state == "warm" and environment.serves(function):
         function.release(environment)
         pool[key] = environment

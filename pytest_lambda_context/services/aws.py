@@ -28,31 +28,27 @@ import socket
 import threading
 import urllib.parse
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-import pytest
-
-from pytest_lambda_context.observe import clients
 from pytest_lambda_context.observe.clients import NOT_IMPLEMENTED_HEADER, ClientEvent
 from pytest_lambda_context.observe.guard import is_loopback_host
 from pytest_lambda_context.observe.scope import active_scope, mark_internal_thread
 from pytest_lambda_context.runtime.context import DEFAULT_REGION
 
 if TYPE_CHECKING:
-    from pytest_lambda_context.plugin.session import PluginState
+    from pytest_lambda_context.environments.function import LambdaFunction
 
 __all__ = [
     "INSTALL_HINT",
     "AwsService",
+    "MissingDependencyError",
+    "MotoServers",
     "UnmockedAwsCallError",
-    "aws_fixture",
     "fake_credentials",
-    "prepare_function",
 ]
 
 INSTALL_HINT = 'pip install "pytest-lambda-context[aws]"'
-_SERVER_KEY = "aws.moto_server"
 # Variables hidden from the test (and so from function code): anything that could
 # point boto3 at a real account or endpoint.
 _HIDDEN_PREFIXES = ("AWS_", "BOTO_")
@@ -75,9 +71,18 @@ def fake_credentials() -> dict[str, str]:
 class AwsService:
     """The ``aws`` fixture's value: moto for this test, and what function code created."""
 
-    def __init__(self, request: pytest.FixtureRequest, state: PluginState) -> None:
-        self._request = request
-        self._state = state
+    def __init__(
+        self,
+        *,
+        servers: MotoServers,
+        functions: Callable[[], Iterable[LambdaFunction]],
+        guard_unmocked: bool,
+    ) -> None:
+        """``functions``: the functions of this test; ``guard_unmocked``: refuse botocore
+        requests that moto let through to a non-loopback address."""
+        self._servers = servers
+        self._functions = functions
+        self._guard_unmocked = guard_unmocked
         self.region = DEFAULT_REGION
         self._mock: Any = None
         self._saved_environ: dict[str, str] = {}
@@ -86,17 +91,15 @@ class AwsService:
     @property
     def endpoint_url(self) -> str | None:
         """The moto server's URL given to process-isolated functions (None: not started)."""
-        server = self._state.resources.get(_SERVER_KEY)
+        server = self._servers.current
         return None if server is None else str(server.url)
 
     @property
     def clients(self) -> list[ClientEvent]:
         """Every boto3/botocore client function code created in this test, in order."""
-        from pytest_lambda_context.plugin.session import TestFunctions
-
         events: list[ClientEvent] = []
-        for function in TestFunctions.of(self._request.node).functions:
-            events += function._client_events
+        for function in self._functions():
+            events += function.client_events
         return events
 
     def clients_created(self, service: str | None = None) -> int:
@@ -107,8 +110,8 @@ class AwsService:
     def start(self) -> None:
         missing = _missing_dependency()
         if missing is not None:
-            pytest.fail(
-                f"the aws fixture needs moto and boto3 ({missing}): {INSTALL_HINT}", pytrace=False
+            raise MissingDependencyError(
+                f"the aws fixture needs moto and boto3 ({missing}): {INSTALL_HINT}"
             )
         from moto import mock_aws
         from moto.core.config import default_user_config
@@ -132,7 +135,7 @@ class AwsService:
             self._mock = mock_aws(config=config)
             # Resets moto's backends: the in-process ones and the server's (shared).
             self._mock.start(reset=True)
-            if self._state.options.get("lambda_network") != "allow":
+            if self._guard_unmocked:
                 _guard_unmocked_sends(True)
         except BaseException:
             self.stop()
@@ -167,24 +170,39 @@ class AwsService:
             settings["env"] = variables
 
     def _server(self) -> _MotoServer:
-        server: _MotoServer | None = self._state.resources.get(_SERVER_KEY)
-        if server is None:
-            try:
-                server_class = _server_class()
-            except ImportError as exc:
-                pytest.fail(
-                    f"isolation='process' under the aws fixture runs moto's server, which "
-                    f"needs moto[server] ({exc}): {INSTALL_HINT}",
-                    pytrace=False,
-                )
-            server = _MotoServer(server_class)
-            self._state.resources[_SERVER_KEY] = server
-            self._state.session_finalizers.append(server.stop)
-        return server
+        return self._servers.get()
 
     def __repr__(self) -> str:
         endpoint = f", server {self.endpoint_url}" if self.endpoint_url else ""
         return f"<AwsService moto, region {self.region}{endpoint}: {len(self.clients)} clients>"
+
+
+class MissingDependencyError(RuntimeError):
+    """moto, boto3 or moto's server extra is not installed; the message says what to install."""
+
+
+class MotoServers:
+    """The session's moto server for process isolation: started on first use, kept."""
+
+    def __init__(self) -> None:
+        self.current: _MotoServer | None = None
+
+    def get(self) -> _MotoServer:
+        if self.current is None:
+            try:
+                server_class = _server_class()
+            except ImportError as exc:
+                raise MissingDependencyError(
+                    f"isolation='process' under the aws fixture runs moto's server, which "
+                    f"needs moto[server] ({exc}): {INSTALL_HINT}"
+                ) from None
+            self.current = _MotoServer(server_class)
+        return self.current
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.current.stop()
+            self.current = None
 
 
 class UnmockedAwsCallError(RuntimeError):
@@ -238,32 +256,6 @@ def _missing_dependency() -> str | None:
     except ImportError as exc:
         return str(exc)
     return None
-
-
-def aws_fixture(request: pytest.FixtureRequest) -> Iterator[AwsService]:
-    """The ``aws`` fixture's body (plugin.py wires it)."""
-    from pytest_lambda_context.plugin.session import STATE_KEY
-
-    service = AwsService(request, request.config.stash[STATE_KEY])
-    service.start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
-def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
-    """Called before each ``LambdaFunction`` a test makes (``function_preparers``).
-
-    Client accounting runs while the function lives. With the ``aws`` fixture in the
-    test, the fixture is set up *now* if it is not yet (whatever the order of the test's
-    arguments), so moto is active before any environment of the function exists.
-    """
-    clients.install()
-    request.addfinalizer(clients.uninstall)
-    if "aws" in request.fixturenames:
-        service: AwsService = request.getfixturevalue("aws")
-        service.prepare(settings)
 
 
 # --- the moto server for process isolation ------------------------------------------------

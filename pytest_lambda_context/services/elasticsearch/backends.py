@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
 
-from pytest_lambda_context.plugin.options import without_password
+from pytest_lambda_context.services.urls import without_password
 
 if TYPE_CHECKING:
     import http.client

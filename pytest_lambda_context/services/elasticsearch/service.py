@@ -1,4 +1,4 @@
-"""The ``es`` fixture's object, and the plugin glue for it and for ``tcp_proxy``.
+"""The session's Elasticsearch as tests and handlers see it: ``ElasticsearchService``.
 
 Handler code reaches every backend through a counting :class:`~.proxy.TcpProxy`, so
 ``es.connections`` counts what the server accepted, and faults (dropped connections,
@@ -11,37 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import pytest
-
 from pytest_lambda_context.observe.proxy import DropMode, ProxyCounter, TcpProxy
 from pytest_lambda_context.services.elasticsearch import backends
-from pytest_lambda_context.services.elasticsearch.backends import Backend, BackendError, Decision
+from pytest_lambda_context.services.elasticsearch.backends import Backend, Decision
 
 if TYPE_CHECKING:
-    from pytest_lambda_context.plugin.session import PluginState
     from pytest_lambda_context.runtime.clock import PluginClock
 
-__all__ = [
-    "DEFAULT_IDLE_TIMEOUT",
-    "ElasticsearchService",
-    "docker_skip_reason",
-    "header_line",
-    "install",
-    "prepare_function",
-    "proxy_factory",
-    "session_service",
-    "skip_without_docker",
-]
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "ElasticsearchService", "expirer"]
 
 # AWS NAT gateways (and NLBs) drop a TCP flow idle for 350 s without telling either
 # end: the classic cause of "connection reset" on the first invocation after a pause.
 DEFAULT_IDLE_TIMEOUT = 350.0
-_PLACEHOLDERS = ("{es_url}", "{es_index_prefix}")
-_INSTALL_CLIENT = 'the es fixture needs the elasticsearch client: pip install "pytest-lambda-context[elasticsearch]"'
 
 
 class ElasticsearchService:
@@ -65,7 +50,7 @@ class ElasticsearchService:
             clock=clock.monotonic if clock is not None else None,
         ).start()
         # LambdaFunction.idle() moves the clock: connections idle past the timeout die then.
-        self._unsubscribe = clock.subscribe(_expirer(self.proxy)) if clock is not None else None
+        self._unsubscribe = clock.subscribe(expirer(self.proxy)) if clock is not None else None
         self.connections: ProxyCounter = self.proxy.counter()
         # Lower case: index names must be. Unique per session and xdist worker.
         self.index_prefix = index_prefix or f"plc-{secrets.token_hex(4)}-"
@@ -199,137 +184,8 @@ class ElasticsearchService:
         return f"<ElasticsearchService {self.backend} {self.url} -> {self.direct_url}>"
 
 
-def _expirer(proxy: TcpProxy) -> Callable[[], None]:
+def expirer(proxy: TcpProxy) -> Callable[[], None]:
     def expire() -> None:
         proxy.expire_idle()
 
     return expire
-
-
-# --- plugin glue ------------------------------------------------------------------------
-
-
-def install(state: PluginState) -> None:
-    state.header_extras.append(lambda: header_line(state))
-    state.function_preparers.append(prepare_function)
-
-
-def header_line(state: PluginState) -> str:
-    """Which backend and why, without probing Docker (every session prints it)."""
-    decided = state.resources.get("es_decision")
-    try:
-        decision = decided or backends.decide_cheaply(state.options)
-    except BackendError as exc:
-        return f"es: misconfigured ({exc})"
-    if decision is None:
-        endpoint = backends.docker_endpoint()
-        return f"es: auto, decided at first use (a Docker engine may answer at {endpoint})"
-    return f"es: {decision.backend} ({decision.reason})"
-
-
-def _say(config: pytest.Config) -> Callable[[str], None]:
-    """Write a line to the terminal now, even from inside a captured fixture."""
-
-    def say(text: str) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None:
-            return  # an xdist worker, or -p no:terminal
-        capture = config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            reporter.ensure_newline()
-            reporter.write_line(f"lambda-context: {text}")
-
-    return say
-
-
-def session_service(state: PluginState) -> Iterator[ElasticsearchService]:
-    """Body of the session-scoped fixture: decide, start, yield, stop."""
-    # pytest.fail outside the except blocks: the message alone, no chained traceback.
-    if not backends._installed("elasticsearch"):
-        pytest.fail(_INSTALL_CLIENT, pytrace=False)
-    say = _say(state.config)
-    failure = None
-    try:
-        cheap = backends.decide_cheaply(state.options)
-        decision = cheap or backends.decide(state.options)
-        if cheap is None:
-            say(f"es: {decision.backend} ({decision.reason})")
-        state.resources["es_decision"] = decision
-        backend = backends.start_backend(decision, state.options, say=say)
-    except BackendError as exc:
-        failure = f"es fixture: {exc}"
-    if failure is not None:
-        pytest.fail(failure, pytrace=False)
-    service = ElasticsearchService(backend, decision, clock=state.clock)
-    state.resources["es"] = service
-    try:
-        yield service
-    finally:
-        state.resources.pop("es", None)
-        service.close()
-        if service.cleanup_errors:
-            say(
-                "could not delete every index of this session: " + "; ".join(service.cleanup_errors)
-            )
-
-
-def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
-    """Fill ``{es_url}`` and ``{es_index_prefix}`` in env values, pulling in ``es``."""
-    env: Mapping[str, Any] = settings.get("env") or {}
-    mentions = any(isinstance(v, str) and any(p in v for p in _PLACEHOLDERS) for v in env.values())
-    if not mentions and "es" not in request.fixturenames:
-        return
-    service: ElasticsearchService = request.getfixturevalue("es")
-    settings["placeholders"] = {
-        **(settings.get("placeholders") or {}),
-        "es_url": lambda: service.url,
-        "es_index_prefix": lambda: service.index_prefix,
-    }
-
-
-def docker_skip_reason(state: PluginState) -> str | None:
-    """Why a ``docker``-marked test cannot run (no engine answered in 1 s), or None.
-
-    Probed once per session."""
-    if "docker_probe" not in state.resources:
-        state.resources["docker_probe"] = backends.probe_docker()
-    status: backends.DockerStatus = state.resources["docker_probe"]
-    return None if status.answered else f"needs a Docker engine; {status.detail}"
-
-
-def skip_without_docker(state: PluginState) -> None:
-    """Skip a ``docker``-marked test, reported at the test's line (as skipif does)."""
-    reason = docker_skip_reason(state)
-    if reason is None:
-        return
-    try:
-        skip = pytest.skip.Exception(reason, _use_item_location=True)
-    except TypeError:  # pytest < 7: the location is this line, the reason is the same
-        skip = pytest.skip.Exception(reason)
-    raise skip
-
-
-@contextlib.contextmanager
-def proxy_factory(state: PluginState) -> Iterator[Callable[..., TcpProxy]]:
-    """Body of the ``tcp_proxy`` fixture: proxies on the plugin's clock, closed after."""
-    made: list[tuple[TcpProxy, Callable[[], None]]] = []
-
-    def make(
-        host: str,
-        port: int,
-        *,
-        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
-        latency: float = 0.0,
-    ) -> TcpProxy:
-        proxy = TcpProxy(
-            host, port, idle_timeout=idle_timeout, clock=state.clock.monotonic, latency=latency
-        ).start()
-        made.append((proxy, state.clock.subscribe(_expirer(proxy))))
-        return proxy
-
-    try:
-        yield make
-    finally:
-        for proxy, unsubscribe in reversed(made):
-            unsubscribe()
-            proxy.close()

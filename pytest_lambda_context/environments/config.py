@@ -1,0 +1,112 @@
+"""A function's settings, checked as Lambda checks them, and where its code lives."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ISOLATIONS", "NETWORK_POLICIES", "check_config", "check_env", "check_number"]
+
+ISOLATIONS = ("module", "process")
+NETWORK_POLICIES = ("allow", "loopback")
+_VARIABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_THIRD_PARTY = ("site-packages", "dist-packages")
+
+
+def check_config(
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 3.0,
+    memory_mb: int = 128,
+    isolation: str = "module",
+    idle_timeout: float | None = None,
+    max_concurrency: int | None = None,
+    network: str = "allow",
+    **others: Any,
+) -> None:
+    """Raise TypeError or ValueError, saying what is wrong, for a bad function setting.
+
+    Shared by ``LambdaFunction`` and the ``lambda_handler`` marker, so a bad marker
+    argument is reported when tests are collected.
+    """
+    if isolation not in ISOLATIONS:
+        raise ValueError(
+            f"isolation={isolation!r} is not valid; choose one of: {', '.join(ISOLATIONS)}"
+        )
+    if network not in NETWORK_POLICIES:
+        raise ValueError(
+            f"network={network!r} is not valid; choose one of: {', '.join(NETWORK_POLICIES)}"
+        )
+    check_number("timeout", timeout, minimum=0.001, maximum=900)
+    check_number("memory_mb", memory_mb, minimum=128, maximum=10240, integer=True)
+    if idle_timeout is not None:
+        check_number("idle_timeout", idle_timeout, minimum=0)
+    if max_concurrency is not None:
+        check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
+    check_env(env)
+
+
+def default_name(module_name: str, handler: str) -> str:
+    """``app-search`` for ``app.search.handler``; ``app-search-lookup`` for any other name,
+    so two handlers of one module are two functions."""
+    if not module_name:
+        return "function"
+    attribute = handler.replace(":", ".").rpartition(".")[2]
+    base = module_name.replace(".", "-")
+    return base if attribute == "handler" else f"{base}-{attribute}"
+
+
+def check_number(
+    name: str, value: Any, *, minimum: float, maximum: float | None = None, integer: bool = False
+) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (integer and not isinstance(value, int))
+    ):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{name} must be {kind}, not {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = (
+            f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        )
+        raise ValueError(f"{name}={value!r} is out of range: it must be {bounds}")
+
+
+def check_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise TypeError(
+            f"env must be a mapping of variable names to strings, not {type(env).__name__}"
+        )
+    for key, value in env.items():
+        if isinstance(key, str) and not _VARIABLE_NAME.fullmatch(key):
+            raise ValueError(
+                f"env[{key!r}]: Lambda accepts variable names of letters, digits and "
+                "underscores, starting with a letter"
+            )
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                f"env[{key!r}] = {value!r}: Lambda environment variables are strings; "
+                f"write env={{{key!r}: {str(value)!r}}}"
+            )
+    return dict(env)
+
+
+def find_code_root(module_name: str, search_paths: list[str]) -> str:
+    """The folder that holds the handler's top-level package (or module)."""
+    top = module_name.partition(".")[0]
+    candidates = [*search_paths, os.getcwd(), *(p or os.getcwd() for p in sys.path)]
+    if top:
+        for base in candidates:
+            if any(marker in base for marker in _THIRD_PARTY) or not os.path.isdir(base):
+                continue
+            if os.path.isdir(os.path.join(base, top)) or os.path.isfile(
+                os.path.join(base, top + ".py")
+            ):
+                return os.path.abspath(base)
+    return os.path.abspath(search_paths[0] if search_paths else os.getcwd())

@@ -1,0 +1,57 @@
+"""Glue between pytest and moto: the ``aws`` fixture, and client accounting per function.
+
+Imported only when a test makes a function or uses the fixture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from pytest_lambda_context.observe import clients
+from pytest_lambda_context.plugin.session import STATE_KEY, TestFunctions
+from pytest_lambda_context.services.aws import AwsService, MissingDependencyError
+
+__all__ = ["aws_fixture", "prepare_function"]
+
+
+def aws_fixture(request: pytest.FixtureRequest) -> Iterator[AwsService]:
+    """The ``aws`` fixture's body (plugin.py wires it)."""
+    state = request.config.stash[STATE_KEY]
+    service = AwsService(
+        servers=state.moto_servers,
+        functions=lambda: TestFunctions.of(request.node).functions,
+        guard_unmocked=state.options.get("lambda_network") != "allow",
+    )
+    _failing_on_missing(service.start)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
+    """Called before each ``LambdaFunction`` a test makes (``function_preparers``).
+
+    Client accounting runs while the function lives. With the ``aws`` fixture in the
+    test, the fixture is set up *now* if it is not yet (whatever the order of the test's
+    arguments), so moto is active before any environment of the function exists.
+    """
+    clients.install()
+    request.addfinalizer(clients.uninstall)
+    if "aws" in request.fixturenames:
+        service: AwsService = request.getfixturevalue("aws")
+        _failing_on_missing(lambda: service.prepare(settings))
+
+
+def _failing_on_missing(action: Callable[[], None]) -> None:
+    """A missing extra fails the test with what to install, not a traceback."""
+    failure = None
+    try:
+        action()
+    except MissingDependencyError as exc:
+        failure = str(exc)
+    if failure is not None:  # outside the except block: no chained traceback
+        pytest.fail(failure, pytrace=False)

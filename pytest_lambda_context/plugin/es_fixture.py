@@ -1,0 +1,153 @@
+"""Glue between pytest and the session's Elasticsearch: the ``es`` and ``tcp_proxy`` fixtures.
+
+Imported only when a test uses them (or when the header line is written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from pytest_lambda_context.observe.proxy import TcpProxy
+from pytest_lambda_context.plugin.session import PluginState
+from pytest_lambda_context.services.elasticsearch import backends
+from pytest_lambda_context.services.elasticsearch.backends import BackendError
+from pytest_lambda_context.services.elasticsearch.service import (
+    DEFAULT_IDLE_TIMEOUT,
+    ElasticsearchService,
+    expirer,
+)
+
+__all__ = [
+    "docker_skip_reason",
+    "header_line",
+    "prepare_function",
+    "proxy_factory",
+    "session_service",
+    "skip_without_docker",
+]
+
+_PLACEHOLDERS = ("{es_url}", "{es_index_prefix}")
+_INSTALL_CLIENT = 'the es fixture needs the elasticsearch client: pip install "pytest-lambda-context[elasticsearch]"'
+
+
+def header_line(state: PluginState) -> str:
+    """Which backend and why, without probing Docker (every session prints it)."""
+    decided = state.es_decision
+    try:
+        decision = decided or backends.decide_cheaply(state.options)
+    except BackendError as exc:
+        return f"es: misconfigured ({exc})"
+    if decision is None:
+        endpoint = backends.docker_endpoint()
+        return f"es: auto, decided at first use (a Docker engine may answer at {endpoint})"
+    return f"es: {decision.backend} ({decision.reason})"
+
+
+def _say(config: pytest.Config) -> Callable[[str], None]:
+    """Write a line to the terminal now, even from inside a captured fixture."""
+
+    def say(text: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return  # an xdist worker, or -p no:terminal
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(f"lambda-context: {text}")
+
+    return say
+
+
+def session_service(state: PluginState) -> Iterator[ElasticsearchService]:
+    """Body of the session-scoped fixture: decide, start, yield, stop."""
+    # pytest.fail outside the except blocks: the message alone, no chained traceback.
+    if not backends._installed("elasticsearch"):
+        pytest.fail(_INSTALL_CLIENT, pytrace=False)
+    say = _say(state.config)
+    failure = None
+    try:
+        cheap = backends.decide_cheaply(state.options)
+        decision = cheap or backends.decide(state.options)
+        if cheap is None:
+            say(f"es: {decision.backend} ({decision.reason})")
+        state.es_decision = decision
+        backend = backends.start_backend(decision, state.options, say=say)
+    except BackendError as exc:
+        failure = f"es fixture: {exc}"
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
+    service = ElasticsearchService(backend, decision, clock=state.clock)
+    try:
+        yield service
+    finally:
+        service.close()
+        if service.cleanup_errors:
+            say(
+                "could not delete every index of this session: " + "; ".join(service.cleanup_errors)
+            )
+
+
+def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
+    """Fill ``{es_url}`` and ``{es_index_prefix}`` in env values, pulling in ``es``."""
+    env: Mapping[str, Any] = settings.get("env") or {}
+    mentions = any(isinstance(v, str) and any(p in v for p in _PLACEHOLDERS) for v in env.values())
+    if not mentions and "es" not in request.fixturenames:
+        return
+    service: ElasticsearchService = request.getfixturevalue("es")
+    settings["placeholders"] = {
+        **(settings.get("placeholders") or {}),
+        "es_url": lambda: service.url,
+        "es_index_prefix": lambda: service.index_prefix,
+    }
+
+
+def docker_skip_reason(state: PluginState) -> str | None:
+    """Why a ``docker``-marked test cannot run (no engine answered in 1 s), or None.
+
+    Probed once per session."""
+    if state.docker_probe is None:
+        state.docker_probe = backends.probe_docker()
+    status = state.docker_probe
+    return None if status.answered else f"needs a Docker engine; {status.detail}"
+
+
+def skip_without_docker(state: PluginState) -> None:
+    """Skip a ``docker``-marked test, reported at the test's line (as skipif does)."""
+    reason = docker_skip_reason(state)
+    if reason is None:
+        return
+    try:
+        skip = pytest.skip.Exception(reason, _use_item_location=True)
+    except TypeError:  # pytest < 7: the location is this line, the reason is the same
+        skip = pytest.skip.Exception(reason)
+    raise skip
+
+
+@contextlib.contextmanager
+def proxy_factory(state: PluginState) -> Iterator[Callable[..., TcpProxy]]:
+    """Body of the ``tcp_proxy`` fixture: proxies on the plugin's clock, closed after."""
+    made: list[tuple[TcpProxy, Callable[[], None]]] = []
+
+    def make(
+        host: str,
+        port: int,
+        *,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        latency: float = 0.0,
+    ) -> TcpProxy:
+        proxy = TcpProxy(
+            host, port, idle_timeout=idle_timeout, clock=state.clock.monotonic, latency=latency
+        ).start()
+        made.append((proxy, state.clock.subscribe(expirer(proxy))))
+        return proxy
+
+    try:
+        yield make
+    finally:
+        for proxy, unsubscribe in reversed(made):
+            unsubscribe()
+            proxy.close()
