@@ -21,7 +21,7 @@ import time
 from _project import make_project
 
 from pytest_lambda_context import LambdaFunction
-from pytest_lambda_context.environments.process import WorkerTemplate
+from pytest_lambda_context.environments.template import WorkerTemplate
 
 FILES = {
     "fn/__init__.py": "",

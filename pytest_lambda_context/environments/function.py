@@ -27,7 +27,7 @@ from pytest_lambda_context.runtime.handler import parse_handler
 from pytest_lambda_context.runtime.records import Invocation, json_copy
 
 if TYPE_CHECKING:
-    from pytest_lambda_context.environments.process import WorkerTemplate
+    from pytest_lambda_context.environments.template import WorkerTemplate
 
 __all__ = ["LambdaFunction"]
 
@@ -344,7 +344,7 @@ class LambdaFunction:
             with self._template_lock:
                 template = self.worker_pool
                 if template is None:
-                    from pytest_lambda_context.environments.process import WorkerTemplate
+                    from pytest_lambda_context.environments.template import WorkerTemplate
 
                     template = self.worker_pool = WorkerTemplate()
                     self.add_finalizer(template.close)

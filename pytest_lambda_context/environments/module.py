@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.observe import connections as _connections
 from pytest_lambda_context.observe.scope import Scope, set_scope
-from pytest_lambda_context.runtime.clock import shifted_clock
+from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
 from pytest_lambda_context.runtime.context import LambdaContext
 from pytest_lambda_context.runtime.handler import (
     INIT_TIMEOUT,
@@ -234,13 +234,13 @@ class ModuleEnvironment(ExecutionEnvironment):
                 "init",
                 payload=failure.payload,
                 exc=failure.cause,
-                duration_ms=_ms(started),
+                duration_ms=ms_since(started),
                 events=self._exit(saved),
             )
         except _Timedout:
             payload = timeout_payload(request_id, INIT_TIMEOUT, init=True)
             return Outcome(
-                "init", payload=payload, duration_ms=_ms(started), events=self._exit(saved)
+                "init", payload=payload, duration_ms=ms_since(started), events=self._exit(saved)
             )
         except (SystemExit, ExitRequested) as exc:
             # Init code that exits ends the runtime: an init error, as on Lambda.
@@ -249,13 +249,13 @@ class ModuleEnvironment(ExecutionEnvironment):
                 "init",
                 payload=exit_payload(status, request_id),
                 exc=exc,
-                duration_ms=_ms(started),
+                duration_ms=ms_since(started),
                 events=self._exit(saved),
             )
         except BaseException:
             self._exit(saved)
             raise
-        duration = _ms(started)
+        duration = ms_since(started)
         set_aside = list(saved[0])
         events = self._exit(saved)
         packages = {name.partition(".")[0] for name in self._modules}
@@ -440,7 +440,3 @@ def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
             # Ours is left armed: disarming costs a system call per invocation, and an
             # alarm that fires later, with nothing armed, is ignored (see _alarm).
             hooks.stray_due = hooks.our_due
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0

@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import select
 import shutil
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments.base import ExecutionEnvironment
-from pytest_lambda_context.environments.worker import PRELOAD, recv_message, send_message
+from pytest_lambda_context.environments.template import WorkerTemplate, sys_path
+from pytest_lambda_context.environments.worker import recv_message, send_message
+from pytest_lambda_context.runtime.clock import ms_since
 from pytest_lambda_context.runtime.errors import error_payload
 from pytest_lambda_context.runtime.handler import (
     INIT_TIMEOUT,
@@ -46,172 +43,14 @@ if TYPE_CHECKING:
         InitializationType,
     )
 
-__all__ = ["ProcessEnvironment", "WorkerTemplate"]
+__all__ = ["ProcessEnvironment"]
 
 # As in module isolation: Lambda gives the init phase 10 seconds.
 # Past the function's timeout, how long the reply may take to cross the channel.
 _SLACK = 0.05
 # How long a worker gets to exit by itself (atexit handlers) before SIGKILL.
 _EXIT_GRACE = 1.0
-# How long the template may take to import the preloaded libraries.
-_READY_TIMEOUT = 120.0
-_PACKET = 1 << 16
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _HAVE_PIDFD = hasattr(os, "pidfd_open")
-
-
-class WorkerTemplate:
-    """A clean process, third-party libraries imported, that forks workers on request.
-
-    Thread-safe: environments driven from several threads fork through one template.
-    """
-
-    def __init__(self, preload: Sequence[str] = PRELOAD) -> None:
-        self.preload = list(preload)
-        self.pid: int | None = None
-        self.preloaded: list[str] = []
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._control: socket.socket | None = None
-        self._ready = False
-        self._closed = False
-
-    # -- lifecycle -----------------------------------------------------------------
-    def start(self) -> None:
-        """Start the template now (it imports in the background); forks wait for it."""
-        with self._lock:
-            self._start()
-
-    def _start(self) -> None:
-        if self._closed:
-            raise RuntimeError("this WorkerTemplate is closed")
-        if self._process is not None:
-            return
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        environ = dict(os.environ)
-        environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_PACKAGE_PARENT, environ.get("PYTHONPATH")) if p
-        )
-        command = [
-            sys.executable,
-            "-m",
-            "pytest_lambda_context.environments.worker",
-            str(theirs.fileno()),
-        ]
-        # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: only
-        # ask for it from the main thread; otherwise the control socket's EOF still
-        # ends the template when the test process dies.
-        if threading.current_thread() is threading.main_thread():
-            command.append("--pdeathsig")
-        try:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                env=environ,
-                pass_fds=(theirs.fileno(),),
-                # Its own session: a Ctrl-C at the terminal is for pytest, which then
-                # shuts the workers down itself.
-                start_new_session=True,
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self._control = ours
-        self.pid = self._process.pid
-        hello = ("hello", _sys_path(), self.preload)
-        ours.send(pickle.dumps(hello, pickle.HIGHEST_PROTOCOL))
-
-    def _wait_ready(self) -> socket.socket:
-        self._start()
-        control = self._control
-        assert control is not None
-        if not self._ready:
-            control.settimeout(_READY_TIMEOUT)
-            reply = control.recv(_PACKET)
-            control.settimeout(None)
-            if not reply:
-                status = self._process.wait() if self._process is not None else None
-                self._discard()
-                raise RuntimeError(
-                    f"the isolation='process' template ({sys.executable} -m "
-                    f"pytest_lambda_context.environments.worker) exited with status {status} before it "
-                    "was ready; its error output is above"
-                )
-            _, _, self.preloaded = pickle.loads(reply)
-            self._ready = True
-        return control
-
-    def close(self) -> None:
-        """Stop the template; its workers die with it."""
-        with self._lock:
-            self._closed = True
-            self._discard()
-
-    def _discard(self) -> None:
-        control, process = self._control, self._process
-        self._control = self._process = None
-        self._ready = False
-        if control is not None:
-            control.close()  # the template's cue to kill its workers and exit
-        if process is not None:
-            try:
-                process.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def ready(self) -> None:
-        """Wait until the template has started and preloaded: once per session."""
-        with self._lock:
-            self._wait_ready()
-
-    # -- requests ------------------------------------------------------------------
-    def fork(self, channel: socket.socket) -> int:
-        """Fork a worker that serves ``channel`` (the template gets a copy of the fd)."""
-        for attempt in (1, 2):
-            with self._lock:
-                try:
-                    control = self._wait_ready()
-                    socket.send_fds(control, [pickle.dumps(("fork",))], [channel.fileno()])
-                    reply = control.recv(_PACKET)
-                    if reply:
-                        pid: int = pickle.loads(reply)[1]
-                        return pid
-                except OSError:
-                    if attempt == 2:
-                        raise
-                except BaseException:
-                    # Interrupted mid-request: the reply would be read by the next
-                    # caller. Start afresh instead (its workers go with it).
-                    self._discard()
-                    raise
-                # The template died (killed from outside): start a new one, once.
-                self._discard()
-        raise RuntimeError("the isolation='process' template exited while forking a worker")
-
-    def reap(self, pid: int, block: bool = True) -> int | None:
-        """The raw wait status of worker ``pid`` (None: still running and not ``block``)."""
-        with self._lock:
-            control = self._control
-            if control is None or not self._ready:
-                # No template: its workers were killed along with it.
-                return int(signal.SIGKILL)
-            try:
-                control.send(pickle.dumps(("reap", pid, block)))
-                reply = control.recv(_PACKET)
-            except BaseException:
-                self._discard()
-                raise
-            if not reply:
-                self._discard()
-                return int(signal.SIGKILL)
-            status: int | None = pickle.loads(reply)[1]
-            return status
-
-    def __repr__(self) -> str:
-        return f"<WorkerTemplate pid={self.pid} ready={self._ready} closed={self._closed}>"
 
 
 class _Crashed(Exception):
@@ -238,7 +77,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._config: dict[str, Any] | None = {
             "environ": environ,
             "tmpdir": self._tmpdir,
-            "sys_path": [code_root, *(p for p in _sys_path() if p != code_root)],
+            "sys_path": [code_root, *(p for p in sys_path() if p != code_root)],
             "code_root": code_root,
             "code_root_prefix": spec.code_root_prefix,
             "function_name": spec.function_name,
@@ -376,10 +215,10 @@ class ProcessEnvironment(ExecutionEnvironment):
         except TimeoutError:
             self._kill()
             payload = timeout_payload(request_id, INIT_TIMEOUT, init=True)
-            return Outcome("init", payload=payload, duration_ms=_ms(started))
+            return Outcome("init", payload=payload, duration_ms=ms_since(started))
         except _Crashed as crash:
             payload = _crash_payload(crash.status, request_id)
-            return Outcome("init", payload=payload, duration_ms=_ms(started))
+            return Outcome("init", payload=payload, duration_ms=ms_since(started))
         except BaseException:
             self._abandon()
             raise
@@ -388,7 +227,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             self._freeze()
         # Init Duration as the test process saw it: the fork as well as the init code,
         # as Lambda's includes the runtime's start.
-        return Outcome(kind, payload=payload, duration_ms=_ms(started), events=events)
+        return Outcome(kind, payload=payload, duration_ms=ms_since(started), events=events)
 
     def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
         timeout = self.spec.timeout
@@ -405,7 +244,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             return Outcome("timeout", payload=payload, duration_ms=timeout * 1000.0)
         except _Crashed as crash:
             payload = _crash_payload(crash.status, request_id)
-            return Outcome("exit", payload=payload, duration_ms=_ms(started))
+            return Outcome("exit", payload=payload, duration_ms=ms_since(started))
         except BaseException:
             self._abandon()
             raise
@@ -451,11 +290,6 @@ class ProcessEnvironment(ExecutionEnvironment):
         )
 
 
-def _sys_path() -> list[str]:
-    # "" means the current folder: the template and the workers run elsewhere.
-    return [p or os.getcwd() for p in sys.path]
-
-
 def _crash_payload(status: int, request_id: str | None) -> dict[str, Any]:
     """Lambda's Runtime.ExitError for a worker that ended on its own or by a signal."""
     code = os.waitstatus_to_exitcode(status)
@@ -475,7 +309,3 @@ def _process_state(pid: int) -> str | None:
             return stat.read().rpartition(")")[2].split()[0]
     except OSError:
         return None
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from pytest_lambda_context.environments.process import WorkerTemplate
+    from pytest_lambda_context.environments.template import WorkerTemplate
     from pytest_lambda_context.observe.connections import ConnectionEvent
     from pytest_lambda_context.runtime.clock import PluginClock
     from pytest_lambda_context.runtime.records import Invocation

@@ -195,7 +195,7 @@ _original: Any = None
 _saved: Any = None  # what Session's own dict held for create_client before the patch
 _MISSING = object()
 _local = threading.local()
-_active = _scope._active
+_active = _scope.ACTIVE_SLOT
 
 
 def _create_client(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -165,9 +165,9 @@ _SO_ERROR = socket.SO_ERROR
 
 _lock = threading.Lock()
 _refcount = 0
-# Read _scope's state directly: the no-scope path is then one list index.
-_active = _scope._active
-_thread_flags = _scope._local
+# Read the scope slot directly: the no-scope path is then one list index.
+_active = _scope.ACTIVE_SLOT
+_thread_flags = _scope.THREAD_FLAGS
 _new_object = object.__new__
 (
     _set_function_name,

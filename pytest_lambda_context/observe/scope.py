@@ -12,7 +12,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Scope", "active_scope", "is_internal_thread", "mark_internal_thread", "set_scope"]
+__all__ = [
+    "ACTIVE_SLOT",
+    "THREAD_FLAGS",
+    "Scope",
+    "active_scope",
+    "mark_internal_thread",
+    "set_scope",
+]
 
 
 @dataclass(slots=True)
@@ -35,32 +42,31 @@ class Scope:
     sockets: list[Any] = field(default_factory=list)
 
 
-_local = threading.local()
+# Per thread: ``internal`` (a thread of the plugin's own) and what monitors note.
+THREAD_FLAGS = threading.local()
 # One slot for the process: function code runs one invocation at a time per process
 # (module isolation interleaves, process isolation has a process per environment), and
 # threads the handler starts must be attributed to it as well.
-_active: list[Scope | None] = [None]
+# Monitors on hot paths may read ACTIVE_SLOT[0] directly (one list index when no
+# function code runs); everyone else calls active_scope().
+ACTIVE_SLOT: list[Scope | None] = [None]
 
 
 def set_scope(scope: Scope | None) -> Scope | None:
     """Make ``scope`` current; return the previous one so callers can restore it."""
-    previous = _active[0]
-    _active[0] = scope
+    previous = ACTIVE_SLOT[0]
+    ACTIVE_SLOT[0] = scope
     return previous
 
 
 def active_scope() -> Scope | None:
     """The scope of the function code running now, or None outside function code."""
-    scope = _active[0]
-    if scope is None or getattr(_local, "internal", False):
+    scope = ACTIVE_SLOT[0]
+    if scope is None or getattr(THREAD_FLAGS, "internal", False):
         return None
     return scope
 
 
 def mark_internal_thread() -> None:
     """Declare the calling thread the plugin's own: nothing it does is counted."""
-    _local.internal = True
-
-
-def is_internal_thread() -> bool:
-    return bool(getattr(_local, "internal", False))
+    THREAD_FLAGS.internal = True

@@ -65,7 +65,7 @@ def _say(config: pytest.Config) -> Callable[[str], None]:
 def session_service(state: PluginState) -> Iterator[ElasticsearchService]:
     """Body of the session-scoped fixture: decide, start, yield, stop."""
     # pytest.fail outside the except blocks: the message alone, no chained traceback.
-    if not backends._installed("elasticsearch"):
+    if not backends.is_installed("elasticsearch"):
         pytest.fail(_INSTALL_CLIENT, pytrace=False)
     say = _say(state.config)
     failure = None
@@ -120,11 +120,7 @@ def skip_without_docker(state: PluginState) -> None:
     reason = docker_skip_reason(state)
     if reason is None:
         return
-    try:
-        skip = pytest.skip.Exception(reason, _use_item_location=True)
-    except TypeError:  # pytest < 7: the location is this line, the reason is the same
-        skip = pytest.skip.Exception(reason)
-    raise skip
+    raise pytest.skip.Exception(reason, _use_item_location=True)
 
 
 @contextlib.contextmanager

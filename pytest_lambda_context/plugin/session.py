@@ -15,7 +15,7 @@ from pytest_lambda_context.plugin.markers import marker_arguments
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function import LambdaFunction
-    from pytest_lambda_context.environments.process import WorkerTemplate
+    from pytest_lambda_context.environments.template import WorkerTemplate
     from pytest_lambda_context.runtime.clock import PluginClock
     from pytest_lambda_context.runtime.context import LambdaContext
     from pytest_lambda_context.services.aws import MotoServers
@@ -206,7 +206,7 @@ class PluginState:
         if settings.get("isolation") == "process" and settings.get("worker_pool") is None:
             template = self.worker_template
             if template is None:
-                from pytest_lambda_context.environments.process import WorkerTemplate
+                from pytest_lambda_context.environments.template import WorkerTemplate
 
                 template = self.worker_template = WorkerTemplate()
                 self.session_finalizers.append(template.close)

@@ -101,3 +101,8 @@ def shifted_clock(offset: float, code_root: str) -> Iterator[None]:
     start = datetime.now(timezone.utc) + timedelta(seconds=offset)
     with freezegun.freeze_time(start, tick=True, ignore=_libraries(code_root)):
         yield
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds elapsed since ``started``, a ``time.perf_counter()`` reading."""
+    return (time.perf_counter() - started) * 1000.0

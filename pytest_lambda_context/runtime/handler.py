@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from pytest_lambda_context.runtime.clock import ms_since
 from pytest_lambda_context.runtime.errors import error_payload, stack_trace
 from pytest_lambda_context.runtime.records import json_copy
 
@@ -154,21 +155,24 @@ def call_handler(function: Handler, event: Any, context: Any, request_id: str) -
         result = function(event, context)
     except SystemExit as exc:
         return Outcome(
-            "exit", payload=exit_payload(exc.code, request_id), exc=exc, duration_ms=_since(started)
+            "exit",
+            payload=exit_payload(exc.code, request_id),
+            exc=exc,
+            duration_ms=ms_since(started),
         )
     except ExitRequested as exc:
         return Outcome(
             "exit",
             payload=exit_payload(exc.status, request_id),
             exc=exc,
-            duration_ms=_since(started),
+            duration_ms=ms_since(started),
         )
     except Exception as exc:
         payload = error_payload(
             str(exc), type(exc).__name__, request_id, stack_trace(exc.__traceback__)
         )
-        return Outcome("handler", payload=payload, exc=exc, duration_ms=_since(started))
-    duration = (time.perf_counter() - started) * 1000.0
+        return Outcome("handler", payload=payload, exc=exc, duration_ms=ms_since(started))
+    duration = (time.perf_counter() - started) * 1000.0  # inline: the warm path
     try:
         result = json_copy(result, "result")
     except TypeError as exc:
@@ -180,7 +184,3 @@ def call_handler(function: Handler, event: Any, context: Any, request_id: str) -
             duration_ms=duration,
         )
     return Outcome("ok", result=result, duration_ms=duration)
-
-
-def _since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0

@@ -243,7 +243,7 @@ def _image_state(endpoint: DockerEndpoint, image: str) -> tuple[str, str]:
         return "missing", f"image {image} is not present and the registry did not answer ({exc})"
 
 
-def _installed(name: str) -> bool:
+def is_installed(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
     except ValueError:  # sys.modules[name] is None: import blocked, as good as missing
@@ -292,7 +292,7 @@ def decide(
     status = probe()
     if not status.answered or status.endpoint is None:
         return Decision("embedded", status.detail)
-    if not _installed("testcontainers"):
+    if not is_installed("testcontainers"):
         return Decision(
             "embedded",
             f"{status.detail}, but testcontainers is not installed "

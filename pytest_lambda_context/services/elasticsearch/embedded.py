@@ -235,10 +235,6 @@ def _compat_major(headers: dict[str, str]) -> int | None:
     return None
 
 
-def _flag(params: dict[str, str], name: str) -> bool:
-    return params.get(name, "false").lower() in ("", "true")
-
-
 class EmbeddedElasticsearch:
     """An in-memory Elasticsearch stand-in listening on ``host:port`` (0: random port)."""
 

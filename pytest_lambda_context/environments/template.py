@@ -1,0 +1,186 @@
+"""The template process that forks workers for process isolation.
+
+It is started once (per session, or per function outside pytest) with the same
+interpreter, imports the heavy third-party libraries ahead of time, and forks one
+worker per execution environment on request, so a cold start costs a fork plus the
+function's own init code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+from pytest_lambda_context.environments.worker import PRELOAD
+
+__all__ = ["WorkerTemplate", "sys_path"]
+
+# How long the template may take to import the preloaded libraries.
+_READY_TIMEOUT = 120.0
+_PACKET = 1 << 16
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class WorkerTemplate:
+    """A clean process, third-party libraries imported, that forks workers on request.
+
+    Thread-safe: environments driven from several threads fork through one template.
+    """
+
+    def __init__(self, preload: Sequence[str] = PRELOAD) -> None:
+        self.preload = list(preload)
+        self.pid: int | None = None
+        self.preloaded: list[str] = []
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._ready = False
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        """Start the template now (it imports in the background); forks wait for it."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        if self._closed:
+            raise RuntimeError("this WorkerTemplate is closed")
+        if self._process is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        environ = dict(os.environ)
+        environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_PACKAGE_PARENT, environ.get("PYTHONPATH")) if p
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "pytest_lambda_context.environments.worker",
+            str(theirs.fileno()),
+        ]
+        # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: only
+        # ask for it from the main thread; otherwise the control socket's EOF still
+        # ends the template when the test process dies.
+        if threading.current_thread() is threading.main_thread():
+            command.append("--pdeathsig")
+        try:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                env=environ,
+                pass_fds=(theirs.fileno(),),
+                # Its own session: a Ctrl-C at the terminal is for pytest, which then
+                # shuts the workers down itself.
+                start_new_session=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._control = ours
+        self.pid = self._process.pid
+        hello = ("hello", sys_path(), self.preload)
+        ours.send(pickle.dumps(hello, pickle.HIGHEST_PROTOCOL))
+
+    def _wait_ready(self) -> socket.socket:
+        self._start()
+        control = self._control
+        assert control is not None
+        if not self._ready:
+            control.settimeout(_READY_TIMEOUT)
+            reply = control.recv(_PACKET)
+            control.settimeout(None)
+            if not reply:
+                status = self._process.wait() if self._process is not None else None
+                self._discard()
+                raise RuntimeError(
+                    f"the isolation='process' template ({sys.executable} -m "
+                    f"pytest_lambda_context.environments.worker) exited with status {status} before it "
+                    "was ready; its error output is above"
+                )
+            _, _, self.preloaded = pickle.loads(reply)
+            self._ready = True
+        return control
+
+    def close(self) -> None:
+        """Stop the template; its workers die with it."""
+        with self._lock:
+            self._closed = True
+            self._discard()
+
+    def _discard(self) -> None:
+        control, process = self._control, self._process
+        self._control = self._process = None
+        self._ready = False
+        if control is not None:
+            control.close()  # the template's cue to kill its workers and exit
+        if process is not None:
+            try:
+                process.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def ready(self) -> None:
+        """Wait until the template has started and preloaded: once per session."""
+        with self._lock:
+            self._wait_ready()
+
+    # -- requests ------------------------------------------------------------------
+    def fork(self, channel: socket.socket) -> int:
+        """Fork a worker that serves ``channel`` (the template gets a copy of the fd)."""
+        for attempt in (1, 2):
+            with self._lock:
+                try:
+                    control = self._wait_ready()
+                    socket.send_fds(control, [pickle.dumps(("fork",))], [channel.fileno()])
+                    reply = control.recv(_PACKET)
+                    if reply:
+                        pid: int = pickle.loads(reply)[1]
+                        return pid
+                except OSError:
+                    if attempt == 2:
+                        raise
+                except BaseException:
+                    # Interrupted mid-request: the reply would be read by the next
+                    # caller. Start afresh instead (its workers go with it).
+                    self._discard()
+                    raise
+                # The template died (killed from outside): start a new one, once.
+                self._discard()
+        raise RuntimeError("the isolation='process' template exited while forking a worker")
+
+    def reap(self, pid: int, block: bool = True) -> int | None:
+        """The raw wait status of worker ``pid`` (None: still running and not ``block``)."""
+        with self._lock:
+            control = self._control
+            if control is None or not self._ready:
+                # No template: its workers were killed along with it.
+                return int(signal.SIGKILL)
+            try:
+                control.send(pickle.dumps(("reap", pid, block)))
+                reply = control.recv(_PACKET)
+            except BaseException:
+                self._discard()
+                raise
+            if not reply:
+                self._discard()
+                return int(signal.SIGKILL)
+            status: int | None = pickle.loads(reply)[1]
+            return status
+
+    def __repr__(self) -> str:
+        return f"<WorkerTemplate pid={self.pid} ready={self._ready} closed={self._closed}>"
+
+
+def sys_path() -> list[str]:
+    # "" means the current folder: the template and the workers run elsewhere.
+    return [p or os.getcwd() for p in sys.path]
