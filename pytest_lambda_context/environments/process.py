@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments.base import ExecutionEnvironment
-from pytest_lambda_context.environments.template import WorkerTemplate, sys_path
+from pytest_lambda_context.environments.template import sys_path
 from pytest_lambda_context.environments.worker import recv_message, send_message
 from pytest_lambda_context.runtime.clock import ms_since
 from pytest_lambda_context.runtime.errors import error_payload
