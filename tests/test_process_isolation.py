@@ -24,7 +24,8 @@ from pytest_lambda_context import (
     MarshalError,
     RuntimeExitError,
 )
-from pytest_lambda_context.environments.process import ProcessEnvironment, WorkerTemplate
+from pytest_lambda_context.environments.process import ProcessEnvironment
+from pytest_lambda_context.environments.template import WorkerTemplate
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
