@@ -1,6 +1,7 @@
 """Shared fixtures of the example tests."""
 
 import pytest
+import servers
 
 
 @pytest.fixture
@@ -15,3 +16,15 @@ def docs_index(es):
         client.index(index=index, id=str(n), document={"title": title})
     client.indices.refresh(index=index)
     return index
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL for the session (examples/servers.py): its URL."""
+    yield from servers.server_or_skip(servers.postgres_server)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis for the session (examples/servers.py): its URL."""
+    yield from servers.server_or_skip(servers.redis_server)

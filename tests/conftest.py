@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from _fake_docker import FakeDockerEngine
@@ -14,6 +17,33 @@ from _fake_docker import FakeDockerEngine
 from pytest_lambda_context.services.elasticsearch import backends
 
 pytest_plugins = ["pytester"]
+
+
+def _load_servers() -> ModuleType:
+    # The example project's server launcher, loaded by path: examples/ is not put on
+    # sys.path, where its app packages would shadow the test projects' own.
+    path = Path(__file__).resolve().parent.parent / "examples" / "servers.py"
+    spec = importlib.util.spec_from_file_location("_plc_servers", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+servers = _load_servers()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL (initdb/pg_ctl from the machine): skipped without one, failed on CI."""
+    yield from servers.server_or_skip(servers.postgres_server)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis (redis-server from the machine): skipped without one, failed on CI."""
+    yield from servers.server_or_skip(servers.redis_server)
 
 
 def write_files(root: Path, files: dict[str, str]) -> Path:
