@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import open_fd_targets
 
 from pytest_lambda_context import HandlerError
 from pytest_lambda_context.observe import clients, connections
@@ -750,7 +751,7 @@ def test_the_moto_server_ends_kept_alive_connections_when_it_stops(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     threads = set(threading.enumerate())
-    fds = _open_fds()
+    fds = open_fd_targets()
     server = _MotoServer()
     client = boto3.session.Session(region_name="us-east-1").client("s3", endpoint_url=server.url)
     client.list_buckets()
@@ -758,15 +759,7 @@ def test_the_moto_server_ends_kept_alive_connections_when_it_stops(monkeypatch):
     server.stop()
     client.close()
     assert set(threading.enumerate()) <= threads
-    assert _open_fds() <= fds  # nothing of the server's or the client's is left open
-
-
-def _open_fds() -> set[tuple[str, str]]:
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            found.add((fd, os.readlink(f"/proc/self/fd/{fd}")))
-    return found
+    assert open_fd_targets() <= fds  # nothing of the server's or the client's is left open
 
 
 def test_events_and_errors_pickle_for_process_isolation():

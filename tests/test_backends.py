@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from _fake_docker import FakeDockerEngine
+from support import free_port
 
 from pytest_lambda_context.runtime.clock import PluginClock
 from pytest_lambda_context.services.elasticsearch import backends
@@ -166,18 +167,12 @@ def test_a_hung_engine_costs_at_most_a_second(
 
 
 def test_a_docker_host_nobody_listens_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{port}")
     status = probe_docker()
     assert not status.answered
     assert f"at tcp://127.0.0.1:{port} (DOCKER_HOST)" in status.detail
     assert "refused" in status.detail.lower()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- url -----------------------------------------------------------------------------------
@@ -193,7 +188,7 @@ def test_url_backend_checks_that_the_cluster_answers(standin: EmbeddedElasticsea
 
 
 def test_an_unreachable_url_says_so_and_how_to_choose_another_backend() -> None:
-    url = f"http://elastic:s3cret@127.0.0.1:{_free_port()}"
+    url = f"http://elastic:s3cret@127.0.0.1:{free_port()}"
     with pytest.raises(BackendError) as error:
         UrlBackend(url)
     message = str(error.value)
@@ -330,7 +325,7 @@ def test_waiting_is_bounded_and_says_what_it_waited_for(silent_listener: tuple[s
 def test_waiting_stops_when_the_server_is_gone() -> None:
     with pytest.raises(BackendError, match=r"^the container stopped before it answered: it exited"):
         wait_until_ready(
-            f"http://127.0.0.1:{_free_port()}",
+            f"http://127.0.0.1:{free_port()}",
             60,
             say=lambda _: None,
             what="the container",
@@ -342,5 +337,5 @@ def test_waiting_reports_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backends, "_PROGRESS_EVERY", 0.2)
     said: list[str] = []
     with pytest.raises(BackendError):
-        wait_until_ready(f"http://127.0.0.1:{_free_port()}", 0.7, say=said.append, what="it")
+        wait_until_ready(f"http://127.0.0.1:{free_port()}", 0.7, say=said.append, what="it")
     assert said and said[0].startswith("still waiting for it (0 s of 0.7 s)")

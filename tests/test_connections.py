@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from _http import keepalive_server
+from support import keepalive_server
 
 from pytest_lambda_context.observe import connections
 from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog, user_frame

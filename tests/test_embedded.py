@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import open_fds, wait_for
 
 from pytest_lambda_context.services.elasticsearch import embedded
 from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
@@ -120,17 +120,6 @@ def raw_exchange(server: EmbeddedElasticsearch, data: bytes) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
         return b"".join(chunks)
-
-
-def wait_for(condition: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 # --- lifecycle and identity -------------------------------------------------------------
@@ -543,8 +532,8 @@ def test_malformed_request_line_is_400_and_close(
 def test_client_disconnecting_mid_request(standin: EmbeddedElasticsearch, partial: bytes) -> None:
     with socket.create_connection((standin.host, standin.port)) as sock:
         sock.sendall(partial)
-        wait_for(lambda: standin.stats()["current_open"] == 1)
-    wait_for(lambda: standin.stats()["current_open"] == 0)
+        assert wait_for(lambda: standin.stats()["current_open"] == 1)
+    assert wait_for(lambda: standin.stats()["current_open"] == 0)
     assert request(standin, "GET", "/")[0] == 200
     status, _, body = request(standin, "GET", "/docs/_doc/1")
     assert status == 404  # the half-sent document was never indexed (nor its index created)
@@ -613,7 +602,7 @@ def test_client_reuses_its_connection(client: Any, standin: EmbeddedElasticsearc
 def test_stats_count_separate_connections(standin: EmbeddedElasticsearch) -> None:
     for _ in range(5):
         request(standin, "GET", "/")
-    wait_for(lambda: standin.stats()["current_open"] == 0)
+    assert wait_for(lambda: standin.stats()["current_open"] == 0)
     status, _, stats = request(standin, "GET", "/_nodes/stats/http")
     assert status == 200
     (node,) = stats["nodes"].values()
@@ -652,7 +641,7 @@ def test_stop_closes_open_client_connections() -> None:
     try:
         socks[0].sendall(b"GET / HTTP/1.1\r\n\r\n")
         assert socks[0].recv(65536).startswith(b"HTTP/1.1 200")
-        wait_for(lambda: server.stats()["current_open"] == 20)
+        assert wait_for(lambda: server.stats()["current_open"] == 20)
         server.stop()
         assert server.stats()["current_open"] == 0
         for sock in socks:
@@ -674,11 +663,11 @@ def test_no_descriptor_leak_over_many_connections() -> None:
             with socket.create_connection((server.host, server.port), timeout=5) as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
                 assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        wait_for(lambda: server.stats()["current_open"] == 0)
+        assert wait_for(lambda: server.stats()["current_open"] == 0)
         assert server.stats()["total_opened"] == 1000
         # Some left open on purpose: stop() must close those too.
         kept = [socket.create_connection((server.host, server.port)) for _ in range(10)]
-        wait_for(lambda: server.stats()["current_open"] == 10)
+        assert wait_for(lambda: server.stats()["current_open"] == 10)
     finally:
         server.stop()
     for sock in kept:

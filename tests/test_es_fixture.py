@@ -4,13 +4,13 @@ as users run them (pytester, real handler files, real servers)."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 import types
 
 import pytest
 from _fake_docker import FakeDockerEngine
+from support import free_port
 
 from pytest_lambda_context import LambdaFunction
 from pytest_lambda_context.services.elasticsearch import backends
@@ -41,16 +41,10 @@ STANDIN_IMAGE = "pytest-lambda-context/es-standin:local"
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
+def search_project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(**{"app/__init__": "", "app/search": SEARCH})
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
     return pytester
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 USES_ES = """
@@ -71,10 +65,10 @@ def test_without_es():
 
 
 def test_header_without_docker_says_embedded_and_why(
-    project: pytest.Pytester, no_docker: None
+    search_project: pytest.Pytester, no_docker: None
 ) -> None:
-    project.makepyfile(test_it=USES_ES)
-    result = project.runpytest("-p", "no:cacheprovider")
+    search_project.makepyfile(test_it=USES_ES)
+    result = search_project.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         ["lambda-context: *, es: embedded (no Docker engine found: DOCKER_HOST is unset and *)"]
@@ -90,26 +84,28 @@ def test_header_without_docker_says_embedded_and_why(
         (["--lambda-es=url"], "*es: misconfigured (lambda_es = url needs the cluster's address: *"),
     ],
 )
-def test_header_for_each_choice(project: pytest.Pytester, args: list[str], line: str) -> None:
-    project.makepyfile(test_it="def test_nothing(): pass")
-    result = project.runpytest("-p", "no:cacheprovider", *args)
+def test_header_for_each_choice(
+    search_project: pytest.Pytester, args: list[str], line: str
+) -> None:
+    search_project.makepyfile(test_it="def test_nothing(): pass")
+    result = search_project.runpytest("-p", "no:cacheprovider", *args)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([line])
 
 
 def test_header_defers_the_docker_probe_to_first_use(
-    project: pytest.Pytester, engine: FakeDockerEngine
+    search_project: pytest.Pytester, engine: FakeDockerEngine
 ) -> None:
     pytest.importorskip("testcontainers", reason="the container backend needs testcontainers")
-    project.makepyfile(test_it=USES_ES)
-    result = project.runpytest("-p", "no:cacheprovider", "-k", "without_es")
+    search_project.makepyfile(test_it=USES_ES)
+    result = search_project.runpytest("-p", "no:cacheprovider", "-k", "without_es")
     result.assert_outcomes(passed=1, deselected=1)
     result.stdout.fnmatch_lines(
         [f"*es: auto, decided at first use (a Docker engine may answer at {engine.url})"]
     )
     assert engine.requests == []  # a session that does not use es never asks Docker
 
-    result = project.runpytest("-p", "no:cacheprovider")
+    result = search_project.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         [
@@ -119,9 +115,9 @@ def test_header_defers_the_docker_probe_to_first_use(
     )
 
 
-def test_an_unknown_backend_is_a_usage_error(project: pytest.Pytester) -> None:
-    project.makepyfile(test_it="def test_nothing(): pass")
-    result = project.runpytest("-p", "no:cacheprovider", "--lambda-es=docker")
+def test_an_unknown_backend_is_a_usage_error(search_project: pytest.Pytester) -> None:
+    search_project.makepyfile(test_it="def test_nothing(): pass")
+    result = search_project.runpytest("-p", "no:cacheprovider", "--lambda-es=docker")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
@@ -130,8 +126,8 @@ def test_an_unknown_backend_is_a_usage_error(project: pytest.Pytester) -> None:
         ]
     )
 
-    project.makeini("[pytest]\nlambda_es = elastic\n")
-    result = project.runpytest("-p", "no:cacheprovider")
+    search_project.makeini("[pytest]\nlambda_es = elastic\n")
+    result = search_project.runpytest("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'elastic' is not valid; choose one of: auto, container, *"])
 
@@ -139,11 +135,13 @@ def test_an_unknown_backend_is_a_usage_error(project: pytest.Pytester) -> None:
 # --- bad input ---------------------------------------------------------------------------
 
 
-def test_an_unreachable_url_fails_the_tests_that_use_es_fast(project: pytest.Pytester) -> None:
-    project.makepyfile(test_it=USES_ES, test_more=USES_ES)
-    url = f"http://127.0.0.1:{_free_port()}"
+def test_an_unreachable_url_fails_the_tests_that_use_es_fast(
+    search_project: pytest.Pytester,
+) -> None:
+    search_project.makepyfile(test_it=USES_ES, test_more=USES_ES)
+    url = f"http://127.0.0.1:{free_port()}"
     began = time.monotonic()
-    result = project.runpytest("-p", "no:cacheprovider", f"--lambda-es-url={url}")
+    result = search_project.runpytest("-p", "no:cacheprovider", f"--lambda-es-url={url}")
     assert time.monotonic() - began < 10
     result.assert_outcomes(passed=2, errors=2)
     result.stdout.fnmatch_lines(
@@ -156,11 +154,11 @@ def test_an_unreachable_url_fails_the_tests_that_use_es_fast(project: pytest.Pyt
 
 
 def test_container_without_docker_fails_fast_and_says_what_to_do(
-    project: pytest.Pytester, no_docker: None
+    search_project: pytest.Pytester, no_docker: None
 ) -> None:
-    project.makepyfile(test_it=USES_ES)
+    search_project.makepyfile(test_it=USES_ES)
     began = time.monotonic()
-    result = project.runpytest("-p", "no:cacheprovider", "--lambda-es=container")
+    result = search_project.runpytest("-p", "no:cacheprovider", "--lambda-es=container")
     assert time.monotonic() - began < 5
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
@@ -172,17 +170,17 @@ def test_container_without_docker_fails_fast_and_says_what_to_do(
 
 
 def test_without_the_elasticsearch_client_the_fixture_names_the_extra(
-    project: pytest.Pytester,
+    search_project: pytest.Pytester,
 ) -> None:
     # In the run's conftest, as a user's environment without the package would be.
-    project.makeconftest(
+    search_project.makeconftest(
         """
         import sys
         sys.modules["elasticsearch"] = None
         """
     )
-    project.makepyfile(test_it=USES_ES)
-    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--lambda-es=embedded")
+    search_project.makepyfile(test_it=USES_ES)
+    result = search_project.runpytest_subprocess("-p", "no:cacheprovider", "--lambda-es=embedded")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
         [
@@ -192,9 +190,9 @@ def test_without_the_elasticsearch_client_the_fixture_names_the_extra(
     )
 
 
-def test_es_url_outside_the_plugin_says_what_is_missing(project: pytest.Pytester) -> None:
+def test_es_url_outside_the_plugin_says_what_is_missing(search_project: pytest.Pytester) -> None:
     function = LambdaFunction(
-        "app.search.handler", env={"ES_URL": "{es_url}"}, code_root=str(project.path)
+        "app.search.handler", env={"ES_URL": "{es_url}"}, code_root=str(search_project.path)
     )
     try:
         with pytest.raises(ValueError, match=r"uses \{es_url\}, but the es fixture is not in use"):
@@ -207,9 +205,9 @@ def test_es_url_outside_the_plugin_says_what_is_missing(project: pytest.Pytester
 
 
 def test_es_url_pulls_in_es_counts_restart_per_test_and_the_service_is_shared(
-    project: pytest.Pytester,
+    search_project: pytest.Pytester,
 ) -> None:
-    project.makepyfile(
+    search_project.makepyfile(
         test_it="""
         import pytest
 
@@ -239,12 +237,12 @@ def test_es_url_pulls_in_es_counts_restart_per_test_and_the_service_is_shared(
             assert es is seen[0]
         """
     )
-    result = project.runpytest("-p", "no:cacheprovider", "--lambda-es=embedded")
+    result = search_project.runpytest("-p", "no:cacheprovider", "--lambda-es=embedded")
     result.assert_outcomes(passed=2)
 
 
-def test_tcp_proxy_for_any_datastore(project: pytest.Pytester) -> None:
-    project.makepyfile(
+def test_tcp_proxy_for_any_datastore(search_project: pytest.Pytester) -> None:
+    search_project.makepyfile(
         test_it="""
         import socket
         import pytest
@@ -277,14 +275,14 @@ def test_tcp_proxy_for_any_datastore(project: pytest.Pytester) -> None:
                     assert sock.connect_ex(proxy.address) != 0
         """
     )
-    result = project.runpytest("-p", "no:cacheprovider", "--lambda-es=embedded")
+    result = search_project.runpytest("-p", "no:cacheprovider", "--lambda-es=embedded")
     result.assert_outcomes(passed=2)
 
 
-def test_url_backend_end_to_end_keeps_other_indices(project: pytest.Pytester) -> None:
+def test_url_backend_end_to_end_keeps_other_indices(search_project: pytest.Pytester) -> None:
     with EmbeddedElasticsearch() as cluster:
         client_url = cluster.url
-        project.makepyfile(
+        search_project.makepyfile(
             test_it=f"""
             import pytest
 
@@ -304,15 +302,17 @@ def test_url_backend_end_to_end_keeps_other_indices(project: pytest.Pytester) ->
 
         with Elasticsearch(client_url) as admin:
             admin.indices.create(index="production")
-            result = project.runpytest("-p", "no:cacheprovider", f"--lambda-es-url={client_url}")
+            result = search_project.runpytest(
+                "-p", "no:cacheprovider", f"--lambda-es-url={client_url}"
+            )
             result.assert_outcomes(passed=1)
             result.stdout.fnmatch_lines(["*es: url (lambda_es_url is set)"])
             assert cluster._store.index_names() == ["production"]
 
 
-def test_one_embedded_server_per_xdist_worker(project: pytest.Pytester) -> None:
-    seen_dir = project.mkdir("seen")
-    project.makepyfile(
+def test_one_embedded_server_per_xdist_worker(search_project: pytest.Pytester) -> None:
+    seen_dir = search_project.mkdir("seen")
+    search_project.makepyfile(
         test_it=f"""
         import os
         import pytest
@@ -328,7 +328,7 @@ def test_one_embedded_server_per_xdist_worker(project: pytest.Pytester) -> None:
                 out.write(os.environ["PYTEST_XDIST_WORKER"] + " " + es.direct_url)
         """
     )
-    result = project.runpytest_subprocess(
+    result = search_project.runpytest_subprocess(
         "-p", "no:cacheprovider", "-n", "2", "--lambda-es=embedded"
     )
     result.assert_outcomes(passed=6)
@@ -353,9 +353,11 @@ def test_two():
 """
 
 
-def test_docker_marked_tests_skip_with_a_reason(project: pytest.Pytester, no_docker: None) -> None:
-    project.makepyfile(test_it=DOCKER_TESTS)
-    result = project.runpytest("-p", "no:cacheprovider", "-rs")
+def test_docker_marked_tests_skip_with_a_reason(
+    search_project: pytest.Pytester, no_docker: None
+) -> None:
+    search_project.makepyfile(test_it=DOCKER_TESTS)
+    result = search_project.runpytest("-p", "no:cacheprovider", "-rs")
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(
         [
@@ -367,10 +369,10 @@ def test_docker_marked_tests_skip_with_a_reason(project: pytest.Pytester, no_doc
 
 
 def test_docker_marked_tests_run_when_an_engine_answers_probed_once(
-    project: pytest.Pytester, engine: FakeDockerEngine
+    search_project: pytest.Pytester, engine: FakeDockerEngine
 ) -> None:
-    project.makepyfile(test_it=DOCKER_TESTS)
-    result = project.runpytest("-p", "no:cacheprovider")
+    search_project.makepyfile(test_it=DOCKER_TESTS)
+    result = search_project.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     assert engine.requests == ["/_ping"]
 
@@ -410,9 +412,11 @@ def _containers_of(image: str) -> list[str]:
 
 
 @pytest.mark.docker
-def test_container_backend_runs_for_real(project: pytest.Pytester, standin_image: str) -> None:
+def test_container_backend_runs_for_real(
+    search_project: pytest.Pytester, standin_image: str
+) -> None:
     before = _containers_of(standin_image)
-    project.makepyfile(
+    search_project.makepyfile(
         test_it="""
         import pytest
 
@@ -436,7 +440,7 @@ def test_container_backend_runs_for_real(project: pytest.Pytester, standin_image
     )
     # A subprocess: the docker SDK (requests) does not survive pytester's in-process
     # module snapshots (its CookieJar class is imported twice).
-    result = project.runpytest_subprocess(
+    result = search_project.runpytest_subprocess(
         "-p", "no:cacheprovider", "--lambda-es=container", f"--lambda-es-image={standin_image}"
     )
     result.assert_outcomes(passed=2)
@@ -471,18 +475,18 @@ def test_container_backend_runs_for_real(project: pytest.Pytester, standin_image
     ],
 )
 def test_a_container_that_does_not_become_ready(
-    project: pytest.Pytester, standin_image: str, command: str, message: str
+    search_project: pytest.Pytester, standin_image: str, command: str, message: str
 ) -> None:
     before = _containers_of(standin_image)
-    project.makeconftest(
+    search_project.makeconftest(
         f"""
         from pytest_lambda_context.services.elasticsearch import backends
         backends.CONTAINER_START_TIMEOUT = 3
         backends.ContainerBackend.command = {command!r}
         """
     )
-    project.makepyfile(test_it=USES_ES)
-    result = project.runpytest_subprocess(
+    search_project.makepyfile(test_it=USES_ES)
+    result = search_project.runpytest_subprocess(
         "-p", "no:cacheprovider", "--lambda-es=container", f"--lambda-es-image={standin_image}"
     )
     result.assert_outcomes(passed=1, errors=1)

@@ -64,7 +64,7 @@ HANDLERS = {
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
+def handlers_project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(**HANDLERS)
     pytester.makeini("[pytest]\nfilterwarnings = error\nlambda_es = embedded\n")
     return pytester
@@ -77,14 +77,14 @@ def other_server() -> Iterator[int]:
         yield server.port
 
 
-def _run(project: pytest.Pytester, source: str) -> pytest.RunResult:
-    project.makepyfile(test_it=source)
-    return project.runpytest("-p", "no:cacheprovider")
+def _run(handlers_project: pytest.Pytester, source: str) -> pytest.RunResult:
+    handlers_project.makepyfile(test_it=source)
+    return handlers_project.runpytest("-p", "no:cacheprovider")
 
 
-def test_memoized_client_passes_per_environment(project: pytest.Pytester) -> None:
+def test_memoized_client_passes_per_environment(handlers_project: pytest.Pytester) -> None:
     result = _run(
-        project,
+        handlers_project,
         """
         import pytest
 
@@ -100,10 +100,10 @@ def test_memoized_client_passes_per_environment(project: pytest.Pytester) -> Non
 
 
 def test_per_environment_failure_names_environment_invocations_and_line(
-    project: pytest.Pytester,
+    handlers_project: pytest.Pytester,
 ) -> None:
     result = _run(
-        project,
+        handlers_project,
         """
         import pytest
 
@@ -130,9 +130,9 @@ def test_per_environment_failure_names_environment_invocations_and_line(
     assert "pytest_lambda_context" not in result.stdout.str().split("short test summary")[0]
 
 
-def test_the_same_handler_passes_per_invocation(project: pytest.Pytester) -> None:
+def test_the_same_handler_passes_per_invocation(handlers_project: pytest.Pytester) -> None:
     result = _run(
-        project,
+        handlers_project,
         """
         import pytest
 
@@ -147,9 +147,11 @@ def test_the_same_handler_passes_per_invocation(project: pytest.Pytester) -> Non
     result.assert_outcomes(passed=1)
 
 
-def test_per_invocation_and_the_host_filter(project: pytest.Pytester, other_server: int) -> None:
+def test_per_invocation_and_the_host_filter(
+    handlers_project: pytest.Pytester, other_server: int
+) -> None:
     result = _run(
-        project,
+        handlers_project,
         f"""
         import pytest
 
@@ -191,9 +193,9 @@ def test_per_invocation_and_the_host_filter(project: pytest.Pytester, other_serv
     assert "Hint" not in result.stdout.str().split("test_the_filter_counts_only_its_host")[0]
 
 
-def test_per_test_counts_every_environment(project: pytest.Pytester) -> None:
+def test_per_test_counts_every_environment(handlers_project: pytest.Pytester) -> None:
     result = _run(
-        project,
+        handlers_project,
         """
         import pytest
 
@@ -221,9 +223,9 @@ def test_per_test_counts_every_environment(project: pytest.Pytester) -> None:
     )
 
 
-def test_init_connections_are_named_as_init(project: pytest.Pytester) -> None:
+def test_init_connections_are_named_as_init(handlers_project: pytest.Pytester) -> None:
     result = _run(
-        project,
+        handlers_project,
         """
         import pytest
 
@@ -243,8 +245,8 @@ def test_init_connections_are_named_as_init(project: pytest.Pytester) -> None:
     )
 
 
-def test_only_the_body_counts_and_a_failing_body_wins(project: pytest.Pytester) -> None:
-    project.makeconftest(
+def test_only_the_body_counts_and_a_failing_body_wins(handlers_project: pytest.Pytester) -> None:
+    handlers_project.makeconftest(
         """
         import pytest
 
@@ -255,7 +257,7 @@ def test_only_the_body_counts_and_a_failing_body_wins(project: pytest.Pytester) 
         """
     )
     result = _run(
-        project,
+        handlers_project,
         """
         import pytest
 
@@ -278,9 +280,9 @@ def test_only_the_body_counts_and_a_failing_body_wins(project: pytest.Pytester) 
     assert "exceeded by function" not in result.stdout.str()
 
 
-def test_connections_of_the_test_itself_are_not_counted(project: pytest.Pytester) -> None:
+def test_connections_of_the_test_itself_are_not_counted(handlers_project: pytest.Pytester) -> None:
     result = _run(
-        project,
+        handlers_project,
         """
         import pytest
         from elasticsearch import Elasticsearch
@@ -308,9 +310,9 @@ def test_connections_of_the_test_itself_are_not_counted(project: pytest.Pytester
     ],
 )
 def test_bad_marker_arguments_name_the_right_form(
-    project: pytest.Pytester, marker: str, message: str
+    handlers_project: pytest.Pytester, marker: str, message: str
 ) -> None:
-    result = _run(project, f"import pytest\n@pytest.mark.{marker}\ndef test_it(): pass\n")
+    result = _run(handlers_project, f"import pytest\n@pytest.mark.{marker}\ndef test_it(): pass\n")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [f"*@pytest.mark.max_connections: {message}. The form is @pytest.mark.max_connections(n*"]
@@ -323,10 +325,10 @@ def test_free_port_helper_is_not_needed() -> None:
         assert server.getsockname()[0] == "127.0.0.2"
 
 
-def test_init_connections_do_not_count_per_invocation(project: pytest.Pytester) -> None:
+def test_init_connections_do_not_count_per_invocation(handlers_project: pytest.Pytester) -> None:
     # app.eager connects in init code, then once more in its first invocation.
     result = _run(
-        project,
+        handlers_project,
         """
         import pytest
 

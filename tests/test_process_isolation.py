@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import wait_for
 
 from pytest_lambda_context import (
     HandlerError,
@@ -148,15 +149,6 @@ def process_state(pid: int) -> str | None:
             return stat.read().rpartition(")")[2].split()[0]
     except FileNotFoundError:
         return None
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def gone(pid: int) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from _http import BODY, keepalive_server
+from support import BODY, keepalive_server, open_fds, wait_for
 
 from pytest_lambda_context.observe import connections
 from pytest_lambda_context.observe.proxy import TcpProxy
@@ -84,14 +84,6 @@ def proxy_for() -> Iterator[Callable[..., TcpProxy]]:
         proxy.close()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.002)
-
-
 def connect(proxy: TcpProxy, timeout: float = 5.0) -> socket.socket:
     return socket.create_connection(proxy.address, timeout=timeout)
 
@@ -127,14 +119,14 @@ def test_counts_connections_not_requests(
     conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=5)
     assert [get(conn) for _ in range(3)] == [BODY] * 3
     assert proxy.opened == 1
-    wait_for(lambda: proxy.open_now == 1)
+    assert wait_for(lambda: proxy.open_now == 1)
     mark = proxy.mark()
     second = http.client.HTTPConnection(proxy.host, proxy.port, timeout=5)
     assert get(second) == BODY
     assert (proxy.opened, proxy.since(mark), counter.opened) == (2, 1, 2)
     conn.close()
     second.close()
-    wait_for(lambda: proxy.open_now == 0)
+    assert wait_for(lambda: proxy.open_now == 0)
     assert counter.open_now == 0
     counter.reset()
     assert counter.opened == 0
@@ -153,7 +145,7 @@ def test_half_close_is_relayed(echo: EchoServer, proxy_for: Callable[..., TcpPro
         while chunk := sock.recv(100):
             received += chunk
         assert received == b"last words"
-    wait_for(lambda: proxy.open_now == 0 and echo.closed == 1)
+    assert wait_for(lambda: proxy.open_now == 0 and echo.closed == 1)
 
 
 def test_large_transfer_is_relayed_intact(
@@ -198,7 +190,7 @@ def test_drop_fin_client_reads_eof(echo: EchoServer, proxy_for: Callable[..., Tc
         assert roundtrip(sock) == b"ping"
         assert proxy.drop_connections("fin") == 1
         assert sock.recv(10) == b""
-    wait_for(lambda: proxy.open_now == 0 and echo.closed == 1)
+    assert wait_for(lambda: proxy.open_now == 0 and echo.closed == 1)
     assert proxy.stats()["dropped"] == 1
 
 
@@ -209,7 +201,7 @@ def test_drop_rst_client_gets_reset(echo: EchoServer, proxy_for: Callable[..., T
         assert proxy.drop_connections() == 1  # rst is the default
         with pytest.raises(ConnectionResetError):
             sock.recv(10)
-    wait_for(lambda: proxy.open_now == 0 and echo.closed == 1)
+    assert wait_for(lambda: proxy.open_now == 0 and echo.closed == 1)
 
 
 def test_drop_rst_through_http_client(
@@ -219,7 +211,7 @@ def test_drop_rst_through_http_client(
     conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=5)
     assert get(conn) == BODY
     proxy.drop_connections("rst")
-    wait_for(lambda: proxy.open_now == 0)
+    assert wait_for(lambda: proxy.open_now == 0)
     with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError)):
         get(conn)
     conn.close()
@@ -236,10 +228,10 @@ def test_drop_blackhole_client_times_out(
     with pytest.raises(TimeoutError):
         sock.recv(10)
     # The server's side is gone; the client's lingers until the client gives up.
-    wait_for(lambda: echo.closed == 1)
+    assert wait_for(lambda: echo.closed == 1)
     assert proxy.open_now == 1
     sock.close()
-    wait_for(lambda: proxy.open_now == 0)
+    assert wait_for(lambda: proxy.open_now == 0)
 
 
 def test_drop_mode_is_validated(echo: EchoServer, proxy_for: Callable[..., TcpProxy]) -> None:
@@ -259,7 +251,7 @@ def test_outage_refuses_then_serves_again_on_the_same_port(
         assert proxy.stats()["listening"] is False
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(proxy.address, timeout=2)
-        wait_for(lambda: proxy.open_now == 0)
+        assert wait_for(lambda: proxy.open_now == 0)
         with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError)):
             get(conn)
         conn.close()
@@ -277,7 +269,7 @@ def test_target_down_accepts_then_closes(proxy_for: Callable[..., TcpProxy]) -> 
     proxy = proxy_for(dead_port)
     with connect(proxy) as sock:
         assert sock.recv(10) == b""
-    wait_for(lambda: proxy.open_now == 0)
+    assert wait_for(lambda: proxy.open_now == 0)
     assert proxy.opened == 1
     assert proxy.failed == 1
     assert proxy.last_error is not None
@@ -312,7 +304,7 @@ def test_idle_connections_expire_on_the_plugins_clock(
     assert proxy.stats()["expired"] == 1
     idle.close()
     busy.close()
-    wait_for(lambda: proxy.open_now == 0)
+    assert wait_for(lambda: proxy.open_now == 0)
 
 
 def test_idle_flow_is_reset_at_its_next_packet_without_expire_idle(
@@ -356,10 +348,6 @@ def test_latency_is_added_upstream(echo: EchoServer, proxy_for: Callable[..., Tc
 # --- resources ----------------------------------------------------------------------------
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 def test_thousand_connections_leave_no_descriptors(
     echo: EchoServer, proxy_for: Callable[..., TcpProxy]
@@ -367,18 +355,18 @@ def test_thousand_connections_leave_no_descriptors(
     proxy = proxy_for(echo.port)
     with connect(proxy) as warmup:  # first-use allocations out of the way
         roundtrip(warmup)
-    wait_for(lambda: proxy.open_now == 0 and echo.closed == 1)
-    before = _fds()
+    assert wait_for(lambda: proxy.open_now == 0 and echo.closed == 1)
+    before = open_fds()
     for i in range(1000):
         with connect(proxy) as sock:
             assert roundtrip(sock, b"%d" % i) == b"%d" % i
-    wait_for(lambda: proxy.open_now == 0 and echo.closed == 1001, timeout=20)
+    assert wait_for(lambda: proxy.open_now == 0 and echo.closed == 1001, timeout=20)
     assert proxy.opened == 1001
-    assert _fds() <= before + 2
+    assert open_fds() <= before + 2
 
 
 def test_close_cuts_everything_and_frees_descriptors(echo: EchoServer) -> None:
-    before = _fds()
+    before = open_fds()
     proxy = TcpProxy("127.0.0.1", echo.port)
     with proxy:
         socks = [connect(proxy) for _ in range(5)]
@@ -390,6 +378,6 @@ def test_close_cuts_everything_and_frees_descriptors(echo: EchoServer) -> None:
         socket.create_connection(proxy.address, timeout=2)
     for sock in socks:
         sock.close()
-    assert _fds() <= before + 1
+    assert open_fds() <= before + 1
     with pytest.raises(RuntimeError, match="closed"):
         proxy.start()
