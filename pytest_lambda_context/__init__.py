@@ -29,12 +29,16 @@ _EXPORTS = {
     "RuntimeExitError": "pytest_lambda_context.runtime.errors",
     "TcpProxy": "pytest_lambda_context.observe.proxy",
     "EmbeddedElasticsearch": "pytest_lambda_context.services.elasticsearch.embedded",
+    "ElasticsearchService": "pytest_lambda_context.services.elasticsearch.service",
+    "AwsService": "pytest_lambda_context.services.aws",
 }
 
 __all__ = [
+    "AwsService",
     "BlockedLookupError",
     "ConnectionEvent",
     "ConnectionLog",
+    "ElasticsearchService",
     "EmbeddedElasticsearch",
     "ExecutionEnvironment",
     "HandlerError",
@@ -68,7 +72,9 @@ if TYPE_CHECKING:
         RuntimeExitError,
     )
     from pytest_lambda_context.runtime.records import Invocation
+    from pytest_lambda_context.services.aws import AwsService
     from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
+    from pytest_lambda_context.services.elasticsearch.service import ElasticsearchService
 
 
 def __getattr__(name: str) -> Any:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_lambda_context.plugin import markers, options
 from pytest_lambda_context.plugin.session import STATE_KEY, PluginState, TestFunctions
+
+if TYPE_CHECKING:  # the fixtures' types; imported for real only when a test uses them
+    from types import ModuleType
+
+    from pytest_lambda_context.environments.base import ExecutionEnvironment
+    from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.observe.proxy import TcpProxy
+    from pytest_lambda_context.runtime.context import LambdaContext
+    from pytest_lambda_context.services.aws import AwsService
+    from pytest_lambda_context.services.elasticsearch.service import ElasticsearchService
 
 _STATE = STATE_KEY
 
@@ -42,13 +52,13 @@ class _RecordsFromWorkers:
         self.state.receive_records(report)
 
 
-def _es() -> Any:
+def _es() -> ModuleType:
     from pytest_lambda_context.plugin import es_fixture
 
     return es_fixture
 
 
-def _aws() -> Any:
+def _aws() -> ModuleType:
     from pytest_lambda_context.plugin import aws_fixture
 
     return aws_fixture
@@ -108,7 +118,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def make_lambda_function(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+def make_lambda_function(
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[..., LambdaFunction]]:
     """Factory: ``make_lambda_function("app.search.handler", **config)``; all closed after the test."""
     tracked = TestFunctions.of(request.node)
     with request.config.stash[_STATE].function_factory(request, tracked) as factory:
@@ -117,16 +129,16 @@ def make_lambda_function(request: pytest.FixtureRequest) -> Iterator[Callable[..
 
 @pytest.fixture
 def lambda_function(
-    request: pytest.FixtureRequest, make_lambda_function: Callable[..., Any]
-) -> Any:
+    request: pytest.FixtureRequest, make_lambda_function: Callable[..., LambdaFunction]
+) -> LambdaFunction:
     """The ``LambdaFunction`` named by the nearest ``lambda_handler`` marker or ini option."""
     handler, config = request.config.stash[_STATE].handler_for(request.node)
     return make_lambda_function(handler, **config)
 
 
 @pytest.fixture(scope="module")
-def _lambda_warm_pool() -> Iterator[dict[Any, Any]]:
-    pool: dict[Any, Any] = {}
+def _lambda_warm_pool() -> Iterator[dict[Any, ExecutionEnvironment]]:
+    pool: dict[Any, ExecutionEnvironment] = {}
     yield pool
     for environment in pool.values():
         environment.shutdown("end of module")
@@ -134,8 +146,10 @@ def _lambda_warm_pool() -> Iterator[dict[Any, Any]]:
 
 @pytest.fixture
 def lambda_env(
-    request: pytest.FixtureRequest, lambda_function: Any, _lambda_warm_pool: dict[Any, Any]
-) -> Iterator[Any]:
+    request: pytest.FixtureRequest,
+    lambda_function: LambdaFunction,
+    _lambda_warm_pool: dict[Any, ExecutionEnvironment],
+) -> Iterator[ExecutionEnvironment]:
     """An environment of ``lambda_function``: new (cold_start) or left warm by an earlier test."""
     from pytest_lambda_context.plugin.warm_start import lambda_env_for
 
@@ -143,37 +157,43 @@ def lambda_env(
 
 
 @pytest.fixture
-def lambda_context(request: pytest.FixtureRequest) -> Any:
+def lambda_context(request: pytest.FixtureRequest) -> LambdaContext:
     """A ``LambdaContext`` for calling a handler directly."""
     return request.config.stash[_STATE].context_for(request.node)
 
 
 @pytest.fixture(scope="session")
-def _lambda_es_service(pytestconfig: pytest.Config) -> Iterator[Any]:
-    yield from _es().session_service(pytestconfig.stash[_STATE])
+def _lambda_es_service(pytestconfig: pytest.Config) -> Iterator[ElasticsearchService]:
+    from pytest_lambda_context.plugin.es_fixture import session_service
+
+    yield from session_service(pytestconfig.stash[_STATE])
 
 
 @pytest.fixture
-def es(_lambda_es_service: Any) -> Any:
+def es(_lambda_es_service: ElasticsearchService) -> ElasticsearchService:
     """The session's Elasticsearch (``ElasticsearchService``); counts start at 0 per test."""
     _lambda_es_service.reset_counts()
     return _lambda_es_service
 
 
 @pytest.fixture
-def es_url(es: Any) -> str:
+def es_url(es: ElasticsearchService) -> str:
     """``es.url``: the counting proxy's URL that handler code should use."""
     return str(es.url)
 
 
 @pytest.fixture
-def tcp_proxy(pytestconfig: pytest.Config) -> Iterator[Callable[..., Any]]:
+def tcp_proxy(pytestconfig: pytest.Config) -> Iterator[Callable[..., TcpProxy]]:
     """Factory: ``tcp_proxy(host, port, *, idle_timeout=350.0)`` -> a counting ``TcpProxy``."""
-    with _es().proxy_factory(pytestconfig.stash[_STATE]) as factory:
+    from pytest_lambda_context.plugin.es_fixture import proxy_factory
+
+    with proxy_factory(pytestconfig.stash[_STATE]) as factory:
         yield factory
 
 
 @pytest.fixture
-def aws(request: pytest.FixtureRequest) -> Iterator[Any]:
+def aws(request: pytest.FixtureRequest) -> Iterator[AwsService]:
     """moto active for the test, fake credentials and region; ``aws.clients_created()``."""
-    yield from _aws().aws_fixture(request)
+    from pytest_lambda_context.plugin.aws_fixture import aws_fixture
+
+    yield from aws_fixture(request)
