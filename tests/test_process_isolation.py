@@ -99,6 +99,37 @@ HANDLERS = {
         def handler(event, context):
             return "ok"
     """,
+    "app/sandbox.py": """
+        import os, subprocess, sys
+
+        def handler(event, context):
+            action = event["action"]
+            if action == "write_tmp":
+                with open("/tmp/cache.json", "w") as file:
+                    file.write(event["text"])
+            if action == "daemon":
+                # A new session, and its parent gone: out of the worker's process group.
+                child = subprocess.Popen(
+                    [sys.executable, "-c", "import os, time\\nif os.fork(): os._exit(0)\\n"
+                     "print(os.getpid(), flush=True)\\ntime.sleep(60)"],
+                    start_new_session=True, stdout=subprocess.PIPE,
+                )
+                grandchild = int(child.stdout.readline())
+                child.wait()
+                return {"daemon": grandchild}
+            if action == "sleep":
+                import time
+                time.sleep(event["seconds"])
+            if action == "print":
+                print(event["text"])
+                print(event["text"], file=sys.stderr)
+            cached = "/tmp/cache.json"
+            return {
+                "cached": open(cached).read() if os.path.exists(cached) else None,
+                "tmpdir": os.environ.get("TMPDIR"),
+                "code_root": os.path.isdir(os.environ["LAMBDA_TASK_ROOT"]),
+            }
+    """,
     "broken_init.py": "raise RuntimeError('cannot reach the config service')\n",
     "exits_at_init.py": "import sys\nsys.exit(5)\n",
     "syntax.py": "def handler(event, context)\n    return 1\n",
@@ -446,6 +477,73 @@ def test_processes_the_handler_started_are_frozen_and_ended_with_the_worker(make
     else:
         function.close()
     assert wait_for(lambda: gone(child)), process_state(child)
+
+
+def test_each_environment_has_a_private_literal_tmp(make, tmp_path):
+    function = make("app.sandbox.handler")
+    first = function.invoke({"action": "write_tmp", "text": "env-1's"})
+    env_1 = env_of(function)
+    second = function.cold_start().invoke({"action": "read"})
+    if env_1.tmp_refused is not None:
+        # A kernel without user namespaces: /tmp is shared, and the environment says why.
+        assert "kernel" in env_1.tmp_refused or "Linux" in env_1.tmp_refused
+        assert second["cached"] == "env-1's"
+        return
+    assert env_1.invoke({"action": "read"})["cached"] == "env-1's"  # warm again
+    assert second["cached"] is None  # env-2 has its own /tmp
+    assert not os.path.exists("/tmp/cache.json")  # and the host's is untouched
+    # What the environment needs from the host's /tmp is still there: its code root
+    # (this test's tmp_path lives under /tmp) and its TMPDIR.
+    assert str(tmp_path).startswith("/tmp/")
+    assert first["code_root"] and os.path.isdir(first["tmpdir"])
+    assert os.path.exists(os.path.join(first["tmpdir"], "cache.json"))  # its /tmp, seen from here
+
+
+@pytest.mark.parametrize("end", ["shutdown", "timeout", "crash"])
+def test_processes_in_a_new_session_end_with_their_environment(make, end):
+    function = make("app.sandbox.handler", timeout=2.0)
+    daemon = function.invoke({"action": "daemon"})["daemon"]
+    assert not gone(daemon)
+    function.invoke({"action": "read"})
+    assert not gone(daemon)  # it lives as long as its environment
+    if end == "timeout":
+        with pytest.raises(InvocationTimeout):
+            function.invoke({"action": "sleep", "seconds": 30})
+    elif end == "crash":
+        os.kill(env_of(function).pid, signal.SIGKILL)  # as the OOM killer would
+        with pytest.raises(RuntimeExitError):
+            function.invoke({"action": "read"})
+    else:
+        function.close()
+    # Reaping is the template's business; a crash is noticed at the next reap.
+    function.close()
+    assert wait_for(lambda: gone(daemon)), process_state(daemon)
+
+
+def test_handler_output_reaches_the_capture_of_each_test(pytester):
+    write_project(
+        pytester,
+        test_capture="""
+            import pytest
+
+            pytestmark = pytest.mark.lambda_handler("app.sandbox.handler")
+
+            @pytest.mark.parametrize("n", [1, 2, 3])
+            def test_capfd(lambda_function, capfd, n):
+                lambda_function.invoke({"action": "print", "text": f"handler says {n}"})
+                out, err = capfd.readouterr()
+                assert out == f"handler says {n}\\n"
+                assert err == f"handler says {n}\\n"
+
+            @pytest.mark.warm_start
+            @pytest.mark.parametrize("n", [1, 2])
+            def test_warm_capfd(lambda_env, capfd, n):
+                lambda_env.invoke({"action": "print", "text": f"warm {n}"})
+                assert capfd.readouterr().out == f"warm {n}\\n"
+        """,
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=5)
 
 
 def test_invoke_many_runs_the_environments_in_parallel(make):

@@ -53,6 +53,7 @@ class LambdaFunction:
         search_paths: Sequence[str | os.PathLike[str]] = (),
         worker_pool: WorkerTemplate | None = None,
         tmp_root: str | os.PathLike[str] | None = None,
+        host_paths: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         if not isinstance(handler, str):
             raise TypeError(
@@ -102,6 +103,7 @@ class LambdaFunction:
             network=network,
             tmp_root=self.tmp_root,
             clock=self.clock,
+            host_paths=tuple(os.fspath(p) for p in host_paths),
         )
         self.environments: list[ExecutionEnvironment] = []
         self.invocations: list[Invocation] = []

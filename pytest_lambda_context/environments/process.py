@@ -20,12 +20,14 @@ import select
 import shutil
 import signal
 import socket
+import sys
 import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from pytest_lambda_context.environments import sandbox
 from pytest_lambda_context.environments.base import ExecutionEnvironment
-from pytest_lambda_context.environments.template import sys_path
+from pytest_lambda_context.environments.template import PACKAGE_PARENT, sys_path
 from pytest_lambda_context.environments.worker import recv_message, send_message
 from pytest_lambda_context.runtime.clock import ms_since
 from pytest_lambda_context.runtime.errors import error_payload
@@ -94,6 +96,27 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._frozen = False
         self._busy = False
         self._max_rss_kb = 0
+        # Why this environment's literal /tmp is the host's (None: it is its own).
+        self.tmp_refused: str | None = None
+        # The stdout and stderr the worker writes to, as (device, inode) pairs.
+        self._stdio: tuple[tuple[int, int], ...] = ()
+
+    def _host_paths(self) -> list[str]:
+        """What this environment needs from the host's /tmp, if it lives there: the code,
+        the interpreter and its libraries, pytest's temporary folders, and paths that
+        the function's variables name."""
+        spec = self.spec
+        values = self._function_variables.values()
+        return [
+            spec.code_root,
+            PACKAGE_PARENT,
+            sys.prefix,
+            sys.exec_prefix,
+            sys.base_prefix,
+            *sys_path(),
+            *spec.host_paths,
+            *(v for v in values if v.startswith(sandbox.TMP + os.sep)),
+        ]
 
     @property
     def module(self) -> ModuleType:
@@ -107,7 +130,7 @@ class ProcessEnvironment(ExecutionEnvironment):
     def _spawn(self) -> socket.socket:
         ours, theirs = socket.socketpair()
         try:
-            self.pid = self._template.fork(theirs)
+            self.pid = self._template.fork(theirs, self._tmpdir, self._host_paths())
         except BaseException:
             ours.close()
             raise
@@ -134,7 +157,13 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._busy = True
         try:
             channel.settimeout(timeout)
-            send_message(channel, message)
+            stdio = _stdio()
+            if stdio != self._stdio:
+                # This test's capture (or capfd) is not where the worker writes now.
+                send_message(channel, message, [1, 2])
+                self._stdio = stdio
+            else:
+                send_message(channel, message)
             reply: tuple[Any, ...] = recv_message(channel, deadline)
         except TimeoutError:
             raise
@@ -222,7 +251,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         except BaseException:
             self._abandon()
             raise
-        kind, _, payload, _, events, _ = reply
+        kind, _, payload, _, events, _, self.tmp_refused = reply
         if kind == "ok":
             self._freeze()
         # Init Duration as the test process saw it: the fork as well as the init code,
@@ -288,6 +317,11 @@ class ProcessEnvironment(ExecutionEnvironment):
             f"<ProcessEnvironment {self.id} of {self.spec.function_name}: {self.state}, "
             f"pid {self.pid}, {len(self.invocations)} invocations>"
         )
+
+
+def _stdio() -> tuple[tuple[int, int], ...]:
+    stats = os.fstat(1), os.fstat(2)
+    return tuple((s.st_dev, s.st_ino) for s in stats)
 
 
 def _crash_payload(status: int, request_id: str | None) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class FunctionSpec:
     tmp_root: str | None
     # The session's clock: shared, and moved by ``idle()``.
     clock: PluginClock
+    # Host folders that process isolation's private /tmp must still show (pytest's).
+    host_paths: tuple[str, ...] = ()
     # ``code_root`` with one trailing separator: what module paths are matched against.
     code_root_prefix: str = field(init=False)
 

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 
 from pytest_lambda_context.environments.worker import PRELOAD
 
-__all__ = ["WorkerTemplate", "sys_path"]
+__all__ = ["PACKAGE_PARENT", "WorkerTemplate", "sys_path"]
 
 # How long the template may take to import the preloaded libraries.
 _READY_TIMEOUT = 120.0
 _PACKET = 1 << 16
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class WorkerTemplate:
@@ -57,7 +57,7 @@ class WorkerTemplate:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         environ = dict(os.environ)
         environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_PACKAGE_PARENT, environ.get("PYTHONPATH")) if p
+            p for p in (PACKAGE_PARENT, environ.get("PYTHONPATH")) if p
         )
         command = [
             sys.executable,
@@ -135,13 +135,20 @@ class WorkerTemplate:
             self._wait_ready()
 
     # -- requests ------------------------------------------------------------------
-    def fork(self, channel: socket.socket) -> int:
-        """Fork a worker that serves ``channel`` (the template gets a copy of the fd)."""
+    def fork(
+        self, channel: socket.socket, own_tmp: str | None = None, expose: Sequence[str] = ()
+    ) -> int:
+        """Fork a worker that serves ``channel`` (the template gets a copy of the fd).
+
+        ``own_tmp``: the folder to be the worker's literal ``/tmp``, with the host paths
+        ``expose`` still visible in it.
+        """
+        request = pickle.dumps(("fork", own_tmp, tuple(expose)))
         for attempt in (1, 2):
             with self._lock:
                 try:
                     control = self._wait_ready()
-                    socket.send_fds(control, [pickle.dumps(("fork",))], [channel.fileno()])
+                    socket.send_fds(control, [request], [channel.fileno()])
                     reply = control.recv(_PACKET)
                     if reply:
                         pid: int = pickle.loads(reply)[1]

@@ -31,6 +31,8 @@ import tempfile
 import time
 from typing import Any
 
+from pytest_lambda_context.environments import sandbox
+
 __all__ = [
     "PRELOAD",
     "main",
@@ -72,21 +74,30 @@ _PR_SET_PDEATHSIG = 1
 # --- framing: length-prefixed pickles on a stream socket ------------------------------
 
 
-def send_message(sock: socket.socket, message: Any) -> None:
+def send_message(sock: socket.socket, message: Any, fds: list[int] | None = None) -> None:
+    """Send one message; ``fds`` travel with its first bytes (SCM_RIGHTS)."""
     data = pickle.dumps(message, _PICKLE)
-    if len(data) < 1 << 16:
+    if fds:
+        framed = _HEADER.pack(len(data)) + data
+        sent = socket.send_fds(sock, [framed], fds)
+        if sent < len(framed):
+            sock.sendall(framed[sent:])
+    elif len(data) < 1 << 16:
         sock.sendall(_HEADER.pack(len(data)) + data)
     else:  # spare a copy of a large event or result
         sock.sendall(_HEADER.pack(len(data)))
         sock.sendall(data)
 
 
-def recv_message(sock: socket.socket, deadline: float | None = None) -> Any:
+def recv_message(
+    sock: socket.socket, deadline: float | None = None, fds: list[int] | None = None
+) -> Any:
     """Read one message; EOFError when the peer is gone, TimeoutError past ``deadline``.
 
     ``deadline`` (time.monotonic) needs a socket in timeout mode; None blocks.
+    ``fds``: file descriptors sent along with the message (SCM_RIGHTS) are added to it.
     """
-    chunk = _recv(sock, 1 << 16, deadline)
+    chunk = _recv(sock, 1 << 16, deadline, fds)
     while len(chunk) < _HEADER.size:
         chunk += _recv(sock, _HEADER.size - len(chunk), deadline)
     (size,) = _HEADER.unpack_from(chunk)
@@ -107,10 +118,16 @@ def recv_message(sock: socket.socket, deadline: float | None = None) -> Any:
     return pickle.loads(buffer)
 
 
-def _recv(sock: socket.socket, size: int, deadline: float | None) -> bytes:
+def _recv(
+    sock: socket.socket, size: int, deadline: float | None, fds: list[int] | None = None
+) -> bytes:
     if deadline is not None:
         _set_timeout(sock, deadline)
-    data = sock.recv(size)
+    if fds is None:
+        data = sock.recv(size)
+    else:
+        data, received, _, _ = socket.recv_fds(sock, size, 4)
+        fds.extend(received)
     if not data:
         raise EOFError("the peer closed the channel")
     return data
@@ -185,6 +202,9 @@ def _serve(control: socket.socket) -> int:
     # then do not touch (and copy) the template's pages.
     gc.collect()
     gc.freeze()
+    # Processes that function code started and left behind become our children when
+    # their environment ends, instead of escaping to init: see _end_orphans.
+    sandbox.become_subreaper()
     control.send(pickle.dumps(("ready", os.getpid(), loaded), _PICKLE))
     live: set[int] = set()
     try:
@@ -197,7 +217,7 @@ def _serve(control: socket.socket) -> int:
                 break  # the test process is gone or done: so are its environments
             request = pickle.loads(data)
             if request[0] == "fork":
-                reply: Any = ("forked", _fork(control, fds[0]))
+                reply: Any = ("forked", _fork(control, fds[0], *request[1:]))
                 live.add(reply[1])
                 os.close(fds[0])
             elif request[0] == "reap":
@@ -206,6 +226,7 @@ def _serve(control: socket.socket) -> int:
                 reply = ("reaped", _reap(request[1], request[2]))
                 if reply[1] is not None:
                     live.discard(request[1])
+                    _end_orphans(live)
             else:
                 break
             control.send(pickle.dumps(reply, _PICKLE))
@@ -214,7 +235,27 @@ def _serve(control: socket.socket) -> int:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
+        _end_orphans(set())
     return 0
+
+
+def _end_orphans(live: set[int]) -> None:
+    """End every child of the template that is not a live worker.
+
+    Workers are subreapers, so a process of a live environment stays in its worker's
+    tree; a process that reached us belonged to an environment that has ended, and
+    ends too (with whatever it started: those reach us in turn).
+    """
+    for _ in range(100):
+        orphans = [pid for pid in sandbox.children(os.getpid()) if pid not in live]
+        if not orphans:
+            return
+        for pid in orphans:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in orphans:
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
 
 
 def _reap(pid: int, block: bool) -> int | None:
@@ -226,7 +267,12 @@ def _reap(pid: int, block: bool) -> int | None:
     return status if done else None
 
 
-def _fork(control: socket.socket, channel_fd: int) -> int:
+def _fork(
+    control: socket.socket,
+    channel_fd: int,
+    own_tmp: str | None = None,
+    expose: tuple[str, ...] = (),
+) -> int:
     template = os.getpid()
     pid = os.fork()
     if pid:
@@ -242,13 +288,18 @@ def _fork(control: socket.socket, channel_fd: int) -> int:
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
         control.close()
+        # Before the death signal: entering a user namespace would clear it.
+        tmp_refused = (
+            sandbox.enter_private_tmp(own_tmp, expose) if own_tmp is not None else "not asked"
+        )
         set_parent_death_signal()
         if os.getppid() != template:
             os._exit(1)
+        sandbox.become_subreaper()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         gc.unfreeze()  # the worker's own garbage is its own business
         channel = socket.socket(fileno=channel_fd)
-        status = _Worker(channel).serve()
+        status = _Worker(channel, tmp_refused).serve()
     except BaseException:
         with contextlib.suppress(BaseException):
             import traceback
@@ -256,7 +307,23 @@ def _fork(control: socket.socket, channel_fd: int) -> int:
             traceback.print_exc()
     finally:
         _flush()
+        # Lambda's sandbox goes as a whole: so does everything this environment started.
+        sandbox.end_descendants(os.getpid())
         os._exit(status)
+
+
+def _redirect_stdio(fds: list[int]) -> None:
+    """Write to the test process's current stdout and stderr from now on.
+
+    The test process sends them when they changed (a new test's capture, ``capfd``),
+    so handler output reaches the capture of the test that invoked the handler.
+    """
+    _flush()
+    for target, fd in zip((1, 2), fds, strict=False):
+        os.dup2(fd, target)
+    for fd in fds:
+        os.close(fd)
+    fds.clear()
 
 
 def _flush() -> None:
@@ -271,19 +338,24 @@ def _flush() -> None:
 
 
 class _Worker:
-    def __init__(self, channel: socket.socket) -> None:
+    def __init__(self, channel: socket.socket, tmp_refused: str | None) -> None:
         self.channel = channel
+        # Why /tmp is the host's (None: it is this environment's own).
+        self.tmp_refused = tmp_refused
         self.handler: Any = None
         self.config: dict[str, Any] = {}
 
     def serve(self) -> int:
         """Answer requests until told to stop; returns the process's exit status."""
         channel = self.channel
+        fds: list[int] = []
         while True:
             try:
-                request = recv_message(channel)
+                request = recv_message(channel, fds=fds)
             except (EOFError, OSError):
                 return 0  # the test process let go of this environment
+            if fds:
+                _redirect_stdio(fds)
             kind = request[0]
             if kind == "invoke":
                 reply, exit_status = self.invoke(*request[1:])
@@ -347,7 +419,8 @@ class _Worker:
         finally:
             set_scope(None)
         duration = (time.perf_counter() - started) * 1000.0
-        return (kind, None, payload, duration, scope.events, _max_rss_kb()), exit_status
+        reply = (kind, None, payload, duration, scope.events, _max_rss_kb(), self.tmp_refused)
+        return reply, exit_status
 
     def invoke(
         self, request_id: str, event: Any, deadline_ms: float, offset: float

@@ -160,6 +160,7 @@ class PluginState:
             settings.setdefault("network", self.network_for(request))
             settings.setdefault("clock", self.clock)
             settings.setdefault("tmp_root", self.environments_tmp(request))
+            settings.setdefault("host_paths", [self.pytest_basetemp(request)])
             code_root = settings.get("code_root")
             if code_root is not None and not os.path.isabs(code_root):
                 settings["code_root"] = os.path.join(str(config.rootpath), code_root)
@@ -222,6 +223,11 @@ class PluginState:
             self.environments_folder = str(factory.mktemp("lambda-environments", numbered=True))
         return self.environments_folder
 
+    def pytest_basetemp(self, request: pytest.FixtureRequest) -> str:
+        """pytest's temporary folder of this session (``tmp_path`` lives in it)."""
+        factory = request.getfixturevalue("tmp_path_factory")
+        return str(factory.getbasetemp())
+
     def network_for(self, request: pytest.FixtureRequest) -> str:
         network = self.options["lambda_network"]
         if network is not None:
@@ -233,7 +239,17 @@ class PluginState:
         o = self.options
         line = f"lambda-context: isolation={o['lambda_isolation']}, start={o['lambda_start']}"
         extras = [extra() for extra in self.header_extras]
-        return [", ".join([line, *extras])]
+        lines = [", ".join([line, *extras])]
+        if o["lambda_isolation"] == "process":
+            from pytest_lambda_context.environments.sandbox import probe_private_tmp
+
+            refused = probe_private_tmp()
+            if refused is not None:
+                lines.append(
+                    f"lambda-context: environments share the literal /tmp: {refused}; "
+                    "each still has its own TMPDIR (see docs: isolation)"
+                )
+        return lines
 
     def send_records(self, report: pytest.TestReport) -> None:
         """In an xdist worker: the records of the test onto its teardown report."""
