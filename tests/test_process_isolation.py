@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -104,8 +105,9 @@ HANDLERS = {
 
         def handler(event, context):
             action = event["action"]
+            cached = event.get("path", "")
             if action == "write_tmp":
-                with open("/tmp/cache.json", "w") as file:
+                with open(cached, "w") as file:
                     file.write(event["text"])
             if action == "daemon":
                 # A new session, and its parent gone: out of the worker's process group.
@@ -123,9 +125,8 @@ HANDLERS = {
             if action == "print":
                 print(event["text"])
                 print(event["text"], file=sys.stderr)
-            cached = "/tmp/cache.json"
             return {
-                "cached": open(cached).read() if os.path.exists(cached) else None,
+                "cached": open(cached).read() if os.path.isfile(cached) else None,
                 "tmpdir": os.environ.get("TMPDIR"),
                 "code_root": os.path.isdir(os.environ["LAMBDA_TASK_ROOT"]),
             }
@@ -480,23 +481,26 @@ def test_processes_the_handler_started_are_frozen_and_ended_with_the_worker(make
 
 
 def test_each_environment_has_a_private_literal_tmp(make, tmp_path):
+    path = f"/tmp/cache-{uuid.uuid4().hex}.json"  # as Lambda code writes it: literally
     function = make("app.sandbox.handler")
-    first = function.invoke({"action": "write_tmp", "text": "env-1's"})
+    first = function.invoke({"action": "write_tmp", "text": "env-1's", "path": path})
     env_1 = env_of(function)
-    second = function.cold_start().invoke({"action": "read"})
+    second = function.cold_start().invoke({"action": "read", "path": path})
     if env_1.tmp_refused is not None:
         # A kernel without user namespaces: /tmp is shared, and the environment says why.
+        os.remove(path)
         assert "kernel" in env_1.tmp_refused or "Linux" in env_1.tmp_refused
         assert second["cached"] == "env-1's"
         return
-    assert env_1.invoke({"action": "read"})["cached"] == "env-1's"  # warm again
+    assert env_1.invoke({"action": "read", "path": path})["cached"] == "env-1's"  # warm again
     assert second["cached"] is None  # env-2 has its own /tmp
-    assert not os.path.exists("/tmp/cache.json")  # and the host's is untouched
+    assert not os.path.exists(path)  # and the host's is untouched
     # What the environment needs from the host's /tmp is still there: its code root
     # (this test's tmp_path lives under /tmp) and its TMPDIR.
     assert str(tmp_path).startswith("/tmp/")
     assert first["code_root"] and os.path.isdir(first["tmpdir"])
-    assert os.path.exists(os.path.join(first["tmpdir"], "cache.json"))  # its /tmp, seen from here
+    # Its /tmp is a folder of the host, seen from here.
+    assert os.path.isfile(os.path.join(first["tmpdir"], os.path.basename(path)))
 
 
 @pytest.mark.parametrize("end", ["shutdown", "timeout", "crash"])
