@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from pytest_lambda_context.environments import worker_coverage
 from pytest_lambda_context.environments.worker import PRELOAD
 
 __all__ = ["PACKAGE_PARENT", "WorkerTemplate", "sys_path"]
@@ -33,8 +34,14 @@ class WorkerTemplate:
     Thread-safe: environments driven from several threads fork through one template.
     """
 
-    def __init__(self, preload: Sequence[str] = PRELOAD) -> None:
+    def __init__(
+        self, preload: Sequence[str] = PRELOAD, *, coverage_root: str | None = None
+    ) -> None:
         self.preload = list(preload)
+        # Where the session's coverage configuration's relative paths point (pytest's
+        # invocation folder); the coverage measuring this process is looked up at start.
+        self.coverage_root = coverage_root
+        self._coverage: worker_coverage.CoverageHandoff | None = None
         self.pid: int | None = None
         self.preloaded: list[str] = []
         self._lock = threading.Lock()
@@ -55,7 +62,9 @@ class WorkerTemplate:
         if self._process is not None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        environ = dict(os.environ)
+        if self._coverage is None:  # once: a restarted template keeps its workers' folder
+            self._coverage = worker_coverage.session_coverage(self.coverage_root)
+        environ = worker_coverage.template_environ(os.environ)
         environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (PACKAGE_PARENT, environ.get("PYTHONPATH")) if p
         )
@@ -87,7 +96,7 @@ class WorkerTemplate:
             theirs.close()
         self._control = ours
         self.pid = self._process.pid
-        hello = ("hello", sys_path(), self.preload)
+        hello = ("hello", sys_path(), self.preload, self._coverage)
         ours.send(pickle.dumps(hello, pickle.HIGHEST_PROTOCOL))
 
     def _wait_ready(self) -> socket.socket:
@@ -115,6 +124,9 @@ class WorkerTemplate:
         with self._lock:
             self._closed = True
             self._discard()
+            if self._coverage is not None:
+                worker_coverage.merge_into_session(self._coverage)
+                self._coverage = None
 
     def _discard(self) -> None:
         control, process = self._control, self._process

@@ -195,8 +195,10 @@ def _serve(control: socket.socket) -> int:
     hello = control.recv(_CONTROL_PACKET)
     if not hello:
         return 0
-    _, sys_path, preload = pickle.loads(hello)
+    _, sys_path, preload, coverage = pickle.loads(hello)
     sys.path[:] = sys_path
+    if coverage is not None:  # measured session: every worker measures (worker_coverage)
+        preload = [*preload, "coverage", "coverage.control"]
     loaded = _preload(preload)
     # Freeze the preloaded objects out of the collector: a forked worker's collections
     # then do not touch (and copy) the template's pages.
@@ -217,7 +219,7 @@ def _serve(control: socket.socket) -> int:
                 break  # the test process is gone or done: so are its environments
             request = pickle.loads(data)
             if request[0] == "fork":
-                reply: Any = ("forked", _fork(control, fds[0], *request[1:]))
+                reply: Any = ("forked", _fork(control, fds[0], *request[1:], coverage=coverage))
                 live.add(reply[1])
                 os.close(fds[0])
             elif request[0] == "reap":
@@ -272,6 +274,8 @@ def _fork(
     channel_fd: int,
     own_tmp: str | None = None,
     expose: tuple[str, ...] = (),
+    *,
+    coverage: Any = None,
 ) -> int:
     template = os.getpid()
     pid = os.fork()
@@ -288,6 +292,8 @@ def _fork(
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
         control.close()
+        if coverage is not None:  # its data files' folder stays the host's
+            expose = (*expose, os.path.dirname(coverage.data_file))
         # Before the death signal: entering a user namespace would clear it.
         tmp_refused = (
             sandbox.enter_private_tmp(own_tmp, expose) if own_tmp is not None else "not asked"
@@ -298,6 +304,10 @@ def _fork(
         sandbox.become_subreaper()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         gc.unfreeze()  # the worker's own garbage is its own business
+        if coverage is not None:
+            from pytest_lambda_context.environments.worker_coverage import start_in_worker
+
+            start_in_worker(coverage)  # saves its data in the os._exit below
         channel = socket.socket(fileno=channel_fd)
         status = _Worker(channel, tmp_refused).serve()
     except BaseException:

@@ -209,7 +209,9 @@ class PluginState:
             if template is None:
                 from pytest_lambda_context.environments.template import WorkerTemplate
 
-                template = self.worker_template = WorkerTemplate()
+                # Coverage's relative paths (--cov=app) point where pytest was started.
+                root = str(request.config.invocation_params.dir)
+                template = self.worker_template = WorkerTemplate(coverage_root=root)
                 self.session_finalizers.append(template.close)
                 template.start()
             settings["worker_pool"] = template
