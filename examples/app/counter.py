@@ -2,6 +2,7 @@
 
 import os
 import time
+import uuid
 
 # Runs once per execution environment: at the cold start.
 INITIALISED_AT = time.time()
@@ -15,6 +16,9 @@ class ExpensiveClient:
 
     def __init__(self) -> None:
         ExpensiveClient.built += 1
+        # Unique across processes too (id() is only an address, and two forked
+        # environments can hand out the same one).
+        self.id = uuid.uuid4().hex
 
 
 _client = None
@@ -35,7 +39,7 @@ def handler(event, context):
     return {
         "invocations_in_this_environment": invocations,
         "clients_built_in_this_environment": ExpensiveClient.built,
-        "client_id": id(client),
+        "client_id": client.id,
         "function_name": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
         "greeting": f"hello {event.get('name', 'world')}",
         "remaining_ms": context.get_remaining_time_in_millis(),

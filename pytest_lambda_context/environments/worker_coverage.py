@@ -145,9 +145,9 @@ def start_in_worker(handoff: CoverageHandoff) -> None:
         cov.set_option("run:parallel", True)
         if handoff.source is not None:
             cov.set_option("run:source", handoff.source)
-        patches = set(cov.get_option("run:patch") or ()) - _NOT_IN_WORKERS
+        patches = set(_names(cov.get_option("run:patch"))) - _NOT_IN_WORKERS
         cov.set_option("run:patch", sorted({*patches, "fork"}))
-        quiet = list(cov.get_option("run:disable_warnings") or ())
+        quiet = _names(cov.get_option("run:disable_warnings"))
         cov.set_option("run:disable_warnings", [*quiet, *_QUIET])
         cov.start()
     finally:
@@ -156,6 +156,10 @@ def start_in_worker(handoff: CoverageHandoff) -> None:
     # would stop and close the data without saving it (the worker's "shutdown").
     atexit.register(save)
     _save_at_exit()
+
+
+def _names(value: object) -> list[str]:
+    return [str(name) for name in value] if isinstance(value, list) else []
 
 
 def _suffix() -> str:

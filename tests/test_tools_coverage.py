@@ -1,0 +1,197 @@
+"""Coverage of handler code run in process isolation, with the real pytest-cov and coverage.
+
+Every process of an environment measures with the session's configuration, and its data
+ends in the session's report: the same handler lines count as covered in both isolations.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pytest_cov", reason="the dev extra installs pytest-cov")
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_PACKAGES = ("app", "es_app", "aws_app")
+
+HANDLER = {
+    "app/__init__.py": "",
+    "app/orders.py": """
+        import os
+
+        CLIENT = object()  # init code: runs at every cold start
+
+
+        def price(quantity):
+            if quantity > 10:
+                return "bulk"
+            return "retail"
+
+
+        def forked_child():
+            return "child"
+
+
+        def handler(event, context):
+            if event.get("fork"):
+                pid = os.fork()
+                if pid == 0:  # a process forked from the worker measures too
+                    forked_child()
+                    os._exit(0)
+                os.waitpid(pid, 0)
+                return "forked"
+            return price(event["quantity"])
+
+
+        def never_called():
+            return "never"
+    """,
+    "tests/test_orders.py": """
+        import pytest
+
+        pytestmark = pytest.mark.lambda_handler("app.orders.handler")
+
+
+        def test_bulk(lambda_function):
+            assert lambda_function.invoke({"quantity": 20}) == "bulk"
+    """,
+}
+FORK_TEST = {
+    "tests/test_fork.py": """
+        import pytest
+
+
+        @pytest.mark.lambda_handler("app.orders.handler", isolation="process")
+        def test_fork(lambda_function):
+            assert lambda_function.invoke({"fork": True}) == "forked"
+    """,
+}
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def _executed(report: Path) -> dict[str, list[int]]:
+    files: dict[str, Any] = json.loads(report.read_text())["files"]
+    return {name: data["executed_lines"] for name, data in files.items()}
+
+
+def _run_with_cov(pytester: pytest.Pytester, isolation: str, *args: str) -> dict[str, list[int]]:
+    report = pytester.path / f"coverage-{isolation}.json"
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--lambda-isolation={isolation}",
+        f"--cov-report=json:{report}",
+        *args,
+        timeout=300,
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    return _executed(report)
+
+
+def test_the_example_suite_covers_the_same_handler_lines_in_both_isolations(
+    pytester: pytest.Pytester,
+) -> None:
+    examples = ROOT / "examples"
+    for name in (*EXAMPLE_PACKAGES, "tests"):
+        shutil.copytree(
+            examples / name, pytester.path / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for name in ("conftest.py", "pytest.ini"):
+        shutil.copy(examples / name, pytester.path / name)
+    cov = [f"--cov={package}" for package in EXAMPLE_PACKAGES]
+
+    by_module = _run_with_cov(pytester, "module", "--lambda-es=embedded", *cov)
+    by_process = _run_with_cov(pytester, "process", "--lambda-es=embedded", *cov)
+
+    handler_files = [name for name in by_module if not name.endswith("__init__.py")]
+    assert len(handler_files) >= 5, by_module
+    assert all(by_module[name] for name in handler_files), by_module
+    assert by_process == by_module
+
+
+def test_pytest_cov_sees_handler_lines_run_in_workers(pytester: pytest.Pytester) -> None:
+    _write(pytester.path, HANDLER)
+
+    by_module = _run_with_cov(pytester, "module", "--cov=app")
+    by_process = _run_with_cov(pytester, "process", "--cov=app")
+
+    lines = by_process["app/orders.py"]
+    assert by_process == by_module
+    assert _line_of(pytester, "app/orders.py", 'return "bulk"') in lines
+    assert _line_of(pytester, "app/orders.py", 'return "never"') not in lines
+    # Every data file was combined into the report; none is left behind.
+    assert sorted(p.name for p in pytester.path.glob(".coverage*")) == [".coverage"]
+
+
+def test_a_process_forked_by_function_code_measures_too(pytester: pytest.Pytester) -> None:
+    # Any fork of a worker (function code's, a SnapStart restore's) starts its own
+    # measurement and saves it when it ends in os._exit.
+    _write(pytester.path, {**HANDLER, **FORK_TEST})
+
+    lines = _run_with_cov(pytester, "process", "--cov=app", "tests/test_fork.py")["app/orders.py"]
+
+    assert _line_of(pytester, "app/orders.py", 'return "child"') in lines
+    assert _line_of(pytester, "app/orders.py", 'return "forked"') in lines
+    assert sorted(p.name for p in pytester.path.glob(".coverage*")) == [".coverage"]
+
+
+def test_under_xdist_too(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    _write(pytester.path, HANDLER)
+
+    by_module = _run_with_cov(pytester, "module", "--cov=app", "-n", "2")
+    by_process = _run_with_cov(pytester, "process", "--cov=app", "-n", "2")
+
+    assert by_process == by_module
+    assert _line_of(pytester, "app/orders.py", 'return "bulk"') in by_process["app/orders.py"]
+
+
+def test_coverage_run_with_one_data_file(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``coverage run -m pytest`` (not parallel): the workers' data is merged into .coverage."""
+    _write(pytester.path, {**HANDLER, **FORK_TEST})
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    python = sys.executable
+
+    run = pytester.run(
+        python, "-m", "coverage", "run", "--source=app", "-m", "pytest", "-p",
+        "no:cacheprovider", "--lambda-isolation=process", timeout=300,
+    )  # fmt: skip
+    assert run.ret == 0, run.stdout.str() + run.stderr.str()
+    report = pytester.run(python, "-m", "coverage", "json", "-o", "coverage.json")
+    assert report.ret == 0, report.stdout.str() + report.stderr.str()
+
+    lines = _executed(pytester.path / "coverage.json")["app/orders.py"]
+    assert _line_of(pytester, "app/orders.py", 'return "bulk"') in lines
+    assert _line_of(pytester, "app/orders.py", 'return "child"') in lines
+    # The workers' private folder is gone once merged.
+    assert not list(temp.glob("lambda-coverage-*"))
+
+
+def test_a_session_without_coverage_writes_no_data(pytester: pytest.Pytester) -> None:
+    _write(pytester.path, HANDLER)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lambda-isolation=process")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert not list(pytester.path.glob(".coverage*"))
+
+
+def _line_of(pytester: pytest.Pytester, name: str, text: str) -> int:
+    lines = (pytester.path / name).read_text().splitlines()
+    return next(number for number, line in enumerate(lines, 1) if text in line)
