@@ -105,13 +105,12 @@ def _run_with_cov(pytester: pytest.Pytester, isolation: str, *args: str) -> dict
 def test_the_example_suite_covers_the_same_handler_lines_in_both_isolations(
     pytester: pytest.Pytester,
 ) -> None:
-    examples = ROOT / "examples"
-    for name in (*EXAMPLE_PACKAGES, "tests"):
-        shutil.copytree(
-            examples / name, pytester.path / name, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    for name in ("conftest.py", "pytest.ini"):
-        shutil.copy(examples / name, pytester.path / name)
+    shutil.copytree(
+        ROOT / "examples",
+        pytester.path,
+        ignore=shutil.ignore_patterns("__pycache__", "*.json", ".coverage*"),
+        dirs_exist_ok=True,
+    )
     cov = [f"--cov={package}" for package in EXAMPLE_PACKAGES]
 
     by_module = _run_with_cov(pytester, "module", "--lambda-es=embedded", *cov)
