@@ -17,7 +17,11 @@ from dataclasses import asdict, is_dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
+from pytest_lambda_context.observe.connections import (
+    ConnectionEvent,
+    ConnectionLog,
+    merge_seen_twice,
+)
 from pytest_lambda_context.runtime.context import reserved_environment
 from pytest_lambda_context.runtime.errors import ERROR_CLASSES, InitError, LambdaError
 from pytest_lambda_context.runtime.handler import Outcome
@@ -233,6 +237,8 @@ class ExecutionEnvironment:
     def _collect(self, events: list[Any], request_id: str | None) -> tuple[int, int]:
         if not events:
             return 0, 0
+        # A connection both the socket layer and a proxy saw is one connection.
+        events = merge_seen_twice(events)
         connections = clients = 0
         for event in events:
             if isinstance(event, ConnectionEvent):

@@ -18,6 +18,7 @@ from pytest_lambda_context.environments.config import (
     default_name,
     find_code_root,
 )
+from pytest_lambda_context.environments.placeholders import check_placeholders, fill_placeholders
 from pytest_lambda_context.environments.registry import environment_class
 from pytest_lambda_context.environments.spec import FunctionSpec, InitializationType
 from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
@@ -83,7 +84,12 @@ class LambdaFunction:
         self.max_concurrency = max_concurrency
         self.network = network
         self.clock = clock or PluginClock()
-        self._placeholders = dict(placeholders or {})
+        # Kept as given, not copied: suppliers added later (a tcp_proxy made after the
+        # function) are seen when an environment is created.
+        self._placeholders: Mapping[str, Callable[[], str]] = (
+            placeholders if placeholders is not None else {}
+        )
+        check_placeholders(self.env, self._placeholders)
         # Where environments get their /tmp (None: the system's temp folder).
         self.tmp_root = None if tmp_root is None else os.fspath(tmp_root)
         if code_root is not None:
@@ -129,20 +135,7 @@ class LambdaFunction:
     # -- configuration -------------------------------------------------------------
     def resolved_env(self) -> dict[str, str]:
         """The function's environment variables with ``{es_url}`` and the like filled in."""
-        resolved = {}
-        for key, value in self.env.items():
-            for name, supplier in self._placeholders.items():
-                marker = "{" + name + "}"
-                if marker in value:
-                    value = value.replace(marker, supplier())
-            if "{es_url}" in value:
-                raise ValueError(
-                    f"env[{key!r}] = {self.env[key]!r} uses {{es_url}}, but the es fixture is "
-                    "not in use: request the es fixture in the test (or use make_lambda_function "
-                    "inside a test that does)"
-                )
-            resolved[key] = value
-        return resolved
+        return fill_placeholders(self.env, self._placeholders)
 
     def config_key(self) -> tuple[Any, ...]:
         """What makes two functions the same for warm reuse across tests."""

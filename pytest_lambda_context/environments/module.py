@@ -9,6 +9,7 @@ importing the function's own modules.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import shutil
@@ -17,12 +18,15 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.observe import connections as _connections
+from pytest_lambda_context.observe import taps as _taps
+from pytest_lambda_context.observe.drivers import loaded_c_drivers
 from pytest_lambda_context.observe.scope import Scope, set_scope
 from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
 from pytest_lambda_context.runtime.context import LambdaContext
@@ -167,6 +171,9 @@ class ModuleEnvironment(ExecutionEnvironment):
         scope = self._scope
         scope.request_id = request_id
         scope.events = []
+        scope.thread = threading.get_ident()
+        # What reached a proxy before this call is not this call's.
+        _taps.settle()
         previous_scope = set_scope(scope)
         if not self._hooks_held:
             self._sink.keep_until_close("module-isolation hooks", _HOOKS.hold)
@@ -196,6 +203,8 @@ class ModuleEnvironment(ExecutionEnvironment):
             scope,
         ) = saved
         os._exit = saved_exit
+        # What reached a proxy during this call is this call's, wherever C code opened it.
+        _taps.settle()
         set_scope(previous_scope)
         tempfile.tempdir = saved_tempdir
         self._sys_path = sys.path
@@ -307,6 +316,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._context = None
         shutil.rmtree(self._tmpdir, ignore_errors=True)
         self._restore_c_environment()
+        if loaded_c_drivers():
+            _collect_c_connections()
 
     def _restore_c_environment(self) -> None:
         # Handler code that set os.environ also called putenv on the process's C
@@ -389,6 +400,19 @@ class _ProcessHooks:
         previous = self.previous_handler
         if callable(previous):
             previous(signum, frame)
+
+
+def _collect_c_connections() -> None:
+    """Free what the environment's code held through C drivers, now.
+
+    A connection that C code opened (libpq) closes only when its object is freed, and
+    the function's modules hold it in reference cycles: without a collection it would
+    close at some later test, where psycopg's "deleted while still open"
+    ResourceWarning would land. On Lambda the environment simply ends: no warning.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def _real_monotonic() -> float:

@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ from pytest_lambda_context.environments import sandbox
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.environments.template import PACKAGE_PARENT, sys_path
 from pytest_lambda_context.environments.worker import recv_message, send_message
+from pytest_lambda_context.observe import taps as _taps
+from pytest_lambda_context.observe.scope import Scope
 from pytest_lambda_context.runtime.clock import ms_since
 from pytest_lambda_context.runtime.errors import error_payload
 from pytest_lambda_context.runtime.handler import (
@@ -96,6 +99,10 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._frozen = False
         self._busy = False
         self._max_rss_kb = 0
+        # Stands for the worker here: proxies record its connections in it.
+        self._proxy_scope = Scope(
+            spec.function_name, env_id, None, spec.code_root_prefix, [], spec.network
+        )
         # Why this environment's literal /tmp is the host's (None: it is its own).
         self.tmp_refused: str | None = None
         # The stdout and stderr the worker writes to, as (device, inode) pairs.
@@ -137,6 +144,8 @@ class ProcessEnvironment(ExecutionEnvironment):
         finally:
             theirs.close()
         self._channel = ours
+        # Connections from this process (or its group) that reach a proxy are ours.
+        _taps.register_process(self.pid, self._proxy_scope)
         if _HAVE_PIDFD:
             # Readable once the worker has exited: waiting for it needs no polling.
             with contextlib.suppress(OSError):
@@ -231,6 +240,35 @@ class ProcessEnvironment(ExecutionEnvironment):
 
     # -- init and invoke -------------------------------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
+        with self._proxied(request_id) as proxied:
+            outcome = self._init_worker(request_id)
+        outcome.events = [*outcome.events, *proxied]
+        return outcome
+
+    def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+        with self._proxied(request_id) as proxied:
+            outcome = self._invoke_worker(request_id, event, deadline_ms)
+        outcome.events = [*outcome.events, *proxied]
+        return outcome
+
+    @contextlib.contextmanager
+    def _proxied(self, request_id: str | None) -> Iterator[list[Any]]:
+        """What reached the plugin's proxies from this worker during one init or
+        invocation (C code's connections too), filled in when the block ends."""
+        scope = self._proxy_scope
+        _taps.settle()  # what came before is not this phase's
+        scope.request_id = request_id
+        events: list[Any] = []
+        scope.events = events
+        proxied: list[Any] = []
+        try:
+            yield proxied
+        finally:
+            _taps.settle()
+            scope.events = []
+            proxied.extend(events)
+
+    def _init_worker(self, request_id: str | None) -> Outcome:
         # The template's own start is the session's cost, not this environment's init.
         self._template.ready()
         started = time.perf_counter()
@@ -258,7 +296,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         # as Lambda's includes the runtime's start.
         return Outcome(kind, payload=payload, duration_ms=ms_since(started), events=events)
 
-    def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+    def _invoke_worker(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
         timeout = self.spec.timeout
         started = time.perf_counter()
         self._thaw()
@@ -283,6 +321,8 @@ class ProcessEnvironment(ExecutionEnvironment):
         return Outcome(kind, result=result, payload=payload, duration_ms=duration_ms, events=events)
 
     def _release(self) -> None:
+        if self.pid is not None:
+            _taps.unregister_process(self.pid)
         try:
             if self.pid is not None and not self._reaped:
                 self._stop_worker()

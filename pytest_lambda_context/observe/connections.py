@@ -13,6 +13,7 @@ beyond loopback is refused before it is attempted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import socket
 import sys
@@ -43,6 +44,7 @@ __all__ = [
     "close_sockets",
     "install",
     "installed",
+    "merge_seen_twice",
     "uninstall",
     "user_frame",
 ]
@@ -65,12 +67,32 @@ class ConnectionEvent:
     time: float
     # The name function code looked up that resolved to ``host``, when one was seen.
     hostname: str | None = None
+    # The client end's port, for connections to loopback (how a proxy's record of the
+    # same connection is recognised).
+    local_port: int | None = None
+    # The name of the plugin's proxy the connection reached, if it reached one.
+    via: str | None = None
+    # Who saw it: "socket" (Python's socket layer), "proxy" (only a proxy: C code
+    # opened it), or "both".
+    seen_by: str = "socket"
 
     def describe(self) -> str:
         phase = "init" if self.request_id is None else self.request_id
+        return f"{self.environment_id} {phase}: {self.where()}"
+
+    def where(self) -> str:
+        """``host:port`` (through which proxy) and the line of code that opened it."""
         name = f"{self.hostname} ({self.host})" if self.hostname else self.host
-        where = self.frame or "no frame of the function's code on the stack"
-        return f"{self.environment_id} {phase}: {name}:{self.port} from {where}"
+        through = f" through proxy {self.via!r}" if self.via else ""
+        if self.frame:
+            origin = f"opened at {self.frame}"
+        elif self.seen_by == "proxy":
+            origin = (
+                "opened by C code (no Python socket), waiting at no line of the function's code"
+            )
+        else:
+            origin = "opened with no line of the function's code on the stack"
+        return f"{name}:{self.port}{through} {origin}"
 
 
 class ConnectionLog:
@@ -137,6 +159,35 @@ class ConnectionLog:
         return f"<ConnectionLog opened={len(self.events)} per_environment={self.per_environment()}>"
 
 
+def merge_seen_twice(events: list[Any]) -> list[Any]:
+    """One record per connection, in the order opened.
+
+    A proxy's record of a connection that the socket layer saw too (same client port,
+    same proxy address) is folded into the socket layer's, which knows the line of
+    code: it is marked ``seen_by="both"`` and names the proxy.
+    """
+    proxied = {
+        (e.local_port, e.port): e
+        for e in events
+        if isinstance(e, ConnectionEvent) and e.seen_by == "proxy"
+    }
+    if not proxied:
+        return events
+    others: list[Any] = []
+    connections: list[ConnectionEvent] = []
+    for event in events:
+        if not isinstance(event, ConnectionEvent):
+            others.append(event)
+        elif event.seen_by == "socket":
+            twin = proxied.pop((event.local_port, event.port), None)
+            if twin is not None:
+                event = dataclasses.replace(event, via=twin.via, seen_by="both")
+            connections.append(event)
+    connections.extend(proxied.values())
+    connections.sort(key=lambda e: e.time)
+    return [*others, *connections]
+
+
 def user_frame(code_root: str, frame: FrameType | None = None) -> str | None:
     """Format the innermost frame (from the caller outwards) of code under ``code_root``.
 
@@ -178,11 +229,15 @@ _new_object = object.__new__
     _set_frame,
     _set_time,
     _set_hostname,
+    _set_local_port,
+    _set_via,
+    _set_seen_by,
 ) = (vars(ConnectionEvent)[name].__set__ for name in ConnectionEvent.__slots__)
 _original_connect: Any = socket.socket.connect
 _original_connect_ex: Any = socket.socket.connect_ex
 _original_getaddrinfo: Any = socket.getaddrinfo
 _original_getsockopt: Any = socket.socket.getsockopt
+_getsockname: Any = socket.socket.getsockname
 # What socket.socket's own dict held before install (absent: inherited from _socket),
 # so uninstall can put back exactly what was there.
 _saved: dict[str, Any] = {}
@@ -217,7 +272,9 @@ def _counting_scope(sock: socket.socket) -> Scope | None:
     return scope
 
 
-def _event(scope: Scope, host: str, port: int, frame: str | None) -> ConnectionEvent:
+def _event(
+    scope: Scope, host: str, port: int, frame: str | None, sock: socket.socket
+) -> ConnectionEvent:
     # Fills the slots directly: the frozen dataclass __init__ goes through
     # object.__setattr__ per field and costs twice as much on the connect path.
     event = _new_object(ConnectionEvent)
@@ -229,6 +286,11 @@ def _event(scope: Scope, host: str, port: int, frame: str | None) -> ConnectionE
     _set_frame(event, frame)
     _set_time(event, time.time())
     _set_hostname(event, _names.get(host) if _names_scope[0] is scope else None)
+    # Proxies listen on loopback: there the client port tells a proxy's record of the
+    # same connection apart from others.
+    _set_local_port(event, _getsockname(sock)[1] if is_loopback_host(host) else None)
+    _set_via(event, None)
+    _set_seen_by(event, "socket")
     return event
 
 
@@ -250,9 +312,9 @@ def _connect(self: socket.socket, address: Any) -> None:
     except BlockingIOError:
         # A non-blocking connect (asyncio's sock_connect: aiohttp, httpx async) is
         # still in progress: count the attempt as opened now (see _pending).
-        _count_pending(self, scope, _event(scope, host, port, frame))
+        _count_pending(self, scope, _event(scope, host, port, frame, self))
         raise
-    scope.events.append(_event(scope, host, port, frame))
+    scope.events.append(_event(scope, host, port, frame, self))
 
 
 def _remember(scope: Scope, sock: socket.socket) -> None:
@@ -289,10 +351,10 @@ def _connect_ex(self: socket.socket, address: Any) -> int:
     _remember(scope, self)
     result: int = _original_connect_ex(self, address)
     if result == 0:
-        scope.events.append(_event(scope, host, port, frame))
+        scope.events.append(_event(scope, host, port, frame, self))
     elif result in _PENDING:
         # Non-blocking attempt under way: counted as opened now (see _pending).
-        _count_pending(self, scope, _event(scope, host, port, frame))
+        _count_pending(self, scope, _event(scope, host, port, frame, self))
     return result
 
 

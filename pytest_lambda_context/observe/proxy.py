@@ -15,6 +15,7 @@ connection with ``shutdown`` (which wakes a blocked ``recv``), never ``close``
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import struct
 import threading
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Literal
 
+from pytest_lambda_context.observe import taps
 from pytest_lambda_context.observe.scope import mark_internal_thread
 
 __all__ = ["DropMode", "ProxyCounter", "TcpProxy"]
@@ -128,6 +130,8 @@ class TcpProxy:
 
     ``clock`` (seconds, default ``time.monotonic``) is the clock idle time is measured
     on; the plugin passes its own, which jumps forward while environments are frozen.
+    Each connection it accepts from function code is recorded in that function's
+    connection log (see :mod:`.taps`), whatever code opened it.
     """
 
     def __init__(
@@ -135,6 +139,7 @@ class TcpProxy:
         target_host: str,
         target_port: int,
         *,
+        name: str | None = None,
         idle_timeout: float | None = None,
         clock: Callable[[], float] | None = None,
         listen_host: str = "127.0.0.1",
@@ -143,6 +148,8 @@ class TcpProxy:
     ) -> None:
         self.target_host = target_host
         self.target_port = target_port
+        # What the connection log calls it ("via"), and its {proxy:NAME} placeholder.
+        self.name = name or f"{target_host}:{target_port}"
         self.idle_timeout = idle_timeout
         self.clock: Callable[[], float] = clock or time.monotonic
         self.listen_host = listen_host
@@ -153,11 +160,16 @@ class TcpProxy:
         self.dropped = 0  # cut by drop_connections() / outage()
         self.expired = 0  # cut for being idle longer than idle_timeout
         self.last_error: str | None = None
+        # Counts from the start, as ``es.connections`` counts from each test's start.
+        self.connections = ProxyCounter(self)
         self._port = listen_port
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._connections: set[_Connection] = set()
         self._lock = threading.Lock()
+        # Held while connections are taken off the listen queue and attributed: settle()
+        # returns only once every connection queued before it was.
+        self._accept_lock = threading.Lock()
         self._closed = False
         self._in_outage = False
 
@@ -318,7 +330,9 @@ class TcpProxy:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.listen_host, self._port))
             listener.listen(128)
-            listener.settimeout(None)
+            # Non-blocking: the accept thread waits in poll(), and settle() can take
+            # what is queued from any thread.
+            listener.setblocking(False)
         except OSError:
             listener.close()
             raise
@@ -331,12 +345,22 @@ class TcpProxy:
             daemon=True,
         )
         self._accept_thread.start()
+        taps.track(self)
+
+    def settle(self) -> None:
+        """Accept and attribute every connection the kernel has completed by now."""
+        listener = self._listener
+        if listener is None:
+            return
+        with self._accept_lock:
+            self._drain(listener)
 
     def _stop_listening(self) -> None:
         listener, thread = self._listener, self._accept_thread
         self._listener = self._accept_thread = None
         if listener is None:
             return
+        taps.untrack(self)
         # shutdown wakes the blocked accept() (close would not); new connects are
         # refused from here on.
         _quiet_shutdown(listener, socket.SHUT_RDWR)
@@ -346,12 +370,33 @@ class TcpProxy:
 
     def _accept_loop(self, listener: socket.socket) -> None:
         mark_internal_thread()
+        poller = select.poll()
+        poller.register(listener, select.POLLIN)
+        while self._listener is listener:
+            try:
+                # Shutting the listener down wakes poll (POLLHUP); the timeout is a
+                # safety net, not the mechanism.
+                ready = poller.poll(500)
+            except OSError:
+                return
+            if not ready:
+                continue
+            with self._accept_lock:
+                if not self._drain(listener):
+                    return
+
+    def _drain(self, listener: socket.socket) -> bool:
+        """Accept what is queued (under ``_accept_lock``); False once the listener is shut."""
         while True:
             try:
                 client, peer = listener.accept()
+            except BlockingIOError:
+                return True
             except OSError:
-                return  # the listener was shut down
-            client.settimeout(None)  # never inherit a process-wide default timeout
+                return False  # the listener was shut down
+            client.setblocking(True)  # never inherit non-blocking mode or a default timeout
+            # Whose is it: asked now, while the client waits for its first answer.
+            taps.attribute(self.name, (self.listen_host, self._port), (peer[0], peer[1]))
             conn = _Connection(client, peer, self.clock())
             with self._lock:
                 self.opened += 1

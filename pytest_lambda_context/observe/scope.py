@@ -40,6 +40,9 @@ class Scope:
     # Weak references to the sockets function code connected, so that shutting an
     # environment down closes them, as the end of a Lambda environment does.
     sockets: list[Any] = field(default_factory=list)
+    # The thread that runs the function code (threading.get_ident()), so that a proxy
+    # can read the line of code waiting on a connection that C code opened.
+    thread: int = 0
 
 
 # Per thread: ``internal`` (a thread of the plugin's own) and what monitors note.

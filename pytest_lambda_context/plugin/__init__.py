@@ -35,6 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
     state.function_preparers.append(
         lambda request, settings: _es().prepare_function(request, settings)
     )
+    # tcp_proxy: {proxy:NAME} in env values.
+    state.function_preparers.append(
+        lambda request, settings: _proxies().prepare_function(request, settings)
+    )
     # AWS: client accounting for every function; moto set up first when `aws` is used.
     state.function_preparers.append(
         lambda request, settings: _aws().prepare_function(request, settings)
@@ -56,6 +60,12 @@ def _es() -> ModuleType:
     from pytest_lambda_context.plugin import es_fixture
 
     return es_fixture
+
+
+def _proxies() -> ModuleType:
+    from pytest_lambda_context.plugin import proxy_fixture
+
+    return proxy_fixture
 
 
 def _aws() -> ModuleType:
@@ -184,11 +194,9 @@ def es_url(es: ElasticsearchService) -> str:
 
 @pytest.fixture
 def tcp_proxy(pytestconfig: pytest.Config) -> Iterator[Callable[..., TcpProxy]]:
-    """Factory: ``tcp_proxy(host, port, *, idle_timeout=350.0)`` -> a counting ``TcpProxy``."""
-    from pytest_lambda_context.plugin.es_fixture import proxy_factory
-
-    with proxy_factory(pytestconfig.stash[_STATE]) as factory:
-        yield factory
+    """Factory: ``tcp_proxy(host, port, *, name=None, idle_timeout=350.0)`` -> a counting
+    ``TcpProxy``; what function code opens through it counts, whatever opened it."""
+    yield from _proxies().proxy_factory(pytestconfig.stash[_STATE])
 
 
 @pytest.fixture

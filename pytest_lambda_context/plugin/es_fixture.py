@@ -1,4 +1,4 @@
-"""Glue between pytest and the session's Elasticsearch: the ``es`` and ``tcp_proxy`` fixtures.
+"""Glue between pytest and the session's Elasticsearch: the ``es`` fixture.
 
 Imported only when a test uses them (or when the header line is written).
 """
@@ -11,21 +11,17 @@ from typing import Any
 
 import pytest
 
-from pytest_lambda_context.observe.proxy import TcpProxy
 from pytest_lambda_context.plugin.session import PluginState
 from pytest_lambda_context.services.elasticsearch import backends
 from pytest_lambda_context.services.elasticsearch.backends import BackendError
 from pytest_lambda_context.services.elasticsearch.service import (
-    DEFAULT_IDLE_TIMEOUT,
     ElasticsearchService,
-    expirer,
 )
 
 __all__ = [
     "docker_skip_reason",
     "header_line",
     "prepare_function",
-    "proxy_factory",
     "session_service",
     "skip_without_docker",
 ]
@@ -121,29 +117,3 @@ def skip_without_docker(state: PluginState) -> None:
     if reason is None:
         return
     raise pytest.skip.Exception(reason, _use_item_location=True)
-
-
-@contextlib.contextmanager
-def proxy_factory(state: PluginState) -> Iterator[Callable[..., TcpProxy]]:
-    """Body of the ``tcp_proxy`` fixture: proxies on the plugin's clock, closed after."""
-    made: list[tuple[TcpProxy, Callable[[], None]]] = []
-
-    def make(
-        host: str,
-        port: int,
-        *,
-        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
-        latency: float = 0.0,
-    ) -> TcpProxy:
-        proxy = TcpProxy(
-            host, port, idle_timeout=idle_timeout, clock=state.clock.monotonic, latency=latency
-        ).start()
-        made.append((proxy, state.clock.subscribe(expirer(proxy))))
-        return proxy
-
-    try:
-        yield make
-    finally:
-        for proxy, unsubscribe in reversed(made):
-            unsubscribe()
-            proxy.close()

@@ -115,8 +115,7 @@ def _detail(event: Any) -> str:
     service = getattr(event, "service", None)
     if service is not None:
         return f"{service} client created at {where}"
-    name = f"{event.hostname} ({event.host})" if getattr(event, "hostname", None) else event.host
-    return f"{name}:{event.port} opened at {where}"
+    return str(event.where())
 
 
 def _marker_call(marker: pytest.Mark) -> str:

@@ -1,0 +1,58 @@
+"""Network drivers that connect in C: invisible to the socket layer and to the guard.
+
+Their connections are counted only when they reach one of the plugin's proxies
+(``tcp_proxy``, ``es``); ``lambda_network = loopback`` cannot stop them. Listed are the
+C-level drivers common in Lambda functions; the pure-Python ones (pg8000, asyncpg,
+PyMySQL, redis-py, pymongo, kafka-python, the oracledb thin mode, httpx, requests,
+boto3) go through Python's sockets and are seen there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["C_DRIVERS", "CDriver", "installed_c_drivers", "loaded_c_drivers"]
+
+
+@dataclass(frozen=True)
+class CDriver:
+    module: str  # the top-level module function code imports
+    label: str  # "psycopg (libpq)"
+    datastore: str  # what it talks to, for the remedy's example
+    port: int  # that datastore's usual port
+    proxy_name: str  # a name for the example tcp_proxy
+
+
+C_DRIVERS = (
+    CDriver("psycopg", "psycopg (libpq)", "PostgreSQL", 5432, "postgres"),
+    CDriver("psycopg2", "psycopg2 (libpq)", "PostgreSQL", 5432, "postgres"),
+    CDriver("MySQLdb", "mysqlclient (libmysqlclient)", "MySQL", 3306, "mysql"),
+    CDriver("confluent_kafka", "confluent-kafka (librdkafka)", "Kafka", 9092, "kafka"),
+    CDriver("grpc", "grpcio (gRPC C core)", "a gRPC server", 50051, "grpc"),
+    CDriver("pycurl", "pycurl (libcurl)", "an HTTP server", 80, "http"),
+    CDriver("pymssql", "pymssql (FreeTDS)", "SQL Server", 1433, "mssql"),
+    CDriver("pyodbc", "pyodbc (ODBC)", "a database", 1433, "odbc"),
+    CDriver("cx_Oracle", "cx_Oracle (Oracle Client)", "Oracle", 1521, "oracle"),
+)
+
+
+def loaded_c_drivers(modules: Mapping[str, object] | None = None) -> list[CDriver]:
+    """The C-level drivers imported in this process (``sys.modules`` by default)."""
+    loaded = sys.modules if modules is None else modules
+    return [driver for driver in C_DRIVERS if driver.module in loaded]
+
+
+def installed_c_drivers() -> list[CDriver]:
+    """The C-level drivers that function code could import here (nothing is imported)."""
+    found = []
+    for driver in C_DRIVERS:
+        try:
+            spec = importlib.util.find_spec(driver.module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            found.append(driver)
+    return found

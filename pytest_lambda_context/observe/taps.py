@@ -1,0 +1,102 @@
+"""Connections that reach the plugin's proxies, attributed to the code that opened them.
+
+The socket layer (:mod:`.connections`) sees what Python code connects; a proxy sees
+every connection that reaches it, C code's too (libpq under psycopg and psycopg2,
+librdkafka, grpc, curl). When a proxy accepts a connection, this module decides whose
+it is, before the client has had an answer:
+
+- a worker process of ``isolation="process"`` (or a process its code started) holds
+  the client socket: that worker's environment, in the phase it is running now (the
+  test process moves the worker's scope from request to request);
+- otherwise function code running in this process (module isolation): the active scope.
+
+Environments call :func:`settle` when an init or invocation starts and ends, so every
+connection the kernel has completed by then is attributed before the phase changes.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Protocol
+
+from pytest_lambda_context.observe.connections import ConnectionEvent, user_frame
+from pytest_lambda_context.observe.peers import owner_pid
+from pytest_lambda_context.observe.scope import ACTIVE_SLOT, Scope
+
+__all__ = ["Settling", "attribute", "register_process", "settle", "track", "unregister_process"]
+
+
+class Settling(Protocol):
+    def settle(self) -> None:
+        """Accept and attribute every connection waiting in the listen queue."""
+
+
+_lock = threading.Lock()
+_live: list[Settling] = []
+# Worker process (its process group's leader) -> the scope that stands for it here.
+_processes: dict[int, Scope] = {}
+
+
+def track(proxy: Settling) -> None:
+    with _lock:
+        _live.append(proxy)
+
+
+def untrack(proxy: Settling) -> None:
+    with _lock:
+        if proxy in _live:
+            _live.remove(proxy)
+
+
+def register_process(pid: int, scope: Scope) -> None:
+    _processes[pid] = scope
+
+
+def unregister_process(pid: int) -> None:
+    _processes.pop(pid, None)
+
+
+def settle() -> None:
+    """Attribute every connection that reached a proxy by now (cheap when none waits)."""
+    if _live:
+        for proxy in list(_live):
+            proxy.settle()
+
+
+def attribute(proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]) -> None:
+    """A proxy accepted a connection from ``peer``: record it for the code that opened it."""
+    scope: Scope | None = None
+    local = False
+    if _processes:
+        pid = owner_pid(peer, listen, list(_processes))
+        if pid is not None:
+            scope = _processes.get(pid)
+    if scope is None:
+        scope = ACTIVE_SLOT[0]
+        local = True
+    if scope is None:
+        return  # the test's own code, or the plugin's: not counted
+    frame = _waiting_line(scope) if local else None
+    scope.events.append(
+        ConnectionEvent(
+            function_name=scope.function_name,
+            environment_id=scope.environment_id,
+            request_id=scope.request_id,
+            host=listen[0],
+            port=listen[1],
+            frame=frame,
+            time=time.time(),
+            local_port=peer[1],
+            via=proxy_name,
+            seen_by="proxy",
+        )
+    )
+
+
+def _waiting_line(scope: Scope) -> str | None:
+    """The line of function code that the scope's thread is in now: the call that is
+    waiting for this connection's first answer (C code's connect has no Python frame)."""
+    frame: Any = sys._current_frames().get(scope.thread) if scope.thread else None
+    return user_frame(scope.code_root, frame) if frame is not None else None

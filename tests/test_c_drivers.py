@@ -1,0 +1,154 @@
+"""Connections that C code opens (libpq under psycopg 3 and psycopg2) are counted when
+they reach a tcp_proxy: one per environment over many invocations, a failure when a
+handler opens one per invocation, in both isolations and with parallel environments.
+Against a real PostgreSQL (examples/servers.py)."""
+
+from __future__ import annotations
+
+import textwrap
+from urllib.parse import urlsplit
+
+import pytest
+
+pytest.importorskip("psycopg")
+pytest.importorskip("psycopg2")
+
+HANDLERS = {
+    "app/__init__.py": "",
+    "app/pg3_memo.py": """
+        import functools, os
+        import psycopg
+
+        @functools.cache
+        def connection():
+            return psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+
+        def handler(event, context):
+            return connection().execute("select 1").fetchone()[0]
+        """,
+    "app/pg3_per_call.py": """
+        import os
+        import psycopg
+
+        def handler(event, context):
+            with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+                return conn.execute("select 1").fetchone()[0]
+        """,
+    "app/pg2_memo.py": """
+        import os
+        import psycopg2
+
+        conn = psycopg2.connect(os.environ["DATABASE_URL"])
+        conn.autocommit = True
+
+        def handler(event, context):
+            with conn.cursor() as cursor:
+                cursor.execute("select 1")
+                return cursor.fetchone()[0]
+        """,
+    "app/pg2_per_call.py": """
+        import os
+        import psycopg2
+
+        def handler(event, context):
+            conn = psycopg2.connect(os.environ["DATABASE_URL"])
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute("select 1")
+                    return cursor.fetchone()[0]
+            finally:
+                conn.close()
+        """,
+}
+
+CONFTEST = """
+import textwrap
+
+import pytest
+
+POSTGRES = {address!r}
+
+@pytest.fixture
+def pg(tcp_proxy):
+    return tcp_proxy(*POSTGRES, name="pg")
+
+@pytest.fixture
+def database(make_lambda_function, pg):
+    def make(module):
+        return make_lambda_function(
+            f"app.{{module}}.handler",
+            env={{"DATABASE_URL": "postgresql://postgres@{{proxy:pg}}/postgres"}},
+        )
+    return make
+"""
+
+TESTS = """
+import textwrap
+
+import pytest
+
+@pytest.mark.parametrize("module", ["pg3_memo", "pg2_memo"])
+@pytest.mark.max_connections(1)
+def test_one_connection_per_environment(database, pg, module):
+    function = database(module)
+    for _ in range(25):
+        assert function.invoke({}) == 1
+    function.invoke_many([{}] * 12, concurrency=3)
+    assert function.connections.per_environment() == {"env-1": 1, "env-2": 1, "env-3": 1}
+    assert pg.connections.opened == 3
+    events = function.connections.events
+    assert {(e.seen_by, e.via, e.port) for e in events} == {("proxy", "pg", pg.port)}
+    # Opened by init (psycopg2, at import) or by the first invocation (psycopg 3).
+    assert [i.connections_opened for i in function.invocations[1:25]] == [0] * 24
+
+@pytest.mark.parametrize("module", ["pg3_per_call", "pg2_per_call"])
+@pytest.mark.max_connections(1)
+def test_a_connection_per_invocation_fails(database, pg, module):
+    function = database(module)
+    for _ in range(4):
+        assert function.invoke({}) == 1
+    function.invoke_many([{}] * 4, concurrency=2)
+    assert function.connections.per_environment() == {"env-1": 6, "env-2": 2}
+    assert [i.connections_opened for i in function.invocations] == [1] * 8
+"""
+
+
+@pytest.fixture
+def postgres_address(postgres_url: str) -> tuple[str, int]:
+    parts = urlsplit(postgres_url)
+    assert parts.hostname is not None and parts.port is not None
+    return parts.hostname, parts.port
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_libpq_connections_through_a_proxy_count(
+    pytester: pytest.Pytester, postgres_address: tuple[str, int], isolation: str
+) -> None:
+    for name, text in HANDLERS.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    pytester.makeconftest(CONFTEST.format(address=postgres_address))
+    pytester.makepyfile(test_pg=TESTS)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--lambda-isolation={isolation}", "-W", "error"
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed") == 2 and outcomes.get("failed") == 2, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*@pytest.mark.max_connections(1) exceeded by function app-pg3_per_call*",
+            "*env-1 created 6 connections (limit 1):*",
+            "*- env-1 invocation 1 (*): 127.0.0.1:* through proxy 'pg' *",
+        ]
+    )
+    if isolation == "module":
+        # The line of code waiting on libpq's connect, read from the thread's stack.
+        result.stdout.fnmatch_lines(
+            ["*through proxy 'pg' opened at app/pg3_per_call.py:6 in handler"]
+        )
+        result.stdout.fnmatch_lines(
+            ["*through proxy 'pg' opened at app/pg2_per_call.py:6 in handler"]
+        )
+    else:
+        result.stdout.fnmatch_lines(["*through proxy 'pg' opened by C code*"])
