@@ -151,7 +151,10 @@ class ExecutionEnvironment:
         self._check_usable()
         if self.state == "new":
             self._init(request_id=None)
-            self._report_init = False
+            # On demand, Lambda reports the init with the first invocation (cold, with
+            # Init Duration) even when it ran ahead, as for a warm_start test's
+            # environment; provisioned environments were initialised ahead of traffic.
+            self._report_init = self.initialization_type == "on-demand"
             self.last_used = self.spec.clock.monotonic()
 
     def invoke(self, event: Any) -> Any:
@@ -201,7 +204,17 @@ class ExecutionEnvironment:
             try:
                 init_ms = self._init(request_id)
             except InitError as exc:
-                self._record(request_id, True, None, exc.payload, 0.0, self.init_duration_ms, 0, 0)
+                self._record(
+                    request_id,
+                    True,
+                    None,
+                    exc.payload,
+                    0.0,
+                    self.init_duration_ms,
+                    0,
+                    0,
+                    spec.clock.time(),
+                )
                 raise
         elif self._report_init and not self.invocations:
             cold = True
@@ -225,6 +238,7 @@ class ExecutionEnvironment:
             init_ms,
             connections,
             clients,
+            deadline_ms / 1000.0 - spec.timeout,
         )
         if error is None:
             return outcome.result
@@ -261,6 +275,7 @@ class ExecutionEnvironment:
         init_ms: float | None,
         connections: int,
         clients: int,
+        started_at: float,
     ) -> None:
         invocation = Invocation(
             request_id=request_id,
@@ -274,6 +289,7 @@ class ExecutionEnvironment:
             init_duration_ms=init_ms if cold else None,
             connections_opened=connections,
             clients_created=clients,
+            started_at=started_at,
         )
         self.invocations.append(invocation)
         self._sink.record_invocation(invocation)

@@ -87,6 +87,11 @@ OPTIONS: tuple[Option, ...] = (
         "lambda_report", "Write a JSON report of every function, environment and invocation here."
     ),
     Option(
+        "lambda_html",
+        "Write a self-contained HTML report here: per function, a timeline of its execution "
+        "environments, invocations and connections.",
+    ),
+    Option(
         "lambda_network",
         "Where function code may connect: allow (anywhere) or loopback (127.0.0.0/8 and ::1 "
         "only). Default: loopback with the aws fixture, else allow.",

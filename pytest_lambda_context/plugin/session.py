@@ -105,6 +105,11 @@ class PluginState:
         return self._moto_servers
 
     @property
+    def keeps_invocations(self) -> bool:
+        """Whether records hold every invocation: only a report needs them."""
+        return bool(self.options["lambda_report"] or self.options["lambda_html"])
+
+    @property
     def clock(self) -> PluginClock:
         if self._clock is None:
             from pytest_lambda_context.runtime.clock import PluginClock
@@ -184,7 +189,7 @@ class PluginState:
                         function.close()
                     except Exception as exc:  # close the others all the same
                         failures.append(exc)
-                    data = function.to_dict(invocations=bool(self.options["lambda_report"]))
+                    data = function.to_dict(invocations=self.keeps_invocations)
                     self.records.append({"test": request.node.nodeid, **data})
                 if failures:
                     raise failures[0]
@@ -283,9 +288,9 @@ class PluginState:
 
     def finish(self) -> None:
         try:
-            path = self.options["lambda_report"]
-            if path and not self.is_xdist_worker:
-                from pytest_lambda_context.plugin.report import write_json
+            json_path = self.options["lambda_report"]
+            html_path = self.options["lambda_html"]
+            if (json_path or html_path) and not self.is_xdist_worker:
                 from pytest_lambda_context.services.urls import without_password
 
                 # Reports end up as CI artefacts: no password from lambda_es_url in them.
@@ -293,7 +298,14 @@ class PluginState:
                     name: without_password(value) if isinstance(value, str) else value
                     for name, value in self.options.items()
                 }
-                write_json(path, self.records, {"options": shown})
+                if json_path:
+                    from pytest_lambda_context.plugin.report import write_json
+
+                    write_json(json_path, self.records, {"options": shown})
+                if html_path:
+                    from pytest_lambda_context.plugin.html_report import write_html
+
+                    write_html(html_path, self.records, {"options": shown})
         finally:
             while self.session_finalizers:
                 self.session_finalizers.pop()()

@@ -25,6 +25,9 @@ class Invocation:
     init_duration_ms: float | None = None
     connections_opened: int = 0
     clients_created: int = 0
+    # When the invoke phase began, in epoch seconds as handler code saw the clock
+    # (idle() moves it forward): where the HTML report's timeline places the bar.
+    started_at: float | None = None
 
     @property
     def billed_duration_ms(self) -> int:

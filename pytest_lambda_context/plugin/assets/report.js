@@ -1,0 +1,153 @@
+// pytest-lambda-context HTML report: hover details and the filter by test.
+(function () {
+  "use strict";
+  var sections = Array.prototype.slice.call(document.querySelectorAll("section.function"));
+  var tip = document.getElementById("tip");
+  var select = document.getElementById("test-filter");
+  var shown = document.getElementById("shown");
+
+  function dataOf(section) {
+    if (!section.lcData) {
+      section.lcData = JSON.parse(section.querySelector("script.data").textContent);
+    }
+    return section.lcData;
+  }
+
+  function row(name, value) {
+    var tr = document.createElement("tr");
+    var th = document.createElement("th");
+    var td = document.createElement("td");
+    th.textContent = name;
+    td.textContent = value;
+    tr.appendChild(th);
+    tr.appendChild(td);
+    return tr;
+  }
+
+  function ms(value) {
+    return value === undefined || value === null ? null : value + " ms";
+  }
+
+  function connectionText(c) {
+    var where = c.frame || "no line of the function's code on the stack";
+    return c.address + " opened at " + where + (c.phase === "init" ? " (init)" : "");
+  }
+
+  function showTip(event, bar, connection) {
+    tip.textContent = "";
+    var head = document.createElement("div");
+    head.className = "kind";
+    head.textContent = bar.title;
+    tip.appendChild(head);
+    var table = document.createElement("table");
+    var rows = [
+      ["request id", bar.request_id],
+      ["environment", bar.environment + (bar.initialization_type && bar.initialization_type !== "on-demand" ? " (" + bar.initialization_type + ")" : "")],
+      ["test", bar.test],
+      ["duration", ms(bar.duration_ms)],
+      ["billed duration", ms(bar.billed_duration_ms)],
+      ["init duration", ms(bar.init_duration_ms)],
+      ["restore duration", ms(bar.restore_duration_ms)],
+      ["error", bar.error_type ? bar.error_type + ": " + bar.error_message : null],
+      ["shut down", bar.shutdown_reason && bar.shutdown_reason !== "closed" ? bar.shutdown_reason : null]
+    ];
+    rows.forEach(function (r) {
+      if (r[1] !== undefined && r[1] !== null && r[1] !== "") table.appendChild(row(r[0], r[1]));
+    });
+    var list = connection ? [connection] : bar.connections;
+    list.forEach(function (c, i) {
+      table.appendChild(row(i === 0 ? (connection ? "connection" : "connections") : "", connectionText(c)));
+    });
+    if (!connection && list.length === 0) table.appendChild(row("connections", "none opened"));
+    tip.appendChild(table);
+    tip.hidden = false;
+    moveTip(event);
+  }
+
+  function moveTip(event) {
+    var x = event.clientX + 14;
+    var y = event.clientY + 14;
+    var box = tip.getBoundingClientRect();
+    if (x + box.width > window.innerWidth - 8) x = Math.max(8, event.clientX - box.width - 14);
+    if (y + box.height > window.innerHeight - 8) y = Math.max(8, event.clientY - box.height - 14);
+    tip.style.left = x + "px";
+    tip.style.top = y + "px";
+  }
+
+  sections.forEach(function (section) {
+    var svg = section.querySelector("svg.chart");
+    function target(event) {
+      var node = event.target;
+      while (node && node !== svg && !(node.getAttribute && node.getAttribute("data-b"))) node = node.parentNode;
+      return node && node !== svg ? node : null;
+    }
+    function over(event) {
+      var node = target(event);
+      if (!node) { tip.hidden = true; return; }
+      var bar = dataOf(section).bars[Number(node.getAttribute("data-b"))];
+      var c = node.getAttribute("data-c");
+      showTip(event, bar, c === null ? null : bar.connections[Number(c)]);
+    }
+    svg.addEventListener("mouseover", over);
+    svg.addEventListener("focusin", function (event) {
+      var box = event.target.getBoundingClientRect();
+      over({ target: event.target, clientX: box.right, clientY: box.bottom });
+    });
+    svg.addEventListener("mousemove", function (event) { if (!tip.hidden) moveTip(event); });
+    svg.addEventListener("mouseleave", function () { tip.hidden = true; });
+    svg.addEventListener("focusout", function () { tip.hidden = true; });
+  });
+
+  function setFigures(section, figures) {
+    Array.prototype.forEach.call(section.querySelectorAll("[data-figure]"), function (dd) {
+      var value = figures[dd.getAttribute("data-figure")];
+      dd.textContent = value === null || value === undefined ? "\u2014" : String(value);
+    });
+  }
+
+  function filter(test) {
+    var functions = 0;
+    var invocations = 0;
+    sections.forEach(function (section) {
+      var data = dataOf(section);
+      var svg = section.querySelector("svg.chart");
+      var segments = Array.prototype.slice.call(svg.querySelectorAll("g.segment"));
+      var matching = segments.filter(function (g) { return !test || g.getAttribute("data-test") === test; });
+      segments.forEach(function (g) { g.style.display = matching.indexOf(g) >= 0 ? "" : "none"; });
+      section.hidden = matching.length === 0;
+      if (section.hidden) return;
+      functions += 1;
+      var figures = test ? data.test_figures[test] : data.figures;
+      invocations += figures.invocations;
+      setFigures(section, figures);
+      var x0 = test ? Number(matching[0].getAttribute("data-x0")) : 0;
+      var x1 = test ? Number(matching[0].getAttribute("data-x1")) : data.width;
+      var height = Number(svg.getAttribute("height"));
+      svg.setAttribute("viewBox", x0 + " 0 " + (x1 - x0) + " " + height);
+      svg.setAttribute("width", String(x1 - x0));
+    });
+    shown.textContent = (test ? "test " + test + ": " : "all tests: ") + functions +
+      (functions === 1 ? " function, " : " functions, ") + invocations +
+      (invocations === 1 ? " invocation" : " invocations");
+    document.body.setAttribute("data-filter", test || "");
+  }
+
+  function fromHash() {
+    var match = /^#test=(.*)$/.exec(window.location.hash);
+    var test = match ? decodeURIComponent(match[1]) : "";
+    var known = Array.prototype.some.call(select.options, function (o) { return o.value === test; });
+    select.value = known ? test : "";
+    filter(select.value);
+  }
+
+  select.addEventListener("change", function () {
+    var test = select.value;
+    if (window.history && window.history.replaceState) {
+      window.history.replaceState(null, "", test ? "#test=" + encodeURIComponent(test) : "#");
+    }
+    filter(test);
+  });
+  window.addEventListener("hashchange", fromHash);
+  fromHash();
+  document.body.setAttribute("data-ready", "true");
+})();

@@ -1,0 +1,316 @@
+"""``--lambda-html``: one self-contained HTML file, a timeline of environment reuse.
+
+Everything is inline (CSS, SVG, a little JavaScript for hover details and the filter
+by test), so the file opens offline and from a CI artefact. The layout is decided
+here (see ``timeline``); the page reads without JavaScript too, with native tooltips.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+from pytest_lambda_context.plugin.timeline import BREAK_COLUMNS, Bar, Timeline, timelines
+
+__all__ = ["render", "write_html"]
+
+COLUMN = 14  # px per column
+BAR_WIDTH = 10
+TOP = 28  # the band of test names and pauses above the lanes
+LANE = 26
+BAR_TOP = 8  # within a lane; connection marks sit above the bar
+BAR_HEIGHT = 14
+MARKS_SHOWN = 3  # connection dots drawn per bar (its details list them all)
+
+TITLES = {
+    "cold": "cold start",
+    "warm": "warm invocation",
+    "restored": "restored from a SnapStart snapshot",
+    "error": "error",
+    "timeout": "timeout",
+    "throttled": "throttled",
+    "init": "init",
+}
+LEGEND = (
+    ("cold", "cold start"),
+    ("warm", "warm"),
+    ("restored", "restored (SnapStart)"),
+    ("error", "error"),
+    ("timeout", "timeout"),
+    ("throttled", "throttled"),
+)
+FIGURES = (
+    ("tests", "tests"),
+    ("environments", "environments"),
+    ("cold_starts", "cold starts"),
+    ("invocations", "invocations"),
+    ("warm_invocations", "warm"),
+    ("error_invocations", "errors"),
+    ("timeout_invocations", "timeouts"),
+    ("throttled_invocations", "throttled"),
+    ("restored_invocations", "restored"),
+    ("init_median_ms", "init median (ms)"),
+    ("duration_median_ms", "duration median (ms)"),
+    ("duration_max_ms", "duration max (ms)"),
+    ("billed_ms", "billed (ms)"),
+    ("connections", "connections"),
+    ("connections_max_per_environment", "max per environment"),
+)
+
+
+def write_html(path: str, records: list[dict[str, Any]], header: dict[str, Any]) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(render(records, header))
+    os.replace(temporary, path)
+
+
+def render(records: list[dict[str, Any]], header: dict[str, Any]) -> str:
+    """The whole page: session line, filter and legend, then a section per function."""
+    charts = timelines(records)
+    tests: list[str] = []
+    for chart in charts:
+        tests += [s.test for s in chart.segments if s.test not in tests]
+    invocations = sum(chart.figures["invocations"] for chart in charts)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    options = ", ".join(
+        f"{name}={value}" for name, value in sorted(header.get("options", {}).items()) if value
+    )
+    session = (
+        f"{_count(len(charts), 'function')}, {_count(len(tests), 'test')}, "
+        f"{_count(invocations, 'invocation')}; generated {generated} by "
+        f"pytest-lambda-context {_version()}" + (f"; {options}" if options else "")
+    )
+    choices = "".join(f"<option value={_attr(t)}>{_text(t)}</option>" for t in tests)
+    body = "".join(_section(chart, number) for number, chart in enumerate(charts))
+    if not charts:
+        body = '<p class="empty">No Lambda function was invoked in this session.</p>'
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        "<title>lambda-context report</title>\n"
+        f"<style>\n{_asset('report.css')}</style>\n</head>\n<body>\n"
+        "<h1>lambda-context: execution environments</h1>\n"
+        f'<p class="session">{_text(session)}</p>\n'
+        '<div class="controls">'
+        '<label for="test-filter">Test</label>'
+        f'<select id="test-filter"><option value="">all tests</option>{choices}</select>'
+        '<span id="shown" class="note"></span></div>\n'
+        f"{_legend()}\n"
+        '<svg width="0" height="0" aria-hidden="true" style="position:absolute">'
+        '<defs><pattern id="hatch" width="5" height="5" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><rect width="5" height="5" fill="#fff"/>'
+        '<rect width="3" height="5" fill="#93c5fd"/></pattern></defs></svg>\n'
+        f"{body}\n"
+        '<div id="tip" hidden></div>\n'
+        f"<script>\n{_asset('report.js')}</script>\n</body>\n</html>\n"
+    )
+
+
+def _legend() -> str:
+    items = "".join(
+        f'<li><span class="swatch" style="background:var(--{kind})"></span>{_text(text)}</li>'
+        for kind, text in LEGEND
+    )
+    return (
+        f'<ul class="legend">{items}'
+        '<li><span class="swatch init"></span>init (in front of a cold start)</li>'
+        '<li><span class="swatch conn"></span>connection opened</li>'
+        '<li><span class="shutdown">\u2715</span>environment shut down (timeout, crash, '
+        "idle timeout)</li><li>one lane per execution environment; bars in order of time, "
+        "overlapping ones side by side; hover for details</li></ul>"
+    )
+
+
+def _section(chart: Timeline, number: int) -> str:
+    width = max(chart.columns * COLUMN, COLUMN)
+    height = TOP + len(chart.lanes) * LANE + 4
+    figures = "".join(
+        f"<div><dt>{_text(label)}</dt><dd data-figure={_attr(name)}>"
+        f"{_figure(chart.figures.get(name))}</dd></div>"
+        for name, label in FIGURES
+    )
+    labels = "".join(f"<div>{_text(lane.label)}</div>" for lane in chart.lanes)
+    lines = "".join(
+        f'<line class="lane-line" x1="0" x2="{width}" y1="{y}" y2="{y}"/>'
+        for y in (TOP + (i + 1) * LANE for i in range(len(chart.lanes)))
+    )
+    data = {
+        "width": width,
+        "figures": chart.figures,
+        "test_figures": chart.test_figures,
+        "bars": [_bar_data(bar) for bar in chart.bars],
+    }
+    note = ""
+    if chart.left_out:
+        note = (
+            f'<p class="note">The first {len(chart.bars)} bars are drawn; '
+            f"{chart.left_out} more are in the JSON report (--lambda-report).</p>"
+        )
+    return (
+        f'<section class="function" id="function-{number}" '
+        f"data-function={_attr(chart.function_name)}>"
+        f'<h2>{_text(chart.function_name)} <span class="what">'
+        f"{_text(chart.handler)}, isolation={_text(chart.isolation)}</span></h2>"
+        f'<dl class="figures">{figures}</dl>'
+        f'<div class="timeline"><div class="lanes">{labels}</div><div class="scroll">'
+        f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label={_attr("timeline of " + chart.function_name)}>'
+        f"{lines}{_segments(chart, height)}</svg></div></div>{note}"
+        f'<script type="application/json" class="data">{_json(data)}</script>'
+        "</section>\n"
+    )
+
+
+def _segments(chart: Timeline, height: int) -> str:
+    parts = []
+    for index, segment in enumerate(chart.segments):
+        x0 = segment.first_column * COLUMN
+        x1 = max(segment.end_column * COLUMN, x0 + COLUMN)
+        name = segment.test.rpartition("::")[2] or segment.test
+        room = max(1, (x1 - x0) // 6)
+        shown = name if len(name) <= room else name[: max(1, room - 1)] + "\u2026"
+        inner = [
+            f'<rect class="band" x="{x0}" y="0" width="{x1 - x0}" height="{height}" '
+            f'opacity="{0.0 if index % 2 else 1.0}"/>',
+            f'<text x="{x0 + 2}" y="12"><title>{_text(segment.test)}</title>{_text(shown)}</text>',
+        ]
+        for pause in chart.breaks:
+            if pause.test == segment.test:
+                middle = pause.column * COLUMN + BREAK_COLUMNS * COLUMN // 2
+                inner.append(
+                    f'<line class="break-line" x1="{middle}" x2="{middle}" '
+                    f'y1="{TOP - 2}" y2="{height}"/>'
+                    f'<text x="{middle}" y="{TOP - 6}" text-anchor="middle">'
+                    f"{_text(pause.label)}</text>"
+                )
+        for number, bar in enumerate(chart.bars):
+            if bar.test == segment.test:
+                inner.append(_bar(bar, number))
+        for lane_number, lane in enumerate(chart.lanes):
+            for column, test, reason in lane.shutdowns:
+                if test == segment.test:
+                    y = TOP + lane_number * LANE + BAR_TOP + BAR_HEIGHT - 2
+                    inner.append(
+                        f'<text class="shutdown" x="{column * COLUMN + 1}" y="{y}">'
+                        f"<title>shut down: {_text(reason)}</title>\u2715</text>"
+                    )
+        parts.append(
+            f'<g class="segment" data-test={_attr(segment.test)} data-x0="{x0}" '
+            f'data-x1="{x1}">{"".join(inner)}</g>'
+        )
+    return "".join(parts)
+
+
+def _bar(bar: Bar, number: int) -> str:
+    x = bar.column * COLUMN
+    y = TOP + bar.lane * LANE
+    parts = [f"<title>{_text(_title_text(bar))}</title>"]
+    if bar.init_columns:
+        parts.append(
+            f'<rect class="init" x="{x}" y="{y + BAR_TOP}" width="{BAR_WIDTH}" '
+            f'height="{BAR_HEIGHT}"/>'
+        )
+    if not bar.init_only:
+        bx = x + bar.init_columns * COLUMN
+        parts.append(
+            f'<rect class="bar kind-{bar.kind}" x="{bx}" y="{y + BAR_TOP}" '
+            f'width="{BAR_WIDTH}" height="{BAR_HEIGHT}" rx="1.5"/>'
+        )
+    marks = [(x, c) for c in range(len(bar.init_connections))]
+    marks += [
+        (x + bar.init_columns * COLUMN, len(bar.init_connections) + c)
+        for c in range(len(bar.connections))
+    ]
+    drawn: dict[int, int] = {}
+    for mx, index in marks:
+        slot = drawn.get(mx, 0)
+        drawn[mx] = slot + 1
+        if slot < MARKS_SHOWN:
+            parts.append(
+                f'<circle class="conn" data-b="{number}" data-c="{index}" '
+                f'cx="{mx + 2 + slot * 3}" cy="{y + 4}" r="2"/>'
+            )
+    return (
+        f'<g class="inv kind-{bar.kind}-inv" data-b="{number}" data-kind="{bar.kind}" '
+        f'tabindex="0">{"".join(parts)}</g>'
+    )
+
+
+def _bar_data(bar: Bar) -> dict[str, Any]:
+    details = dict(bar.details)
+    kind = "init" if bar.init_only and bar.kind == "cold" else bar.kind
+    title = TITLES[kind]
+    if bar.init_only and details.get("initialization_type") not in (None, "on-demand"):
+        title += f" ({details['initialization_type']})"
+    details["title"] = title
+    details["connections"] = [_connection(event, "init") for event in bar.init_connections] + [
+        _connection(event, "invocation") for event in bar.connections
+    ]
+    return details
+
+
+def _connection(event: dict[str, Any], phase: str) -> dict[str, Any]:
+    host = event.get("host")
+    name = f"{event['hostname']} ({host})" if event.get("hostname") else host
+    return {"address": f"{name}:{event.get('port')}", "frame": event.get("frame"), "phase": phase}
+
+
+def _title_text(bar: Bar) -> str:
+    """The native tooltip, for a reader without JavaScript."""
+    data = _bar_data(bar)
+    parts = [data["title"], f"{data['environment']}"]
+    if "request_id" in data:
+        parts.append(f"request {data['request_id']}")
+    if "duration_ms" in data:
+        parts.append(f"duration {data['duration_ms']:.2f} ms")
+    if "billed_duration_ms" in data:
+        parts.append(f"billed {data['billed_duration_ms']} ms")
+    if data.get("init_duration_ms") is not None:
+        parts.append(f"init {float(data['init_duration_ms']):.2f} ms")
+    if data.get("error_type"):
+        parts.append(str(data["error_type"]))
+    for connection in data["connections"]:
+        parts.append(f"connection {connection['address']} at {connection['frame'] or '?'}")
+    return "; ".join(parts)
+
+
+def _figure(value: Any) -> str:
+    return "\u2014" if value is None else _text(str(value))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _text(value: str) -> str:
+    return html.escape(value, quote=False)
+
+
+def _attr(value: str) -> str:
+    return '"' + html.escape(value, quote=True) + '"'
+
+
+def _json(value: Any) -> str:
+    # Inside <script>: no "</script>" or "<!--" can end or bend it.
+    text = json.dumps(value, default=repr, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _asset(name: str) -> str:
+    return (resources.files("pytest_lambda_context.plugin") / "assets" / name).read_text("utf-8")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pytest-lambda-context")
+    except PackageNotFoundError:
+        return "(not installed)"

@@ -1,0 +1,409 @@
+"""The HTML report's timelines, laid out from the session's records (plain data).
+
+One timeline per function (name, handler, isolation), over all the tests that made
+it: a lane per execution environment, a bar per invocation (a cold one has its init
+drawn in front of it), a mark per connection, tests side by side. Positions are in
+columns, not in milliseconds: a warm invocation of microseconds and an init of
+seconds must both be seen. Time still decides the order, and overlapping
+invocations (concurrency) share columns; a long pause (``idle()``) is a labelled
+break. Exact durations are in each bar's details.
+"""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["KINDS", "Bar", "Lane", "Timeline", "figures_of", "kind_of", "timelines"]
+
+KINDS = ("cold", "warm", "restored", "error", "timeout", "throttled")
+# A pause at least this long (seconds of the clock handler code sees) is drawn as a break.
+BREAK_SECONDS = 1.0
+BREAK_COLUMNS = 3
+SEGMENT_GAP_COLUMNS = 2
+# Bars drawn per function: past this the timeline says how many it left out.
+MAX_BARS = 2000
+# Shutdown reasons worth a mark: the routine ones (end of the test) are not.
+NOTABLE_SHUTDOWNS = ("timeout", "exit", "init error", "idle timeout")
+
+
+def kind_of(invocation: dict[str, Any]) -> str:
+    """What colour an invocation's bar has: the most telling of its facts."""
+    error = invocation.get("error") or {}
+    error_type = error.get("errorType") if isinstance(error, dict) else None
+    if invocation.get("throttled") or error_type == "TooManyRequestsException":
+        return "throttled"
+    if error_type == "Sandbox.Timedout":
+        return "timeout"
+    if error:
+        return "error"
+    if invocation.get("restore_duration_ms") is not None:
+        return "restored"
+    return "cold" if invocation.get("cold") else "warm"
+
+
+@dataclass
+class Bar:
+    """One invocation (or an init that no invocation reported) on a lane."""
+
+    kind: str
+    test: str
+    environment_uid: str
+    lane: int
+    column: int
+    details: dict[str, Any]
+    # Columns of its init drawn in front of it (a cold start), 0 for none.
+    init_columns: int = 0
+    # Connections opened: during the init shown in front, then during the invocation.
+    init_connections: list[dict[str, Any]] = field(default_factory=list)
+    connections: list[dict[str, Any]] = field(default_factory=list)
+    # Only an init: provisioned ahead of traffic, or initialised and never invoked.
+    init_only: bool = False
+
+    @property
+    def columns(self) -> int:
+        return self.init_columns + (0 if self.init_only else 1)
+
+
+@dataclass
+class Lane:
+    label: str
+    # Where an environment on this lane was shut down for a reason worth showing.
+    shutdowns: list[tuple[int, str, str]] = field(default_factory=list)  # column, test, reason
+
+
+@dataclass
+class Segment:
+    test: str
+    first_column: int
+    end_column: int  # exclusive
+
+
+@dataclass
+class Break:
+    test: str
+    column: int
+    seconds: float
+
+    @property
+    def label(self) -> str:
+        return pause_label(self.seconds)
+
+
+@dataclass
+class Timeline:
+    function_name: str
+    handler: str
+    isolation: str
+    lanes: list[Lane]
+    bars: list[Bar]
+    segments: list[Segment]
+    breaks: list[Break]
+    columns: int
+    figures: dict[str, Any]
+    # Per test: the same figures, for the report's filter.
+    test_figures: dict[str, dict[str, Any]]
+    left_out: int = 0
+
+
+def pause_label(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds:.3g} s"
+
+
+@dataclass
+class _Item:
+    test_index: int
+    order: int
+    start: float
+    end: float
+    lane: int
+    bar: Bar
+
+
+def timelines(records: Iterable[dict[str, Any]]) -> list[Timeline]:
+    """A timeline per function, in the order functions first appear in the records."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        key = (record["function_name"], record["handler"], record["isolation"])
+        groups.setdefault(key, []).append(record)
+    return [_timeline(key, group) for key, group in groups.items()]
+
+
+def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timeline:
+    tests: list[str] = []
+    for record in records:
+        if record["test"] not in tests:
+            tests.append(record["test"])
+    # An environment kept warm across tests is in each test's record; the last one
+    # is complete, and an invocation belongs to the first test whose record has it.
+    latest: dict[str, dict[str, Any]] = {}
+    first_test: dict[str, int] = {}
+    owner: dict[tuple[str, str], int] = {}
+    for record in records:
+        index = tests.index(record["test"])
+        for environment in record["environments"]:
+            uid = environment["uid"]
+            latest[uid] = environment
+            first_test.setdefault(uid, index)
+            for invocation in environment.get("invocations") or ():
+                owner.setdefault((uid, invocation["request_id"]), index)
+    used = {uid: e for uid, e in latest.items() if _was_used(e)}
+    lanes, lane_of = _lanes(used, first_test, owner, tests)
+    items: list[_Item] = []
+    for uid, environment in used.items():
+        items += _items(environment, lane_of[uid], first_test[uid], owner, tests)
+    items.sort(key=lambda item: (item.test_index, item.start, item.order))
+    left_out = max(0, len(items) - MAX_BARS)
+    items = items[:MAX_BARS]
+    segments, breaks, columns = _place(items, len(lanes), tests)
+    bars = [item.bar for item in items]
+    _mark_shutdowns(lanes, used, lane_of, bars)
+    test_figures = {test: figures_of([b for b in bars if b.test == test], 1) for test in tests}
+    return Timeline(
+        function_name=key[0],
+        handler=key[1],
+        isolation=key[2],
+        lanes=lanes,
+        bars=bars,
+        segments=segments,
+        breaks=breaks,
+        columns=columns,
+        figures=figures_of(bars, len(tests)),
+        test_figures=test_figures,
+        left_out=left_out,
+    )
+
+
+def _was_used(environment: dict[str, Any]) -> bool:
+    """An environment made and never initialised (a fixture's, unused) is not shown."""
+    return bool(
+        environment.get("invocations")
+        or environment.get("init_duration_ms") is not None
+        or environment.get("init_error")
+    )
+
+
+def _lanes(
+    environments: dict[str, dict[str, Any]],
+    first_test: dict[str, int],
+    owner: dict[tuple[str, str], int],
+    tests: list[str],
+) -> tuple[list[Lane], dict[str, int]]:
+    """A lane per environment id ("env-1"...); environments of different tests share
+    the lane of their id, one that lives alongside another of the same id gets its own."""
+    spans: list[tuple[int, int, str, str]] = []
+    for uid, environment in environments.items():
+        owned = [
+            owner[(uid, i["request_id"])]
+            for i in environment.get("invocations") or ()
+            if (uid, i["request_id"]) in owner
+        ]
+        first = first_test[uid]
+        spans.append((first, max([first, *owned]), _env_number(environment["id"]), uid))
+    lanes: list[Lane] = []
+    lane_end: list[int] = []
+    lane_of: dict[str, int] = {}
+    for first, last, _, uid in sorted(spans, key=lambda s: (s[2], s[0])):
+        label = str(environments[uid]["id"])
+        for index, lane in enumerate(lanes):
+            if lane.label == label and lane_end[index] < first:
+                lane_of[uid] = index
+                lane_end[index] = last
+                break
+        else:
+            lane_of[uid] = len(lanes)
+            lanes.append(Lane(label))
+            lane_end.append(last)
+    return lanes, lane_of
+
+
+def _env_number(env_id: Any) -> str:
+    # "env-10" after "env-9": sort by the number, zero-padded.
+    head, _, number = str(env_id).rpartition("-")
+    return f"{head}-{number.zfill(8)}" if number.isdigit() else str(env_id)
+
+
+def _items(
+    environment: dict[str, Any],
+    lane: int,
+    first_test: int,
+    owner: dict[tuple[str, str], int],
+    tests: list[str],
+) -> list[_Item]:
+    uid = environment["uid"]
+    connections: dict[str | None, list[dict[str, Any]]] = {}
+    for event in environment.get("connection_events") or ():
+        connections.setdefault(event.get("request_id"), []).append(event)
+    invocations = environment.get("invocations") or []
+    init_shown = False
+    items = []
+    for order, invocation in enumerate(invocations):
+        test_index = owner.get((uid, invocation["request_id"]), first_test)
+        kind = kind_of(invocation)
+        init_ms = invocation.get("init_duration_ms")
+        with_init = invocation.get("cold") and not init_shown
+        init_shown = init_shown or bool(with_init)
+        bar = Bar(
+            kind=kind,
+            test=tests[test_index],
+            environment_uid=uid,
+            lane=lane,
+            column=0,
+            details=_details(environment, invocation, kind, tests[test_index]),
+            init_columns=1 if with_init else 0,
+            init_connections=connections.get(None, []) if with_init else [],
+            connections=connections.get(invocation["request_id"], []),
+        )
+        started = invocation.get("started_at")
+        if started is None:  # a record without times: keep the order it has
+            start = float(order)
+            end = start + 0.5
+        else:
+            start = float(started) - (float(init_ms or 0) / 1000.0 if with_init else 0.0)
+            end = float(started) + float(invocation.get("duration_ms") or 0) / 1000.0
+        items.append(_Item(test_index, order, start, end, lane, bar))
+    if not init_shown and (
+        environment.get("init_duration_ms") is not None or environment.get("init_error")
+    ):
+        # Initialised ahead (provisioned, or init() called) and never reported by an
+        # invocation: the init on its own, at the start of its test.
+        error = environment.get("init_error")
+        kind = "timeout" if (error or {}).get("errorType") == "Sandbox.Timedout" else "error"
+        details = _details(environment, {}, kind if error else "init", tests[first_test])
+        bar = Bar(
+            kind=kind if error else "cold",
+            test=tests[first_test],
+            environment_uid=uid,
+            lane=lane,
+            column=0,
+            details=details,
+            init_columns=1,
+            init_connections=connections.get(None, []),
+            init_only=True,
+        )
+        start = items[0].start - 1e-6 if items else float("-inf")
+        items.insert(0, _Item(first_test, -1, start, start, lane, bar))
+    return items
+
+
+def _details(
+    environment: dict[str, Any], invocation: dict[str, Any], kind: str, test: str
+) -> dict[str, Any]:
+    """What a bar's hover shows: Lambda's figures for it, as plain data."""
+    details: dict[str, Any] = {
+        "kind": kind,
+        "test": test,
+        "environment": environment["id"],
+        "initialization_type": environment.get("initialization_type"),
+    }
+    for name in (
+        "request_id",
+        "duration_ms",
+        "billed_duration_ms",
+        "init_duration_ms",
+        "restore_duration_ms",
+        "connections_opened",
+        "clients_created",
+    ):
+        value = invocation.get(name)
+        if value is not None:
+            details[name] = value
+    if kind == "init":
+        details["init_duration_ms"] = environment.get("init_duration_ms")
+    error = invocation.get("error") or environment.get("init_error")
+    if error:
+        details["error_type"] = error.get("errorType")
+        details["error_message"] = str(error.get("errorMessage", ""))[:500]
+    reason = environment.get("shutdown_reason")
+    if reason:
+        details["shutdown_reason"] = reason
+    return details
+
+
+def _place(
+    items: list[_Item], lane_count: int, tests: list[str]
+) -> tuple[list[Segment], list[Break], int]:
+    """Columns for every bar: in time order per test, overlapping ones side by side."""
+    segments: list[Segment] = []
+    breaks: list[Break] = []
+    column = 0
+    index = 0
+    while index < len(items):
+        test_index = items[index].test_index
+        first = column
+        lane_next = [first] * lane_count
+        frontier = first
+        ended: list[tuple[float, int]] = []  # (end time, first free column after it)
+        latest_end = float("-inf")
+        while index < len(items) and items[index].test_index == test_index:
+            item = items[index]
+            while ended and ended[0][0] <= item.start:
+                frontier = max(frontier, heapq.heappop(ended)[1])
+            pause = item.start - latest_end
+            if pause >= BREAK_SECONDS and latest_end != float("-inf"):
+                # Everything before has ended: a labelled break, then on.
+                frontier = max(frontier, *lane_next)
+                breaks.append(Break(tests[test_index], frontier, pause))
+                frontier += BREAK_COLUMNS
+            at = max(lane_next[item.lane], frontier)
+            item.bar.column = at
+            lane_next[item.lane] = at + item.bar.columns
+            heapq.heappush(ended, (item.end, at + item.bar.columns))
+            latest_end = max(latest_end, item.end)
+            index += 1
+        end = max([frontier, *lane_next, *(free for _, free in ended)])
+        segments.append(Segment(tests[test_index], first, end))
+        column = end + SEGMENT_GAP_COLUMNS
+    return segments, breaks, max(0, column - SEGMENT_GAP_COLUMNS)
+
+
+def _mark_shutdowns(
+    lanes: list[Lane],
+    environments: dict[str, dict[str, Any]],
+    lane_of: dict[str, int],
+    bars: list[Bar],
+) -> None:
+    for uid, environment in environments.items():
+        reason = environment.get("shutdown_reason")
+        own = [b for b in bars if b.environment_uid == uid]
+        if reason in NOTABLE_SHUTDOWNS and own:
+            final = max(own, key=lambda b: b.column)
+            lanes[lane_of[uid]].shutdowns.append(
+                (final.column + final.columns, final.test, str(reason))
+            )
+
+
+def figures_of(bars: list[Bar], tests: int) -> dict[str, Any]:
+    """The summary figures above a timeline (all its tests, or one)."""
+    invocations = [b for b in bars if not b.init_only]
+    kinds = {kind: sum(1 for b in invocations if b.kind == kind) for kind in KINDS}
+    inits = [
+        float(b.details["init_duration_ms"])
+        for b in bars
+        if b.init_columns and b.details.get("init_duration_ms") is not None
+    ]
+    durations = [float(b.details["duration_ms"]) for b in invocations if "duration_ms" in b.details]
+    per_environment: dict[str, int] = {}
+    for b in bars:
+        opened = len(b.connections) + len(b.init_connections)
+        per_environment[b.environment_uid] = per_environment.get(b.environment_uid, 0) + opened
+    return {
+        "tests": tests,
+        "environments": len(per_environment),
+        "cold_starts": sum(1 for b in bars if b.init_columns),
+        "invocations": len(invocations),
+        **{f"{kind}_invocations": n for kind, n in kinds.items()},
+        "init_median_ms": round(statistics.median(inits), 2) if inits else None,
+        "duration_median_ms": round(statistics.median(durations), 3) if durations else None,
+        "duration_max_ms": round(max(durations), 3) if durations else None,
+        "billed_ms": sum(int(b.details.get("billed_duration_ms") or 0) for b in invocations),
+        "connections": sum(per_environment.values()),
+        "connections_max_per_environment": max(per_environment.values(), default=0),
+    }
