@@ -43,6 +43,9 @@ LEGEND = (
     ("timeout", "timeout"),
     ("throttled", "throttled"),
 )
+SHOWN_OPTIONS = ("lambda_es", "lambda_isolation", "lambda_start", "lambda_network")
+# Kinds of invocation whose figure is left out for a function that had none.
+RARE = ("error", "timeout", "throttled", "restored")
 FIGURES = (
     ("tests", "tests"),
     ("environments", "environments"),
@@ -54,11 +57,10 @@ FIGURES = (
     ("throttled_invocations", "throttled"),
     ("restored_invocations", "restored"),
     ("init_median_ms", "init median (ms)"),
-    ("duration_median_ms", "duration median (ms)"),
-    ("duration_max_ms", "duration max (ms)"),
-    ("billed_ms", "billed (ms)"),
+    ("duration_median_ms", "median duration (ms)"),
+    ("duration_max_ms", "max duration (ms)"),
     ("connections", "connections"),
-    ("connections_max_per_environment", "max per environment"),
+    ("connections_max_per_environment", "most in one environment"),
 )
 
 
@@ -79,15 +81,22 @@ def render(records: list[dict[str, Any]], header: dict[str, Any]) -> str:
         tests += [s.test for s in chart.segments if s.test not in tests]
     invocations = sum(chart.figures["invocations"] for chart in charts)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    # The choices that shape what the timelines show (not where files were written).
     options = ", ".join(
-        f"{name}={value}" for name, value in sorted(header.get("options", {}).items()) if value
+        f"{name}={value}"
+        for name, value in sorted(header.get("options", {}).items())
+        if value and name in SHOWN_OPTIONS
     )
     session = (
         f"{_count(len(charts), 'function')}, {_count(len(tests), 'test')}, "
         f"{_count(invocations, 'invocation')}; generated {generated} by "
         f"pytest-lambda-context {_version()}" + (f"; {options}" if options else "")
     )
-    choices = "".join(f"<option value={_attr(t)}>{_text(t)}</option>" for t in tests)
+    tests_shown = "".join(f"<option value={_attr(t)}>{_text(t)}</option>" for t in tests)
+    names: list[str] = []
+    for chart in charts:
+        names += [chart.function_name] if chart.function_name not in names else []
+    functions_shown = "".join(f"<option value={_attr(n)}>{_text(n)}</option>" for n in names)
     body = "".join(_section(chart, number) for number, chart in enumerate(charts))
     if not charts:
         body = '<p class="empty">No Lambda function was invoked in this session.</p>'
@@ -99,8 +108,10 @@ def render(records: list[dict[str, Any]], header: dict[str, Any]) -> str:
         "<h1>lambda-context: execution environments</h1>\n"
         f'<p class="session">{_text(session)}</p>\n'
         '<div class="controls">'
+        '<label for="function-filter">Function</label><select id="function-filter">'
+        f'<option value="">all functions</option>{functions_shown}</select>'
         '<label for="test-filter">Test</label>'
-        f'<select id="test-filter"><option value="">all tests</option>{choices}</select>'
+        f'<select id="test-filter"><option value="">all tests</option>{tests_shown}</select>'
         '<span id="shown" class="note"></span></div>\n'
         f"{_legend()}\n"
         '<svg width="0" height="0" aria-hidden="true" style="position:absolute">'
@@ -132,8 +143,8 @@ def _section(chart: Timeline, number: int) -> str:
     width = max(chart.columns * COLUMN, COLUMN)
     height = TOP + len(chart.lanes) * LANE + 4
     figures = "".join(
-        f"<div><dt>{_text(label)}</dt><dd data-figure={_attr(name)}>"
-        f"{_figure(chart.figures.get(name))}</dd></div>"
+        f"<div{' hidden' if _never(chart, name) else ''}><dt>{_text(label)}</dt>"
+        f"<dd data-figure={_attr(name)}>{_figure(chart.figures.get(name))}</dd></div>"
         for name, label in FIGURES
     )
     labels = "".join(f"<div>{_text(lane.label)}</div>" for lane in chart.lanes)
@@ -219,10 +230,16 @@ def _bar(bar: Bar, number: int) -> str:
         )
     if not bar.init_only:
         bx = x + bar.init_columns * COLUMN
+        width = (bar.columns - bar.init_columns - 1) * COLUMN + BAR_WIDTH
         parts.append(
             f'<rect class="bar kind-{bar.kind}" x="{bx}" y="{y + BAR_TOP}" '
-            f'width="{BAR_WIDTH}" height="{BAR_HEIGHT}" rx="1.5"/>'
+            f'width="{width}" height="{BAR_HEIGHT}" rx="1.5"/>'
         )
+        if bar.count > 1:
+            parts.append(
+                f'<text class="count" x="{bx + width / 2}" y="{y + BAR_TOP + 11}" '
+                f'text-anchor="middle">\u00d7{bar.count}</text>'
+            )
     marks = [(x, c) for c in range(len(bar.init_connections))]
     marks += [
         (x + bar.init_columns * COLUMN, len(bar.init_connections) + c)
@@ -235,7 +252,7 @@ def _bar(bar: Bar, number: int) -> str:
         if slot < MARKS_SHOWN:
             parts.append(
                 f'<circle class="conn" data-b="{number}" data-c="{index}" '
-                f'cx="{mx + 2 + slot * 3}" cy="{y + 4}" r="2"/>'
+                f'cx="{mx + 2 + slot * 3}" cy="{y + 4}" r="2.5"/>'
             )
     return (
         f'<g class="inv kind-{bar.kind}-inv" data-b="{number}" data-kind="{bar.kind}" '
@@ -246,7 +263,7 @@ def _bar(bar: Bar, number: int) -> str:
 def _bar_data(bar: Bar) -> dict[str, Any]:
     details = dict(bar.details)
     kind = "init" if bar.init_only and bar.kind == "cold" else bar.kind
-    title = TITLES[kind]
+    title = TITLES[kind] if bar.count == 1 else f"{bar.count} warm invocations in a row"
     if bar.init_only and details.get("initialization_type") not in (None, "on-demand"):
         title += f" ({details['initialization_type']})"
     details["title"] = title
@@ -268,6 +285,9 @@ def _title_text(bar: Bar) -> str:
     parts = [data["title"], f"{data['environment']}"]
     if "request_id" in data:
         parts.append(f"request {data['request_id']}")
+    if "request_ids" in data:
+        parts.append(f"{data['invocations']} invocations, requests {data['request_ids']}")
+        parts.append(f"duration median {data['duration_median_ms']} ms")
     if "duration_ms" in data:
         parts.append(f"duration {data['duration_ms']:.2f} ms")
     if "billed_duration_ms" in data:
@@ -279,6 +299,10 @@ def _title_text(bar: Bar) -> str:
     for connection in data["connections"]:
         parts.append(f"connection {connection['address']} at {connection['frame'] or '?'}")
     return "; ".join(parts)
+
+
+def _never(chart: Timeline, figure: str) -> bool:
+    return figure.removesuffix("_invocations") in RARE and not chart.figures.get(figure)
 
 
 def _figure(value: Any) -> str:

@@ -26,6 +26,10 @@ BREAK_COLUMNS = 3
 SEGMENT_GAP_COLUMNS = 2
 # Bars drawn per function: past this the timeline says how many it left out.
 MAX_BARS = 2000
+# This many warm invocations in a row on one lane, with nothing else happening and
+# no connection opened, are one wider bar (a loop of 1000 reads as one).
+RUN_LENGTH = 4
+RUN_COLUMNS = 3
 # Shutdown reasons worth a mark: the routine ones (end of the test) are not.
 NOTABLE_SHUTDOWNS = ("timeout", "exit", "init error", "idle timeout")
 
@@ -62,10 +66,14 @@ class Bar:
     connections: list[dict[str, Any]] = field(default_factory=list)
     # Only an init: provisioned ahead of traffic, or initialised and never invoked.
     init_only: bool = False
+    # Invocations this bar stands for: more than one for a run of quiet warm ones.
+    count: int = 1
 
     @property
     def columns(self) -> int:
-        return self.init_columns + (0 if self.init_only else 1)
+        if self.init_only:
+            return self.init_columns
+        return self.init_columns + (RUN_COLUMNS if self.count > 1 else 1)
 
 
 @dataclass
@@ -155,17 +163,20 @@ def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timel
             for invocation in environment.get("invocations") or ():
                 owner.setdefault((uid, invocation["request_id"]), index)
     used = {uid: e for uid, e in latest.items() if _was_used(e)}
-    lanes, lane_of = _lanes(used, first_test, owner, tests)
+    lanes, lane_of = _lanes(used, first_test, owner)
     items: list[_Item] = []
     for uid, environment in used.items():
         items += _items(environment, lane_of[uid], first_test[uid], owner, tests)
     items.sort(key=lambda item: (item.test_index, item.start, item.order))
-    left_out = max(0, len(items) - MAX_BARS)
+    every = [item.bar for item in items]
+    figures = figures_of(every, len(tests))
+    test_figures = {test: figures_of([b for b in every if b.test == test], 1) for test in tests}
+    items = _runs_joined(items)
+    left_out = sum(item.bar.count for item in items[MAX_BARS:])
     items = items[:MAX_BARS]
     segments, breaks, columns = _place(items, len(lanes), tests)
     bars = [item.bar for item in items]
     _mark_shutdowns(lanes, used, lane_of, bars)
-    test_figures = {test: figures_of([b for b in bars if b.test == test], 1) for test in tests}
     return Timeline(
         function_name=key[0],
         handler=key[1],
@@ -175,7 +186,7 @@ def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timel
         segments=segments,
         breaks=breaks,
         columns=columns,
-        figures=figures_of(bars, len(tests)),
+        figures=figures,
         test_figures=test_figures,
         left_out=left_out,
     )
@@ -194,7 +205,6 @@ def _lanes(
     environments: dict[str, dict[str, Any]],
     first_test: dict[str, int],
     owner: dict[tuple[str, str], int],
-    tests: list[str],
 ) -> tuple[list[Lane], dict[str, int]]:
     """A lane per environment id ("env-1"...); environments of different tests share
     the lane of their id, one that lives alongside another of the same id gets its own."""
@@ -291,6 +301,57 @@ def _items(
         start = items[0].start - 1e-6 if items else float("-inf")
         items.insert(0, _Item(first_test, -1, start, start, lane, bar))
     return items
+
+
+def _runs_joined(items: list[_Item]) -> list[_Item]:
+    """Each run of RUN_LENGTH or more quiet warm invocations in a row as one bar."""
+    joined: list[_Item] = []
+    run: list[_Item] = []
+
+    def flush() -> None:
+        if len(run) >= RUN_LENGTH:
+            joined.append(_run_item(run))
+        else:
+            joined.extend(run)
+        run.clear()
+
+    for item in items:
+        quiet = item.bar.kind == "warm" and not item.bar.connections and not item.bar.init_columns
+        same = run and (run[-1].lane, run[-1].test_index) == (item.lane, item.test_index)
+        if not (quiet and (same or not run)):
+            flush()
+        if quiet:
+            run.append(item)
+        else:
+            joined.append(item)
+    flush()
+    return joined
+
+
+def _run_item(run: list[_Item]) -> _Item:
+    first, last = run[0].bar.details, run[-1].bar.details
+    durations = [float(i.bar.details.get("duration_ms") or 0) for i in run]
+    details = {
+        "kind": "warm",
+        "test": first["test"],
+        "environment": first["environment"],
+        "initialization_type": first.get("initialization_type"),
+        "invocations": len(run),
+        "request_ids": f"{first.get('request_id')} \u2026 {last.get('request_id')}",
+        "duration_median_ms": round(statistics.median(durations), 3),
+        "duration_max_ms": round(max(durations), 3),
+        "billed_duration_ms": sum(int(i.bar.details.get("billed_duration_ms") or 0) for i in run),
+    }
+    bar = Bar(
+        kind="warm",
+        test=run[0].bar.test,
+        environment_uid=run[0].bar.environment_uid,
+        lane=run[0].lane,
+        column=0,
+        details=details,
+        count=len(run),
+    )
+    return _Item(run[0].test_index, run[0].order, run[0].start, run[-1].end, run[0].lane, bar)
 
 
 def _details(
@@ -403,7 +464,6 @@ def figures_of(bars: list[Bar], tests: int) -> dict[str, Any]:
         "init_median_ms": round(statistics.median(inits), 2) if inits else None,
         "duration_median_ms": round(statistics.median(durations), 3) if durations else None,
         "duration_max_ms": round(max(durations), 3) if durations else None,
-        "billed_ms": sum(int(b.details.get("billed_duration_ms") or 0) for b in invocations),
         "connections": sum(per_environment.values()),
         "connections_max_per_environment": max(per_environment.values(), default=0),
     }

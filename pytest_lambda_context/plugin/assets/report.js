@@ -3,7 +3,8 @@
   "use strict";
   var sections = Array.prototype.slice.call(document.querySelectorAll("section.function"));
   var tip = document.getElementById("tip");
-  var select = document.getElementById("test-filter");
+  var tests = document.getElementById("test-filter");
+  var functionSelect = document.getElementById("function-filter");
   var shown = document.getElementById("shown");
 
   function dataOf(section) {
@@ -42,10 +43,14 @@
     var table = document.createElement("table");
     var rows = [
       ["request id", bar.request_id],
+      ["invocations", bar.invocations],
+      ["request ids", bar.request_ids],
+      ["duration median", ms(bar.duration_median_ms)],
+      ["duration max", ms(bar.duration_max_ms)],
       ["environment", bar.environment + (bar.initialization_type && bar.initialization_type !== "on-demand" ? " (" + bar.initialization_type + ")" : "")],
       ["test", bar.test],
       ["duration", ms(bar.duration_ms)],
-      ["billed duration", ms(bar.billed_duration_ms)],
+      [bar.invocations ? "billed in all" : "billed duration", ms(bar.billed_duration_ms)],
       ["init duration", ms(bar.init_duration_ms)],
       ["restore duration", ms(bar.restore_duration_ms)],
       ["error", bar.error_type ? bar.error_type + ": " + bar.error_message : null],
@@ -105,7 +110,7 @@
     });
   }
 
-  function filter(test) {
+  function filter(test, name) {
     var functions = 0;
     var invocations = 0;
     sections.forEach(function (section) {
@@ -114,7 +119,7 @@
       var segments = Array.prototype.slice.call(svg.querySelectorAll("g.segment"));
       var matching = segments.filter(function (g) { return !test || g.getAttribute("data-test") === test; });
       segments.forEach(function (g) { g.style.display = matching.indexOf(g) >= 0 ? "" : "none"; });
-      section.hidden = matching.length === 0;
+      section.hidden = matching.length === 0 || (name && section.getAttribute("data-function") !== name);
       if (section.hidden) return;
       functions += 1;
       var figures = test ? data.test_figures[test] : data.figures;
@@ -126,27 +131,41 @@
       svg.setAttribute("viewBox", x0 + " 0 " + (x1 - x0) + " " + height);
       svg.setAttribute("width", String(x1 - x0));
     });
-    shown.textContent = (test ? "test " + test + ": " : "all tests: ") + functions +
-      (functions === 1 ? " function, " : " functions, ") + invocations +
-      (invocations === 1 ? " invocation" : " invocations");
-    document.body.setAttribute("data-filter", test || "");
+    shown.textContent = "shown: " + functions + (functions === 1 ? " function, " : " functions, ") +
+      invocations + (invocations === 1 ? " invocation" : " invocations");
+    document.body.setAttribute("data-filter", (name ? "function=" + name : "") +
+      (name && test ? " " : "") + (test ? "test=" + test : ""));
   }
 
+  function choose(select, value) {
+    var known = Array.prototype.some.call(select.options, function (o) { return o.value === value; });
+    select.value = known ? value : "";
+  }
+
+  // #function=NAME&test=NODEID: a link to one view of the report.
   function fromHash() {
-    var match = /^#test=(.*)$/.exec(window.location.hash);
-    var test = match ? decodeURIComponent(match[1]) : "";
-    var known = Array.prototype.some.call(select.options, function (o) { return o.value === test; });
-    select.value = known ? test : "";
-    filter(select.value);
+    var wanted = {};
+    window.location.hash.replace(/^#/, "").split("&").forEach(function (part) {
+      var at = part.indexOf("=");
+      if (at > 0) wanted[part.slice(0, at)] = decodeURIComponent(part.slice(at + 1));
+    });
+    choose(tests, wanted.test || "");
+    choose(functionSelect, wanted["function"] || "");
+    filter(tests.value, functionSelect.value);
   }
 
-  select.addEventListener("change", function () {
-    var test = select.value;
+  function changed() {
+    var parts = [];
+    if (functionSelect.value) parts.push("function=" + encodeURIComponent(functionSelect.value));
+    if (tests.value) parts.push("test=" + encodeURIComponent(tests.value));
     if (window.history && window.history.replaceState) {
-      window.history.replaceState(null, "", test ? "#test=" + encodeURIComponent(test) : "#");
+      window.history.replaceState(null, "", "#" + parts.join("&"));
     }
-    filter(test);
-  });
+    filter(tests.value, functionSelect.value);
+  }
+
+  tests.addEventListener("change", changed);
+  functionSelect.addEventListener("change", changed);
   window.addEventListener("hashchange", fromHash);
   fromHash();
   document.body.setAttribute("data-ready", "true");

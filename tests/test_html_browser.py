@@ -1,0 +1,156 @@
+"""The HTML report in a real browser: headless Chromium from the distribution's packages.
+
+Chromium runs the page's own scripts (hover details, filters) and paints it; the
+tests read its DOM afterwards (--dump-dom) and the colours of its screenshot.
+Missing Chromium: skipped with a reason; in CI (CI=true) a failure (see _chromium).
+
+With UPDATE_SCREENSHOTS=1 the example suite's screenshot is also copied to
+docs/images/html-report.png, the one README.md and docs/reports.md show.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from _chromium import chromium, dump_dom, screenshot
+from _kinds_project import write_kinds_project
+from _png import Screenshot
+from _report_page import parse
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+README_IMAGE = ROOT / "docs" / "images" / "html-report.png"
+# The bar colours of report.css, as a screenshot has them.
+COLOURS = {
+    "cold": (0x25, 0x63, 0xEB),
+    "warm": (0x16, 0xA3, 0x4A),
+    "error": (0xEA, 0x58, 0x0C),
+    "timeout": (0xDC, 0x26, 0x26),
+    "init": (0x93, 0xC5, 0xFD),
+}
+# A bar is 10 x 14 px (html_report.BAR_WIDTH, BAR_HEIGHT): 14 pixel rows with a run of
+# 6 pixels of its colour (its rounded corners take the rest). The legend's swatches
+# are 12 px high: fewer rows than any bar, so a colour shown only there counts as absent.
+RUN = 6
+BAR_ROWS = 13
+# Pixels of the hatch's colour in one init (10 x 14 px, about half of it striped).
+INIT_PIXELS = 30
+CONCURRENT = "tests/test_es_memoized.py::test_three_concurrent_environments_open_three"
+
+
+@pytest.fixture(scope="module")
+def example_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of the example suite, run as the README's quick start runs it."""
+    chromium()  # skip (or fail in CI) before spending the run
+    folder = tmp_path_factory.mktemp("example-report")
+    page = folder / "report.html"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-c",
+            "examples/pytest.ini",
+            "--lambda-es=embedded",
+            "examples",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            f"--lambda-html={page}",
+            f"--lambda-report={folder / 'report.json'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    return page
+
+
+def test_the_browser_draws_every_function_of_the_example_suite(example_report: Path) -> None:
+    written = parse(example_report.read_text())
+    page = parse(dump_dom(example_report))
+
+    assert page.body.get("data-ready") == "true", "the page's script did not run to its end"
+    assert [s.function for s in page.sections] == [s.function for s in written.sections]
+    assert {"app-counter", "es_app-search", "es_app-per_invocation"} <= set(page.functions)
+    assert not any(s.hidden for s in page.sections)
+    kinds = {kind for section in page.sections for kind, _, _ in section.bars}
+    assert {"cold", "warm", "error"} <= kinds
+    invocations = sum(int(s.figures["invocations"]) for s in written.sections)
+    functions = len(written.sections)
+    assert page.shown == f"shown: {functions} functions, {invocations} invocations"
+    search = page.section("es_app-search")
+    assert search.figures == written.section("es_app-search").figures
+    assert search.marks >= 6  # a connection per environment, each drawn
+
+
+def test_a_link_to_one_test_shows_only_that_tests_timeline(example_report: Path) -> None:
+    page = parse(dump_dom(example_report, f"#test={quote(CONCURRENT)}"))
+
+    assert page.body.get("data-filter") == f"test={CONCURRENT}"
+    shown = [s for s in page.sections if not s.hidden]
+    assert [s.function for s in shown] == ["es_app-search"]
+    (search,) = shown
+    assert [test for test, hidden in search.segments.items() if not hidden] == [CONCURRENT]
+    # The figures are the test's own: 30 events over 3 environments, one connection each.
+    assert search.figures["invocations"] == "30"
+    assert search.figures["environments"] == "3"
+    assert search.figures["cold_starts"] == "3"
+    assert search.figures["connections"] == "3"
+    assert page.shown == "shown: 1 function, 30 invocations"
+
+
+def test_the_screenshot_shows_the_bars_in_their_colours(
+    example_report: Path, tmp_path: Path
+) -> None:
+    path = screenshot(
+        example_report,
+        tmp_path / "report.png",
+        width=1200,
+        height=440,
+        fragment="#function=es_app-search",
+    )
+    image = Screenshot(path)
+    for kind in ("cold", "warm"):
+        assert image.rows_with_run(COLOURS[kind], RUN) >= BAR_ROWS, kind
+    # The init in front of each of the 7 cold starts is hatched: stripes, no solid run.
+    assert image.count(COLOURS["init"]) >= 7 * INIT_PIXELS
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        README_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, README_IMAGE)
+
+
+def test_errors_and_timeouts_are_painted_in_their_own_colours(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    chromium()
+    project = write_kinds_project(pytester)
+    report = project.path / "report.html"
+    project.runpytest("-p", "no:cacheprovider", f"--lambda-html={report}").assert_outcomes(passed=3)
+    image = Screenshot(screenshot(report, tmp_path / "kinds.png", width=900, height=500))
+    for kind in ("cold", "warm", "error", "timeout"):
+        assert image.rows_with_run(COLOURS[kind], RUN) >= BAR_ROWS, kind
+    assert image.count(COLOURS["init"]) >= 3 * INIT_PIXELS
+    # Filtered to the other test, none of the first test's error or timeout bars remain.
+    other = "test_kinds.py::test_hostile_name[</script><b>bold</b>]"
+    filtered = Screenshot(
+        screenshot(
+            report,
+            tmp_path / "filtered.png",
+            width=900,
+            height=500,
+            fragment=f"#test={quote(other)}",
+        )
+    )
+    assert filtered.rows_with_run(COLOURS["cold"], RUN) >= BAR_ROWS
+    for kind in ("error", "timeout", "warm"):
+        assert filtered.rows_with_run(COLOURS[kind], RUN) < BAR_ROWS, kind

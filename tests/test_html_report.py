@@ -1,0 +1,125 @@
+"""``--lambda-html``: the report a person opens, written from real runs (pytester).
+
+What the page shows is read back from the file here; tests/test_html_browser.py
+checks what a browser makes of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from _kinds_project import HANDLER, write_kinds_project
+from _report_page import parse
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def report_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    return write_kinds_project(pytester)
+
+
+def test_the_page_shows_every_environment_invocation_and_connection(report_project):
+    page_path = report_project.path / "out" / "report.html"
+    json_path = report_project.path / "report.json"
+    result = report_project.runpytest(
+        "-p", "no:cacheprovider", f"--lambda-html={page_path}", f"--lambda-report={json_path}"
+    )
+    result.assert_outcomes(passed=3)
+    text = page_path.read_text()
+    page = parse(text)
+
+    # One section per function that was invoked; the test that never invoked has none.
+    assert [s.function for s in page.sections] == ["app-main", "second"]
+    assert not any("never_invoked" in test for test in page.tests)
+    main = page.section("app-main")
+    kinds = [kind for kind, _, _ in main.bars]
+    # cold (with a connection), warm, error, timeout (the environment is shut down),
+    # a cold start in a new environment, then after a 5 minute pause two at once.
+    assert kinds[:5] == ["cold", "warm", "error", "timeout", "cold"]
+    assert sorted(kinds[5:]) == ["cold", "warm", "warm", "warm"]
+    assert main.lanes == ["env-1", "env-2", "env-3"]
+    assert main.shutdowns == ["\u2715"]
+    assert main.marks == 1
+    assert main.figures["invocations"] == "9"
+    assert main.figures["cold_starts"] == "3"
+    assert main.figures["environments"] == "3"
+    assert main.figures["connections"] == "1"
+    assert main.figures["timeout_invocations"] == "1"
+    assert main.figures["error_invocations"] == "1"
+    assert "5 min" in text
+
+    # Hover details are the invocation's own figures, as the JSON report has them.
+    recorded = json.loads(json_path.read_text())["functions"]
+    (function,) = [f for f in recorded if f["test"].endswith("test_every_kind")]
+    first = function["environments"][0]["invocations"][0]
+    bar = main.data["bars"][main.bars[0][1]]
+    assert bar["request_id"] == first["request_id"]
+    assert bar["duration_ms"] == first["duration_ms"]
+    assert bar["billed_duration_ms"] == first["billed_duration_ms"]
+    assert bar["init_duration_ms"] == first["init_duration_ms"]
+    (connection,) = bar["connections"]
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", connection["address"])
+    lines = HANDLER.strip().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "create_connection" in text)
+    assert connection["frame"] == f"app/main.py:{line} in handler"
+    timeout = main.data["bars"][main.bars[3][1]]
+    assert timeout["error_type"] == "Sandbox.Timedout"
+    assert timeout["shutdown_reason"] == "timeout"
+
+    # Filters by function and by test (every test that invoked), per-test figures.
+    assert page.functions == ["app-main", "second"]
+    assert page.tests == [
+        "test_kinds.py::test_every_kind",
+        "test_kinds.py::test_hostile_name[</script><b>bold</b>]",
+    ]
+    assert main.data["test_figures"]["test_kinds.py::test_every_kind"]["invocations"] == 9
+
+
+def test_the_page_fetches_nothing_and_escapes_what_tests_named(report_project):
+    page_path = report_project.path / "report.html"
+    report_project.runpytest("-p", "no:cacheprovider", f"--lambda-html={page_path}")
+    text = page_path.read_text()
+    page = parse(text)
+    assert page.fetching_tags == []
+    assert [r for r in page.references if not r.startswith("#")] == []
+    assert not re.search(r"url\((?!#)|@import|https?://", text)
+    # The parametrize id is text, never markup, and cannot end the data script early.
+    assert "<b>bold</b>" not in text
+    assert text.count("</script>") == 1 + len(page.sections)
+
+
+def test_the_ini_option_writes_it_and_a_session_without_functions_says_so(
+    pytester: pytest.Pytester,
+):
+    pytester.makeini("[pytest]\nlambda_html = reports/lambda.html\n")
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    text = (pytester.path / "reports" / "lambda.html").read_text()
+    assert "No Lambda function was invoked in this session." in text
+    assert parse(text).sections == []
+
+
+def test_under_xdist_the_controller_writes_every_workers_functions(report_project):
+    pytest.importorskip("xdist")
+    report_project.makepyfile(
+        test_other="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.main.handler", function_name="third")
+        def test_third(lambda_function):
+            lambda_function.invoke({})
+            lambda_function.invoke({})
+        """
+    )
+    page_path = report_project.path / "report.html"
+    result = report_project.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "xdist", "-n", "2", f"--lambda-html={page_path}"
+    )
+    result.assert_outcomes(passed=4)
+    page = parse(page_path.read_text())
+    assert sorted(s.function for s in page.sections) == ["app-main", "second", "third"]
+    assert page.section("third").figures["invocations"] == "2"
+    assert page.section("app-main").figures["invocations"] == "9"
