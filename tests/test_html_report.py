@@ -43,6 +43,7 @@ def test_the_page_shows_every_environment_invocation_and_connection(report_proje
     assert main.lanes == ["env-1", "env-2", "env-3"]
     assert main.shutdowns == ["\u2715"]
     assert main.marks == 1
+    assert main.figures["tests"] == "1"  # the test that made it and never invoked: none
     assert main.figures["invocations"] == "9"
     assert main.figures["cold_starts"] == "3"
     assert main.figures["environments"] == "3"

@@ -169,8 +169,9 @@ def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timel
         items += _items(environment, lane_of[uid], first_test[uid], owner, tests)
     items.sort(key=lambda item: (item.test_index, item.start, item.order))
     every = [item.bar for item in items]
-    figures = figures_of(every, len(tests))
-    test_figures = {test: figures_of([b for b in every if b.test == test], 1) for test in tests}
+    shown = [test for test in tests if any(b.test == test for b in every)]
+    figures = figures_of(every, len(shown))
+    test_figures = {test: figures_of([b for b in every if b.test == test], 1) for test in shown}
     items = _runs_joined(items)
     left_out = sum(item.bar.count for item in items[MAX_BARS:])
     items = items[:MAX_BARS]
