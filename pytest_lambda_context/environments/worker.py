@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 from pytest_lambda_context.environments import sandbox
+from pytest_lambda_context.environments.worker_debugger import explain_debugger_quit
 
 __all__ = [
     "PRELOAD",
@@ -375,6 +376,9 @@ class _Worker:
                 _flush()
                 atexit._run_exitfuncs()
                 return 0
+            if reply[2] is not None:  # an error: a debugger that had no terminal, say so
+                payload = explain_debugger_quit(reply[2], self.config["environment_id"])
+                reply = (*reply[:2], payload, *reply[3:])
             _flush()
             try:
                 send_message(channel, reply)
