@@ -28,6 +28,7 @@ _EXPORTS = {
     "MarshalError": "pytest_lambda_context.runtime.errors",
     "RuntimeExitError": "pytest_lambda_context.runtime.errors",
     "TcpProxy": "pytest_lambda_context.observe.proxy",
+    "TestSidePatchWarning": "pytest_lambda_context.environments.test_side_patches",
     "EmbeddedElasticsearch": "pytest_lambda_context.services.elasticsearch.embedded",
     "ElasticsearchService": "pytest_lambda_context.services.elasticsearch.service",
     "AwsService": "pytest_lambda_context.services.aws",
@@ -53,11 +54,13 @@ __all__ = [
     "PluginClock",
     "RuntimeExitError",
     "TcpProxy",
+    "TestSidePatchWarning",
 ]
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.base import ExecutionEnvironment
     from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.environments.test_side_patches import TestSidePatchWarning
     from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
     from pytest_lambda_context.observe.guard import BlockedLookupError, NetworkBlockedError
     from pytest_lambda_context.observe.proxy import TcpProxy

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
+from pytest_lambda_context.environments import test_side_patches
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.environments.config import (
     check_config,
@@ -111,6 +112,10 @@ class LambdaFunction:
             clock=self.clock,
             host_paths=tuple(os.fspath(p) for p in host_paths),
         )
+        if isolation == "process":
+            # The function's modules as the test has them now: a later test-side patch
+            # of one of them, which cannot reach a worker, is then noticed and said.
+            test_side_patches.observe(self.code_root_prefix)
         self.environments: list[ExecutionEnvironment] = []
         self.invocations: list[Invocation] = []
         self.connections = ConnectionLog()

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from pytest_lambda_context.environments import sandbox
+from pytest_lambda_context.environments import sandbox, test_side_patches
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.environments.template import PACKAGE_PARENT, sys_path
 from pytest_lambda_context.environments.worker import recv_message, send_message
@@ -240,16 +240,24 @@ class ProcessEnvironment(ExecutionEnvironment):
 
     # -- init and invoke -------------------------------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
+        self._warn_test_side_patches()
         with self._proxied(request_id) as proxied:
             outcome = self._init_worker(request_id)
         outcome.events = [*outcome.events, *proxied]
         return outcome
 
     def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+        self._warn_test_side_patches()
         with self._proxied(request_id) as proxied:
             outcome = self._invoke_worker(request_id, event, deadline_ms)
         outcome.events = [*outcome.events, *proxied]
         return outcome
+
+    def _warn_test_side_patches(self) -> None:
+        # The test's monkeypatch/mock.patch of the function's modules stays in this
+        # process: say so rather than let the test check something else.
+        spec = self.spec
+        test_side_patches.check(spec.code_root_prefix, spec.function_name, self.id)
 
     @contextlib.contextmanager
     def _proxied(self, request_id: str | None) -> Iterator[list[Any]]:
