@@ -4,7 +4,6 @@ message that says how to get one (process isolation), never a bare BdbQuit."""
 from __future__ import annotations
 
 import sys
-import textwrap
 
 import pytest
 
@@ -41,8 +40,7 @@ TESTS = """
 @pytest.fixture
 def debugged(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.mkpydir("app")
-    (pytester.path / "app" / "debugged.py").write_text(textwrap.dedent(HANDLER))
-    (pytester.path / "test_debugged.py").write_text(textwrap.dedent(TESTS))
+    pytester.makepyfile(**{"app/debugged": HANDLER, "test_debugged": TESTS})
     return pytester
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import textwrap
 
 import pytest
 
@@ -57,8 +56,7 @@ TESTS = """
 @pytest.fixture
 def patched(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.mkpydir("app")
-    (pytester.path / "app" / "search.py").write_text(textwrap.dedent(HANDLER))
-    (pytester.path / "test_patched.py").write_text(textwrap.dedent(TESTS))
+    pytester.makepyfile(**{"app/search": HANDLER, "test_patched": TESTS})
     return pytester
 
 
@@ -71,9 +69,10 @@ def test_each_patch_gets_a_warning_that_says_what_to_do(patched: pytest.Pytester
     result.stdout.fnmatch_lines(
         [
             "test_patched.py::test_monkeypatch",
-            "*test_patched.py:12: TestSidePatchWarning: app.search.get_client was replaced "
+            "*test_patched.py:*: TestSidePatchWarning: app.search.get_client was replaced "
             "in the test process (monkeypatch, mock.patch), but env-1 of app-search runs in "
             "a worker process (isolation='process') with its own app.search*",
+            '    assert lambda_function.invoke({}) == "real client"',
             "test_patched.py::test_mock_patch",
             "test_patched.py::test_lambda_env_then_patch",
         ]
