@@ -27,6 +27,8 @@ _EXPORTS = {
     "InvocationTimeout": "pytest_lambda_context.runtime.errors",
     "MarshalError": "pytest_lambda_context.runtime.errors",
     "RuntimeExitError": "pytest_lambda_context.runtime.errors",
+    "SnapStartError": "pytest_lambda_context.runtime.errors",
+    "SnapStartTimeoutError": "pytest_lambda_context.runtime.errors",
     "TcpProxy": "pytest_lambda_context.observe.proxy",
     "TestSidePatchWarning": "pytest_lambda_context.environments.test_side_patches",
     "EmbeddedElasticsearch": "pytest_lambda_context.services.elasticsearch.embedded",
@@ -53,6 +55,8 @@ __all__ = [
     "NetworkBlockedError",
     "PluginClock",
     "RuntimeExitError",
+    "SnapStartError",
+    "SnapStartTimeoutError",
     "TcpProxy",
     "TestSidePatchWarning",
 ]
@@ -73,6 +77,8 @@ if TYPE_CHECKING:
         LambdaError,
         MarshalError,
         RuntimeExitError,
+        SnapStartError,
+        SnapStartTimeoutError,
     )
     from pytest_lambda_context.runtime.records import Invocation
     from pytest_lambda_context.services.aws import AwsService

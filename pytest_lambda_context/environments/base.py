@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["ExecutionEnvironment"]
 
 log = logging.getLogger("pytest_lambda_context")
+_RESTORE_ERRORS = ("snapstart", "snapstart_timeout")
 
 
 class RemoteTraceback(Exception):
@@ -68,8 +69,10 @@ class ExecutionEnvironment:
         env_id: str,
         initialization_type: InitializationType,
         variables: dict[str, str],
+        tmpdir: str | None = None,
     ) -> None:
-        """``variables``: the function's own ``env``, placeholders filled in."""
+        """``variables``: the function's own ``env``, placeholders filled in; ``tmpdir``:
+        a /tmp folder shared with others (a Managed Instances environment's), not ours."""
         self.spec = spec
         self._sink = sink
         self.id = env_id
@@ -78,6 +81,9 @@ class ExecutionEnvironment:
         self.shutdown_reason: str | None = None
         self.init_duration_ms: float | None = None
         self.init_error: dict[str, Any] | None = None
+        # SnapStart: an environment restored from the snapshot has no init of its own.
+        self.restore_duration_ms: float | None = None
+        self.billed_restore_duration_ms: int | None = None
         self.invocations: list[Invocation] = []
         self.connections = ConnectionLog()
         # boto3/botocore clients created by function code (events from the aws monitor).
@@ -91,7 +97,8 @@ class ExecutionEnvironment:
         self.log_stream_name = f"2026/01/01/[$LATEST]{secrets.token_hex(16)}"
         self._function_variables = variables
         # Lambda gives each environment its own /tmp.
-        self._tmpdir = tempfile.mkdtemp(
+        self._owns_tmpdir = tmpdir is None
+        self._tmpdir = tmpdir or tempfile.mkdtemp(
             prefix=f"lambda-{spec.function_name}-{env_id}-", dir=spec.tmp_root
         )
 
@@ -186,7 +193,11 @@ class ExecutionEnvironment:
             assert outcome.payload is not None
             self.init_error = outcome.payload
             self.shutdown("init error")
-            raise InitError(outcome.payload) from outcome.exc or _remote_cause(outcome.payload)
+            # An InitError; a SnapStart restore fails with its own (see ERROR_CLASSES).
+            exc_class = (
+                ERROR_CLASSES[outcome.kind] if outcome.kind in _RESTORE_ERRORS else InitError
+            )
+            raise exc_class(outcome.payload) from outcome.exc or _remote_cause(outcome.payload)
         self.state = "warm"
         return outcome.duration_ms
 
@@ -203,7 +214,7 @@ class ExecutionEnvironment:
             cold = True
             try:
                 init_ms = self._init(request_id)
-            except InitError as exc:
+            except LambdaError as exc:
                 self._record(
                     request_id,
                     True,
@@ -287,6 +298,8 @@ class ExecutionEnvironment:
             memory_size_mb=self.spec.memory_mb,
             max_memory_used_mb=self._max_memory_used_mb(),
             init_duration_ms=init_ms if cold else None,
+            restore_duration_ms=self.restore_duration_ms if cold else None,
+            billed_restore_duration_ms=self.billed_restore_duration_ms if cold else None,
             connections_opened=connections,
             clients_created=clients,
             started_at=started_at,
@@ -319,6 +332,7 @@ class ExecutionEnvironment:
             "shutdown_reason": self.shutdown_reason,
             "initialization_type": self.initialization_type,
             "init_duration_ms": self.init_duration_ms,
+            "restore_duration_ms": self.restore_duration_ms,
             "init_error": self.init_error,
             "invocation_count": len(self.invocations),
             "invocations": [i.to_dict() for i in self.invocations] if invocations else [],

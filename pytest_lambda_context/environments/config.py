@@ -21,18 +21,21 @@ def check_config(
     env: Mapping[str, str] | None = None,
     timeout: float = 3.0,
     memory_mb: int = 128,
-    isolation: str = "module",
+    isolation: str | None = "module",
     idle_timeout: float | None = None,
     max_concurrency: int | None = None,
     network: str = "allow",
+    snap_start: bool = False,
+    per_environment_concurrency: int | None = None,
     **others: Any,
 ) -> None:
     """Raise TypeError or ValueError, saying what is wrong, for a bad function setting.
 
     Shared by ``LambdaFunction`` and the ``lambda_handler`` marker, so a bad marker
-    argument is reported when tests are collected.
+    argument is reported when tests are collected. ``isolation=None``: not known yet
+    (the lambda_isolation option decides), so not checked against the other settings.
     """
-    if isolation not in ISOLATIONS:
+    if isolation is not None and isolation not in ISOLATIONS:
         raise ValueError(
             f"isolation={isolation!r} is not valid; choose one of: {', '.join(ISOLATIONS)}"
         )
@@ -46,7 +49,37 @@ def check_config(
         check_number("idle_timeout", idle_timeout, minimum=0)
     if max_concurrency is not None:
         check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
+    check_execution_model(isolation, snap_start, per_environment_concurrency)
     check_env(env)
+
+
+def check_execution_model(
+    isolation: str | None, snap_start: Any, per_environment_concurrency: Any
+) -> None:
+    """SnapStart and Lambda Managed Instances: process isolation only, and not both."""
+    if not isinstance(snap_start, bool):
+        raise TypeError(f"snap_start must be True or False, not {snap_start!r}")
+    if per_environment_concurrency is not None:
+        check_number(
+            "per_environment_concurrency", per_environment_concurrency, minimum=1, integer=True
+        )
+    if snap_start:
+        model: str | None = "snap_start=True"
+    elif per_environment_concurrency is not None:
+        model = f"per_environment_concurrency={per_environment_concurrency}"
+    else:
+        model = None
+    if model is not None and isolation not in ("process", None):
+        raise ValueError(
+            f"{model} needs isolation='process': a restore from a snapshot and the runtime "
+            "processes of an environment are forks of worker processes, which module "
+            "isolation does not have. Use isolation='process' (or --lambda-isolation=process)"
+        )
+    if snap_start and per_environment_concurrency is not None:
+        raise ValueError(
+            "snap_start=True and per_environment_concurrency: Lambda Managed Instances do "
+            "not support SnapStart; choose one"
+        )
 
 
 def default_name(module_name: str, handler: str) -> str:

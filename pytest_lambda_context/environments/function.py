@@ -29,6 +29,7 @@ from pytest_lambda_context.runtime.handler import parse_handler
 from pytest_lambda_context.runtime.records import Invocation, json_copy
 
 if TYPE_CHECKING:
+    from pytest_lambda_context.environments.snapstart import SnapStart
     from pytest_lambda_context.environments.template import WorkerTemplate
 
 __all__ = ["LambdaFunction"]
@@ -56,6 +57,8 @@ class LambdaFunction:
         worker_pool: WorkerTemplate | None = None,
         tmp_root: str | os.PathLike[str] | None = None,
         host_paths: Sequence[str | os.PathLike[str]] = (),
+        snap_start: bool = False,
+        per_environment_concurrency: int | None = None,
     ) -> None:
         if not isinstance(handler, str):
             raise TypeError(
@@ -69,6 +72,8 @@ class LambdaFunction:
             idle_timeout=idle_timeout,
             max_concurrency=max_concurrency,
             network=network,
+            snap_start=snap_start,
+            per_environment_concurrency=per_environment_concurrency,
         )
         self.env = check_env(env)
         self.handler = handler
@@ -84,6 +89,10 @@ class LambdaFunction:
         self.idle_timeout = idle_timeout
         self.max_concurrency = max_concurrency
         self.network = network
+        self.snap_start = snap_start
+        self.per_environment_concurrency = per_environment_concurrency
+        # snap_start: the published version's snapshot (made at the first cold start).
+        self._snap_start: SnapStart | None = None
         self.clock = clock or PluginClock()
         # Kept as given, not copied: suppliers added later (a tcp_proxy made after the
         # function) are seen when an environment is created.
@@ -111,6 +120,7 @@ class LambdaFunction:
             tmp_root=self.tmp_root,
             clock=self.clock,
             host_paths=tuple(os.fspath(p) for p in host_paths),
+            per_environment_concurrency=per_environment_concurrency,
         )
         if isolation == "process":
             # The function's modules as the test has them now: a later test-side patch
@@ -155,6 +165,8 @@ class LambdaFunction:
             self.idle_timeout,
             self.max_concurrency,
             self.network,
+            self.snap_start,
+            self.per_environment_concurrency,
         )
 
     # -- routing -------------------------------------------------------------------
@@ -178,21 +190,27 @@ class LambdaFunction:
             )
         copies = [json_copy(event, "event") for event in events]
         self._expire_idle()
-        targets = self._idle_environments()[:concurrency]
-        while len(targets) < concurrency:
+        # An environment takes as many requests at once as it has runtime processes.
+        needed = -(-concurrency // (self.per_environment_concurrency or 1))
+        targets = self._idle_environments()[:needed]
+        while len(targets) < needed:
             targets.append(self._new_environment("on-demand"))
-        return self._run_spread(targets, copies)
+        return self._run_spread(targets, copies, concurrency)
 
-    def _run_spread(self, targets: list[ExecutionEnvironment], events: list[Any]) -> list[Any]:
+    def _run_spread(
+        self, targets: list[ExecutionEnvironment], events: list[Any], concurrency: int
+    ) -> list[Any]:
         __tracebackhide__ = True
-        lanes: list[list[int]] = [[] for _ in targets]
+        # One lane per request in flight; lane i goes to environment i // per_environment.
+        per_environment = -(-concurrency // len(targets))
+        lanes: list[list[int]] = [[] for _ in range(concurrency)]
         for index in range(len(events)):
-            lanes[index % len(targets)].append(index)
+            lanes[index % concurrency].append(index)
         outcomes: list[Any] = [None] * len(events)
         interrupted = threading.Event()
 
         def run_lane(lane: int) -> None:
-            environment = targets[lane]
+            environment = targets[lane // per_environment]
             for index in lanes[lane]:
                 if interrupted.is_set():
                     return
@@ -203,10 +221,10 @@ class LambdaFunction:
                 except LambdaError as exc:
                     outcomes[index] = exc
 
-        if self.isolation == "process" and len(targets) > 1:
-            # Worker processes really run at once: one thread drives each environment.
-            with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-                futures = [pool.submit(run_lane, lane) for lane in range(len(targets))]
+        if self.isolation == "process" and concurrency > 1:
+            # Worker processes really run at once: one thread drives each lane.
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                futures = [pool.submit(run_lane, lane) for lane in range(concurrency)]
                 try:
                     # Wait in slices: one long wait can hold a Ctrl-C until all lanes end.
                     while wait(futures, timeout=0.1).not_done:
@@ -243,6 +261,11 @@ class LambdaFunction:
     def provision(self, count: int) -> list[ExecutionEnvironment]:
         """``count`` environments initialised ahead of traffic (provisioned concurrency)."""
         check_number("count", count, minimum=1, integer=True)
+        if self.snap_start:
+            raise ValueError(
+                "provision(): Lambda does not support provisioned concurrency with SnapStart; "
+                "restored environments start from the snapshot (see publish())"
+            )
         created = [self._new_environment("provisioned-concurrency") for _ in range(count)]
         for environment in created:
             environment.init()
@@ -297,12 +320,57 @@ class LambdaFunction:
                 return environment
         return self._new_environment("on-demand")
 
+    def publish(self) -> Any:
+        """Make the SnapStart snapshot now (init, then before-snapshot hooks), as
+        publishing a version does; otherwise the first cold start makes it. Returns the
+        snapshot (``init_duration_ms``, ``connections``); raises InitError if it failed."""
+        __tracebackhide__ = True
+        if not self.snap_start:
+            raise ValueError(
+                "publish() makes a SnapStart snapshot: create the function with "
+                "snap_start=True (and isolation='process')"
+            )
+        self._check_open()
+        return self._snapshots().publish()
+
+    @property
+    def snapshot(self) -> Any:
+        """The SnapStart snapshot once made (None before, or without snap_start)."""
+        return None if self._snap_start is None else self._snap_start.snapshot
+
+    def _snapshots(self) -> SnapStart:
+        if self._snap_start is None:
+            from pytest_lambda_context.environments.snapstart import SnapStart
+
+            self._snap_start = snap_start = SnapStart(self.spec, self, self.resolved_env())
+            self.add_finalizer(snap_start.release)
+        return self._snap_start
+
     def _new_environment(self, initialization_type: InitializationType) -> ExecutionEnvironment:
         self._check_open()
         env_id = f"env-{next(self._env_numbers)}"
-        environment = environment_class(self.isolation)(
-            self.spec, self, env_id, initialization_type, self.resolved_env()
-        )
+        environment: ExecutionEnvironment
+        if self.per_environment_concurrency is not None:
+            from pytest_lambda_context.environments.managed_instances import (
+                ManagedInstanceEnvironment,
+            )
+
+            environment = ManagedInstanceEnvironment(
+                self.spec, self, env_id, initialization_type, self.resolved_env()
+            )
+            self.environments.append(environment)
+            environment.init()  # ahead of traffic, as Managed Instances start environments
+            return environment
+        if self.snap_start:
+            from pytest_lambda_context.environments.snapstart import RestoredEnvironment
+
+            environment = RestoredEnvironment(
+                self.spec, self, env_id, self.resolved_env(), self._snapshots()
+            )
+        else:
+            environment = environment_class(self.isolation)(
+                self.spec, self, env_id, initialization_type, self.resolved_env()
+            )
         self.environments.append(environment)
         return environment
 
@@ -357,7 +425,11 @@ class LambdaFunction:
     # -- results -------------------------------------------------------------------
     @property
     def cold_starts(self) -> int:
-        return sum(1 for e in self.environments if e.init_duration_ms is not None)
+        return sum(
+            1
+            for e in self.environments
+            if e.init_duration_ms is not None or e.restore_duration_ms is not None
+        )
 
     def clients_created(self, service: str | None = None) -> int:
         return sum(

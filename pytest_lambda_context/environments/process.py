@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_lambda_context.environments import sandbox, test_side_patches
 from pytest_lambda_context.environments.base import ExecutionEnvironment
@@ -64,8 +64,20 @@ class _Crashed(Exception):
         self.status = status
 
 
+class Forker(Protocol):
+    """What forks an environment's worker: the template, or a worker standing in for it."""
+
+    def ready(self) -> None: ...
+
+    def fork(self, channel: socket.socket, own_tmp: str, expose: list[str]) -> int: ...
+
+    def reap(self, pid: int, block: bool = True) -> int | None: ...
+
+
 class ProcessEnvironment(ExecutionEnvironment):
     isolation = "process"
+    # Frozen with SIGSTOP between invocations (a Managed Instances runtime process is not).
+    freezes = True
 
     def __init__(
         self,
@@ -74,9 +86,12 @@ class ProcessEnvironment(ExecutionEnvironment):
         env_id: str,
         initialization_type: InitializationType,
         variables: dict[str, str],
+        *,
+        template: Forker | None = None,
+        tmpdir: str | None = None,
     ) -> None:
-        super().__init__(spec, sink, env_id, initialization_type, variables)
-        self._template = sink.worker_template()
+        super().__init__(spec, sink, env_id, initialization_type, variables, tmpdir)
+        self._template: Forker = template or sink.worker_template()
         environ = self._initial_environ()
         code_root = spec.code_root
         self._config: dict[str, Any] | None = {
@@ -212,6 +227,8 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._frozen = False
 
     def _freeze(self) -> None:
+        if not self.freezes:
+            return
         with contextlib.suppress(ProcessLookupError):
             self._signal(signal.SIGSTOP)
             self._frozen = True
@@ -239,6 +256,20 @@ class ProcessEnvironment(ExecutionEnvironment):
         self.shutdown("interrupted")
 
     # -- init and invoke -------------------------------------------------------------
+    @property
+    def init_timeout(self) -> float:
+        """Seconds the init phase may take (Lambda's 10 s for on-demand environments)."""
+        return INIT_TIMEOUT
+
+    def _init_message(self, request_id: str | None, offset: float) -> tuple[Any, ...]:
+        # Sent once: the worker keeps it, and a copy of os.environ per environment
+        # is not worth holding on to here.
+        config, self._config = self._config, None
+        return ("init", config, request_id, offset)
+
+    def _init_timed_out(self, request_id: str | None) -> Outcome:
+        return Outcome("init", payload=timeout_payload(request_id, self.init_timeout, init=True))
+
     def _run_init(self, request_id: str | None) -> Outcome:
         self._warn_test_side_patches()
         with self._proxied(request_id) as proxied:
@@ -283,26 +314,26 @@ class ProcessEnvironment(ExecutionEnvironment):
         offset = self.spec.clock.shift
         try:
             self._spawn()
-            # Sent once: the worker keeps it, and a copy of os.environ per environment
-            # is not worth holding on to here.
-            config, self._config = self._config, None
-            reply = self._request(("init", config, request_id, offset), INIT_TIMEOUT + _SLACK)
+            reply = self._request(
+                self._init_message(request_id, offset), self.init_timeout + _SLACK
+            )
         except TimeoutError:
             self._kill()
-            payload = timeout_payload(request_id, INIT_TIMEOUT, init=True)
-            return Outcome("init", payload=payload, duration_ms=ms_since(started))
+            outcome = self._init_timed_out(request_id)
+            outcome.duration_ms = ms_since(started)
+            return outcome
         except _Crashed as crash:
             payload = _crash_payload(crash.status, request_id)
             return Outcome("init", payload=payload, duration_ms=ms_since(started))
         except BaseException:
             self._abandon()
             raise
-        kind, _, payload, _, events, _, self.tmp_refused = reply
+        kind, result, payload, _, events, _, self.tmp_refused = reply
         if kind == "ok":
             self._freeze()
         # Init Duration as the test process saw it: the fork as well as the init code,
         # as Lambda's includes the runtime's start.
-        return Outcome(kind, payload=payload, duration_ms=ms_since(started), events=events)
+        return Outcome(kind, result, payload=payload, duration_ms=ms_since(started), events=events)
 
     def _invoke_worker(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
         timeout = self.spec.timeout
@@ -341,7 +372,8 @@ class ProcessEnvironment(ExecutionEnvironment):
             if self._pidfd is not None:
                 os.close(self._pidfd)
                 self._pidfd = None
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            if self._owns_tmpdir:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     def _stop_worker(self) -> None:
         channel = self._channel

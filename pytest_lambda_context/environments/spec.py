@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["EnvironmentState", "FunctionSink", "FunctionSpec", "InitializationType"]
 
 EnvironmentState = Literal["new", "warm", "shutdown"]
-InitializationType = Literal["on-demand", "provisioned-concurrency"]
+InitializationType = Literal[
+    "on-demand", "provisioned-concurrency", "snap-start", "lambda-managed-instances"
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class FunctionSpec:
     clock: PluginClock
     # Host folders that process isolation's private /tmp must still show (pytest's).
     host_paths: tuple[str, ...] = ()
+    # Lambda Managed Instances: runtime processes per environment (None: the default model).
+    per_environment_concurrency: int | None = None
     # ``code_root`` with one trailing separator: what module paths are matched against.
     code_root_prefix: str = field(init=False)
 

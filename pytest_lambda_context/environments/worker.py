@@ -29,6 +29,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pytest_lambda_context.environments import sandbox
@@ -39,6 +40,7 @@ __all__ = [
     "main",
     "recv_message",
     "send_message",
+    "serve_forks",
     "set_parent_death_signal",
 ]
 
@@ -209,30 +211,54 @@ def _serve(control: socket.socket) -> int:
     # their environment ends, instead of escaping to init: see _end_orphans.
     sandbox.become_subreaper()
     control.send(pickle.dumps(("ready", os.getpid(), loaded), _PICKLE))
+
+    def receive() -> tuple[Any, list[int]]:
+        data, fds, _, _ = socket.recv_fds(control, _CONTROL_PACKET, 1)
+        return (pickle.loads(data) if data else None), fds
+
+    def reply(message: Any) -> None:
+        control.send(pickle.dumps(message, _PICKLE))
+
+    return serve_forks(
+        receive, reply, lambda fd, *where: _fork(control, fd, *where, coverage=coverage)
+    )
+
+
+def serve_forks(
+    receive: Callable[[], tuple[Any, list[int]]],
+    reply: Callable[[Any], None],
+    fork: Callable[..., int],
+) -> int:
+    """Answer ``fork`` and ``reap`` requests until the test process lets go.
+
+    The template does this, and so does a worker that stands in for it: a SnapStart
+    snapshot (its forks are restores) and a Managed Instances environment (its forks
+    are the environment's runtime processes). ``fork`` gets the channel's fd, then
+    the request's own arguments (the worker's /tmp and what it must show).
+    """
     live: set[int] = set()
     try:
         while True:
             try:
-                data, fds, _, _ = socket.recv_fds(control, _CONTROL_PACKET, 1)
-            except OSError:
+                request, fds = receive()
+            except (OSError, EOFError):
                 break
-            if not data:
-                break  # the test process is gone or done: so are its environments
-            request = pickle.loads(data)
+            if request is None:
+                break  # the test process is gone or done: so are the forked workers
             if request[0] == "fork":
-                reply: Any = ("forked", _fork(control, fds[0], *request[1:], coverage=coverage))
-                live.add(reply[1])
+                response: Any = ("forked", fork(fds[0], *request[1:]))
+                live.add(response[1])
                 os.close(fds[0])
             elif request[0] == "reap":
                 for fd in fds:
                     os.close(fd)
-                reply = ("reaped", _reap(request[1], request[2]))
-                if reply[1] is not None:
+                response = ("reaped", _reap(request[1], request[2]))
+                if response[1] is not None:
                     live.discard(request[1])
                     _end_orphans(live)
             else:
                 break
-            control.send(pickle.dumps(reply, _PICKLE))
+            reply(response)
     finally:
         for pid in live:
             with contextlib.suppress(OSError):
@@ -275,9 +301,15 @@ def _fork(
     channel_fd: int,
     own_tmp: str | None = None,
     expose: tuple[str, ...] = (),
+    serve: Callable[[socket.socket, str | None], int] | None = None,
     *,
     coverage: Any = None,
 ) -> int:
+    """Fork a worker that serves the channel ``channel_fd``; its pid.
+
+    Every worker process starts here, whoever forks it (see serve_forks); ``serve``
+    is what it does with its channel (default: a fresh environment's requests).
+    """
     template = os.getpid()
     pid = os.fork()
     if pid:
@@ -310,7 +342,7 @@ def _fork(
 
             start_in_worker(coverage)  # saves its data in the os._exit below
         channel = socket.socket(fileno=channel_fd)
-        status = _Worker(channel, tmp_refused).serve()
+        status = (serve or _serve_fresh)(channel, tmp_refused)
     except BaseException:
         with contextlib.suppress(BaseException):
             import traceback
@@ -321,6 +353,11 @@ def _fork(
         # Lambda's sandbox goes as a whole: so does everything this environment started.
         sandbox.end_descendants(os.getpid())
         os._exit(status)
+
+
+def _serve_fresh(channel: socket.socket, tmp_refused: str | None) -> int:
+    """A fresh worker: an execution environment that has not run any function code."""
+    return _Worker(channel, tmp_refused).serve()
 
 
 def _redirect_stdio(fds: list[int]) -> None:
@@ -355,6 +392,12 @@ class _Worker:
         self.tmp_refused = tmp_refused
         self.handler: Any = None
         self.config: dict[str, Any] = {}
+        # What to do once the current reply is sent, instead of serving more requests:
+        # become a fork server (a SnapStart snapshot, a Managed Instances environment).
+        self.then: Callable[[], int] | None = None
+        # SnapStart: the snapshot's connections, broken anew in each restored environment.
+        self.inherited: list[Any] = []
+        self.restored_at = 0.0
 
     def serve(self) -> int:
         """Answer requests until told to stop; returns the process's exit status."""
@@ -372,6 +415,13 @@ class _Worker:
                 reply, exit_status = self.invoke(*request[1:])
             elif kind == "init":
                 reply, exit_status = self.init(*request[1:])
+            elif kind == "snapshot":
+                reply, exit_status = self.snapshot(*request[1:])
+            elif kind == "restore":
+                reply, exit_status = self.restore(*request[1:])
+            elif kind == "fork-server":
+                self.then = self.serve_runtime_processes
+                reply, exit_status = ("ok", None, None, 0.0, [], _max_rss_kb(), None), None
             else:  # "shutdown": let atexit handlers (coverage, say) run, skip the teardown
                 _flush()
                 atexit._run_exitfuncs()
@@ -386,12 +436,14 @@ class _Worker:
                 send_message(channel, _picklable(reply))
             if exit_status is not None:
                 return exit_status
+            if self.then is not None:
+                return self.then()
 
     def init(
         self, config: dict[str, Any], request_id: str | None, offset: float
     ) -> tuple[tuple[Any, ...], int | None]:
         from pytest_lambda_context.observe import clients, connections
-        from pytest_lambda_context.observe.scope import Scope, set_scope
+        from pytest_lambda_context.observe.scope import set_scope
         from pytest_lambda_context.runtime.clock import shifted_clock
         from pytest_lambda_context.runtime.handler import InitFailure, import_handler
 
@@ -409,14 +461,7 @@ class _Worker:
         clients.install()  # boto3/botocore clients of function code (botocore patched lazily)
         # request_id None: connections of the init phase are the init's, not the
         # first invocation's (ConnectionEvent's contract).
-        scope = Scope(
-            config["function_name"],
-            config["environment_id"],
-            None,
-            config["code_root_prefix"],
-            [],
-            config["network"],
-        )
+        scope = self.scope(None)
         set_scope(scope)
         started = time.perf_counter()
         exit_status = None
@@ -436,10 +481,139 @@ class _Worker:
         reply = (kind, None, payload, duration, scope.events, _max_rss_kb(), self.tmp_refused)
         return reply, exit_status
 
+    def scope(self, request_id: str | None) -> Any:
+        """Where function code's connections and clients are counted (None: init phases)."""
+        from pytest_lambda_context.observe.scope import Scope
+
+        config = self.config
+        return Scope(
+            config["function_name"],
+            config["environment_id"],
+            request_id,
+            config["code_root_prefix"],
+            [],
+            config["network"],
+        )
+
+    # -- SnapStart and Managed Instances: a worker that forks others ----------------
+    def run_hooks(
+        self, run: Callable[[], None], error_type: str, offset: float, exit_status: int
+    ) -> tuple[tuple[Any, ...], int | None]:
+        """Run SnapStart hooks as function code of the init phase; an error ends the runtime.
+
+        The reply's result is the time since the restore began (its billed duration).
+        """
+        from pytest_lambda_context.observe.scope import set_scope
+        from pytest_lambda_context.runtime.clock import shifted_clock
+        from pytest_lambda_context.runtime.errors import error_payload, stack_trace
+
+        scope = self.scope(None)
+        set_scope(scope)
+        try:
+            with shifted_clock(offset, self.config["code_root_prefix"]):
+                run()
+            kind, payload, status = "ok", None, None
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            trace = stack_trace(exc.__traceback__)
+            kind, payload, status = (
+                "hook",
+                error_payload(message, error_type, None, trace),
+                exit_status,
+            )
+        finally:
+            set_scope(None)
+        duration = (time.perf_counter() - self.restored_at) * 1000.0
+        reply = (kind, duration, payload, duration, scope.events, _max_rss_kb(), self.tmp_refused)
+        return reply, status
+
+    def snapshot(self, offset: float) -> tuple[tuple[Any, ...], int | None]:
+        """SnapStart: init has run; run the before-snapshot hooks, then serve restores."""
+        from pytest_lambda_context.environments import snapshot_runtime, stale_connections
+
+        self.restored_at = time.perf_counter()
+        # Exit status 64 when a before-snapshot hook fails, as AWS's runtime client's.
+        reply, status = self.run_hooks(
+            snapshot_runtime.run_before_snapshot, "Runtime.BeforeSnapshotError", offset, 64
+        )
+        if status is None:
+            # The snapshot's connections end with the machine that made it.
+            self.inherited = stale_connections.detach()
+            self.then = self.serve_restores
+        return reply, status
+
+    def serve_restores(self) -> int:
+        """The snapshot: each fork is an execution environment restored from it."""
+        from pytest_lambda_context.environments import snapshot_runtime
+
+        channel = self.channel
+        gc.freeze()  # the restores share the snapshot's pages as long as they can
+
+        def restore(fd: int, own_tmp: str | None, expose: tuple[str, ...]) -> int:
+            state = snapshot_runtime.capture()
+            return _fork(
+                channel,
+                fd,
+                own_tmp,
+                expose,
+                lambda restored, refused: self.restored(restored, refused, state),
+            )
+
+        return self._serve_forks(restore)
+
+    def restored(self, channel: socket.socket, tmp_refused: str | None, state: Any) -> int:
+        """A restored environment: the snapshot's memory, as a Lambda restore leaves it."""
+        from pytest_lambda_context.environments import snapshot_runtime, stale_connections
+
+        self.restored_at = time.perf_counter()
+        snapshot_runtime.resume(state)
+        stale_connections.break_inherited(self.inherited)
+        self.channel = channel
+        self.tmp_refused = tmp_refused
+        self.then = None
+        return self.serve()
+
+    def restore(
+        self, settings: dict[str, Any], offset: float
+    ) -> tuple[tuple[Any, ...], int | None]:
+        """Become this environment (its id, /tmp), then run the after-restore hooks."""
+        from pytest_lambda_context.environments import snapshot_runtime
+
+        snapshot_runtime.take_tmp(settings["tmpdir"])
+        self.config.update(settings)
+        os.environ.update(settings["environ"])
+        # Exit status 65 when an after-restore hook fails, as AWS's runtime client's.
+        return self.run_hooks(
+            snapshot_runtime.run_after_restore, "Runtime.AfterRestoreError", offset, 65
+        )
+
+    def serve_runtime_processes(self) -> int:
+        """A Managed Instances environment: each fork is one of its runtime processes,
+        in this environment's own /tmp (not one of its own)."""
+        channel = self.channel
+        refused = self.tmp_refused
+
+        def runtime_process(fd: int, *_where: Any) -> int:
+            return _fork(channel, fd, None, (), lambda ch, _: _Worker(ch, refused).serve())
+
+        return self._serve_forks(runtime_process)
+
+    def _serve_forks(self, fork: Callable[..., int]) -> int:
+        channel = self.channel
+
+        def receive() -> tuple[Any, list[int]]:
+            fds: list[int] = []
+            try:
+                return recv_message(channel, fds=fds), fds
+            except EOFError:
+                return None, []
+
+        return serve_forks(receive, lambda message: send_message(channel, message), fork)
+
     def invoke(
         self, request_id: str, event: Any, deadline_ms: float, offset: float
     ) -> tuple[tuple[Any, ...], int | None]:
-        from pytest_lambda_context.observe.scope import Scope, set_scope
+        from pytest_lambda_context.observe.scope import set_scope
         from pytest_lambda_context.runtime.clock import shifted_clock
         from pytest_lambda_context.runtime.context import LambdaContext
         from pytest_lambda_context.runtime.handler import call_handler
@@ -452,14 +626,7 @@ class _Worker:
             log_stream_name=config["log_stream_name"],
             deadline_ms=deadline_ms,
         )
-        scope = Scope(
-            config["function_name"],
-            config["environment_id"],
-            request_id,
-            config["code_root_prefix"],
-            [],
-            config["network"],
-        )
+        scope = self.scope(request_id)
         set_scope(scope)
         try:
             if offset:

@@ -33,6 +33,8 @@ _CONFIG_KEYS = (
     "code_root",
     "idle_timeout",
     "max_concurrency",
+    "snap_start",
+    "per_environment_concurrency",
 )
 
 
@@ -47,7 +49,8 @@ def lambda_handler(handler: str, **config: Any) -> dict[str, Any]:
     if config:
         from pytest_lambda_context.environments.config import check_config
 
-        check_config(**config)
+        # Without isolation here, the lambda_isolation option decides it later.
+        check_config(**{"isolation": None, **config})
     return {"handler": handler, **config}
 
 

@@ -27,7 +27,12 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
                 latest[environment["uid"]] = environment
                 tests[environment["uid"]] = function["test"]
         environments = list(latest.values())
-        cold = sum(1 for e in environments if e["init_duration_ms"] is not None)
+        # A SnapStart restore is a cold start too, with no init of its own.
+        cold = sum(
+            1
+            for e in environments
+            if e["init_duration_ms"] is not None or e.get("restore_duration_ms") is not None
+        )
         invocations = sum(e["invocation_count"] for e in environments)
         inits = [e["init_duration_ms"] for e in environments if e["init_duration_ms"] is not None]
         init = f"init {statistics.median(inits):.1f} ms median" if inits else "no init"

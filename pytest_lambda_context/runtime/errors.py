@@ -13,6 +13,8 @@ __all__ = [
     "LambdaError",
     "MarshalError",
     "RuntimeExitError",
+    "SnapStartError",
+    "SnapStartTimeoutError",
     "error_payload",
     "stack_trace",
 ]
@@ -61,6 +63,14 @@ class RuntimeExitError(LambdaError):
     """The function code exited the runtime (``sys.exit``, ``os._exit``, a signal)."""
 
 
+class SnapStartError(LambdaError):
+    """A SnapStart restore failed: an after-restore hook raised (``SnapStartException``)."""
+
+
+class SnapStartTimeoutError(SnapStartError):
+    """The restore and its after-restore hooks took over 10 s (``SnapStartTimeoutException``)."""
+
+
 def stack_trace(tb: TracebackType | None) -> list[str]:
     """Lambda's ``stackTrace``: formatted frames of user code, without the plugin's own."""
     frames = [f for f in traceback.extract_tb(tb) if _OWN_PACKAGE not in f.filename]
@@ -84,4 +94,6 @@ ERROR_CLASSES: dict[str, type[LambdaError]] = {
     "timeout": InvocationTimeout,
     "marshal": MarshalError,
     "exit": RuntimeExitError,
+    "snapstart": SnapStartError,
+    "snapstart_timeout": SnapStartTimeoutError,
 }

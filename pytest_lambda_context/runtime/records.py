@@ -23,6 +23,9 @@ class Invocation:
     memory_size_mb: int
     max_memory_used_mb: int
     init_duration_ms: float | None = None
+    # SnapStart: the first invocation of a restored environment (init ran in the snapshot).
+    restore_duration_ms: float | None = None
+    billed_restore_duration_ms: int | None = None
     connections_opened: int = 0
     clients_created: int = 0
     # When the invoke phase began, in epoch seconds as handler code saw the clock
@@ -43,6 +46,11 @@ class Invocation:
         )
         if self.init_duration_ms is not None:
             line += f" Init Duration: {self.init_duration_ms:.2f} ms"
+        if self.restore_duration_ms is not None:
+            line += (
+                f" Restore Duration: {self.restore_duration_ms:.2f} ms"
+                f" Billed Restore Duration: {self.billed_restore_duration_ms} ms"
+            )
         return line
 
     def to_dict(self) -> dict[str, Any]:
