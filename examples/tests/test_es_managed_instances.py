@@ -11,7 +11,11 @@ ENV = {"ES_URL": "{es_url}", "ES_INDEX": "{es_index_prefix}docs"}
 
 
 @pytest.mark.lambda_handler(
-    "es_app.search.handler", env=ENV, isolation="process", per_environment_concurrency=4
+    "es_app.search.handler",
+    env=ENV,
+    isolation="process",
+    per_environment_concurrency=4,
+    function_name="search-managed-instances",
 )
 @pytest.mark.max_connections(4)
 def test_a_memoized_client_per_runtime_process(lambda_function, docs_index):
