@@ -203,6 +203,10 @@ def _serve(control: socket.socket) -> int:
     if coverage is not None:  # measured session: every worker measures (worker_coverage)
         preload = [*preload, "coverage", "coverage.control"]
     loaded = _preload(preload)
+    if coverage is not None:
+        from pytest_lambda_context.environments.worker_coverage import warm_up
+
+        warm_up(coverage)
     # Freeze the preloaded objects out of the collector: a forked worker's collections
     # then do not touch (and copy) the template's pages.
     gc.collect()

@@ -48,6 +48,7 @@ __all__ = [
     "session_coverage",
     "start_in_worker",
     "template_environ",
+    "warm_up",
 ]
 
 # Variables that start coverage in every new interpreter (coverage's .pth file, and
@@ -133,6 +134,25 @@ def template_environ(environ: Mapping[str, str]) -> dict[str, str]:
 
 def start_in_worker(handoff: CoverageHandoff) -> None:
     """Measure this process (just forked from the template) as the session measures."""
+    _start(handoff, in_worker=True)
+    # atexit runs last-in first-out: this saves before coverage's own handler, which
+    # would stop and close the data without saving it (the worker's "shutdown").
+    atexit.register(save)
+    _save_at_exit()
+
+
+def warm_up(handoff: CoverageHandoff) -> None:
+    """In the template: start and stop coverage once, measuring nothing, saving nothing.
+
+    Starting coverage fills caches that the workers then inherit with the fork: the
+    source lines of the stack it records, the interpreter's install paths it classifies
+    files by, the patterns it compiles. A worker's start then costs a fraction.
+    """
+    cov = _start(handoff, in_worker=False)
+    cov.stop()
+
+
+def _start(handoff: CoverageHandoff, *, in_worker: bool) -> Any:
     from coverage import Coverage
 
     # The configuration's relative patterns are made absolute from the current folder
@@ -140,22 +160,25 @@ def start_in_worker(handoff: CoverageHandoff) -> None:
     here = os.getcwd()
     os.chdir(handoff.root)
     try:
-        cov = Coverage(config_file=_CONFIG_DATA_PREFIX + handoff.config, data_suffix=_suffix())
-        cov.set_option("run:data_file", handoff.data_file)
+        config = _CONFIG_DATA_PREFIX + handoff.config
+        if in_worker:
+            cov = Coverage(config_file=config, data_suffix=_suffix())
+            cov.set_option("run:data_file", handoff.data_file)
+        else:
+            cov = Coverage(config_file=config, data_file=None)  # no data file at all
         cov.set_option("run:parallel", True)
         if handoff.source is not None:
             cov.set_option("run:source", handoff.source)
+        # A worker's forks measure afresh (coverage's fork patch); the template's do not
+        # (its workers start their own measurement).
         patches = set(_names(cov.get_option("run:patch"))) - _NOT_IN_WORKERS
-        cov.set_option("run:patch", sorted({*patches, "fork"}))
+        cov.set_option("run:patch", sorted({*patches, "fork"}) if in_worker else [])
         quiet = _names(cov.get_option("run:disable_warnings"))
         cov.set_option("run:disable_warnings", [*quiet, *_QUIET])
         cov.start()
     finally:
         os.chdir(here)
-    # atexit runs last-in first-out: this saves before coverage's own handler, which
-    # would stop and close the data without saving it (the worker's "shutdown").
-    atexit.register(save)
-    _save_at_exit()
+    return cov
 
 
 def _names(value: object) -> list[str]:
