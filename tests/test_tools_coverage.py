@@ -1,5 +1,8 @@
 """Coverage of handler code run in process isolation, with the real pytest-cov and coverage.
 
+pytest-cov, coverage, pytest-xdist and snapshot-restore-py come with the dev extra: a
+missing one fails these tests rather than skipping them.
+
 Every process of an environment measures with the session's configuration, and its data
 ends in the session's report: the same handler lines count as covered in both isolations.
 """
@@ -14,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("pytest_cov", reason="the dev extra installs pytest-cov")
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -148,8 +149,56 @@ def test_a_process_forked_by_function_code_measures_too(pytester: pytest.Pyteste
     assert sorted(p.name for p in pytester.path.glob(".coverage*")) == [".coverage"]
 
 
+SNAPSTART = {
+    "app/restored.py": """
+        from snapshot_restore_py import register_after_restore
+
+        WARMED = "init"  # runs once, in the snapshot
+
+
+        @register_after_restore
+        def reconnect():
+            return "restored"  # runs in every restore
+
+
+        def handler(event, context):
+            return "served"  # runs in restores and in Managed Instances processes
+    """,
+    "tests/test_restored.py": """
+        import pytest
+
+
+        @pytest.mark.lambda_handler("app.restored.handler", isolation="process", snap_start=True)
+        def test_snap_start(lambda_function):
+            assert lambda_function.invoke({}) == "served"
+
+
+        @pytest.mark.lambda_handler(
+            "app.restored.handler", isolation="process", per_environment_concurrency=2
+        )
+        def test_managed_instances(lambda_function):
+            assert lambda_function.invoke_many([{}, {}], concurrency=2) == ["served"] * 2
+    """,
+}
+
+
+@pytest.mark.parametrize("test", ["test_snap_start", "test_managed_instances"])
+def test_snapstart_and_managed_instances_processes_measure_too(
+    pytester: pytest.Pytester, test: str
+) -> None:
+    _write(pytester.path, {**HANDLER, **SNAPSTART})
+
+    run = _run_with_cov(pytester, "process", "--cov=app", f"tests/test_restored.py::{test}")
+
+    lines = run["app/restored.py"]
+    for text in ('WARMED = "init"', 'return "served"'):
+        assert _line_of(pytester, "app/restored.py", text) in lines, (text, lines)
+    if test == "test_snap_start":
+        assert _line_of(pytester, "app/restored.py", 'return "restored"') in lines
+    assert sorted(p.name for p in pytester.path.glob(".coverage*")) == [".coverage"]
+
+
 def test_under_xdist_too(pytester: pytest.Pytester) -> None:
-    pytest.importorskip("xdist")
     _write(pytester.path, HANDLER)
 
     by_module = _run_with_cov(pytester, "module", "--cov=app", "-n", "2")

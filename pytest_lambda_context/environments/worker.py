@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pytest_lambda_context.environments import sandbox
+from pytest_lambda_context.environments import sandbox, worker_coverage
 from pytest_lambda_context.environments.worker_debugger import explain_debugger_quit
 
 __all__ = [
@@ -204,9 +204,7 @@ def _serve(control: socket.socket) -> int:
         preload = [*preload, "coverage", "coverage.control"]
     loaded = _preload(preload)
     if coverage is not None:
-        from pytest_lambda_context.environments.worker_coverage import warm_up
-
-        warm_up(coverage)
+        worker_coverage.warm_up(coverage)
     # Freeze the preloaded objects out of the collector: a forked worker's collections
     # then do not touch (and copy) the template's pages.
     gc.collect()
@@ -329,8 +327,9 @@ def _fork(
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
         control.close()
-        if coverage is not None:  # its data files' folder stays the host's
-            expose = (*expose, os.path.dirname(coverage.data_file))
+        coverage_data = worker_coverage.data_folder(coverage)
+        if coverage_data is not None:  # its data files' folder stays the host's
+            expose = (*expose, coverage_data)
         # Before the death signal: entering a user namespace would clear it.
         tmp_refused = (
             sandbox.enter_private_tmp(own_tmp, expose) if own_tmp is not None else "not asked"
@@ -341,10 +340,8 @@ def _fork(
         sandbox.become_subreaper()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         gc.unfreeze()  # the worker's own garbage is its own business
-        if coverage is not None:
-            from pytest_lambda_context.environments.worker_coverage import start_in_worker
-
-            start_in_worker(coverage)  # saves its data in the os._exit below
+        if coverage is not None:  # a fork of a measuring worker measures by coverage's fork patch
+            worker_coverage.start_in_worker(coverage)  # saves its data in the os._exit below
         channel = socket.socket(fileno=channel_fd)
         status = (serve or _serve_fresh)(channel, tmp_refused)
     except BaseException:

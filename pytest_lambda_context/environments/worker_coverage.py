@@ -44,6 +44,7 @@ from typing import Any, NoReturn
 
 __all__ = [
     "CoverageHandoff",
+    "data_folder",
     "merge_into_session",
     "session_coverage",
     "start_in_worker",
@@ -65,6 +66,8 @@ _QUIET = ("no-data-collected", "module-not-imported", "module-not-measured")
 # parent's data under the parent's file name).
 _NOT_IN_WORKERS = frozenset({"subprocess", "_exit", "execv"})
 _CONFIG_DATA_PREFIX = ":data:"  # coverage.control.CONFIG_DATA_PREFIX
+# In a worker process: the handoff it measures with (its forks inherit it).
+_measuring: CoverageHandoff | None = None
 # Coverage grew CoverageConfig.serialize (the configuration as one string) in 7.10.
 _MINIMUM = "7.10"
 
@@ -134,11 +137,23 @@ def template_environ(environ: Mapping[str, str]) -> dict[str, str]:
 
 def start_in_worker(handoff: CoverageHandoff) -> None:
     """Measure this process (just forked from the template) as the session measures."""
+    global _measuring
     _start(handoff, in_worker=True)
+    _measuring = handoff
     # atexit runs last-in first-out: this saves before coverage's own handler, which
     # would stop and close the data without saving it (the worker's "shutdown").
     atexit.register(save)
     _save_at_exit()
+
+
+def data_folder(handoff: CoverageHandoff | None) -> str | None:
+    """The folder of the data files that this process, or what it forks, writes.
+
+    ``handoff``: the template's, for a worker it forks; None in a worker, whose forks
+    (SnapStart restores) measure with the worker's configuration.
+    """
+    measured = handoff or _measuring
+    return None if measured is None else os.path.dirname(measured.data_file)
 
 
 def warm_up(handoff: CoverageHandoff) -> None:
