@@ -29,6 +29,9 @@ _EXPORTS = {
     "RuntimeExitError": "pytest_lambda_context.runtime.errors",
     "SnapStartError": "pytest_lambda_context.runtime.errors",
     "SnapStartTimeoutError": "pytest_lambda_context.runtime.errors",
+    "RequestTooLargeError": "pytest_lambda_context.runtime.errors",
+    "ResponseTooLargeError": "pytest_lambda_context.runtime.errors",
+    "TooManyRequestsError": "pytest_lambda_context.runtime.errors",
     "TcpProxy": "pytest_lambda_context.observe.proxy",
     "TestSidePatchWarning": "pytest_lambda_context.environments.test_side_patches",
     "EmbeddedElasticsearch": "pytest_lambda_context.services.elasticsearch.embedded",
@@ -54,11 +57,14 @@ __all__ = [
     "MarshalError",
     "NetworkBlockedError",
     "PluginClock",
+    "RequestTooLargeError",
+    "ResponseTooLargeError",
     "RuntimeExitError",
     "SnapStartError",
     "SnapStartTimeoutError",
     "TcpProxy",
     "TestSidePatchWarning",
+    "TooManyRequestsError",
 ]
 
 if TYPE_CHECKING:
@@ -76,9 +82,12 @@ if TYPE_CHECKING:
         InvocationTimeout,
         LambdaError,
         MarshalError,
+        RequestTooLargeError,
+        ResponseTooLargeError,
         RuntimeExitError,
         SnapStartError,
         SnapStartTimeoutError,
+        TooManyRequestsError,
     )
     from pytest_lambda_context.runtime.records import Invocation
     from pytest_lambda_context.services.aws import AwsService

@@ -72,7 +72,6 @@ def run(root, handler, event=None, **config):
         ),
         ("syntax.handler", "Runtime.UserCodeSyntaxError", "Syntax error in module 'syntax'"),
         ("ok.nothing", "Runtime.HandlerNotFound", "Handler 'nothing' missing on module 'ok'"),
-        ("not_callable.handler", "Runtime.HandlerNotFound", "is not callable (it is a str)"),
         ("broken_init.handler", "RuntimeError", "cannot reach the config service"),
     ],
 )

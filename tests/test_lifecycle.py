@@ -165,9 +165,9 @@ def test_each_environment_has_its_own_temp_folder(function):
     assert not os.path.exists(a)
 
 
-def test_handler_forms_are_all_accepted(project):
+def test_handler_forms_lambda_takes_are_accepted(project):
     root = project(COUNTER)
-    for form in ("fn.main.handler", "fn/main.handler", "fn.main:handler"):
+    for form in ("fn.main.handler", "fn/main.handler"):
         with LambdaFunction(form, code_root=root) as function:
             assert function.invoke({})["count"] == 1
 
@@ -299,7 +299,7 @@ def test_default_function_names_tell_handlers_of_one_module_apart(project):
     root = project(COUNTER)
     assert LambdaFunction("fn.main.handler", code_root=root).function_name == "fn-main"
     assert LambdaFunction("fn.main.other", code_root=root).function_name == "fn-main-other"
-    assert LambdaFunction("fn/main:other", code_root=root).function_name == "fn-main-other"
+    assert LambdaFunction("fn/main.other", code_root=root).function_name == "fn-main-other"
 
 
 def test_a_lazy_import_in_the_handler_is_fresh_even_if_the_test_imported_it(project, monkeypatch):

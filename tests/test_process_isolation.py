@@ -316,7 +316,6 @@ def test_max_memory_used_is_the_workers_peak(make):
         ),
         ("syntax.handler", "Runtime.UserCodeSyntaxError", "Syntax error in module 'syntax'"),
         ("ok.nothing", "Runtime.HandlerNotFound", "Handler 'nothing' missing on module 'ok'"),
-        ("not_callable.handler", "Runtime.HandlerNotFound", "is not callable (it is a str)"),
         ("broken_init.handler", "RuntimeError", "cannot reach the config service"),
         ("exits_at_init.handler", "Runtime.ExitError", "exit status 5"),
     ],
@@ -336,16 +335,19 @@ def test_init_errors_carry_lambda_error_types(make, handler, error_type, message
     assert len(function.environments) == 2
 
 
-def test_an_init_phase_past_its_limit_is_stopped(make, monkeypatch):
-    from pytest_lambda_context.environments import process as process_isolation
+def test_an_init_phase_past_its_limit_is_stopped_and_retried_under_the_timeout(make, monkeypatch):
+    from pytest_lambda_context.environments import base
 
-    monkeypatch.setattr(process_isolation, "INIT_TIMEOUT", 0.3)
-    function = make("slow_init.handler")
-    with pytest.raises(InitError) as failure:
+    monkeypatch.setattr(base, "INIT_TIMEOUT", 0.3)
+    function = make("slow_init.handler", timeout=0.6)
+    with pytest.raises(InvocationTimeout) as failure:
         function.invoke({})
-    assert failure.value.payload["errorType"] == "Sandbox.Timedout"
-    assert failure.value.payload["errorMessage"] == "Init phase timed out after 0.30 seconds"
+    # Stopped at the init limit, run again inside the invocation, which then timed out.
+    assert failure.value.payload["errorMessage"] == "Task timed out after 0.60 seconds"
     environment = env_of(function)
+    assert environment.init_output[-1].startswith("INIT_REPORT Init Duration: ")
+    assert environment.init_output[-1].endswith("\tPhase: init\tStatus: timeout")
+    assert environment.invocations[0].output[-1].endswith("\tPhase: invoke\tStatus: timeout")
     assert environment.pid is not None and wait_for(lambda: gone(environment.pid))
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import resource
 import secrets
+import sys
 import tempfile
 import time
 from dataclasses import asdict, is_dataclass
@@ -23,9 +24,16 @@ from pytest_lambda_context.observe.connections import (
     merge_seen_twice,
 )
 from pytest_lambda_context.runtime.context import reserved_environment
-from pytest_lambda_context.runtime.errors import ERROR_CLASSES, InitError, LambdaError
-from pytest_lambda_context.runtime.handler import Outcome
-from pytest_lambda_context.runtime.records import Invocation, json_copy
+from pytest_lambda_context.runtime.errors import (
+    ERROR_CLASSES,
+    InitError,
+    LambdaError,
+    RequestTooLargeError,
+    error_payload,
+)
+from pytest_lambda_context.runtime.handler import INIT_TIMEOUT, Outcome, timeout_payload
+from pytest_lambda_context.runtime.marshal import PayloadTooLarge, decode_result, encode_event
+from pytest_lambda_context.runtime.records import Invocation
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.spec import (
@@ -35,7 +43,7 @@ if TYPE_CHECKING:
         InitializationType,
     )
 
-__all__ = ["ExecutionEnvironment"]
+__all__ = ["ExecutionEnvironment", "encode_request", "init_limit"]
 
 log = logging.getLogger("pytest_lambda_context")
 _RESTORE_ERRORS = ("snapstart", "snapstart_timeout")
@@ -55,6 +63,43 @@ def _remote_cause(payload: dict[str, Any]) -> RemoteTraceback | None:
     if not trace:
         return None
     return RemoteTraceback([*trace, f"{payload['errorType']}: {payload['errorMessage']}"])
+
+
+def init_limit(initialization_type: str, timeout: float) -> float:
+    """How long Lambda lets the init phase run: 10 s on demand; max(130 s, the
+    function's timeout) for provisioned concurrency and SnapStart."""
+    if initialization_type == "on-demand":
+        return INIT_TIMEOUT
+    return max(130.0, timeout)
+
+
+def encode_request(event: Any, request_id: str | None = None) -> Any:
+    """The event as the Invoke API takes it; RequestTooLargeError over 6 MB."""
+    __tracebackhide__ = True
+    try:
+        return encode_event(event)
+    except PayloadTooLarge as exc:
+        raise RequestTooLargeError(
+            error_payload(str(exc), "RequestEntityTooLargeException", request_id)
+        ) from None
+
+
+def init_report_line(duration_ms: float, payload: dict[str, Any], phase: str) -> str:
+    """Lambda's INIT_REPORT line for an init that failed or timed out."""
+    line = f"INIT_REPORT Init Duration: {duration_ms:.2f} ms\tPhase: {phase}"
+    if payload.get("errorType") == "Sandbox.Timedout":
+        return line + "\tStatus: timeout"
+    return line + f"\tStatus: error\tError Type: {payload.get('errorType')}"
+
+
+def _replay(chunks: list[tuple[int, str]]) -> None:
+    """Write a worker's output to the test's streams, where pytest's capture sees it."""
+    for stream, text in chunks:
+        (sys.stdout if stream == 1 else sys.stderr).write(text)
+
+
+class _RetryInit(Exception):
+    """The init phase failed; the invocation runs it again (see ``_init``)."""
 
 
 class ExecutionEnvironment:
@@ -78,6 +123,8 @@ class ExecutionEnvironment:
         self.id = env_id
         self.initialization_type = initialization_type
         self.state: EnvironmentState = "new"
+        # Serving a request now: a busy environment counts against max_concurrency.
+        self.busy = False
         self.shutdown_reason: str | None = None
         self.init_duration_ms: float | None = None
         self.init_error: dict[str, Any] | None = None
@@ -85,6 +132,10 @@ class ExecutionEnvironment:
         self.restore_duration_ms: float | None = None
         self.billed_restore_duration_ms: int | None = None
         self.invocations: list[Invocation] = []
+        # The init phase's log events (and INIT_REPORT lines), before the first START.
+        self.init_output: list[str] = []
+        # How long the init attempt under way may run (seconds).
+        self.phase_limit = init_limit(initialization_type, spec.timeout)
         self.connections = ConnectionLog()
         # boto3/botocore clients created by function code (events from the aws monitor).
         self.clients: list[Any] = []
@@ -118,6 +169,7 @@ class ExecutionEnvironment:
                 log_stream_name=self.log_stream_name,
                 task_root=spec.code_root,
                 initialization_type=self.initialization_type,
+                region=spec.region,
             )
         )
         variables["TMPDIR"] = self._tmpdir
@@ -126,6 +178,8 @@ class ExecutionEnvironment:
 
     # -- to be provided by each isolation ---------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
+        """Run the init code (at most ``phase_limit`` seconds); again after a failed
+        attempt, afresh, as Lambda restarts the runtime."""
         raise NotImplementedError
 
     def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
@@ -167,7 +221,16 @@ class ExecutionEnvironment:
     def invoke(self, event: Any) -> Any:
         """Invoke the handler in this environment; returns the result or raises LambdaError."""
         __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
-        return self._invoke(json_copy(event, "event"))
+        return self._invoke(encode_request(event))
+
+    @property
+    def logs(self) -> list[str]:
+        """The environment's log stream as CloudWatch shows it: init output first, then
+        each invocation's START, output, END and REPORT lines."""
+        lines = list(self.init_output)
+        for invocation in self.invocations:
+            lines.extend(invocation.logs)
+        return lines
 
     def shutdown(self, reason: str = "shutdown") -> None:
         if self.state == "shutdown":
@@ -185,21 +248,38 @@ class ExecutionEnvironment:
             )
 
     def _init(self, request_id: str | None) -> float:
+        """The init phase; raises _RetryInit when it failed and the invocation that
+        triggered it will run it again."""
         __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
+        self.phase_limit = init_limit(self.initialization_type, self.spec.timeout)
         outcome = self._run_init(request_id)
         self._collect(outcome.events, None)
+        self._take_output(outcome, self.init_output)
         self.init_duration_ms = outcome.duration_ms
-        if outcome.kind != "ok":
-            assert outcome.payload is not None
-            self.init_error = outcome.payload
-            self.shutdown("init error")
-            # An InitError; a SnapStart restore fails with its own (see ERROR_CLASSES).
-            exc_class = (
-                ERROR_CLASSES[outcome.kind] if outcome.kind in _RESTORE_ERRORS else InitError
-            )
-            raise exc_class(outcome.payload) from outcome.exc or _remote_cause(outcome.payload)
-        self.state = "warm"
-        return outcome.duration_ms
+        if outcome.kind == "ok":
+            self.state = "warm"
+            return outcome.duration_ms
+        assert outcome.payload is not None
+        self.init_output.append(init_report_line(outcome.duration_ms, outcome.payload, "init"))
+        if (
+            request_id is not None
+            and self.initialization_type == "on-demand"
+            and outcome.kind not in _RESTORE_ERRORS
+        ):
+            # As on Lambda: an on-demand init that failed or ran past 10 s is run again
+            # inside the first invocation, under the function's timeout.
+            raise _RetryInit()
+        self.init_error = outcome.payload
+        self.shutdown("init error")
+        # An InitError; a SnapStart restore fails with its own (see ERROR_CLASSES).
+        exc_class = ERROR_CLASSES[outcome.kind] if outcome.kind in _RESTORE_ERRORS else InitError
+        raise exc_class(outcome.payload) from outcome.exc or _remote_cause(outcome.payload)
+
+    def _take_output(self, outcome: Outcome, into: list[str]) -> None:
+        if outcome.output:
+            into.extend(outcome.output)
+        if outcome.echo:
+            _replay(outcome.echo)
 
     def _invoke(self, event: Any) -> Any:
         __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
@@ -210,53 +290,132 @@ class ExecutionEnvironment:
         request_id = self._sink.next_request_id()
         cold = False
         init_ms: float | None = None
-        if self.state == "new":
-            cold = True
-            try:
-                init_ms = self._init(request_id)
-            except LambdaError as exc:
-                self._record(
-                    request_id,
-                    True,
-                    None,
-                    exc.payload,
-                    0.0,
-                    self.init_duration_ms,
-                    0,
-                    0,
-                    spec.clock.time(),
-                )
-                raise
-        elif self._report_init and not self.invocations:
-            cold = True
-        if cold and self._report_init:
-            init_ms = self.init_duration_ms
-        self._report_init = False
+        retried: Outcome | None = None
         clock = spec.clock
-        deadline_ms = (time.time() + clock.shift + spec.timeout) * 1000.0
-        outcome = self._run_invoke(request_id, event, deadline_ms)
-        self.last_used = time.monotonic() + clock.offset
+        self.busy = True
+        try:
+            if self.state == "new":
+                cold = True
+                try:
+                    init_ms = self._init(request_id)
+                except _RetryInit:
+                    retried = self._retry_init(request_id)
+                    if retried.kind != "ok":
+                        return self._finish(request_id, True, None, retried, clock.time())
+                except LambdaError as exc:
+                    self._record(
+                        request_id,
+                        True,
+                        None,
+                        exc.payload,
+                        0.0,
+                        self.init_duration_ms,
+                        0,
+                        0,
+                        clock.time(),
+                        None,
+                    )
+                    raise
+            elif self._report_init and not self.invocations:
+                cold = True
+            if cold and self._report_init and retried is None:
+                init_ms = self.init_duration_ms
+            self._report_init = False
+            if retried is None:
+                deadline_ms = (time.time() + clock.shift + spec.timeout) * 1000.0
+            else:  # the retried init used part of the invocation's time
+                deadline_ms = (
+                    time.time() + clock.shift + spec.timeout - retried.duration_ms / 1000.0
+                ) * 1000.0
+            outcome = self._run_invoke(request_id, event, deadline_ms)
+            self.last_used = time.monotonic() + clock.offset
+            if retried is not None:
+                outcome.duration_ms += retried.duration_ms
+                if retried.output:
+                    outcome.output = [*retried.output, *(outcome.output or ())]
+            return self._finish(
+                request_id, cold, init_ms, outcome, deadline_ms / 1000.0 - spec.timeout
+            )
+        finally:
+            self.busy = False
+
+    def _retry_init(self, request_id: str) -> Outcome:
+        """Run the init again inside the invocation, under the function's timeout."""
+        __tracebackhide__ = True
+        self.phase_limit = self.spec.timeout
+        outcome = self._run_init(request_id)
+        self._collect(outcome.events, None)
+        if outcome.echo:
+            _replay(outcome.echo)
+            outcome.echo = None
+        if outcome.kind == "ok":
+            self.state = "warm"
+            return outcome
+        assert outcome.payload is not None
+        if outcome.payload.get("errorType") == "Sandbox.Timedout":
+            # In the invoke phase it is the invocation that timed out.
+            outcome.payload = timeout_payload(request_id, self.spec.timeout)
+            outcome.kind = "timeout"
+        else:
+            outcome.kind = "init"
+            self.init_error = outcome.payload
+        outcome.output = [
+            *(outcome.output or ()),
+            init_report_line(outcome.duration_ms, outcome.payload, "invoke"),
+        ]
+        return outcome
+
+    def _finish(
+        self,
+        request_id: str,
+        cold: bool,
+        init_ms: float | None,
+        outcome: Outcome,
+        started_at: float,
+    ) -> Any:
+        """Record the invocation; return its result or raise its error. ``started_at``:
+        when its invoke phase began, on the clock handler code sees."""
+        __tracebackhide__ = True
+        if outcome.echo:
+            _replay(outcome.echo)
         connections, clients = (
             self._collect(outcome.events, request_id) if outcome.events else (0, 0)
         )
-        error = outcome.payload if outcome.kind != "ok" else None
+        kind = outcome.kind
+        if kind == "ok":
+            result = decode_result(outcome.result, outcome.raw)
+            self._record(
+                request_id,
+                cold,
+                result,
+                None,
+                outcome.duration_ms,
+                init_ms,
+                connections,
+                clients,
+                started_at,
+                outcome.output,
+            )
+            return result
+        error = outcome.payload
+        assert error is not None
         self._record(
             request_id,
             cold,
-            outcome.result,
+            None,
             error,
             outcome.duration_ms,
             init_ms,
             connections,
             clients,
-            deadline_ms / 1000.0 - spec.timeout,
+            started_at,
+            outcome.output,
+            "timeout" if kind == "timeout" else "error" if kind in ("exit", "init") else None,
         )
-        if error is None:
-            return outcome.result
-        if outcome.kind in ("timeout", "exit"):
+        if kind in ("timeout", "exit", "init"):
             # As on Lambda: the runtime is gone, the next invocation is a cold start.
-            self.shutdown(outcome.kind)
-        exc_class = ERROR_CLASSES.get(outcome.kind, LambdaError)
+            self.shutdown("init error" if kind == "init" else kind)
+        exc_class = ERROR_CLASSES.get(kind, LambdaError)
         raise exc_class(error) from outcome.exc or _remote_cause(error)
 
     def _collect(self, events: list[Any], request_id: str | None) -> tuple[int, int]:
@@ -287,6 +446,8 @@ class ExecutionEnvironment:
         connections: int,
         clients: int,
         started_at: float,
+        output: list[str] | None,
+        status: str | None = None,
     ) -> None:
         invocation = Invocation(
             request_id=request_id,
@@ -303,6 +464,8 @@ class ExecutionEnvironment:
             connections_opened=connections,
             clients_created=clients,
             started_at=started_at,
+            output=output if output is not None else [],
+            status=status,
         )
         self.invocations.append(invocation)
         self._sink.record_invocation(invocation)

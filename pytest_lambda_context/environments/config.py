@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ISOLATIONS", "NETWORK_POLICIES", "check_config", "check_env", "check_number"]
+from pytest_lambda_context.runtime.context import refuse_reserved
+
+__all__ = [
+    "ISOLATIONS",
+    "NETWORK_POLICIES",
+    "check_code_root",
+    "check_config",
+    "check_env",
+    "check_function_name",
+    "check_number",
+    "check_region",
+]
 
 ISOLATIONS = ("module", "process")
 NETWORK_POLICIES = ("allow", "loopback")
 _VARIABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _THIRD_PARTY = ("site-packages", "dist-packages")
+# Lambda's FunctionName (a plain name: no ARN) and its AWS region names.
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+# Lambda's Handler setting: at most 128 characters, no white space.
+_HANDLER = re.compile(r"\S{1,128}")
 
 
 def check_config(
@@ -27,6 +44,9 @@ def check_config(
     network: str = "allow",
     snap_start: bool = False,
     per_environment_concurrency: int | None = None,
+    function_name: str | None = None,
+    code_root: Any = None,
+    region: str = "us-east-1",
     **others: Any,
 ) -> None:
     """Raise TypeError or ValueError, saying what is wrong, for a bad function setting.
@@ -50,6 +70,11 @@ def check_config(
     if max_concurrency is not None:
         check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
     check_execution_model(isolation, snap_start, per_environment_concurrency)
+    if function_name is not None:
+        check_function_name(function_name)
+    if code_root is not None and not isinstance(code_root, (str, os.PathLike)):
+        check_code_root(code_root)  # the type now; whether the folder exists, when made
+    check_region(region)
     check_env(env)
 
 
@@ -82,14 +107,55 @@ def check_execution_model(
         )
 
 
+def check_handler(handler: Any) -> str:
+    """What Lambda's API takes as a Handler; whether it loads is decided at init."""
+    if not isinstance(handler, str):
+        raise TypeError(
+            f"handler must be a string such as 'app.search.handler', not {type(handler).__name__}"
+        )
+    if not _HANDLER.fullmatch(handler):
+        raise ValueError(
+            f"handler={handler!r}: Lambda takes 1 to 128 characters without white space, "
+            "such as 'app.search.handler' or 'app/search.handler'"
+        )
+    return handler
+
+
+def check_function_name(name: Any) -> str:
+    if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
+        raise ValueError(
+            f"function_name={name!r}: Lambda takes 1 to 64 letters, digits, hyphens or "
+            "underscores, such as 'search-api'"
+        )
+    return name
+
+
+def check_region(region: Any) -> str:
+    if not isinstance(region, str) or not _REGION.fullmatch(region):
+        raise ValueError(f"region={region!r}: expected an AWS region name such as 'eu-west-1'")
+    return region
+
+
+def check_code_root(code_root: Any) -> str:
+    """The code root as an absolute path; it must be an existing folder."""
+    if not isinstance(code_root, (str, os.PathLike)):
+        raise TypeError(f"code_root must be a folder path (str or os.PathLike), not {code_root!r}")
+    root = os.path.abspath(os.fspath(code_root))
+    if not os.path.isdir(root):
+        raise ValueError(f"code_root {root!r} is not a folder")
+    return root
+
+
 def default_name(module_name: str, handler: str) -> str:
     """``app-search`` for ``app.search.handler``; ``app-search-lookup`` for any other name,
     so two handlers of one module are two functions."""
     if not module_name:
         return "function"
-    attribute = handler.replace(":", ".").rpartition(".")[2]
+    attribute = handler.rpartition(".")[2]
     base = module_name.replace(".", "-")
-    return base if attribute == "handler" else f"{base}-{attribute}"
+    name = base if attribute == "handler" else f"{base}-{attribute}"
+    # Only what Lambda takes in a function name (the handler string may hold more).
+    return re.sub(r"[^A-Za-z0-9_-]", "-", name)[:64]
 
 
 def check_number(
@@ -102,6 +168,8 @@ def check_number(
     ):
         kind = "an integer" if integer else "a number"
         raise TypeError(f"{name} must be {kind}, not {value!r}")
+    if math.isnan(value):
+        raise ValueError(f"{name}=nan is not a number; give {name} as a number of seconds")
     if value < minimum or (maximum is not None and value > maximum):
         bounds = (
             f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
@@ -127,6 +195,12 @@ def check_env(env: Mapping[str, str] | None) -> dict[str, str]:
                 f"env[{key!r}] = {value!r}: Lambda environment variables are strings; "
                 f"write env={{{key!r}: {str(value)!r}}}"
             )
+        if "\0" in value:
+            raise ValueError(
+                f"env[{key!r}] holds a NUL character (\\0), which no environment variable "
+                "can hold; remove it from the value"
+            )
+    refuse_reserved(env)
     return dict(env)
 
 

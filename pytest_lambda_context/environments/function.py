@@ -11,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments import test_side_patches
-from pytest_lambda_context.environments.base import ExecutionEnvironment
+from pytest_lambda_context.environments.base import ExecutionEnvironment, encode_request
 from pytest_lambda_context.environments.config import (
+    check_code_root,
     check_config,
     check_env,
+    check_handler,
     check_number,
     default_name,
     find_code_root,
@@ -24,9 +26,9 @@ from pytest_lambda_context.environments.registry import environment_class
 from pytest_lambda_context.environments.spec import FunctionSpec, InitializationType
 from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
 from pytest_lambda_context.runtime.clock import PluginClock
-from pytest_lambda_context.runtime.errors import LambdaError
-from pytest_lambda_context.runtime.handler import parse_handler
-from pytest_lambda_context.runtime.records import Invocation, json_copy
+from pytest_lambda_context.runtime.errors import LambdaError, TooManyRequestsError, error_payload
+from pytest_lambda_context.runtime.handler import module_name_of
+from pytest_lambda_context.runtime.records import Invocation
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.snapstart import SnapStart
@@ -50,6 +52,7 @@ class LambdaFunction:
         code_root: str | os.PathLike[str] | None = None,
         idle_timeout: float | None = None,
         max_concurrency: int | None = None,
+        region: str = "us-east-1",
         network: str = "allow",
         clock: PluginClock | None = None,
         placeholders: Mapping[str, Callable[[], str]] | None = None,
@@ -59,11 +62,9 @@ class LambdaFunction:
         host_paths: Sequence[str | os.PathLike[str]] = (),
         snap_start: bool = False,
         per_environment_concurrency: int | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
-        if not isinstance(handler, str):
-            raise TypeError(
-                f"handler must be a string such as 'app.search.handler', not {type(handler).__name__}"
-            )
+        check_handler(handler)
         check_config(
             env=env,
             timeout=timeout,
@@ -74,14 +75,17 @@ class LambdaFunction:
             network=network,
             snap_start=snap_start,
             per_environment_concurrency=per_environment_concurrency,
+            function_name=function_name,
+            code_root=code_root,
+            region=region,
         )
         self.env = check_env(env)
+        # The execution role's credentials, which Lambda sets (the aws fixture's fakes).
+        self.credentials = dict(credentials or {})
         self.handler = handler
-        try:
-            module_name, _ = parse_handler(handler)
-        except ValueError:
-            # Reported at init, as Lambda reports it; the function itself is still usable.
-            module_name = ""
+        # Whether the handler loads is reported at init, as Lambda reports it.
+        module_name = module_name_of(handler)
+        self.region = region
         self.function_name = function_name or default_name(module_name, handler)
         self.timeout = float(timeout)
         self.memory_mb = int(memory_mb)
@@ -103,9 +107,7 @@ class LambdaFunction:
         # Where environments get their /tmp (None: the system's temp folder).
         self.tmp_root = None if tmp_root is None else os.fspath(tmp_root)
         if code_root is not None:
-            root = os.path.abspath(os.fspath(code_root))
-            if not os.path.isdir(root):
-                raise ValueError(f"code_root {root!r} is not a folder")
+            root = check_code_root(code_root)
         else:
             root = find_code_root(module_name, [os.fspath(p) for p in search_paths])
         self.code_root = root
@@ -121,6 +123,7 @@ class LambdaFunction:
             clock=self.clock,
             host_paths=tuple(os.fspath(p) for p in host_paths),
             per_environment_concurrency=per_environment_concurrency,
+            region=region,
         )
         if isolation == "process":
             # The function's modules as the test has them now: a later test-side patch
@@ -146,6 +149,8 @@ class LambdaFunction:
         self.worker_pool = worker_pool
         # Environments handed on to a later test: still reported as this function's.
         self._released: list[ExecutionEnvironment] = []
+        # Requests refused past max_concurrency (TooManyRequestsException payloads).
+        self.throttles: list[dict[str, Any]] = []
 
     # -- configuration -------------------------------------------------------------
     def resolved_env(self) -> dict[str, str]:
@@ -167,39 +172,73 @@ class LambdaFunction:
             self.network,
             self.snap_start,
             self.per_environment_concurrency,
+            self.region,
         )
 
     # -- routing -------------------------------------------------------------------
     def invoke(self, event: Any) -> Any:
-        """Invoke as Lambda routes: the most recently used idle environment, else a cold start."""
+        """Invoke as Lambda routes: the most recently used idle environment, else a cold start.
+
+        Past ``max_concurrency`` busy environments the request is throttled
+        (TooManyRequestsError) and never reaches one.
+        """
         __tracebackhide__ = True
-        return self._route().invoke(event)
+        body = encode_request(event)
+        if self.max_concurrency is not None and self._busy_count() >= self.max_concurrency:
+            raise self._throttle()
+        return self._route()._invoke(body)
+
+    def _busy_count(self) -> int:
+        return sum(1 for e in self.environments if e.busy)
+
+    def _throttle(self) -> TooManyRequestsError:
+        # Lambda's answer when the function's concurrency is used up.
+        payload = error_payload(
+            "Rate Exceeded.", "TooManyRequestsException", self.next_request_id()
+        )
+        self.throttles.append(payload)
+        return TooManyRequestsError(payload)
 
     def invoke_many(self, events: Iterable[Any], *, concurrency: int) -> list[Any]:
         """Invoke as if ``concurrency`` requests were in flight at once.
 
-        At least ``concurrency`` environments exist afterwards and the events are spread
-        over them in turn. Every event runs; the first error is raised after all ran.
+        At least ``concurrency`` environments exist afterwards (at most
+        ``max_concurrency``) and the events are spread over them in turn; the requests
+        beyond ``max_concurrency`` are throttled (TooManyRequestsError). Every event
+        runs or is throttled; the first error is raised after all of them.
         """
+        __tracebackhide__ = True
         check_number("concurrency", concurrency, minimum=1, integer=True)
-        if self.max_concurrency is not None and concurrency > self.max_concurrency:
-            raise ValueError(
-                f"invoke_many(concurrency={concurrency}) exceeds this function's "
-                f"max_concurrency={self.max_concurrency}: Lambda would throttle the extra "
-                "requests; lower concurrency or raise max_concurrency"
-            )
-        copies = [json_copy(event, "event") for event in events]
+        bodies = [encode_request(event) for event in events]
+        allowed = concurrency
+        if self.max_concurrency is not None:
+            allowed = max(0, min(concurrency, self.max_concurrency - self._busy_count()))
         self._expire_idle()
         # An environment takes as many requests at once as it has runtime processes.
-        needed = -(-concurrency // (self.per_environment_concurrency or 1))
+        needed = -(-allowed // (self.per_environment_concurrency or 1))
         targets = self._idle_environments()[:needed]
         while len(targets) < needed:
             targets.append(self._new_environment("on-demand"))
-        return self._run_spread(targets, copies, concurrency)
+        # In flight at once: the event at position i is the (i % concurrency)-th request
+        # of its wave; those past the allowed ones are throttled.
+        running = [i for i in range(len(bodies)) if i % concurrency < allowed]
+        outcomes: list[Any] = [None] * len(bodies)
+        if targets and running:
+            results = self._run_spread(targets, [bodies[i] for i in running], allowed)
+            for index, outcome in zip(running, results, strict=True):
+                outcomes[index] = outcome
+        for index in range(len(bodies)):
+            if index % concurrency >= allowed:
+                outcomes[index] = self._throttle()
+        for outcome in outcomes:
+            if isinstance(outcome, LambdaError):
+                raise outcome
+        return outcomes
 
     def _run_spread(
         self, targets: list[ExecutionEnvironment], events: list[Any], concurrency: int
     ) -> list[Any]:
+        """Each event's result, or the LambdaError it ended with."""
         __tracebackhide__ = True
         # One lane per request in flight; lane i goes to environment i // per_environment.
         per_environment = -(-concurrency // len(targets))
@@ -248,9 +287,6 @@ class LambdaFunction:
                     outcomes[index] = environment._invoke(events[index])
                 except LambdaError as exc:
                     outcomes[index] = exc
-        for outcome in outcomes:
-            if isinstance(outcome, LambdaError):
-                raise outcome
         return outcomes
 
     def cold_start(self) -> ExecutionEnvironment:
@@ -342,7 +378,9 @@ class LambdaFunction:
         if self._snap_start is None:
             from pytest_lambda_context.environments.snapstart import SnapStart
 
-            self._snap_start = snap_start = SnapStart(self.spec, self, self.resolved_env())
+            self._snap_start = snap_start = SnapStart(
+                self.spec, self, {**self.resolved_env(), **self.credentials}
+            )
             self.add_finalizer(snap_start.release)
         return self._snap_start
 
@@ -350,13 +388,15 @@ class LambdaFunction:
         self._check_open()
         env_id = f"env-{next(self._env_numbers)}"
         environment: ExecutionEnvironment
+        # The execution role's credentials are set by Lambda, like the reserved variables.
+        variables = {**self.resolved_env(), **self.credentials}
         if self.per_environment_concurrency is not None:
             from pytest_lambda_context.environments.managed_instances import (
                 ManagedInstanceEnvironment,
             )
 
             environment = ManagedInstanceEnvironment(
-                self.spec, self, env_id, initialization_type, self.resolved_env()
+                self.spec, self, env_id, initialization_type, variables
             )
             self.environments.append(environment)
             environment.init()  # ahead of traffic, as Managed Instances start environments
@@ -364,12 +404,10 @@ class LambdaFunction:
         if self.snap_start:
             from pytest_lambda_context.environments.snapstart import RestoredEnvironment
 
-            environment = RestoredEnvironment(
-                self.spec, self, env_id, self.resolved_env(), self._snapshots()
-            )
+            environment = RestoredEnvironment(self.spec, self, env_id, variables, self._snapshots())
         else:
             environment = environment_class(self.isolation)(
-                self.spec, self, env_id, initialization_type, self.resolved_env()
+                self.spec, self, env_id, initialization_type, variables
             )
         self.environments.append(environment)
         return environment

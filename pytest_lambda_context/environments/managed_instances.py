@@ -105,16 +105,24 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
         with ThreadPoolExecutor(max_workers=len(self.processes)) as pool:
             outcomes = list(pool.map(lambda p: p._run_init(request_id), self.processes))
         events = [event for outcome in outcomes for event in outcome.events]
+        # Every runtime process's init output, in the environment's one log stream.
+        output = [line for outcome in outcomes for line in outcome.output or ()]
+        echo = [chunk for outcome in outcomes for chunk in outcome.echo or ()]
         duration = (time.perf_counter() - started) * 1000.0
         for outcome in outcomes:
             if outcome.kind != "ok":
                 return Outcome(
-                    outcome.kind, payload=outcome.payload, duration_ms=duration, events=events
+                    outcome.kind,
+                    payload=outcome.payload,
+                    duration_ms=duration,
+                    events=events,
+                    output=output,
+                    echo=echo,
                 )
         for process in self.processes:
             process.state = "warm"
             self._idle.put(process)
-        return Outcome("ok", duration_ms=duration, events=events)
+        return Outcome("ok", duration_ms=duration, events=events, output=output, echo=echo)
 
     def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
         process = self._idle.get()  # up to N requests at once; more wait for a process

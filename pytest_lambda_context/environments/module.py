@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import gc
 import itertools
+import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -29,9 +31,8 @@ from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.drivers import loaded_c_drivers
 from pytest_lambda_context.observe.scope import Scope, set_scope
 from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
-from pytest_lambda_context.runtime.context import LambdaContext
+from pytest_lambda_context.runtime.context import LambdaContext, trace_header
 from pytest_lambda_context.runtime.handler import (
-    INIT_TIMEOUT,
     ExitRequested,
     InitFailure,
     Outcome,
@@ -40,6 +41,11 @@ from pytest_lambda_context.runtime.handler import (
     import_handler,
     timeout_payload,
 )
+from pytest_lambda_context.runtime.logging_setup import (
+    UNHANDLED_EXCEPTION_WARNING,
+    SwappedRuntimeLogging,
+)
+from pytest_lambda_context.runtime.marshal import ResultEncoder
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.spec import (
@@ -113,6 +119,14 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._environ_data = {
             environ.encodekey(k): environ.encodevalue(v) for k, v in variables.items()
         }
+        # What the runtime installs: the log stream and the logging setup.
+        self._runtime_logging = SwappedRuntimeLogging(variables)
+        self._encoder = ResultEncoder(variables.get("AWS_EXECUTION_ENV"))
+        self._trace_key = environ.encodekey("_X_AMZN_TRACE_ID")
+        self._trace_tag = secrets.token_hex(8)
+        self._trace_numbers = itertools.count(1)
+        # The last phase's log events (set when the environment's state is swapped out).
+        self._output: list[str] = []
         code_root = spec.code_root
         self._sys_path = [code_root, *(p for p in sys.path if p != code_root)]
         self._scope = Scope(
@@ -189,6 +203,7 @@ class ModuleEnvironment(ExecutionEnvironment):
             saved_exit,
             len(modules),
             scope,
+            self._runtime_logging.enter(),
         )
 
     def _exit(self, saved: tuple[Any, ...]) -> list[Any]:
@@ -201,7 +216,9 @@ class ModuleEnvironment(ExecutionEnvironment):
             saved_exit,
             count,
             scope,
+            saved_logging,
         ) = saved
+        self._output = self._runtime_logging.exit(saved_logging)
         os._exit = saved_exit
         # What reached a proxy during this call is this call's, wherever C code opened it.
         _taps.settle()
@@ -229,51 +246,58 @@ class ModuleEnvironment(ExecutionEnvironment):
 
     # -- init and invoke -----------------------------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
+        limit = self.phase_limit
+        # A retried init starts from scratch, as in a restarted runtime.
+        self._modules.clear()
+        self._runtime_logging.restart()
+        spec = self.spec
         # request_id None in the scope: what init code opens belongs to the init phase,
         # even when an invocation triggered it (the payloads still name the request).
         saved = self._enter(None, evict=True)
         started = time.perf_counter()
+        outcome: Outcome
         try:
-            with shifted_clock(self.spec.clock.shift, self.spec.code_root_prefix):
+            with shifted_clock(spec.clock.shift, spec.code_root_prefix):
                 self._handler, self._handler_module = _with_timeout(
-                    INIT_TIMEOUT, import_handler, self.spec.handler, request_id
+                    limit, import_handler, spec.handler, request_id
                 )
         except InitFailure as failure:
-            return Outcome(
-                "init",
-                payload=failure.payload,
-                exc=failure.cause,
-                duration_ms=ms_since(started),
-                events=self._exit(saved),
+            outcome = Outcome(
+                "init", payload=failure.payload, exc=failure.cause, duration_ms=ms_since(started)
             )
+            # What awslambdaric logs when the handler cannot be loaded.
+            logging.warning(UNHANDLED_EXCEPTION_WARNING)
+            self._runtime_logging.report_error(failure.payload)
         except _Timedout:
-            payload = timeout_payload(request_id, INIT_TIMEOUT, init=True)
-            return Outcome(
-                "init", payload=payload, duration_ms=ms_since(started), events=self._exit(saved)
-            )
+            payload = timeout_payload(request_id, limit, init=True)
+            outcome = Outcome("init", payload=payload, duration_ms=ms_since(started))
         except (SystemExit, ExitRequested) as exc:
             # Init code that exits ends the runtime: an init error, as on Lambda.
             status = exc.code if isinstance(exc, SystemExit) else exc.status
-            return Outcome(
-                "init",
+            outcome = Outcome(
+                "exit",
                 payload=exit_payload(status, request_id),
                 exc=exc,
                 duration_ms=ms_since(started),
-                events=self._exit(saved),
             )
         except BaseException:
             self._exit(saved)
             raise
-        duration = ms_since(started)
+        else:
+            outcome = Outcome("ok", duration_ms=ms_since(started))
         set_aside = list(saved[0])
-        events = self._exit(saved)
-        packages = {name.partition(".")[0] for name in self._modules}
-        self._shadowed = tuple(
-            name
-            for name in set_aside
-            if name not in self._modules and name.partition(".")[0] in packages
-        )
-        return Outcome("ok", duration_ms=duration, events=events)
+        outcome.events = self._exit(saved)
+        outcome.output = self._output
+        if outcome.kind == "ok":
+            packages = {name.partition(".")[0] for name in self._modules}
+            self._shadowed = tuple(
+                name
+                for name in set_aside
+                if name not in self._modules and name.partition(".")[0] in packages
+            )
+        else:
+            self._handler = self._handler_module = None
+        return outcome
 
     def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
         spec = self.spec
@@ -283,27 +307,49 @@ class ModuleEnvironment(ExecutionEnvironment):
                 function_name=spec.function_name,
                 memory_limit_in_mb=spec.memory_mb,
                 log_stream_name=self.log_stream_name,
+                region=spec.region,
                 deadline_ms=deadline_ms,
             )
         context = LambdaContext.renewed(self._context, request_id, deadline_ms)
+        # As the runtime does for each invocation: the request id for log records, and
+        # a new X-Ray trace header in the environment.
+        self._runtime_logging.log.request_id = request_id
+        self._environ_data[self._trace_key] = os.environ.encodevalue(
+            trace_header(self._trace_tag, next(self._trace_numbers))
+        )
         saved = self._enter(request_id, evict=False)
         outcome: Outcome
         try:
             if spec.clock.shift:
                 with shifted_clock(spec.clock.shift, spec.code_root_prefix):
                     outcome = _with_timeout(
-                        spec.timeout, call_handler, self._handler, event, context, request_id
+                        spec.timeout,
+                        call_handler,
+                        self._handler,
+                        event,
+                        context,
+                        request_id,
+                        self._encoder,
                     )
             else:  # the common case, without a context manager's cost
                 outcome = _with_timeout(
-                    spec.timeout, call_handler, self._handler, event, context, request_id
+                    spec.timeout,
+                    call_handler,
+                    self._handler,
+                    event,
+                    context,
+                    request_id,
+                    self._encoder,
                 )
+            if outcome.kind in ("handler", "marshal"):
+                self._runtime_logging.report_error(outcome.payload)  # type: ignore[arg-type]
         except _Timedout:
             payload = timeout_payload(request_id, spec.timeout)
             outcome = Outcome("timeout", payload=payload, duration_ms=spec.timeout * 1000.0)
         finally:
             events = self._exit(saved)
         outcome.events = events
+        outcome.output = self._output
         return outcome
 
     def _release(self) -> None:

@@ -35,7 +35,6 @@ from pytest_lambda_context.observe.scope import Scope
 from pytest_lambda_context.runtime.clock import ms_since
 from pytest_lambda_context.runtime.errors import error_payload
 from pytest_lambda_context.runtime.handler import (
-    INIT_TIMEOUT,
     Outcome,
     exit_payload,
     timeout_payload,
@@ -105,6 +104,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             "network": spec.network,
             "handler": spec.handler,
             "memory_mb": spec.memory_mb,
+            "region": spec.region,
             "log_stream_name": self.log_stream_name,
         }
         self.pid: int | None = None
@@ -258,14 +258,14 @@ class ProcessEnvironment(ExecutionEnvironment):
     # -- init and invoke -------------------------------------------------------------
     @property
     def init_timeout(self) -> float:
-        """Seconds the init phase may take (Lambda's 10 s for on-demand environments)."""
-        return INIT_TIMEOUT
+        """Seconds the init attempt under way may take: Lambda's 10 s on demand,
+        max(130 s, timeout) when provisioned, the function's timeout when an invocation
+        runs it again (see ExecutionEnvironment.phase_limit)."""
+        return self.phase_limit
 
     def _init_message(self, request_id: str | None, offset: float) -> tuple[Any, ...]:
-        # Sent once: the worker keeps it, and a copy of os.environ per environment
-        # is not worth holding on to here.
-        config, self._config = self._config, None
-        return ("init", config, request_id, offset)
+        # The config stays until an init succeeds: a failed one is run again.
+        return ("init", self._config, request_id, offset)
 
     def _init_timed_out(self, request_id: str | None) -> Outcome:
         return Outcome("init", payload=timeout_payload(request_id, self.init_timeout, init=True))
@@ -310,6 +310,8 @@ class ProcessEnvironment(ExecutionEnvironment):
     def _init_worker(self, request_id: str | None) -> Outcome:
         # The template's own start is the session's cost, not this environment's init.
         self._template.ready()
+        if self.pid is not None:
+            self._discard_worker()  # a retried init runs in a new runtime process
         started = time.perf_counter()
         offset = self.spec.clock.shift
         try:
@@ -324,16 +326,42 @@ class ProcessEnvironment(ExecutionEnvironment):
             return outcome
         except _Crashed as crash:
             payload = _crash_payload(crash.status, request_id)
-            return Outcome("init", payload=payload, duration_ms=ms_since(started))
+            return Outcome("exit", payload=payload, duration_ms=ms_since(started))
         except BaseException:
             self._abandon()
             raise
-        kind, result, payload, _, events, _, self.tmp_refused = reply
+        kind, result, payload, _, events, _, self.tmp_refused, *runtime = reply
+        # A worker's init reply carries its log (a SnapStart hook's reply does not).
+        output, echo = (runtime[1], runtime[2]) if runtime else (None, None)
         if kind == "ok":
+            # The worker keeps it; a copy of os.environ per environment is not worth
+            # holding on to here once init has succeeded.
+            self._config = None
             self._freeze()
         # Init Duration as the test process saw it: the fork as well as the init code,
         # as Lambda's includes the runtime's start.
-        return Outcome(kind, result, payload=payload, duration_ms=ms_since(started), events=events)
+        return Outcome(
+            kind,
+            result,
+            payload=payload,
+            duration_ms=ms_since(started),
+            events=events,
+            output=output,
+            echo=echo,
+        )
+
+    def _discard_worker(self) -> None:
+        """End the worker of a failed init attempt; the environment itself lives on."""
+        with contextlib.suppress(Exception):
+            self._wait_exit(grace=0.0)
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        self.pid = None
+        self._reaped = False
 
     def _invoke_worker(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
         timeout = self.spec.timeout
@@ -354,10 +382,19 @@ class ProcessEnvironment(ExecutionEnvironment):
         except BaseException:
             self._abandon()
             raise
-        kind, result, payload, duration_ms, events, _ = reply
+        kind, result, payload, duration_ms, events, _, raw, output, echo = reply
         if kind != "exit":  # an exiting worker is reaped by the shutdown that follows
             self._freeze()
-        return Outcome(kind, result=result, payload=payload, duration_ms=duration_ms, events=events)
+        return Outcome(
+            kind,
+            result=result,
+            raw=raw,
+            payload=payload,
+            duration_ms=duration_ms,
+            events=events,
+            output=output,
+            echo=echo,
+        )
 
     def _release(self) -> None:
         if self.pid is not None:

@@ -44,6 +44,8 @@ class FunctionSpec:
     host_paths: tuple[str, ...] = ()
     # Lambda Managed Instances: runtime processes per environment (None: the default model).
     per_environment_concurrency: int | None = None
+    # AWS_REGION and AWS_DEFAULT_REGION, and the region of the function's ARN.
+    region: str = "us-east-1"
     # ``code_root`` with one trailing separator: what module paths are matched against.
     code_root_prefix: str = field(init=False)
 

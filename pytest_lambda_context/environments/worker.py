@@ -66,6 +66,10 @@ PRELOAD = (
     "pytest_lambda_context.observe.scope",
     "pytest_lambda_context.runtime.errors",
     "pytest_lambda_context.runtime.records",
+    "pytest_lambda_context.runtime.marshal",
+    "pytest_lambda_context.runtime.log_stream",
+    "pytest_lambda_context.runtime.logging_setup",
+    "simplejson",
 )
 
 _HEADER = struct.Struct("!Q")
@@ -399,6 +403,12 @@ class _Worker:
         # SnapStart: the snapshot's connections, broken anew in each restored environment.
         self.inherited: list[Any] = []
         self.restored_at = 0.0
+        self.log: Any = None
+        self.tees: tuple[Any, ...] = ()
+        self.log_json = False
+        self.encoder: Any = None
+        self.trace_tag = ""
+        self.trace_number = 0
 
     def serve(self) -> int:
         """Answer requests until told to stop; returns the process's exit status."""
@@ -460,6 +470,7 @@ class _Worker:
         # boto3/botocore clients made by function code are counted here too (the aws
         # fixture's accounting); it patches botocore only, and only once imported.
         clients.install()  # boto3/botocore clients of function code (botocore patched lazily)
+        self._install_runtime(config["environ"])
         # request_id None: connections of the init phase are the init's, not the
         # first invocation's (ConnectionEvent's contract).
         scope = self.scope(None)
@@ -472,14 +483,27 @@ class _Worker:
             kind, payload = "ok", None
         except InitFailure as failure:
             kind, payload = "init", failure.payload
+            self._report_init_failure(failure.payload)
         except SystemExit as exc:
             # Init code that exits takes the runtime down: report it, then really exit.
             exit_status = _exit_status(exc.code)
-            kind, payload = "init", _exit_payload(exit_status, request_id)
+            kind, payload = "exit", _exit_payload(exit_status, request_id)
         finally:
             set_scope(None)
         duration = (time.perf_counter() - started) * 1000.0
-        reply = (kind, None, payload, duration, scope.events, _max_rss_kb(), self.tmp_refused)
+        output, echo = self._end_phase()
+        reply = (
+            kind,
+            None,
+            payload,
+            duration,
+            scope.events,
+            _max_rss_kb(),
+            self.tmp_refused,
+            False,
+            output,
+            echo,
+        )
         return reply, exit_status
 
     def scope(self, request_id: str | None) -> Any:
@@ -611,12 +635,55 @@ class _Worker:
 
         return serve_forks(receive, lambda message: send_message(channel, message), fork)
 
+    def _install_runtime(self, environ: dict[str, str]) -> None:
+        """What the runtime sets up before the function's code: awslambdaric's logging,
+        stdout and stderr feeding the log stream, its marshaller."""
+        from pytest_lambda_context.runtime.log_stream import LogStream, StreamTee
+        from pytest_lambda_context.runtime.logging_setup import (
+            install_runtime_logging,
+            runtime_log_settings,
+        )
+        from pytest_lambda_context.runtime.marshal import ResultEncoder
+
+        log = LogStream(write_through=False)
+        log.targets[0], log.targets[1] = sys.stdout, sys.stderr
+        self.tees = (StreamTee(1, log), StreamTee(2, log))
+        sys.stdout, sys.stderr = self.tees
+        install_runtime_logging(log, environ)
+        self.log = log
+        self.log_json = runtime_log_settings(environ)[0]
+        self.encoder = ResultEncoder(environ.get("AWS_EXECUTION_ENV"))
+        self.trace_tag = os.urandom(8).hex()
+        self.trace_number = 0
+
+    def _report_init_failure(self, payload: dict[str, Any]) -> None:
+        import logging
+
+        from pytest_lambda_context.runtime.logging_setup import UNHANDLED_EXCEPTION_WARNING
+
+        logging.warning(UNHANDLED_EXCEPTION_WARNING)
+        self._report_error(payload)
+
+    def _report_error(self, payload: dict[str, Any]) -> None:
+        from pytest_lambda_context.runtime.logging_setup import error_lines
+
+        self.log.log_error(error_lines(payload, self.log_json))
+
+    def _end_phase(self) -> tuple[list[str], list[tuple[int, str]]]:
+        """This phase's log events and the output for the test's streams; the next
+        phase starts with none."""
+        for tee in self.tees:
+            tee.end_phase()
+        log = self.log
+        output, log.events = log.events, []
+        return output, log.take_chunks()
+
     def invoke(
         self, request_id: str, event: Any, deadline_ms: float, offset: float
     ) -> tuple[tuple[Any, ...], int | None]:
         from pytest_lambda_context.observe.scope import set_scope
         from pytest_lambda_context.runtime.clock import shifted_clock
-        from pytest_lambda_context.runtime.context import LambdaContext
+        from pytest_lambda_context.runtime.context import LambdaContext, trace_header
         from pytest_lambda_context.runtime.handler import call_handler
 
         config = self.config
@@ -625,16 +692,24 @@ class _Worker:
             function_name=config["function_name"],
             memory_limit_in_mb=config["memory_mb"],
             log_stream_name=config["log_stream_name"],
+            region=config["region"],
             deadline_ms=deadline_ms,
         )
         scope = self.scope(request_id)
+        # As the runtime does for each invocation: the request id for log records, and
+        # a new X-Ray trace header in the environment.
+        self.log.request_id = request_id
+        self.trace_number += 1
+        os.environ["_X_AMZN_TRACE_ID"] = trace_header(self.trace_tag, self.trace_number)
         set_scope(scope)
         try:
             if offset:
                 with shifted_clock(offset, config["code_root_prefix"]):
-                    outcome = call_handler(self.handler, event, context, request_id)
+                    outcome = call_handler(self.handler, event, context, request_id, self.encoder)
             else:
-                outcome = call_handler(self.handler, event, context, request_id)
+                outcome = call_handler(self.handler, event, context, request_id, self.encoder)
+            if outcome.kind in ("handler", "marshal"):
+                self._report_error(outcome.payload)  # type: ignore[arg-type]
         finally:
             set_scope(None)
         exit_status = None
@@ -643,6 +718,7 @@ class _Worker:
             # sys.exit in the handler: the runtime really goes, with the real status.
             exit_status = _exit_status(getattr(outcome.exc, "code", 1))
             payload = _exit_payload(exit_status, request_id)
+        output, echo = self._end_phase()
         reply = (
             outcome.kind,
             outcome.result,
@@ -650,6 +726,9 @@ class _Worker:
             outcome.duration_ms,
             scope.events,
             _max_rss_kb(),
+            outcome.raw,
+            output,
+            echo,
         )
         return reply, exit_status
 

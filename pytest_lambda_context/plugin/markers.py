@@ -35,6 +35,7 @@ _CONFIG_KEYS = (
     "max_concurrency",
     "snap_start",
     "per_environment_concurrency",
+    "region",
 )
 
 
@@ -66,8 +67,12 @@ def max_connections(
     n: int, *, per: str = "environment", host: str | None = None, port: int | None = None
 ) -> dict[str, Any]:
     _check_limit(n, per)
-    if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
-        raise TypeError(f"port must be an integer, not {port!r}")
+    if port is not None:
+        from pytest_lambda_context.environments.config import check_number
+
+        check_number("port", port, minimum=1, maximum=65535, integer=True)
+    if host is not None and not isinstance(host, str):
+        raise TypeError(f"host must be a string such as '127.0.0.1', not {host!r}")
     return {"n": n, "per": per, "host": host, "port": port}
 
 

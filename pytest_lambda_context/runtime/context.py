@@ -7,7 +7,13 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["LambdaContext", "reserved_environment"]
+__all__ = [
+    "RESERVED_VARIABLES",
+    "LambdaContext",
+    "refuse_reserved",
+    "reserved_environment",
+    "trace_header",
+]
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
@@ -15,8 +21,17 @@ _PYTHON = f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}"
 
 
 class CognitoIdentity:
-    cognito_identity_id: str | None = None
-    cognito_identity_pool_id: str | None = None
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self) -> None:
+        self.cognito_identity_id: str | None = None
+        self.cognito_identity_pool_id: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"CognitoIdentity([cognito_identity_id={self.cognito_identity_id},"
+            f"cognito_identity_pool_id={self.cognito_identity_pool_id}])"
+        )
 
 
 class LambdaContext:
@@ -50,6 +65,9 @@ class LambdaContext:
         self.log_stream_name = log_stream_name
         self.client_context: Any = None
         self.identity = CognitoIdentity()
+        # Lambda's tenant isolation mode: the invocation's tenant (None without it).
+        self.tenant_id: str | None = None
+        self._w3c_fields: dict[str, str] = {}
         self._deadline_ms = (
             deadline_ms if deadline_ms is not None else time.time() * 1000 + timeout * 1000
         )
@@ -70,13 +88,32 @@ class LambdaContext:
         # time.time is looked up at call time so freezegun's clock applies.
         return max(0, int(self._deadline_ms - time.time() * 1000))
 
-    def log(self, msg: str) -> None:
-        logging.getLogger("pytest_lambda_context.environments.function").info("%s", msg)
+    def w3c(self) -> dict[str, str]:
+        """The W3C trace context of the invocation (awslambdaric 4.2's ``w3c()``)."""
+        return dict(self._w3c_fields)
+
+    def log(self, msg: Any) -> None:
+        """Write ``msg`` as it is to the log, as awslambdaric does: to the runtime's log
+        sink if the root logger still has the runtime's handler, else to stdout."""
+        for handler in logging.getLogger().handlers:
+            sink = getattr(handler, "log_sink", None)
+            if sink is not None:
+                sink.log(str(msg))
+                return
+        sys.stdout.write(str(msg))
 
     def __repr__(self) -> str:
         return (
-            f"LambdaContext(aws_request_id={self.aws_request_id!r}, "
-            f"function_name={self.function_name!r})"
+            f"LambdaContext([aws_request_id={self.aws_request_id},"
+            f"log_group_name={self.log_group_name},"
+            f"log_stream_name={self.log_stream_name},"
+            f"function_name={self.function_name},"
+            f"memory_limit_in_mb={self.memory_limit_in_mb},"
+            f"function_version={self.function_version},"
+            f"invoked_function_arn={self.invoked_function_arn},"
+            f"client_context={self.client_context},"
+            f"identity={self.identity},"
+            f"tenant_id={self.tenant_id}])"
         )
 
 
@@ -105,3 +142,52 @@ def reserved_environment(
         "LAMBDA_TASK_ROOT": task_root,
         "TZ": ":UTC",
     }
+
+
+# The keys Lambda's API refuses in a function's environment variables (its developer
+# guide's "reserved environment variables"). TZ is listed there too, but the API
+# accepts it and the runtime honours it, so it is not refused here either.
+RESERVED_VARIABLES = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+
+def refuse_reserved(names: object) -> None:
+    """Raise ValueError, with Lambda's message, if any of ``names`` is reserved."""
+    used = sorted(name for name in names if name in RESERVED_VARIABLES)  # type: ignore[attr-defined]
+    if used:
+        raise ValueError(
+            "Lambda was unable to configure your environment variables because the "
+            "environment variables you have provided contains reserved keys that are "
+            "currently not supported for modification. Reserved keys used in this request: "
+            f"{', '.join(used)}. (In LambdaFunction: the region is the `region` option; "
+            "Lambda sets the others itself.)"
+        )
+
+
+def trace_header(environment_tag: str, number: int) -> str:
+    """An X-Ray trace header for one invocation (``_X_AMZN_TRACE_ID``, new for each).
+
+    ``environment_tag`` (16 hex digits, per environment) and the invocation's number
+    make the trace id unique without drawing random bits on every invocation.
+    """
+    return f"Root=1-{int(time.time()):08x}-{environment_tag}{number:08x};Parent={environment_tag};Sampled=0"

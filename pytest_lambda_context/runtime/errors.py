@@ -12,9 +12,12 @@ __all__ = [
     "InvocationTimeout",
     "LambdaError",
     "MarshalError",
+    "RequestTooLargeError",
+    "ResponseTooLargeError",
     "RuntimeExitError",
     "SnapStartError",
     "SnapStartTimeoutError",
+    "TooManyRequestsError",
     "error_payload",
     "stack_trace",
 ]
@@ -59,6 +62,21 @@ class MarshalError(LambdaError):
     """The handler returned a value that is not JSON-serialisable (``Runtime.MarshalError``)."""
 
 
+class ResponseTooLargeError(LambdaError):
+    """The result is over Lambda's 6 MB limit (``Function.ResponseSizeTooLarge``);
+    the environment stays warm."""
+
+
+class RequestTooLargeError(LambdaError):
+    """The event is over Lambda's 6 MB limit (``RequestEntityTooLargeException``);
+    the function never ran."""
+
+
+class TooManyRequestsError(LambdaError):
+    """Throttled: every environment the function may have is busy
+    (``TooManyRequestsException``); the function never ran."""
+
+
 class RuntimeExitError(LambdaError):
     """The function code exited the runtime (``sys.exit``, ``os._exit``, a signal)."""
 
@@ -93,6 +111,7 @@ ERROR_CLASSES: dict[str, type[LambdaError]] = {
     "handler": HandlerError,
     "timeout": InvocationTimeout,
     "marshal": MarshalError,
+    "too_large": ResponseTooLargeError,
     "exit": RuntimeExitError,
     "snapstart": SnapStartError,
     "snapstart_timeout": SnapStartTimeoutError,

@@ -7,7 +7,7 @@ what CloudWatch would show for the same mistake.
 from __future__ import annotations
 
 import importlib
-import keyword
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +16,13 @@ from typing import Any
 
 from pytest_lambda_context.runtime.clock import ms_since
 from pytest_lambda_context.runtime.errors import error_payload, stack_trace
-from pytest_lambda_context.runtime.records import json_copy
+from pytest_lambda_context.runtime.marshal import (
+    MarshalFailure,
+    PayloadTooLarge,
+    ResultEncoder,
+    decode_event,
+    marshal_result,
+)
 
 __all__ = [
     "INIT_TIMEOUT",
@@ -25,7 +31,7 @@ __all__ = [
     "Outcome",
     "call_handler",
     "import_handler",
-    "parse_handler",
+    "module_name_of",
     "timeout_payload",
 ]
 
@@ -53,13 +59,19 @@ class ExitRequested(BaseException):
 class Outcome:
     """How one init or invocation ended; plain data so a worker can send it back."""
 
-    kind: str  # "ok", "init", "handler", "timeout", "marshal" or "exit"
+    kind: str  # "ok", "init", "handler", "timeout", "marshal", "too_large" or "exit"
+    # The marshalled result (see runtime.marshal.decode_result); ``raw``: bytes as they are.
     result: Any = None
+    raw: bool = False
     payload: dict[str, Any] | None = None
     duration_ms: float = 0.0
     events: list[Any] = field(default_factory=list)
     # The original exception, only in module isolation (it cannot cross a process).
     exc: BaseException | None = None
+    # The phase's log events (see runtime.log_stream).
+    output: list[str] | None = None
+    # A worker's output for the test's stdout (1) and stderr (2), in order.
+    echo: list[tuple[int, str]] | None = None
 
 
 # Lambda gives the init phase 10 seconds.
@@ -83,56 +95,59 @@ def _failure(
     return InitFailure(error_payload(message, error_type, request_id, trace), exc)
 
 
-def parse_handler(handler: str) -> tuple[str, str]:
-    """Split ``app.search.handler``, ``app/search.handler`` or ``app.search:handler``."""
-    if ":" in handler:
-        module_part, _, function_name = handler.partition(":")
-    else:
-        module_part, _, function_name = handler.rpartition(".")
-    module_name = module_part.replace("/", ".")
-    parts = module_name.split(".")
-    if not module_part or not function_name or not all(_identifier(p) for p in parts):
-        raise ValueError(
-            f"Bad handler '{handler}': expected 'module.function' such as "
-            "'app.search.handler' (also 'app/search.handler' or 'app.search:handler')"
-        )
-    if not _identifier(function_name):
-        raise ValueError(f"Bad handler '{handler}': '{function_name}' is not a Python name")
-    return module_name, function_name
+def module_name_of(handler: str) -> str:
+    """The module part of a handler string as Lambda reads it (``app/search.handler`` ->
+    ``app.search``); "" when there is none. For names and the code root only: whether
+    the string works is decided at init, by :func:`import_handler`, as on Lambda."""
+    module_part, dot, _ = handler.rpartition(".")
+    return module_part.replace("/", ".") if dot else ""
 
 
-def _identifier(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name)
+def import_handler(handler: str, request_id: str | None) -> tuple[Any, ModuleType]:
+    """Import the handler's module (running the init code) and find the handler.
 
-
-def import_handler(handler: str, request_id: str | None) -> tuple[Handler, ModuleType]:
-    """Import the handler's module (running the init code) and find the handler."""
+    Step by step as awslambdaric 4.2.2's ``bootstrap._get_handler``: the same split,
+    the same checks in the same order, the same error types and messages. Like it,
+    the attribute is not checked for being callable: calling it fails per invocation.
+    """
     try:
-        module_name, function_name = parse_handler(handler)
+        module_part, function_name = handler.rsplit(".", 1)
     except ValueError as exc:
         raise InitFailure(
-            error_payload(str(exc), "Runtime.MalformedHandlerName", request_id), exc
+            error_payload(
+                f"Bad handler '{handler}': {exc}", "Runtime.MalformedHandlerName", request_id
+            ),
+            exc,
         ) from None
     try:
-        module = importlib.import_module(module_name)
+        if module_part.split(".")[0] in sys.builtin_module_names:
+            message = f"Cannot use built-in module {module_part} as a handler module"
+            raise InitFailure(
+                error_payload(message, "Runtime.BuiltInModuleConflict", request_id)
+            ) from None
+        module = importlib.import_module(module_part.replace("/", "."))
     except ImportError as exc:
-        message = f"Unable to import module '{module_name}': {exc}"
-        raise _failure(message, "Runtime.ImportModuleError", request_id, exc) from None
+        # No stack trace in the payload, as awslambdaric sends none (the exception is
+        # still the cause, so pytest shows where the import failed).
+        message = f"Unable to import module '{module_part}': {exc}"
+        raise InitFailure(
+            error_payload(message, "Runtime.ImportModuleError", request_id), exc
+        ) from None
     except SyntaxError as exc:
-        message = f"Syntax error in module '{module_name}': {exc}"
-        raise _failure(message, "Runtime.UserCodeSyntaxError", request_id, exc) from None
+        message = f"Syntax error in module '{module_part}': {exc}"
+        trace = [f'  File "{exc.filename}" Line {exc.lineno}\n    {exc.text}']
+        raise InitFailure(
+            error_payload(message, "Runtime.UserCodeSyntaxError", request_id, trace), exc
+        ) from None
+    except InitFailure:
+        raise
     except Exception as exc:
         raise _failure(str(exc), type(exc).__name__, request_id, exc) from None
-    function = getattr(module, function_name, None)
-    if function is None:
-        message = f"Handler '{function_name}' missing on module '{module_name}'"
-        raise InitFailure(error_payload(message, "Runtime.HandlerNotFound", request_id))
-    if not callable(function):
-        message = (
-            f"Handler '{function_name}' on module '{module_name}' is not callable "
-            f"(it is a {type(function).__name__})"
-        )
-        raise InitFailure(error_payload(message, "Runtime.HandlerNotFound", request_id))
+    try:
+        function = getattr(module, function_name)
+    except AttributeError:
+        message = f"Handler '{function_name}' missing on module '{module_part}'"
+        raise InitFailure(error_payload(message, "Runtime.HandlerNotFound", request_id)) from None
     return function, module
 
 
@@ -144,15 +159,17 @@ def exit_payload(status: object, request_id: str | None) -> dict[str, Any]:
     )
 
 
-def call_handler(function: Handler, event: Any, context: Any, request_id: str) -> Outcome:
-    """Call the handler with the (already copied) event; marshal the result as Lambda does.
-
-    Timeouts are not handled here: each isolation interrupts its own way.
+def call_handler(
+    function: Handler, body: Any, context: Any, request_id: str, encoder: ResultEncoder
+) -> Outcome:
+    """Decode the event, call the handler, marshal the result: awslambdaric's
+    ``handle_event_request``. Timeouts are not handled here: each isolation interrupts
+    its own way.
     """
     __tracebackhide__ = True  # in a failure, pytest shows the handler's frames only
     started = time.perf_counter()
     try:
-        result = function(event, context)
+        result = function(decode_event(body), context)
     except SystemExit as exc:
         return Outcome(
             "exit",
@@ -172,15 +189,19 @@ def call_handler(function: Handler, event: Any, context: Any, request_id: str) -
             str(exc), type(exc).__name__, request_id, stack_trace(exc.__traceback__)
         )
         return Outcome("handler", payload=payload, exc=exc, duration_ms=ms_since(started))
-    duration = (time.perf_counter() - started) * 1000.0  # inline: the warm path
     try:
-        result = json_copy(result, "result")
-    except TypeError as exc:
-        message = f"Unable to marshal response: {exc.__context__ or exc}"
+        result, raw = marshal_result(result, encoder)
+    except MarshalFailure as exc:
         return Outcome(
             "marshal",
-            payload=error_payload(message, "Runtime.MarshalError", request_id),
-            exc=exc,
-            duration_ms=duration,
+            payload=error_payload(str(exc), "Runtime.MarshalError", request_id),
+            exc=exc.__cause__,
+            duration_ms=ms_since(started),
         )
-    return Outcome("ok", result=result, duration_ms=duration)
+    except PayloadTooLarge as exc:
+        return Outcome(
+            "too_large",
+            payload=error_payload(str(exc), "Function.ResponseSizeTooLarge", request_id),
+            duration_ms=ms_since(started),
+        )
+    return Outcome("ok", result=result, raw=raw, duration_ms=ms_since(started))

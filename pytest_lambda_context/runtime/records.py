@@ -1,15 +1,22 @@
-"""What one invocation left behind: Lambda's REPORT line and the counts a test checks."""
+"""What one invocation left behind: its CloudWatch lines and the counts a test checks."""
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Invocation", "json_copy"]
+__all__ = ["Invocation", "billed_duration_ms"]
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+def billed_duration_ms(duration_ms: float, init_duration_ms: float | None) -> int:
+    """Lambda's Billed Duration: each started millisecond, at least one.
+
+    Since 1 August 2025 Lambda bills the init phase of every function, so a cold
+    start's Billed Duration covers its Init Duration as well (as it always did for
+    container images and custom runtimes).
+    """
+    return max(1, math.ceil(duration_ms + (init_duration_ms or 0.0)))
 
 
 @dataclass(slots=True)
@@ -31,54 +38,49 @@ class Invocation:
     # When the invoke phase began, in epoch seconds as handler code saw the clock
     # (idle() moves it forward): where the HTML report's timeline places the bar.
     started_at: float | None = None
+    # What the function printed or logged during the invocation, one CloudWatch event each.
+    output: list[str] = field(default_factory=list)
+    # "timeout" or "error" (the runtime exited): the REPORT line's Status field.
+    status: str | None = None
 
     @property
     def billed_duration_ms(self) -> int:
-        # Lambda bills each started millisecond.
-        return max(1, math.ceil(self.duration_ms))
+        return billed_duration_ms(self.duration_ms, self.init_duration_ms)
 
     @property
     def report_line(self) -> str:
+        """The REPORT line as CloudWatch shows it (fields tab-separated)."""
         line = (
-            f"REPORT RequestId: {self.request_id} Duration: {self.duration_ms:.2f} ms "
-            f"Billed Duration: {self.billed_duration_ms} ms Memory Size: {self.memory_size_mb} MB "
+            f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
+            f"Billed Duration: {self.billed_duration_ms} ms\tMemory Size: {self.memory_size_mb} MB\t"
             f"Max Memory Used: {self.max_memory_used_mb} MB"
         )
-        if self.init_duration_ms is not None:
-            line += f" Init Duration: {self.init_duration_ms:.2f} ms"
         if self.restore_duration_ms is not None:
             line += (
-                f" Restore Duration: {self.restore_duration_ms:.2f} ms"
-                f" Billed Restore Duration: {self.billed_restore_duration_ms} ms"
+                f"\tRestore Duration: {self.restore_duration_ms:.2f} ms"
+                f"\tBilled Restore Duration: {self.billed_restore_duration_ms} ms"
             )
+        elif self.init_duration_ms is not None:
+            line += f"\tInit Duration: {self.init_duration_ms:.2f} ms"
+        if self.status == "timeout":
+            line += "\tStatus: timeout"
+        elif self.status is not None and self.error is not None:
+            line += f"\tStatus: {self.status}\tError Type: {self.error['errorType']}"
         return line
+
+    @property
+    def logs(self) -> list[str]:
+        """The invocation's CloudWatch lines: START, its output, END, REPORT."""
+        request_id = self.request_id
+        return [
+            f"START RequestId: {request_id} Version: $LATEST",
+            *self.output,
+            f"END RequestId: {request_id}",
+            self.report_line,
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["billed_duration_ms"] = self.billed_duration_ms
         data["report_line"] = self.report_line
         return data
-
-
-def json_copy(value: Any, what: str) -> Any:
-    """The value after a JSON round trip, as Lambda passes events and results.
-
-    A flat dict of scalars (the common small event) is copied without the encoder:
-    the round trip would give back an equal dict, and this keeps a warm invocation
-    within microseconds of a direct call.
-    """
-    __tracebackhide__ = True
-    if type(value) is dict:
-        for k, v in value.items():
-            if type(k) is not str or type(v) not in _SCALARS:
-                break
-        else:
-            return dict(value)
-    if type(value) in _SCALARS:
-        return value
-    try:
-        return json.loads(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"The {what} must be JSON-serialisable, because Lambda passes it as JSON: {exc}"
-        ) from None

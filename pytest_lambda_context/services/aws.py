@@ -161,6 +161,11 @@ class AwsService:
     def prepare(self, settings: dict[str, Any]) -> None:
         """Point a function about to be made at moto (its env; the server if a process one)."""
         variables = fake_credentials()
+        # The execution role's credentials are Lambda's to set, not the function's env.
+        settings["credentials"] = {
+            key: variables.pop(key)
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+        }
         if settings.get("isolation") == "process":
             variables["AWS_ENDPOINT_URL"] = self._server().url
         given = settings.get("env")
