@@ -53,7 +53,7 @@ def test_the_report_line_matches_cloudwatch(lambda_function):
     lambda_function.invoke({})
     cold, warm = lambda_function.invocations
 
-    assert cold.report_line.startswith(f"REPORT RequestId: {cold.request_id} Duration: ")
+    assert cold.report_line.startswith(f"REPORT RequestId: {cold.request_id}\tDuration: ")
     assert "Init Duration:" in cold.report_line
     assert "Init Duration:" not in warm.report_line
 
