@@ -1,0 +1,520 @@
+"""Side by side with AWS's runtime client (awslambdaric 4.2.2, a dev dependency): each
+case runs through awslambdaric's own functions and through the plugin, in both
+isolations, and the two must agree. See docs/fidelity.md."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import re
+import sys
+import types
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_lambda_context import (
+    HandlerError,
+    InitError,
+    InvocationTimeout,
+    LambdaError,
+    LambdaFunction,
+    MarshalError,
+    RequestTooLargeError,
+    ResponseTooLargeError,
+    TooManyRequestsError,
+)
+
+awslambdaric = pytest.importorskip("awslambdaric", reason="awslambdaric is a dev dependency")
+from awslambdaric import bootstrap  # noqa: E402
+from awslambdaric.lambda_runtime_exception import FaultException  # noqa: E402
+from awslambdaric.lambda_runtime_marshaller import LambdaMarshaller  # noqa: E402
+
+ISOLATIONS = ["module", "process"]
+
+# Handlers that return what the event names, so one function serves every case.
+RESULTS = """
+import collections, decimal, math
+Point = collections.namedtuple("Point", "x y")
+VALUES = {
+    "decimal": decimal.Decimal("1.10"),
+    "decimal_nan": decimal.Decimal("NaN"),
+    "namedtuple": Point(1, 2),
+    "bytes": b"\\x00raw",
+    "nan": math.nan,
+    "nested": {"a": [1, 2.5, None, True], "b": {"c": "é"}},
+    "tuple": (1, "two"),
+    "int_keys": {1: "one"},
+    "set": {1, 2},
+    "tuple_key": {(1, 2): 3},
+    "object": object(),
+}
+def handler(event, context):
+    return VALUES[event["case"]]
+"""
+LOGS = """
+import logging, sys
+logging.basicConfig(level=logging.INFO)  # a no-op on Lambda: the root has a handler
+log = logging.getLogger("app")
+print("init print")
+def handler(event, context):
+    print("line one")
+    print("partial", end="")
+    print(" line")
+    sys.stderr.write("to stderr\\n")
+    log.info("dropped at WARNING")
+    log.warning("careful %s", event.get("n", 1))
+    context.log("as it is")
+    if event.get("fail"):
+        raise ValueError("boom")
+    return [type(h).__name__ for h in logging.getLogger().handlers]
+"""
+FILES = {
+    "results.py": RESULTS,
+    "logs.py": LOGS,
+    "ok.py": "def handler(event, context):\n    return event\n",
+    "syntax.py": "def handler(event, context)\n    return 1\n",
+    "imports_missing.py": "import no_such_dependency\n",
+    "not_callable.py": "handler = 'I am a string'\n",
+    "pkg/__init__.py": "",
+    "pkg/mod.py": "def handler(event, context):\n    return 'pkg'\n",
+    "flaky_init.py": (
+        "import os, pathlib\n"
+        "marker = pathlib.Path(os.environ['MARKER'])\n"
+        "if not marker.exists():\n"
+        "    marker.write_text('failed once')\n"
+        "    raise RuntimeError('first attempt fails')\n"
+        "def handler(event, context):\n"
+        "    return 'served'\n"
+    ),
+    "big.py": "def handler(event, context):\n    return 'x' * event['size']\n",
+    "env.py": (
+        "import os\n"
+        "def handler(event, context):\n"
+        "    return {k: os.environ.get(k) for k in ('AWS_REGION', 'AWS_DEFAULT_REGION',"
+        " '_X_AMZN_TRACE_ID')} | {'arn': context.invoked_function_arn,"
+        " 'tenant': context.tenant_id, 'w3c': context.w3c()}\n"
+    ),
+}
+
+
+@pytest.fixture
+def root(project: Any) -> Path:
+    path: Path = project(FILES)
+    return path
+
+
+@pytest.fixture
+def make(root: Path) -> Iterator[Any]:
+    made: list[LambdaFunction] = []
+
+    def factory(handler: str, **config: Any) -> LambdaFunction:
+        function = LambdaFunction(handler, code_root=root, **config)
+        made.append(function)
+        return function
+
+    yield factory
+    for function in made:
+        function.close()
+
+
+def awslambdaric_result(case: str, root: Path) -> Any:
+    """What awslambdaric's marshaller sends, as an Invoke API caller decodes it."""
+    sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module("results")
+        value = module.VALUES[case]
+    finally:
+        sys.path.remove(str(root))
+        sys.modules.pop("results", None)
+    try:
+        body, content_type = LambdaMarshaller().marshal_response(value)
+    except FaultException as exc:
+        return ("error", exc.exception_type, exc.msg)
+    if content_type == "application/unknown":
+        return body
+    return json.loads(body)
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+@pytest.mark.parametrize(
+    "case",
+    [
+        "decimal",
+        "decimal_nan",
+        "namedtuple",
+        "bytes",
+        "nan",
+        "nested",
+        "tuple",
+        "int_keys",
+        "set",
+        "tuple_key",
+        "object",
+    ],
+)
+def test_results_are_marshalled_as_awslambdaric_marshals_them(make, root, isolation, case):
+    expected = awslambdaric_result(case, root)
+    function = make("results.handler", isolation=isolation)
+    try:
+        got: Any = function.invoke({"case": case})
+    except MarshalError as exc:
+        got = ("error", exc.error_type, exc.error_message)
+        # A refused result leaves the environment warm, as on Lambda.
+        assert function.environments[0].state == "warm"
+    if case in ("nan", "decimal_nan"):
+        assert got != got and expected != expected  # NaN, both ways
+    else:
+        assert got == expected
+        assert type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        "nodot",
+        "app.mod:handler",
+        "pkg.mod:handler",
+        "time.handler",
+        "sys.path.handler",
+        "missing.handler",
+        "imports_missing.handler",
+        "syntax.handler",
+        "ok.nothing",
+        "pkg/mod.handler",
+        "pkg.mod.handler",
+        "not_callable.handler",
+        ".handler",
+    ],
+)
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_handler_strings_load_as_get_handler_loads_them(make, root, isolation, handler):
+    expected = _get_handler_outcome(handler, root)
+    function = make(handler, isolation=isolation)
+    try:
+        result = function.invoke({})
+        got: tuple[Any, ...] = ("loaded", result)
+    except InitError as exc:
+        got = ("fault", exc.error_type, exc.error_message)
+    except HandlerError as exc:
+        # Loaded, then the call failed (a handler that is not callable).
+        got = ("loaded", exc.error_type)
+    if expected[0] == "loaded":
+        assert got[0] == "loaded"
+        if not callable(expected[1]):
+            assert got == ("loaded", "TypeError")
+    else:
+        assert got == expected
+
+
+def _get_handler_outcome(handler: str, root: Path) -> tuple[Any, ...]:
+    """awslambdaric's verdict: its fault (type and message) or the loaded attribute."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(root))
+    try:
+        loaded = bootstrap._get_handler(handler)
+    except FaultException as exc:
+        return ("fault", exc.exception_type, exc.msg)
+    except Exception as exc:  # the runtime reports it with the exception's class name
+        return ("fault", type(exc).__name__, str(exc))
+    finally:
+        sys.path.remove(str(root))
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+    return ("loaded", loaded)
+
+
+@pytest.fixture
+def awslambdaric_logging() -> Iterator[tuple[Any, list[str]]]:
+    """awslambdaric's own logging setup on the root logger (restored afterwards), and
+    what its sink received."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, logging.Formatter.converter)
+    received: list[str] = []
+
+    class Sink:
+        def log(self, msg: str, frame_type: Any = None) -> None:
+            received.append(msg)
+
+        def log_error(self, lines: list[str]) -> None:
+            received.append("\n".join(lines))
+
+    def setup(log_format: str | None, log_level: str | None) -> None:
+        from awslambdaric.lambda_runtime_log_utils import LogFormat, _get_log_level_from_env_var
+
+        root.handlers[:] = []
+        root.setLevel(logging.WARNING)
+        bootstrap._setup_logging(
+            LogFormat.from_str(log_format), _get_log_level_from_env_var(log_level), Sink()
+        )
+
+    try:
+        yield setup, received
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.Formatter.converter = saved[2]
+        bootstrap._GLOBAL_AWS_REQUEST_ID = None
+
+
+def _awslambdaric_lines(setup: Any, received: list[str], env: dict[str, str]) -> list[str]:
+    setup(env.get("AWS_LAMBDA_LOG_FORMAT"), env.get("AWS_LAMBDA_LOG_LEVEL"))
+    bootstrap._GLOBAL_AWS_REQUEST_ID = "REQUEST"
+    log = logging.getLogger("app")
+    log.info("dropped at WARNING")
+    log.warning("careful %s", 1)
+    return list(received)
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z")
+
+
+def _normalised(line: str, request_id: str) -> str:
+    return _TIMESTAMP.sub("<time>", line.replace(request_id, "REQUEST"))
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"AWS_LAMBDA_LOG_LEVEL": "INFO"}, {"AWS_LAMBDA_LOG_FORMAT": "JSON"}],
+    ids=["text", "text-info", "json"],
+)
+def test_log_records_are_formatted_as_awslambdaric_formats_them(
+    make, isolation, env, awslambdaric_logging
+):
+    setup, received = awslambdaric_logging
+    expected = [_normalised(line, "REQUEST") for line in _awslambdaric_lines(setup, received, env)]
+    function = make("logs.handler", isolation=isolation, env=env)
+    function.invoke({})
+    invocation = function.invocations[0]
+    got = [
+        _normalised(line, invocation.request_id)
+        for line in invocation.output
+        if "careful" in line or "dropped" in line
+    ]
+    if env.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+        # The same fields and values (location and line differ: other code logged).
+        assert [json.loads(line) for line in got] == [
+            json.loads(line.rstrip("\n")) for line in expected
+        ]
+    else:
+        assert got == [line.rstrip("\n") for line in expected]
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_invocation_logs_read_as_cloudwatch_shows_them(make, isolation):
+    function = make("logs.handler", isolation=isolation)
+    assert function.invoke({"n": 7}) == ["RuntimeLogHandler"]  # basicConfig added nothing
+    with pytest.raises(HandlerError):
+        function.invoke({"fail": True})
+    environment = function.environments[0]
+    first, second = function.invocations
+    request_id = first.request_id
+    assert first.logs[0] == f"START RequestId: {request_id} Version: $LATEST"
+    assert first.logs[1:-2] == [
+        "line one",
+        "partial line",
+        "to stderr",
+        f"[WARNING]\t{first.logs[4].split(chr(9))[1]}\t{request_id}\tcareful 7",
+        "as it is",
+    ]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first.logs[4].split("\t")[1])
+    assert first.logs[-2] == f"END RequestId: {request_id}"
+    assert first.logs[-1] == first.report_line
+    assert re.fullmatch(
+        rf"REPORT RequestId: {request_id}\tDuration: \d+\.\d\d ms\tBilled Duration: \d+ ms\t"
+        r"Memory Size: 128 MB\tMax Memory Used: \d+ MB\tInit Duration: \d+\.\d\d ms",
+        first.report_line,
+    )
+    # The handler's error, logged as awslambdaric logs it.
+    assert second.output[-1].startswith("[ERROR] ValueError: boom\nTraceback")
+    # Init output first, then each invocation's lines.
+    assert environment.logs[0] == "init print"
+    assert environment.logs[1:] == [*first.logs, *second.logs]
+
+
+def test_billed_duration_covers_the_init_of_a_cold_start(make):
+    function = make("ok.handler")
+    function.invoke({})
+    function.invoke({})
+    cold, warm = function.invocations
+    assert cold.init_duration_ms is not None
+    assert cold.billed_duration_ms == max(1, -int(-(cold.duration_ms + cold.init_duration_ms) // 1))
+    assert warm.billed_duration_ms == max(1, -int(-warm.duration_ms // 1))
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_output_reaches_pytest_capture(make, isolation, capfd):
+    function = make("logs.handler", isolation=isolation)
+    function.invoke({})
+    out, err = capfd.readouterr()
+    assert "init print\n" in out
+    assert "line one\npartial line\n" in out
+    assert "to stderr\n" in err
+    assert "\tcareful 1\n" in out
+    assert "as it is" in out
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_an_init_that_fails_is_run_again_inside_the_first_invocation(make, isolation, tmp_path):
+    function = make(
+        "flaky_init.handler", isolation=isolation, env={"MARKER": str(tmp_path / "marker")}
+    )
+    assert function.invoke({}) == "served"
+    environment = function.environments[0]
+    assert environment.state == "warm"
+    assert any("[ERROR] RuntimeError: first attempt fails" in line for line in environment.logs)
+    report = [line for line in environment.init_output if line.startswith("INIT_REPORT")]
+    assert len(report) == 1
+    assert report[0].endswith("\tPhase: init\tStatus: error\tError Type: RuntimeError")
+    # The first invocation served the request: not an error.
+    assert function.invocations[0].error is None
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_payloads_over_six_megabytes(make, isolation):
+    function = make("big.handler", isolation=isolation)
+    with pytest.raises(RequestTooLargeError) as request:
+        function.invoke({"size": 1, "pad": "x" * 6_291_456})
+    assert request.value.error_type == "RequestEntityTooLargeException"
+    assert "smaller than 6291456 bytes" in request.value.error_message
+    assert function.invocations == []  # the function never ran
+    with pytest.raises(ResponseTooLargeError) as response:
+        function.invoke({"size": 6_300_000})
+    assert response.value.error_type == "Function.ResponseSizeTooLarge"
+    assert function.environments[0].state == "warm"
+    assert function.invoke({"size": 3}) == "xxx"
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_region_trace_header_and_context(make, isolation):
+    function = make("env.handler", isolation=isolation, region="eu-west-1")
+    first, second = function.invoke({}), function.invoke({})
+    assert first["AWS_REGION"] == first["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert first["arn"].startswith("arn:aws:lambda:eu-west-1:")
+    assert first["tenant"] is None and first["w3c"] == {}
+    assert re.fullmatch(
+        r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0", first["_X_AMZN_TRACE_ID"]
+    )
+    assert first["_X_AMZN_TRACE_ID"] != second["_X_AMZN_TRACE_ID"]
+
+
+def test_reserved_variables_are_refused_naming_the_keys(root):
+    with pytest.raises(
+        ValueError, match="Reserved keys used in this request: AWS_REGION, LAMBDA_TASK_ROOT"
+    ):
+        LambdaFunction(
+            "ok.handler", code_root=root, env={"AWS_REGION": "x", "LAMBDA_TASK_ROOT": "/"}
+        )
+
+
+def test_throttling_past_max_concurrency(project, monkeypatch):
+    root = project(
+        {
+            "nested.py": (
+                "import fidelity_registry\n"
+                "def handler(event, context):\n"
+                "    if event.get('outer'):\n"
+                "        return fidelity_registry.function.invoke({})\n"
+                "    return 'inner ran'\n"
+            )
+        }
+    )
+    registry = types.ModuleType("fidelity_registry")
+    monkeypatch.setitem(sys.modules, "fidelity_registry", registry)
+    with LambdaFunction("nested.handler", code_root=root, max_concurrency=1) as function:
+        registry.function = function  # type: ignore[attr-defined]
+        # The only environment it may have is busy: the request from inside the
+        # handler is throttled, and never reaches an environment.
+        with pytest.raises(HandlerError) as failure:
+            function.invoke({"outer": True})
+        assert failure.value.error_type == "TooManyRequestsError"
+        assert function.throttles[0]["errorType"] == "TooManyRequestsException"
+        assert len(function.environments) == 1
+
+
+def test_invoke_many_throttles_the_requests_past_max_concurrency(root):
+    with LambdaFunction("ok.handler", code_root=root, max_concurrency=2) as function:
+        with pytest.raises(TooManyRequestsError) as failure:
+            function.invoke_many([{"n": n} for n in range(6)], concurrency=3)
+        assert failure.value.error_type == "TooManyRequestsException"
+        # Every event ran or was throttled: 2 of each wave of 3 ran.
+        assert len(function.invocations) == 4
+        assert len(function.throttles) == 2
+        assert len(function.environments) == 2
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "words"),
+    [
+        ({"timeout": float("nan")}, ValueError, "timeout=nan"),
+        ({"idle_timeout": float("nan")}, ValueError, "idle_timeout=nan"),
+        ({"env": {"A": "x\0y"}}, ValueError, "NUL"),
+        ({"function_name": "has space"}, ValueError, "1 to 64 letters"),
+        ({"function_name": "x" * 65}, ValueError, "1 to 64 letters"),
+        ({"code_root": 5}, TypeError, "code_root must be a folder path"),
+        ({"region": "mars"}, ValueError, "region='mars'"),
+    ],
+)
+def test_bad_settings_say_what_is_wrong(root, config, error, words):
+    config.setdefault("code_root", root)
+    with pytest.raises(error, match=re.escape(words)):
+        LambdaFunction("ok.handler", **config)
+
+
+@pytest.mark.parametrize(
+    ("event", "error", "words"),
+    [
+        ({"a": [1, float("nan")]}, ValueError, "NaN or Infinity at event['a'][1]"),
+        ({"when": object()}, TypeError, "JSON-serialisable"),
+    ],
+)
+def test_bad_events_say_what_is_wrong_before_anything_runs(make, event, error, words):
+    function = make("ok.handler")
+    with pytest.raises(error, match=re.escape(words)):
+        function.invoke(event)
+    assert function.environments == []
+
+
+def test_an_event_nested_too_deeply_is_a_clear_error(make):
+    event: Any = []
+    for _ in range(100_000):
+        event = [event]
+    function = make("ok.handler")
+    with pytest.raises(ValueError, match="nested too deeply"):
+        function.invoke(event)
+
+
+def test_a_bad_max_connections_port_is_reported_at_collection(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.max_connections(1, port=99999)
+        def test_it():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.stderr.fnmatch_lines(["*port=99999 is out of range*between 1 and 65535*"])
+    assert result.ret != 0
+
+
+def test_a_timeout_shows_in_the_report_line(project):
+    root = project({"slow.py": "import time\ndef handler(event, context):\n    time.sleep(5)\n"})
+    with LambdaFunction("slow.handler", code_root=root, timeout=0.2) as function:
+        with pytest.raises(InvocationTimeout):
+            function.invoke({})
+        assert function.invocations[0].report_line.endswith("\tStatus: timeout")
+
+
+def test_lambda_errors_keep_their_payload_shape(make):
+    function = make("results.handler")
+    with pytest.raises(LambdaError) as failure:
+        function.invoke({"case": "set"})
+    assert set(failure.value.payload) == {"errorMessage", "errorType", "requestId", "stackTrace"}
+    assert Decimal("1.10") == Decimal(str(function.invoke({"case": "decimal"})))
