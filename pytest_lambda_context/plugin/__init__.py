@@ -78,6 +78,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     markers.validate_items(items)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    markers.explain_unknown_marker(report, getattr(collector, "path", None))
+    return report
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return config.stash[_STATE].header_lines()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,14 +18,45 @@ from pytest_lambda_context.plugin.markers import marker_arguments
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function import LambdaFunction
 
-__all__ = ["check_limits"]
+__all__ = ["HINTS", "LimitsBroken", "check_limits"]
+
+# One hint for each way a limit can be broken: (what is counted, per).
+HINTS = {
+    ("connection", "environment"): "build the client once per execution environment (at "
+    "module level or in a functools.cache'd getter), not inside the handler.",
+    ("connection", "invocation"): "reuse one client, and its connection pool, for every call "
+    "an invocation makes; calls made at once (threads, asyncio.gather) need a connection "
+    "each, so allow for them in n.",
+    ("connection", "test"): "each new environment (a cold start, each of invoke_many's "
+    "concurrent ones) opens its own connections; per='environment' shows which one opened "
+    "more than it should.",
+    ("client", "environment"): "create boto3 clients once per execution environment (at "
+    "module level or in a functools.cache'd getter), not inside the handler.",
+    ("client", "invocation"): "create each boto3 client once and reuse it for every call "
+    "(clients are thread-safe); a client per call is a new connection per call.",
+    ("client", "test"): "each new environment (a cold start, each of invoke_many's concurrent "
+    "ones) creates its own clients; per='environment' shows which one created more than it "
+    "should.",
+}
+# Events listed per offender: the first few and the last, then how many more.
+LISTED_FIRST = 5
+LISTED_LAST = 2
+
+
+@dataclass
+class LimitsBroken:
+    """What the markers found: the failure's lines, and what the summary marks."""
+
+    problems: list[str] = field(default_factory=list)
+    # id() of the function -> environment id (None: the test as a whole) -> what it broke.
+    broken: dict[int, dict[str | None, list[str]]] = field(default_factory=dict)
 
 
 def check_limits(
     item: pytest.Item, functions: Sequence[LambdaFunction], marks: dict[int, tuple[int, int]]
-) -> None:
-    """Fail the test if a marker's limit was exceeded by what happened since ``marks``."""
-    problems: list[str] = []
+) -> LimitsBroken:
+    """Which marker limits were exceeded by what happened since ``marks``."""
+    found = LimitsBroken()
     for marker in item.iter_markers("max_connections"):
         args = marker_arguments(marker)
         for function in functions:
@@ -36,9 +68,7 @@ def check_limits(
                 and (args["port"] is None or e.port == args["port"])
             ]
             target = _target(args["host"], args["port"])
-            problems += _over(
-                function, events, args["n"], args["per"], "connection", target, marker
-            )
+            _over(found, function, events, args["n"], args["per"], "connection", target, marker)
     for marker in item.iter_markers("max_clients"):
         args = marker_arguments(marker)
         for function in functions:
@@ -49,9 +79,8 @@ def check_limits(
                 if args["service"] is None or getattr(e, "service", None) == args["service"]
             ]
             target = f" of service {args['service']}" if args["service"] else ""
-            problems += _over(function, events, args["n"], args["per"], "client", target, marker)
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+            _over(found, function, events, args["n"], args["per"], "client", target, marker)
+    return found
 
 
 def _target(host: str | None, port: int | None) -> str:
@@ -61,6 +90,7 @@ def _target(host: str | None, port: int | None) -> str:
 
 
 def _over(
+    found: LimitsBroken,
     function: LambdaFunction,
     events: list[Any],
     limit: int,
@@ -68,7 +98,7 @@ def _over(
     noun: str,
     target: str,
     marker: pytest.Mark,
-) -> list[str]:
+) -> None:
     groups: dict[tuple[str, ...], list[Any]] = defaultdict(list)
     for event in events:
         if per == "environment":
@@ -82,23 +112,26 @@ def _over(
             groups[("the test",)].append(event)
     offenders = {key: group for key, group in groups.items() if len(group) > limit}
     if not offenders:
-        return []
+        return
     call = _marker_call(marker)
     lines = [f"{call} exceeded by function {function.function_name} ({function.handler}):"]
+    broken = found.broken.setdefault(id(function), {})
     for key, group in offenders.items():
         where = " ".join(key)
-        plural = "s" if len(group) != 1 else ""
-        lines.append(f"  {where} created {len(group)} {noun}{plural}{target} (limit {limit}):")
-        for event in group:
+        counted = f"{len(group)} {noun}{'s' if len(group) != 1 else ''}{target}"
+        lines.append(f"  {where} created {counted} (limit {limit}):")
+        shown = group
+        if len(group) > LISTED_FIRST + LISTED_LAST + 1:
+            shown = group[:LISTED_FIRST] + group[-LISTED_LAST:]
+        for number, event in enumerate(shown):
+            if number == LISTED_FIRST and shown is not group:
+                lines.append(f"    ... {len(group) - len(shown)} more")
             phase = _phase(function, event.request_id)
-            detail = _detail(event)
-            lines.append(f"    - {event.environment_id} {phase}: {detail}")
-    if per == "environment" and noun == "connection":
-        lines.append(
-            "  Hint: build the client once per execution environment (at module level or in a "
-            "functools.cache'd getter), not inside the handler."
-        )
-    return lines
+            lines.append(f"    - {event.environment_id} {phase}: {_detail(event)}")
+        environment = None if per == "test" else key[0]
+        broken.setdefault(environment, []).append(f"{call}: {counted}")
+    lines.append(f"  Hint: {HINTS[(noun, per)]}")
+    found.problems += lines
 
 
 def _phase(function: LambdaFunction, request_id: str | None) -> str:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import re
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +20,10 @@ import pytest
 __all__ = [
     "MARKERS",
     "closest_start",
+    "explain_unknown_marker",
     "item_errors",
     "marker_arguments",
+    "near_miss",
     "register",
     "validate_items",
 ]
@@ -148,15 +153,58 @@ def marker_arguments(marker: pytest.Mark) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         signature = _signature(signature_of)
         raise pytest.UsageError(
-            f"@pytest.mark.{marker.name}: {exc}. The form is @pytest.mark.{marker.name}{signature}"
+            f"@pytest.mark.{marker.name}: {_sentence(str(exc))} "
+            f"The form is @pytest.mark.{marker.name}{signature}"
         ) from None
 
 
-def item_errors(item: pytest.Item) -> list[str]:
+def _sentence(text: str) -> str:
+    """The text ending in one full stop ("did you mean 'dynamodb'?" keeps its "?")."""
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def near_miss(name: str) -> str | None:
+    """Which of the plugin's markers ``name`` was probably meant to be, if any.
+
+    ``max_connection``, ``coldstart``, ``lambda_handlers``, ``Max_Connections``: the same
+    letters up to case, underscores and a plural, or one letter or two away.
+    """
+    if name in MARKERS:
+        return None
+
+    def squashed(text: str) -> str:
+        return text.replace("_", "").replace("-", "").lower().removesuffix("s")
+
+    for ours in MARKERS:
+        if squashed(name) == squashed(ours):
+            return ours
+    close = difflib.get_close_matches(name.lower(), list(MARKERS), n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def misspelt(name: str) -> str:
+    right = near_miss(name)
+    return (
+        f"@pytest.mark.{name} is not a marker; did you mean @pytest.mark.{right}? "
+        "(a misspelt marker would silently do nothing)"
+    )
+
+
+def _registered(config: pytest.Config) -> set[str]:
+    """Marker names registered by anyone (ini ``markers``, plugins)."""
+    names = set()
+    for line in config.getini("markers"):
+        names.add(line.partition(":")[0].partition("(")[0].strip())
+    return names
+
+
+def item_errors(item: pytest.Item, registered: AbstractSet[str] = frozenset()) -> list[str]:
     """What is wrong with this test's plugin markers, one line each."""
     errors = []
     for marker in item.iter_markers():
-        if marker.name in MARKERS:
+        if marker.name not in registered and near_miss(marker.name):
+            errors.append(f"{item.nodeid}: {misspelt(marker.name)}")
+        elif marker.name in MARKERS:
             try:
                 marker_arguments(marker)
             except pytest.UsageError as exc:
@@ -171,8 +219,9 @@ def validate_items(items: list[pytest.Item]) -> None:
     """Report every bad marker of the session at once, so one run shows them all."""
     errors: list[str] = []
     seen: set[str] = set()
+    registered = _registered(items[0].config) if items else set()
     for item in items:
-        for error in item_errors(item):
+        for error in item_errors(item, registered):
             # A module- or class-level marker is wrong once, not once per test.
             problem = error.partition(": ")[2]
             if problem not in seen:
@@ -188,3 +237,36 @@ def closest_start(item: pytest.Item) -> str | None:
         if marker.name in ("cold_start", "warm_start"):
             return marker.name.partition("_")[0]
     return None
+
+
+_UNKNOWN = (
+    # pytest's words for an unregistered marker: with --strict-markers, and its warning
+    # (an error under filterwarnings = error), raised while the test module is imported.
+    re.compile(r"'(\w+)' not found in `markers` configuration option"),
+    re.compile(r"Unknown pytest\.mark\.(\w+) - is this a typo\?"),
+)
+
+
+def explain_unknown_marker(report: pytest.CollectReport, path: Path | None) -> None:
+    """A module that failed to import over a misspelt plugin marker says which one was meant."""
+    if not report.failed:
+        return
+    text = str(report.longrepr)
+    for pattern in _UNKNOWN:
+        found = pattern.search(text)
+        if found and near_miss(found.group(1)):
+            name = found.group(1)
+            report.longrepr = f"{_where(report.nodeid, path, name)}: {misspelt(name)}"
+            return
+
+
+def _where(nodeid: str, path: Path | None, name: str) -> str:
+    """``test_a.py:7``: the first line of the module that uses the marker."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path else []
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    for number, line in enumerate(lines, start=1):
+        if re.search(rf"\bmark\.{re.escape(name)}\b", line):
+            return f"{nodeid}:{number}"
+    return nodeid

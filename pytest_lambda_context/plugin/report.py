@@ -8,25 +8,32 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
-__all__ = ["plain_records", "summary_lines", "write_json"]
+from pytest_lambda_context.plugin.function_records import per_invocation_pattern, was_used
+
+__all__ = ["LEGEND", "plain_records", "shortened", "summary_lines", "write_json"]
+
+
+LEGEND = (
+    "! an environment that broke a max_connections or max_clients limit, or whose every "
+    "warm invocation opened a connection (created a client): a client per invocation, "
+    "where one per environment would do"
+)
+# Marked environments listed per function; the rest are counted.
+MARKS_LISTED = 10
 
 
 def summary_lines(records: list[dict[str, Any]]) -> list[str]:
-    """The terminal summary: per function, environments, invocations, init, connections."""
+    """The terminal summary: per function, environments, invocations, init, connections,
+    a mark for each environment that broke a limit or opened a connection per invocation."""
     by_name: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for data in records:
         by_name[(data["function_name"], data["handler"], data["isolation"])].append(data)
     lines = []
     for (name, handler, isolation), functions in by_name.items():
-        # An environment kept warm across tests appears in each test's record; the
-        # last record of it is the complete one.
-        latest: dict[str, dict[str, Any]] = {}
-        tests: dict[str, str] = {}
-        for function in functions:
-            for environment in function["environments"]:
-                latest[environment["uid"]] = environment
-                tests[environment["uid"]] = function["test"]
-        environments = list(latest.values())
+        group = _Group(functions)
+        environments = [e for e in group.latest.values() if was_used(e)]
+        if not environments and not group.test_marks:
+            continue  # made, never invoked: nothing to say
         # A SnapStart restore is a cold start too, with no init of its own.
         cold = sum(
             1
@@ -35,52 +42,97 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
         )
         invocations = sum(e["invocation_count"] for e in environments)
         inits = [e["init_duration_ms"] for e in environments if e["init_duration_ms"] is not None]
-        init = f"init {statistics.median(inits):.1f} ms median" if inits else "no init"
+        init = f", init {statistics.median(inits):.1f} ms median" if inits else ""
         lines.append(
             f"{name} ({handler}, {isolation}): {_count(len(environments), 'environment')} "
-            f"({_count(cold, 'cold start')}), {_count(invocations, 'invocation')}, {init}"
+            f"({_count(cold, 'cold start')}), {_count(invocations, 'invocation')}{init}"
         )
-        opened = [
-            (f"{e['id']} in {tests[e['uid']]}", e["connections"], e["connections"] > 1)
-            for e in environments
-        ]
-        lines += _per_environment("connections", "opened more than one connection", opened)
-        created = [
-            (f"{e['id']} in {tests[e['uid']]}", *_client_counts(e.get("clients") or ()))
-            for e in environments
-        ]
-        lines += _per_environment(
-            "boto3 clients", "created more than one client of a service", created
-        )
+        lines += _spread("connections", [e["connections"] for e in environments])
+        lines += _spread("boto3 clients", [len(e.get("clients") or ()) for e in environments])
+        marks = group.test_marks + [mark for e in environments if (mark := group.mark(e))]
+        lines += [f"    ! {mark}" for mark in marks[:MARKS_LISTED]]
+        if len(marks) > MARKS_LISTED:
+            lines.append(f"    ! ... and {len(marks) - MARKS_LISTED} more")
+    if any(line.startswith("    ! ") for line in lines):
+        lines.append(LEGEND)
     return lines
 
 
-def _client_counts(clients: Any) -> tuple[int, bool]:
-    """How many clients, and whether one service had more than one."""
-    services = [c.get("service") if isinstance(c, dict) else c for c in clients]
-    return len(services), len(set(services)) < len(services)
+class _Group:
+    """One function's records over the session, environment by environment."""
+
+    def __init__(self, functions: list[dict[str, Any]]) -> None:
+        # An environment kept warm across tests appears in each test's record; the
+        # last record of it is the complete one. Each record counts the warm
+        # invocations and broken limits of its own test only: those add up.
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.tests: dict[str, str] = {}
+        self.warm: dict[str, Counter[str]] = defaultdict(Counter)
+        self.broken: dict[str, list[str]] = defaultdict(list)
+        self.test_marks: list[str] = []
+        for function in functions:
+            for environment in function["environments"]:
+                uid = environment["uid"]
+                self.latest[uid] = environment
+                self.tests.setdefault(uid, function["test"])
+                for key in (
+                    "warm_invocations",
+                    "warm_opening_connections",
+                    "warm_creating_clients",
+                ):
+                    self.warm[uid][key] += environment.get(key, 0)
+                self.broken[uid] += environment.get("limits_broken", [])
+            self.test_marks += [
+                f"{function['test']}: broke {limit} in the test as a whole"
+                for limit in function.get("limits_broken", [])
+            ]
+
+    def mark(self, environment: dict[str, Any]) -> str | None:
+        """Why the environment is marked, in one line, or None."""
+        uid = environment["uid"]
+        reasons = [f"broke {limit}" for limit in self.broken[uid]]
+        warm = self.warm[uid]
+        for what, key, verb in (
+            ("connection", "warm_opening_connections", "opened"),
+            ("boto3 client", "warm_creating_clients", "created"),
+        ):
+            if per_invocation_pattern(warm["warm_invocations"], warm[key]):
+                reasons.append(
+                    f"{verb} a {what} in each of its {warm['warm_invocations']} warm invocations"
+                )
+        if not reasons:
+            return None
+        return f"{environment['id']} in {self.tests[uid]}: {'; '.join(reasons)}"
 
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _per_environment(what: str, excess: str, counts: list[tuple[str, int, bool]]) -> list[str]:
-    """How many environments opened how many, then each one over the mark, by name."""
-    counts = [entry for entry in counts if entry[1]]
-    if not counts:
+def _spread(what: str, counts: list[int]) -> list[str]:
+    """How many environments opened how many (none: no line)."""
+    spread = Counter(n for n in counts if n)
+    if not spread:
         return []
-    spread = Counter(n for _, n, _ in counts)
-    shown = ", ".join(
-        f"{n} in {k} environment{'s' if k != 1 else ''}" for n, k in sorted(spread.items())
-    )
-    lines = [f"    {what} per environment: {shown}"]
-    flagged = [(label, n) for label, n, flag in counts if flag]
-    for label, n in flagged[:10]:
-        lines.append(f"    ! {label}: {n} ({excess})")
-    if len(flagged) > 10:
-        lines.append(f"    ! … and {len(flagged) - 10} more")
-    return lines
+    shown = ", ".join(f"{n} in {_count(k, 'environment')}" for n, k in sorted(spread.items()))
+    return [f"    {what} per environment: {shown}"]
+
+
+# A failing test's section shows this many REPORT lines at each end.
+FIRST_LINES = 5
+LAST_LINES = 5
+
+
+def shortened(lines: list[str]) -> list[str]:
+    """The first and last few lines, and how many were left out between them."""
+    if len(lines) <= FIRST_LINES + LAST_LINES + 1:
+        return lines
+    left_out = len(lines) - FIRST_LINES - LAST_LINES
+    return [
+        *lines[:FIRST_LINES],
+        f"... {left_out} more invocations (all of them: --lambda-report, --lambda-html)",
+        *lines[-LAST_LINES:],
+    ]
 
 
 def plain_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

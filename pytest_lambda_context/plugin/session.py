@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_lambda_context.plugin.function_records import function_record
 from pytest_lambda_context.plugin.markers import marker_arguments
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class TestFunctions:
     def __init__(self) -> None:
         self.functions: list[LambdaFunction] = []
         self.marks: dict[int, tuple[int, int]] = {}
+        self.broken: dict[int, dict[str | None, list[str]]] = {}
 
     @classmethod
     def of(cls, item: pytest.Item) -> TestFunctions:
@@ -58,9 +60,16 @@ class TestFunctions:
         ):
             from pytest_lambda_context.plugin.limits import check_limits
 
-            check_limits(item, self.functions, self.marks)
+            found = check_limits(item, self.functions, self.marks)
+            # The summary marks the environments that broke a limit.
+            self.broken = found.broken
+            if found.problems:
+                pytest.fail("\n".join(found.problems), pytrace=False)
 
     def report_lines(self) -> list[str]:
+        """A failing test's REPORT lines: the first and last few, and how many between."""
+        from pytest_lambda_context.plugin.report import shortened
+
         lines = []
         for function in self.functions:
             for invocation in function.invocations:
@@ -69,7 +78,7 @@ class TestFunctions:
                     f"[{function.function_name} {invocation.environment_id}"
                     f"{' cold' if invocation.cold else ''}{error}] {invocation.report_line}"
                 )
-        return lines
+        return shortened(lines)
 
 
 class PluginState:
@@ -125,10 +134,12 @@ class PluginState:
             return config.pop("handler"), config
         handler = self.options["lambda_handler"]
         if handler is None:
-            raise pytest.UsageError(
+            # The message is all there is to say: no traceback through the plugin.
+            pytest.fail(
                 "The lambda_function fixture needs to know which handler to load: mark the test, "
                 "class or module with @pytest.mark.lambda_handler('app.search.handler') or set "
-                "lambda_handler = app.search.handler in the [pytest] ini section"
+                "lambda_handler = app.search.handler in the [pytest] ini section",
+                pytrace=False,
             )
         return handler, {}
 
@@ -189,8 +200,14 @@ class PluginState:
                         function.close()
                     except Exception as exc:  # close the others all the same
                         failures.append(exc)
-                    data = function.to_dict(invocations=self.keeps_invocations)
-                    self.records.append({"test": request.node.nodeid, **data})
+                    self.records.append(
+                        function_record(
+                            function,
+                            request.node.nodeid,
+                            tracked.broken.get(id(function), {}),
+                            invocations=self.keeps_invocations,
+                        )
+                    )
                 if failures:
                     raise failures[0]
             finally:

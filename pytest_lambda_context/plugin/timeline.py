@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_lambda_context.plugin.function_records import was_used
+
 __all__ = ["KINDS", "Bar", "Lane", "Timeline", "figures_of", "kind_of", "timelines"]
 
 KINDS = ("cold", "warm", "restored", "error", "timeout", "throttled")
@@ -162,7 +164,7 @@ def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timel
             first_test.setdefault(uid, index)
             for invocation in environment.get("invocations") or ():
                 owner.setdefault((uid, invocation["request_id"]), index)
-    used = {uid: e for uid, e in latest.items() if _was_used(e)}
+    used = {uid: e for uid, e in latest.items() if was_used(e)}
     lanes, lane_of = _lanes(used, first_test, owner)
     items: list[_Item] = []
     for uid, environment in used.items():
@@ -190,15 +192,6 @@ def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timel
         figures=figures,
         test_figures=test_figures,
         left_out=left_out,
-    )
-
-
-def _was_used(environment: dict[str, Any]) -> bool:
-    """An environment made and never initialised (a fixture's, unused) is not shown."""
-    return bool(
-        environment.get("invocations")
-        or environment.get("init_duration_ms") is not None
-        or environment.get("init_error")
     )
 
 
