@@ -33,7 +33,9 @@ COLOURS = {
     "warm": (0x16, 0xA3, 0x4A),
     "error": (0xEA, 0x58, 0x0C),
     "timeout": (0xDC, 0x26, 0x26),
+    "restored": (0x93, 0x33, 0xEA),
     "init": (0x93, 0xC5, 0xFD),
+    "restore": (0xD8, 0xB4, 0xFE),
 }
 # A bar is 10 x 14 px (html_report.BAR_WIDTH, BAR_HEIGHT): 14 pixel rows with a run of
 # 6 pixels of its colour (its rounded corners take the rest). The legend's swatches
@@ -84,7 +86,7 @@ def test_the_browser_draws_every_function_of_the_example_suite(example_report: P
     assert {"app-counter", "es_app-search", "es_app-per_invocation"} <= set(page.functions)
     assert not any(s.hidden for s in page.sections)
     kinds = {kind for section in page.sections for kind, _, _ in section.bars}
-    assert {"cold", "warm", "error"} <= kinds
+    assert {"cold", "warm", "error", "restored"} <= kinds  # restored: the SnapStart examples
     invocations = sum(int(s.figures["invocations"]) for s in written.sections)
     functions = len(written.sections)
     assert page.shown == f"shown: {functions} functions, {invocations} invocations"
@@ -124,6 +126,17 @@ def test_the_screenshot_shows_the_bars_in_their_colours(
         assert image.rows_with_run(COLOURS[kind], RUN) >= BAR_ROWS, kind
     # The init in front of each of the 7 cold starts is hatched: stripes, no solid run.
     assert image.count(COLOURS["init"]) >= 7 * INIT_PIXELS
+    snap_start = Screenshot(
+        screenshot(
+            example_report,
+            tmp_path / "snap.png",
+            width=900,
+            height=600,
+            fragment="#function=es_app-snap_fixed",
+        )
+    )
+    assert snap_start.rows_with_run(COLOURS["restored"], RUN) >= BAR_ROWS
+    assert snap_start.count(COLOURS["restore"]) >= 3 * INIT_PIXELS
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         README_IMAGE.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, README_IMAGE)

@@ -117,7 +117,10 @@ def render(records: list[dict[str, Any]], header: dict[str, Any]) -> str:
         '<svg width="0" height="0" aria-hidden="true" style="position:absolute">'
         '<defs><pattern id="hatch" width="5" height="5" patternUnits="userSpaceOnUse" '
         'patternTransform="rotate(45)"><rect width="5" height="5" fill="#fff"/>'
-        '<rect width="3" height="5" fill="#93c5fd"/></pattern></defs></svg>\n'
+        '<rect width="3" height="5" fill="#93c5fd"/></pattern>'
+        '<pattern id="hatch-restore" width="5" height="5" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><rect width="5" height="5" fill="#fff"/>'
+        '<rect width="3" height="5" fill="#d8b4fe"/></pattern></defs></svg>\n'
         f"{body}\n"
         '<div id="tip" hidden></div>\n'
         f"<script>\n{_asset('report.js')}</script>\n</body>\n</html>\n"
@@ -132,6 +135,8 @@ def _legend() -> str:
     return (
         f'<ul class="legend">{items}'
         '<li><span class="swatch init"></span>init (in front of a cold start)</li>'
+        '<li><span class="swatch init restore"></span>restore (in front of a restored '
+        "one)</li>"
         '<li><span class="swatch conn"></span>connection opened</li>'
         '<li><span class="shutdown">\u2715</span>environment shut down (timeout, crash, '
         "idle timeout)</li><li>one lane per execution environment; bars in order of time, "
@@ -224,8 +229,11 @@ def _bar(bar: Bar, number: int) -> str:
     y = TOP + bar.lane * LANE
     parts = [f"<title>{_text(_title_text(bar))}</title>"]
     if bar.init_columns:
+        # A SnapStart environment's first phase is its restore, not an init.
+        restored = bar.details.get("restore_duration_ms") is not None
+        phase = "init restore" if restored else "init"
         parts.append(
-            f'<rect class="init" x="{x}" y="{y + BAR_TOP}" width="{BAR_WIDTH}" '
+            f'<rect class="{phase}" x="{x}" y="{y + BAR_TOP}" width="{BAR_WIDTH}" '
             f'height="{BAR_HEIGHT}"/>'
         )
     if not bar.init_only:
