@@ -1,5 +1,5 @@
 """A project whose report has every kind of bar a real run makes: cold (with a
-connection to a loopback listener), warm, error, timeout, a pause, two at once."""
+connection to a loopback listener), warm, error, timeout, throttled, a pause, two at once."""
 
 from __future__ import annotations
 
@@ -45,6 +45,13 @@ def test_every_kind(make_lambda_function, port):
 @pytest.mark.lambda_handler("app.main.handler")
 def test_made_but_never_invoked(lambda_function):
     pass
+
+def test_throttled(make_lambda_function):
+    from pytest_lambda_context import TooManyRequestsError
+
+    f = make_lambda_function("app.main.handler", function_name="limited", max_concurrency=1)
+    with pytest.raises(TooManyRequestsError):
+        f.invoke_many([{}] * 3, concurrency=2)
 
 @pytest.mark.lambda_handler("app.main.handler", function_name="second")
 @pytest.mark.parametrize("name", ["</script><b>bold</b>"])

@@ -32,6 +32,7 @@ COLOURS = {
     "cold": (0x25, 0x63, 0xEB),
     "warm": (0x16, 0xA3, 0x4A),
     "error": (0xEA, 0x58, 0x0C),
+    "throttled": (0x64, 0x74, 0x8B),
     "timeout": (0xDC, 0x26, 0x26),
     "restored": (0x93, 0x33, 0xEA),
     "init": (0x93, 0xC5, 0xFD),
@@ -148,9 +149,9 @@ def test_errors_and_timeouts_are_painted_in_their_own_colours(
     chromium()
     project = write_kinds_project(pytester)
     report = project.path / "report.html"
-    project.runpytest("-p", "no:cacheprovider", f"--lambda-html={report}").assert_outcomes(passed=3)
-    image = Screenshot(screenshot(report, tmp_path / "kinds.png", width=900, height=500))
-    for kind in ("cold", "warm", "error", "timeout"):
+    project.runpytest("-p", "no:cacheprovider", f"--lambda-html={report}").assert_outcomes(passed=4)
+    image = Screenshot(screenshot(report, tmp_path / "kinds.png", width=900, height=1000))
+    for kind in ("cold", "warm", "error", "timeout", "throttled"):
         assert image.rows_with_run(COLOURS[kind], RUN) >= BAR_ROWS, kind
     assert image.count(COLOURS["init"]) >= 3 * INIT_PIXELS
     # Filtered to the other test, none of the first test's error or timeout bars remain.
@@ -165,5 +166,5 @@ def test_errors_and_timeouts_are_painted_in_their_own_colours(
         )
     )
     assert filtered.rows_with_run(COLOURS["cold"], RUN) >= BAR_ROWS
-    for kind in ("error", "timeout", "warm"):
+    for kind in ("error", "timeout", "warm", "throttled"):
         assert filtered.rows_with_run(COLOURS[kind], RUN) < BAR_ROWS, kind

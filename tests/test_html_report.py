@@ -27,12 +27,18 @@ def test_the_page_shows_every_environment_invocation_and_connection(report_proje
     result = report_project.runpytest(
         "-p", "no:cacheprovider", f"--lambda-html={page_path}", f"--lambda-report={json_path}"
     )
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "limited (app.main.handler, module): 1 environment (1 cold start), 2 invocations, "
+            "1 throttled, init *"
+        ]
+    )
     text = page_path.read_text()
     page = parse(text)
 
     # One section per function that was invoked; the test that never invoked has none.
-    assert [s.function for s in page.sections] == ["app-main", "second"]
+    assert [s.function for s in page.sections] == ["app-main", "limited", "second"]
     assert not any("never_invoked" in test for test in page.tests)
     main = page.section("app-main")
     kinds = [kind for kind, _, _ in main.bars]
@@ -71,12 +77,24 @@ def test_the_page_shows_every_environment_invocation_and_connection(report_proje
     assert timeout["shutdown_reason"] == "timeout"
 
     # Filters by function and by test (every test that invoked), per-test figures.
-    assert page.functions == ["app-main", "second"]
+    assert page.functions == ["app-main", "limited", "second"]
     assert page.tests == [
         "test_kinds.py::test_every_kind",
+        "test_kinds.py::test_throttled",
         "test_kinds.py::test_hostile_name[</script><b>bold</b>]",
     ]
     assert main.data["test_figures"]["test_kinds.py::test_every_kind"]["invocations"] == 9
+
+    # A throttled request reached no environment: a lane of its own, after the request
+    # made just before it.
+    limited = page.section("limited")
+    assert limited.lanes == ["env-1", "throttled"]
+    assert [kind for kind, _, _ in limited.bars] == ["cold", "warm", "throttled"]
+    throttled = limited.data["bars"][limited.bars[2][1]]
+    assert throttled["error_type"] == "TooManyRequestsException"
+    assert throttled["request_id"].endswith("-000000000003")
+    assert limited.figures["throttled_invocations"] == "1"
+    assert limited.figures["environments"] == "1"
 
 
 def test_the_page_fetches_nothing_and_escapes_what_tests_named(report_project):
@@ -119,8 +137,8 @@ def test_under_xdist_the_controller_writes_every_workers_functions(report_projec
     result = report_project.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "xdist", "-n", "2", f"--lambda-html={page_path}"
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
     page = parse(page_path.read_text())
-    assert sorted(s.function for s in page.sections) == ["app-main", "second", "third"]
+    assert sorted(s.function for s in page.sections) == ["app-main", "limited", "second", "third"]
     assert page.section("third").figures["invocations"] == "2"
     assert page.section("app-main").figures["invocations"] == "9"

@@ -33,6 +33,8 @@ def function_record(
         environment.update(warm.get(environment["id"], _NO_WARM))
         environment["limits_broken"] = broken.get(environment["id"], [])
     data["limits_broken"] = broken.get(None, [])
+    # Requests refused past max_concurrency: they reached no environment.
+    data["throttles"] = [dict(payload) for payload in function.throttles]
     return {"test": test, **data}
 
 

@@ -32,7 +32,7 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
     for (name, handler, isolation), functions in by_name.items():
         group = _Group(functions)
         environments = [e for e in group.latest.values() if was_used(e)]
-        if not environments and not group.test_marks:
+        if not environments and not group.test_marks and not group.throttled:
             continue  # made, never invoked: nothing to say
         # A SnapStart restore is a cold start too, with no init of its own.
         cold = sum(
@@ -41,11 +41,13 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
             if e["init_duration_ms"] is not None or e.get("restore_duration_ms") is not None
         )
         invocations = sum(e["invocation_count"] for e in environments)
+        throttled = group.throttled
         inits = [e["init_duration_ms"] for e in environments if e["init_duration_ms"] is not None]
         init = f", init {statistics.median(inits):.1f} ms median" if inits else ""
         lines.append(
             f"{name} ({handler}, {isolation}): {_count(len(environments), 'environment')} "
-            f"({_count(cold, 'cold start')}), {_count(invocations, 'invocation')}{init}"
+            f"({_count(cold, 'cold start')}), {_count(invocations, 'invocation')}"
+            f"{f', {throttled} throttled' if throttled else ''}{init}"
         )
         lines += _spread("connections", [e["connections"] for e in environments])
         lines += _spread("boto3 clients", [len(e.get("clients") or ()) for e in environments])
@@ -70,6 +72,7 @@ class _Group:
         self.warm: dict[str, Counter[str]] = defaultdict(Counter)
         self.broken: dict[str, list[str]] = defaultdict(list)
         self.test_marks: list[str] = []
+        self.throttled = sum(len(f.get("throttles") or ()) for f in functions)
         for function in functions:
             for environment in function["environments"]:
                 uid = environment["uid"]

@@ -169,6 +169,10 @@ def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timel
     items: list[_Item] = []
     for uid, environment in used.items():
         items += _items(environment, lane_of[uid], first_test[uid], owner, tests)
+    throttled = _throttled(records, tests, items, len(lanes))
+    if throttled:
+        lanes.append(Lane("throttled"))
+        items += throttled
     items.sort(key=lambda item: (item.test_index, item.start, item.order))
     every = [item.bar for item in items]
     shown = [test for test in tests if any(b.test == test for b in every)]
@@ -295,6 +299,47 @@ def _items(
         start = items[0].start - 1e-6 if items else float("-inf")
         items.insert(0, _Item(first_test, -1, start, start, lane, bar))
     return items
+
+
+def _throttled(
+    records: list[dict[str, Any]], tests: list[str], items: list[_Item], lane: int
+) -> list[_Item]:
+    """Throttled requests, on a lane of their own: they reached no environment.
+
+    They have no time of their own; request ids count up per function, so each one
+    goes right after the invocation requested just before it.
+    """
+    found = []
+    for record in records:
+        test_index = tests.index(record["test"])
+        own = sorted(
+            (_request_number(i.bar.details.get("request_id")), i.start)
+            for i in items
+            if i.test_index == test_index and i.bar.details.get("request_id")
+        )
+        for payload in record.get("throttles") or ():
+            number = _request_number(payload.get("requestId"))
+            before = [start for n, start in own if n < number]
+            start = (max(before) if before else min((s for _, s in own), default=0.0)) + 1e-9
+            details = {
+                "kind": "throttled",
+                "test": record["test"],
+                "environment": "none (throttled)",
+                "request_id": payload.get("requestId"),
+                "error_type": payload.get("errorType"),
+                "error_message": str(payload.get("errorMessage", "")),
+            }
+            bar = Bar("throttled", record["test"], "throttled", lane, 0, details)
+            found.append(_Item(test_index, number, start, start, lane, bar))
+    return found
+
+
+def _request_number(request_id: Any) -> int:
+    # The last group of the plugin's request ids is a counter (hexadecimal).
+    try:
+        return int(str(request_id).rpartition("-")[2], 16)
+    except ValueError:
+        return 0
 
 
 def _runs_joined(items: list[_Item]) -> list[_Item]:
@@ -437,8 +482,10 @@ def _mark_shutdowns(
 
 def figures_of(bars: list[Bar], tests: int) -> dict[str, Any]:
     """The summary figures above a timeline (all its tests, or one)."""
-    invocations = [b for b in bars if not b.init_only]
-    kinds = {kind: sum(1 for b in invocations if b.kind == kind) for kind in KINDS}
+    requests = [b for b in bars if not b.init_only]
+    kinds = {kind: sum(b.count for b in requests if b.kind == kind) for kind in KINDS}
+    # Lambda counts throttles apart from invocations: a throttled request never ran.
+    invocations = [b for b in requests if b.kind != "throttled"]
     inits = [
         float(b.details["init_duration_ms"])
         for b in bars
@@ -447,6 +494,8 @@ def figures_of(bars: list[Bar], tests: int) -> dict[str, Any]:
     durations = [float(b.details["duration_ms"]) for b in invocations if "duration_ms" in b.details]
     per_environment: dict[str, int] = {}
     for b in bars:
+        if b.kind == "throttled":
+            continue  # no environment
         opened = len(b.connections) + len(b.init_connections)
         per_environment[b.environment_uid] = per_environment.get(b.environment_uid, 0) + opened
     return {
