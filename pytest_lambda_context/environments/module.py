@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.observe import connections as _connections
+from pytest_lambda_context.observe import netguard as _netguard
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.drivers import loaded_c_drivers
 from pytest_lambda_context.observe.scope import Scope, set_scope
@@ -404,6 +405,8 @@ class _ProcessHooks:
 
     def acquire(self) -> None:
         if self.users == 0:
+            # The guard first: the socket monitor calls through to what it wraps.
+            _netguard.install()
             _connections.install()
             if threading.current_thread() is self.main_thread:
                 self.previous_handler = signal.signal(signal.SIGALRM, self._alarm)
@@ -418,6 +421,7 @@ class _ProcessHooks:
         self.users -= 1
         if self.users == 0:
             _connections.uninstall()
+            _netguard.uninstall()
             if self.stray_due is not None:
                 delay, _ = signal.getitimer(signal.ITIMER_REAL)
                 if abs(_real_monotonic() + delay - self.stray_due) < _SAME_TIMER:

@@ -60,6 +60,7 @@ PRELOAD = (
     "ssl",
     "pytest_lambda_context.runtime.handler",
     "pytest_lambda_context.observe.connections",
+    "pytest_lambda_context.observe.netguard",
     "pytest_lambda_context.observe.clients",
     "pytest_lambda_context.runtime.clock",
     "pytest_lambda_context.runtime.context",
@@ -453,7 +454,7 @@ class _Worker:
     def init(
         self, config: dict[str, Any], request_id: str | None, offset: float
     ) -> tuple[tuple[Any, ...], int | None]:
-        from pytest_lambda_context.observe import clients, connections
+        from pytest_lambda_context.observe import clients, connections, netguard
         from pytest_lambda_context.observe.scope import set_scope
         from pytest_lambda_context.runtime.clock import shifted_clock
         from pytest_lambda_context.runtime.handler import InitFailure, import_handler
@@ -466,6 +467,9 @@ class _Worker:
         os.chdir(config["code_root"])
         # The template's finders may have listed the code root before these files existed.
         importlib.invalidate_caches()
+        # Below the socket layer (_socket, UDP, name lookups, threads it starts); first,
+        # as the socket monitor calls through to what it wraps.
+        netguard.install()
         connections.install()
         # boto3/botocore clients made by function code are counted here too (the aws
         # fixture's accounting); it patches botocore only, and only once imported.

@@ -138,11 +138,16 @@ def format_endpoint(host: str, port: int) -> str:
 
 
 def blocked_connect(
-    host: str, port: int, frame: str | None, function_name: str, environment_id: str
+    host: str,
+    port: int,
+    frame: str | None,
+    function_name: str,
+    environment_id: str,
+    verb: str = "connect to",
 ) -> NetworkBlockedError:
     where = f" from {frame}" if frame else ""
     message = (
-        f"function {function_name!r} ({environment_id}) tried to connect to "
+        f"function {function_name!r} ({environment_id}) tried to {verb} "
         f"{format_endpoint(host, port)}{where}: {LOOPBACK_HINT}"
     )
     return NetworkBlockedError(message, host, port)

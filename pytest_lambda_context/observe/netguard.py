@@ -1,0 +1,241 @@
+"""The ``lambda_network = loopback`` guard below every Python layer.
+
+The socket monitor (:mod:`.connections`) refuses at ``socket.socket.connect`` and
+``socket.getaddrinfo``, with the line of code; but code can go around those methods
+(``_socket.socket.connect``, ``super().connect``, ``gethostbyname``, UDP ``sendto``).
+Python raises an audit event (PEP 578) inside the C implementation of each of them,
+whatever layer called it, so an audit hook sees them all: ``socket.connect`` (TCP and
+UDP, ``connect_ex`` too), ``socket.sendto``, ``socket.sendmsg``, ``socket.getaddrinfo``,
+``socket.gethostbyname`` (and ``gethostbyname_ex``), ``socket.gethostbyaddr`` and
+``socket.getnameinfo``. Raising in the hook stops the call before any packet leaves.
+
+One path is resolved before its audit event: a *name* given to the C methods
+(``_socket.socket.connect(sock, ("db.example.com", 5432))``, UDP ``sendto`` to a name)
+is looked up in C first, which would send a DNS query. So the address-taking methods
+of the C socket type itself (``connect``, ``connect_ex``, ``sendto``, ``sendmsg``) are
+wrapped too, in the type's own dictionary (a CPython detail, put back exactly at
+:func:`uninstall`); every subclass and every caller reaches them.
+
+Audit hooks cannot be removed: this one is added once, and does nothing unless
+function code under ``loopback`` is running in the calling thread. Threads that
+function code starts keep its scope for the guard (:func:`install` wraps the thread
+starters), so a thread still running after its invocation returned is guarded too.
+C code (libpq, librdkafka, ...) raises no audit event: it is not guarded.
+"""
+
+from __future__ import annotations
+
+import _socket
+import _thread
+import contextlib
+import gc
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pytest_lambda_context.observe.guard import (
+    blocked_connect,
+    blocked_lookup,
+    is_loopback_host,
+    lookup_allowed,
+)
+from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope
+
+__all__ = ["install", "installed", "uninstall"]
+
+_INET = frozenset({int(socket.AF_INET), int(socket.AF_INET6)})
+_SENDS = frozenset({"socket.connect", "socket.sendto", "socket.sendmsg"})
+_LOOKUPS = frozenset({"socket.getaddrinfo", "socket.gethostbyname"})
+_REVERSE = frozenset({"socket.gethostbyaddr", "socket.getnameinfo"})
+_GUARDED = _SENDS | _LOOKUPS | _REVERSE
+
+_lock = threading.Lock()
+_refcount = 0
+_hook_added = False
+# (module, attribute) of each thread starter that exists in this Python, and what it held.
+_STARTERS = [
+    (module, name)
+    for module, name in (
+        (threading, "_start_new_thread"),  # Python 3.10-3.12: Thread.start
+        (threading, "_start_joinable_thread"),  # Python 3.13+: Thread.start
+        (_thread, "start_new_thread"),
+    )
+    if hasattr(module, name)
+]
+_saved: dict[tuple[Any, str], Any] = {}
+_C_METHODS = ("connect", "connect_ex", "sendto", "sendmsg")
+_saved_methods: dict[str, Any] = {}
+
+
+def _guarded_scope() -> Scope | None:
+    """The function code the calling thread runs, if it is under ``loopback``."""
+    flags = THREAD_FLAGS.__dict__
+    if flags.get("internal"):
+        return None
+    scope = flags.get("owner") or ACTIVE_SLOT[0]
+    if scope is None or scope.network != "loopback":
+        return None
+    return scope
+
+
+def _line(scope: Scope, depth: int = 1) -> str | None:
+    # depth: frames between the caller of _line and the code that called the socket API.
+    frame: Any = sys._getframe(depth + 1)
+    root = scope.code_root
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith(root):
+            relative = filename[len(root) :].lstrip("/\\").replace("\\", "/")
+            return f"{relative}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back
+    return None
+
+
+def _check_address(scope: Scope, sock: Any, address: Any, verb: str, depth: int) -> None:
+    if address is None or _family(sock) not in _INET or not isinstance(address, tuple):
+        return  # a connected socket, or not the internet (AF_UNIX, netlink)
+    host, port = str(address[0]), int(address[1])
+    if not is_loopback_host(host):
+        raise blocked_connect(
+            host, port, _line(scope, depth + 1), scope.function_name, scope.environment_id, verb
+        )
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event not in _GUARDED:
+        return
+    scope = _guarded_scope()
+    if scope is None:
+        return
+    if event in _SENDS:
+        verb = "connect to" if event == "socket.connect" else "send to"
+        _check_address(scope, args[0], args[1], verb, 1)
+    elif event in _LOOKUPS:
+        host = args[0]
+        if not lookup_allowed(host):
+            name = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
+            raise blocked_lookup(name, _line(scope), scope.function_name, scope.environment_id)
+    else:
+        # A reverse lookup asks DNS about an address, unless it is this machine's.
+        address = args[0]
+        host = str(address[0] if isinstance(address, tuple) else address)
+        if not (is_loopback_host(host) and lookup_allowed(host)):
+            raise blocked_lookup(host, _line(scope), scope.function_name, scope.environment_id)
+
+
+def _family(sock: Any) -> int:
+    try:
+        return int(sock.family)
+    except (AttributeError, OSError, ValueError):
+        return -1
+
+
+def _wrap_c_method(name: str, original: Any) -> Callable[..., Any]:
+    """``original`` (a method of the C socket type), refusing first what the guard refuses."""
+    verb = "connect to" if name.startswith("connect") else "send to"
+    # Where the address is among the arguments: connect(address), sendto(data[, flags],
+    # address), sendmsg(buffers[, ancdata[, flags[, address]]]).
+    if name.startswith("connect"):
+
+        def address_of(args: tuple[Any, ...]) -> Any:
+            return args[0] if args else None
+
+    elif name == "sendto":
+
+        def address_of(args: tuple[Any, ...]) -> Any:
+            return args[-1] if len(args) >= 2 else None
+
+    else:
+
+        def address_of(args: tuple[Any, ...]) -> Any:
+            return args[3] if len(args) >= 4 else None
+
+    def method(self: Any, *args: Any) -> Any:
+        if ACTIVE_SLOT[0] is not None or THREAD_FLAGS.__dict__.get("owner") is not None:
+            scope = _guarded_scope()
+            if scope is not None:
+                _check_address(scope, self, address_of(args), verb, 2)
+        return original(self, *args)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = getattr(original, "__doc__", None)
+    return method
+
+
+def _type_dict() -> dict[str, Any] | None:
+    """The C socket type's own dictionary (behind its read-only mappingproxy)."""
+    referents = gc.get_referents(_socket.socket.__dict__)
+    return referents[0] if len(referents) == 1 and isinstance(referents[0], dict) else None
+
+
+def _type_modified() -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        import ctypes
+
+        ctypes.pythonapi.PyType_Modified(ctypes.py_object(_socket.socket))
+
+
+def _owned(start: Callable[..., Any]) -> Callable[..., Any]:
+    """A thread starter whose threads keep the scope of the function code that starts them."""
+
+    def start_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        flags = THREAD_FLAGS.__dict__
+        scope = None if flags.get("internal") else (flags.get("owner") or ACTIVE_SLOT[0])
+        if scope is None:
+            return start(function, *args, **kwargs)
+
+        def run(*run_args: Any, **run_kwargs: Any) -> Any:
+            THREAD_FLAGS.owner = scope
+            return function(*run_args, **run_kwargs)
+
+        return start(run, *args, **kwargs)
+
+    start_thread.__wrapped__ = start  # type: ignore[attr-defined]
+    return start_thread
+
+
+def install() -> None:
+    """Guard from now on (refcounted: each install needs its uninstall)."""
+    global _refcount, _hook_added
+    with _lock:
+        _refcount += 1
+        if _refcount > 1:
+            return
+        if not _hook_added:
+            sys.addaudithook(_audit)
+            _hook_added = True
+        for module, name in _STARTERS:
+            original = getattr(module, name)
+            _saved[(module, name)] = original
+            setattr(module, name, _owned(original))
+        methods = _type_dict()
+        if methods is not None:
+            for name in _C_METHODS:
+                _saved_methods[name] = methods[name]
+                methods[name] = _wrap_c_method(name, methods[name])
+            _type_modified()
+
+
+def uninstall() -> None:
+    """Undo one :func:`install`; the last one puts the thread starters back exactly."""
+    global _refcount
+    with _lock:
+        if _refcount == 0:
+            raise RuntimeError("netguard.uninstall() called more often than install()")
+        _refcount -= 1
+        if _refcount > 0:
+            return
+        for (module, name), original in _saved.items():
+            setattr(module, name, original)
+        _saved.clear()
+        methods = _type_dict()
+        if methods is not None and _saved_methods:
+            methods.update(_saved_methods)
+            _saved_methods.clear()
+            _type_modified()
+
+
+def installed() -> bool:
+    return _refcount > 0
