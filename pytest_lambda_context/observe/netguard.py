@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pytest_lambda_context.observe.connections import user_frame
 from pytest_lambda_context.observe.guard import (
     blocked_connect,
     blocked_lookup,
@@ -82,15 +83,7 @@ def _guarded_scope() -> Scope | None:
 
 def _line(scope: Scope, depth: int = 1) -> str | None:
     # depth: frames between the caller of _line and the code that called the socket API.
-    frame: Any = sys._getframe(depth + 1)
-    root = scope.code_root
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if filename.startswith(root):
-            relative = filename[len(root) :].lstrip("/\\").replace("\\", "/")
-            return f"{relative}:{frame.f_lineno} in {frame.f_code.co_name}"
-        frame = frame.f_back
-    return None
+    return user_frame(scope.code_root, sys._getframe(depth + 1))
 
 
 def _check_address(scope: Scope, sock: Any, address: Any, verb: str, depth: int) -> None:
