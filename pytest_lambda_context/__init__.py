@@ -37,6 +37,7 @@ _EXPORTS = {
     "EmbeddedElasticsearch": "pytest_lambda_context.services.elasticsearch.embedded",
     "ElasticsearchService": "pytest_lambda_context.services.elasticsearch.service",
     "AwsService": "pytest_lambda_context.services.aws",
+    "UncountedConnectionsWarning": "pytest_lambda_context.plugin.uncounted",
 }
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "TcpProxy",
     "TestSidePatchWarning",
     "TooManyRequestsError",
+    "UncountedConnectionsWarning",
 ]
 
 if TYPE_CHECKING:
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
     from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
     from pytest_lambda_context.observe.guard import BlockedLookupError, NetworkBlockedError
     from pytest_lambda_context.observe.proxy import TcpProxy
+    from pytest_lambda_context.plugin.uncounted import UncountedConnectionsWarning
     from pytest_lambda_context.runtime.clock import PluginClock
     from pytest_lambda_context.runtime.context import LambdaContext
     from pytest_lambda_context.runtime.errors import (

@@ -152,3 +152,49 @@ def test_libpq_connections_through_a_proxy_count(
         )
     else:
         result.stdout.fnmatch_lines(["*through proxy 'pg' opened by C code*"])
+
+
+UNPROXIED = """
+import pytest
+
+@pytest.mark.max_connections(1)
+def test_direct(make_lambda_function):
+    function = make_lambda_function(
+        "app.pg3_per_call.handler", env={{"DATABASE_URL": {url!r}}}
+    )
+    for _ in range(3):
+        assert function.invoke({{}}) == 1
+    # libpq's connections went straight to the server: nothing counted them.
+    assert function.connections.opened() == 0
+"""
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_a_c_driver_whose_connections_reach_no_proxy_is_not_a_silent_pass(
+    pytester: pytest.Pytester, postgres_url: str, isolation: str
+) -> None:
+    for name, text in HANDLERS.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    pytester.makepyfile(test_direct=UNPROXIED.format(url=postgres_url))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--lambda-isolation={isolation}"
+    )
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*C drivers installed (psycopg, psycopg2*): their connections count only through "
+            "tcp_proxy, and the network guard cannot see them*",
+            "*UncountedConnectionsWarning: max_connections cannot see every connection of "
+            "function app-pg3_per_call: it loaded psycopg (libpq), which connects in C, below "
+            "Python's sockets, and none of its connections reached a proxy.*",
+            '*tcp_proxy("127.0.0.1", 5432, name="postgres")  # where PostgreSQL listens',
+            '*env={"DATABASE_URL": "postgresql://USER@{proxy:postgres}/DBNAME"}',
+        ]
+    )
+    # With warnings as errors (as many projects run), the test cannot pass.
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--lambda-isolation={isolation}", "-W", "error"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()

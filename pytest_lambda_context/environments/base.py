@@ -23,6 +23,7 @@ from pytest_lambda_context.observe.connections import (
     ConnectionLog,
     merge_seen_twice,
 )
+from pytest_lambda_context.observe.drivers import DriversLoaded
 from pytest_lambda_context.runtime.context import reserved_environment
 from pytest_lambda_context.runtime.errors import (
     ERROR_CLASSES,
@@ -139,6 +140,9 @@ class ExecutionEnvironment:
         self.connections = ConnectionLog()
         # boto3/botocore clients created by function code (events from the aws monitor).
         self.clients: list[Any] = []
+        # C-level network drivers loaded where its code runs ("psycopg", ...): their
+        # connections are seen only by proxies.
+        self.c_drivers: set[str] = set()
         self.last_used = spec.clock.monotonic()
         # Unique across the session: an environment can outlive its function (warm reuse).
         self.uid = secrets.token_hex(6)
@@ -429,6 +433,8 @@ class ExecutionEnvironment:
                 connections += 1
                 self.connections.add(event)
                 self._sink.record_connection(event)
+            elif isinstance(event, DriversLoaded):
+                self.c_drivers.update(event.modules)
             else:
                 clients += 1
                 self.clients.append(event)

@@ -29,7 +29,7 @@ from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.observe import connections as _connections
 from pytest_lambda_context.observe import netguard as _netguard
 from pytest_lambda_context.observe import taps as _taps
-from pytest_lambda_context.observe.drivers import loaded_c_drivers
+from pytest_lambda_context.observe.drivers import DriverWatch, loaded_c_drivers
 from pytest_lambda_context.observe.scope import Scope, set_scope
 from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
 from pytest_lambda_context.runtime.context import LambdaContext, trace_header
@@ -130,6 +130,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._output: list[str] = []
         code_root = spec.code_root
         self._sys_path = [code_root, *(p for p in sys.path if p != code_root)]
+        # C-level drivers (libpq, ...) loaded where this environment's code runs.
+        self._drivers = DriverWatch()
         self._scope = Scope(
             spec.function_name, env_id, None, spec.code_root_prefix, [], spec.network
         )
@@ -243,6 +245,8 @@ class ModuleEnvironment(ExecutionEnvironment):
             modules.pop(name, None)
         modules.update(displaced)
         events: list[Any] = scope.events
+        if added > 0:
+            events.extend(self._drivers.news())
         return events
 
     # -- init and invoke -----------------------------------------------------------

@@ -34,6 +34,7 @@ from typing import Any
 
 from pytest_lambda_context.environments import sandbox, worker_coverage
 from pytest_lambda_context.environments.worker_debugger import explain_debugger_quit
+from pytest_lambda_context.observe.drivers import DriverWatch
 
 __all__ = [
     "PRELOAD",
@@ -410,6 +411,8 @@ class _Worker:
         self.encoder: Any = None
         self.trace_tag = ""
         self.trace_number = 0
+        # C-level drivers (libpq, ...) that function code loaded, reported as they appear.
+        self.drivers = DriverWatch()
 
     def serve(self) -> int:
         """Answer requests until told to stop; returns the process's exit status."""
@@ -495,6 +498,7 @@ class _Worker:
         finally:
             set_scope(None)
         duration = (time.perf_counter() - started) * 1000.0
+        scope.events.extend(self.drivers.news())
         output, echo = self._end_phase()
         reply = (
             kind,
@@ -722,6 +726,7 @@ class _Worker:
             # sys.exit in the handler: the runtime really goes, with the real status.
             exit_status = _exit_status(getattr(outcome.exc, "code", 1))
             payload = _exit_payload(exit_status, request_id)
+        scope.events.extend(self.drivers.news())
         output, echo = self._end_phase()
         reply = (
             outcome.kind,

@@ -14,7 +14,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["C_DRIVERS", "CDriver", "installed_c_drivers", "loaded_c_drivers"]
+__all__ = [
+    "C_DRIVERS",
+    "CDriver",
+    "DriverWatch",
+    "DriversLoaded",
+    "installed_c_drivers",
+    "loaded_c_drivers",
+]
 
 
 @dataclass(frozen=True)
@@ -24,19 +31,59 @@ class CDriver:
     datastore: str  # what it talks to, for the remedy's example
     port: int  # that datastore's usual port
     proxy_name: str  # a name for the example tcp_proxy
+    # An env value that hands the proxy's address to function code (default: the
+    # bare "{proxy:<proxy_name>}", host:port).
+    example: str = ""
+
+    def env_example(self) -> str:
+        return self.example or "{proxy:" + self.proxy_name + "}"
 
 
 C_DRIVERS = (
-    CDriver("psycopg", "psycopg (libpq)", "PostgreSQL", 5432, "postgres"),
-    CDriver("psycopg2", "psycopg2 (libpq)", "PostgreSQL", 5432, "postgres"),
+    CDriver(
+        "psycopg", "psycopg (libpq)", "PostgreSQL", 5432, "postgres",
+        "postgresql://USER@{proxy:postgres}/DBNAME",
+    ),
+    CDriver(
+        "psycopg2", "psycopg2 (libpq)", "PostgreSQL", 5432, "postgres",
+        "postgresql://USER@{proxy:postgres}/DBNAME",
+    ),
     CDriver("MySQLdb", "mysqlclient (libmysqlclient)", "MySQL", 3306, "mysql"),
     CDriver("confluent_kafka", "confluent-kafka (librdkafka)", "Kafka", 9092, "kafka"),
-    CDriver("grpc", "grpcio (gRPC C core)", "a gRPC server", 50051, "grpc"),
-    CDriver("pycurl", "pycurl (libcurl)", "an HTTP server", 80, "http"),
+    CDriver("grpc", "grpcio (gRPC C core)", "the gRPC server", 50051, "grpc"),
+    CDriver("pycurl", "pycurl (libcurl)", "the HTTP server", 80, "http", "http://{proxy:http}/"),
     CDriver("pymssql", "pymssql (FreeTDS)", "SQL Server", 1433, "mssql"),
-    CDriver("pyodbc", "pyodbc (ODBC)", "a database", 1433, "odbc"),
+    CDriver("pyodbc", "pyodbc (ODBC)", "the database", 1433, "odbc"),
     CDriver("cx_Oracle", "cx_Oracle (Oracle Client)", "Oracle", 1521, "oracle"),
-)
+)  # fmt: skip
+BY_MODULE = {driver.module: driver for driver in C_DRIVERS}
+
+
+@dataclass(frozen=True)
+class DriversLoaded:
+    """An event in a scope: these C-level drivers are loaded where function code runs."""
+
+    modules: tuple[str, ...]
+
+
+class DriverWatch:
+    """Notices C-level drivers as they get loaded (checked only when modules were added)."""
+
+    def __init__(self) -> None:
+        self._module_count = -1
+        self._seen: frozenset[str] = frozenset()
+
+    def news(self) -> list[DriversLoaded]:
+        """A ``DriversLoaded`` event if a driver was loaded since the last call."""
+        count = len(sys.modules)
+        if count == self._module_count:
+            return []
+        self._module_count = count
+        names = frozenset(driver.module for driver in loaded_c_drivers())
+        if names <= self._seen:
+            return []
+        self._seen |= names
+        return [DriversLoaded(tuple(sorted(self._seen)))]
 
 
 def loaded_c_drivers(modules: Mapping[str, object] | None = None) -> list[CDriver]:

@@ -35,6 +35,8 @@ def pytest_configure(config: pytest.Config) -> None:
     state.function_preparers.append(
         lambda request, settings: _es().prepare_function(request, settings)
     )
+    # C-level drivers: counted only through proxies, unseen by the guard (header line).
+    state.header_extras.append(_uncounted_header)
     # tcp_proxy: {proxy:NAME} in env values.
     state.function_preparers.append(
         lambda request, settings: _proxies().prepare_function(request, settings)
@@ -60,6 +62,12 @@ def _es() -> ModuleType:
     from pytest_lambda_context.plugin import es_fixture
 
     return es_fixture
+
+
+def _uncounted_header() -> str:
+    from pytest_lambda_context.plugin.uncounted import header_line
+
+    return header_line()
 
 
 def _proxies() -> ModuleType:

@@ -262,7 +262,7 @@ class PluginState:
     def header_lines(self) -> list[str]:
         o = self.options
         line = f"lambda-context: isolation={o['lambda_isolation']}, start={o['lambda_start']}"
-        extras = [extra() for extra in self.header_extras]
+        extras = [text for text in (extra() for extra in self.header_extras) if text]
         lines = [", ".join([line, *extras])]
         if o["lambda_isolation"] == "process":
             from pytest_lambda_context.environments.sandbox import probe_private_tmp
