@@ -29,7 +29,7 @@ from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.observe import connections as _connections
 from pytest_lambda_context.observe import netguard as _netguard
 from pytest_lambda_context.observe import taps as _taps
-from pytest_lambda_context.observe.drivers import DriverWatch, loaded_c_drivers
+from pytest_lambda_context.observe.drivers import SharedProcessDriverWatch, loaded_c_drivers
 from pytest_lambda_context.observe.scope import Scope, set_scope
 from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
 from pytest_lambda_context.runtime.context import LambdaContext, trace_header
@@ -131,7 +131,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         code_root = spec.code_root
         self._sys_path = [code_root, *(p for p in sys.path if p != code_root)]
         # C-level drivers (libpq, ...) loaded where this environment's code runs.
-        self._drivers = DriverWatch()
+        self._drivers = SharedProcessDriverWatch()
         self._scope = Scope(
             spec.function_name, env_id, None, spec.code_root_prefix, [], spec.network
         )
@@ -234,19 +234,22 @@ class ModuleEnvironment(ExecutionEnvironment):
             _environb._data = saved_data
         modules = sys.modules
         added = len(modules) - count
+        imported: list[str] = []
         if added > 0:
             # sys.modules keeps insertion order: what this call imported is at the end.
             code_root = self.spec.code_root_prefix
-            for name in list(itertools.islice(reversed(modules.keys()), added)):
+            imported = list(itertools.islice(reversed(modules.keys()), added))
+            for name in imported:
                 module = modules.get(name)
                 if is_function_module(module, code_root):
                     self._modules[name] = module  # type: ignore[assignment]
+        events: list[Any] = scope.events
+        if added > 0:
+            # C-level drivers this call imported, or that the function's modules use.
+            events.extend(self._drivers.news(imported, self._modules.values()))
         for name in self._modules:
             modules.pop(name, None)
         modules.update(displaced)
-        events: list[Any] = scope.events
-        if added > 0:
-            events.extend(self._drivers.news())
         return events
 
     # -- init and invoke -----------------------------------------------------------

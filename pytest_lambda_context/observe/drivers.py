@@ -9,16 +9,19 @@ boto3) go through Python's sockets and are seen there.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 
 __all__ = [
     "C_DRIVERS",
     "CDriver",
     "DriverWatch",
     "DriversLoaded",
+    "SharedProcessDriverWatch",
     "installed_c_drivers",
     "loaded_c_drivers",
 ]
@@ -102,4 +105,50 @@ def installed_c_drivers() -> list[CDriver]:
             spec = None
         if spec is not None:
             found.append(driver)
+    return found
+
+
+class SharedProcessDriverWatch:
+    """Which C-level drivers an environment of module isolation uses.
+
+    Its process is the test process, whose ``sys.modules`` also holds what the tests
+    and other functions imported; so a driver counts as this environment's when one
+    of its calls imported it, or when the function's own modules refer to it: the
+    driver's module or an object of it in their globals, or SQLAlchemy (whose
+    dialects load the driver on their own) while the driver is loaded.
+    """
+
+    def __init__(self) -> None:
+        self._seen: frozenset[str] = frozenset()
+
+    def news(
+        self, imported: Iterable[str], own_modules: Iterable[ModuleType]
+    ) -> list[DriversLoaded]:
+        found = {name.partition(".")[0] for name in imported} & set(BY_MODULE)
+        found |= _referenced(own_modules)
+        names = frozenset(found)
+        if names <= self._seen:
+            return []
+        self._seen |= names
+        return [DriversLoaded(tuple(sorted(self._seen)))]
+
+
+def _package_of(value: object) -> str:
+    if isinstance(value, ModuleType):
+        return value.__name__.partition(".")[0]
+    owner = getattr(value, "__module__", None)
+    if not isinstance(owner, str):
+        owner = getattr(type(value), "__module__", "")
+    return str(owner).partition(".")[0]
+
+
+def _referenced(modules: Iterable[ModuleType]) -> set[str]:
+    packages = set()
+    for module in modules:
+        for value in list(vars(module).values()):
+            with contextlib.suppress(Exception):
+                packages.add(_package_of(value))
+    found = packages & set(BY_MODULE)
+    if "sqlalchemy" in packages:
+        found |= {driver.module for driver in loaded_c_drivers()}
     return found

@@ -35,8 +35,6 @@ def pytest_configure(config: pytest.Config) -> None:
     state.function_preparers.append(
         lambda request, settings: _es().prepare_function(request, settings)
     )
-    # C-level drivers: counted only through proxies, unseen by the guard (header line).
-    state.header_extras.append(_uncounted_header)
     # tcp_proxy: {proxy:NAME} in env values.
     state.function_preparers.append(
         lambda request, settings: _proxies().prepare_function(request, settings)
@@ -96,7 +94,10 @@ def pytest_make_collect_report(
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return config.stash[_STATE].header_lines()
+    lines = config.stash[_STATE].header_lines()
+    # C-level drivers: counted only through proxies, unseen by the guard.
+    note = _uncounted_header()
+    return [*lines, f"lambda-context: {note}"] if note else lines
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
