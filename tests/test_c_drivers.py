@@ -100,6 +100,8 @@ def test_one_connection_per_environment(database, pg, module):
     assert {(e.seen_by, e.via, e.port) for e in events} == {("proxy", "pg", pg.port)}
     # Opened by init (psycopg2, at import) or by the first invocation (psycopg 3).
     assert [i.connections_opened for i in function.invocations[1:25]] == [0] * 24
+    if module == "pg2_memo":  # connected at import: the init phase's, not invocation 1's
+        assert [e.request_id for e in events] == [None] * 3
 
 @pytest.mark.parametrize("module", ["pg3_per_call", "pg2_per_call"])
 @pytest.mark.max_connections(1)

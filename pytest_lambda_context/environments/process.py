@@ -272,7 +272,9 @@ class ProcessEnvironment(ExecutionEnvironment):
 
     def _run_init(self, request_id: str | None) -> Outcome:
         self._warn_test_side_patches()
-        with self._proxied(request_id) as proxied:
+        # What init code opens belongs to the init phase (None), even when an
+        # invocation triggered it.
+        with self._proxied(None) as proxied:
             outcome = self._init_worker(request_id)
         outcome.events = [*outcome.events, *proxied]
         return outcome
