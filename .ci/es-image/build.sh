@@ -51,7 +51,7 @@ log "interpreter $exe, stdlib $stdlib"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 root="$stage/rootfs"
-mkdir -p "$root/tmp" "$root/app/pytest_lambda_context"
+mkdir -p "$root/tmp" "$root/app"
 chmod 1777 "$root/tmp"
 
 # The interpreter and its stdlib, at their real paths. Left out: third-party
@@ -85,8 +85,14 @@ log "copied $(wc -w <<<"$libs") shared libraries"
 
 # Only the stand-in's modules: the package's __init__ may import pytest and other
 # plugin dependencies that the image does not carry.
-pkg="$repo/pytest_lambda_context"
-cp "$pkg/_scope.py" "$pkg/embedded.py" "$pkg/embedded_store.py" "$root/app/pytest_lambda_context/"
+# (The subpackages' own __init__ files hold docstrings only.)
+(cd "$repo" && cp --parents \
+    pytest_lambda_context/observe/__init__.py pytest_lambda_context/observe/scope.py \
+    pytest_lambda_context/services/__init__.py \
+    pytest_lambda_context/services/elasticsearch/__init__.py \
+    pytest_lambda_context/services/elasticsearch/embedded.py \
+    pytest_lambda_context/services/elasticsearch/store.py \
+    "$root/app/")
 printf '"""pytest-lambda-context: the embedded Elasticsearch stand-in only (container image)."""\n' \
     >"$root/app/pytest_lambda_context/__init__.py"
 
@@ -96,12 +102,12 @@ FROM scratch
 ADD rootfs.tar /
 ENV PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # Fails the build now rather than the first test run later.
-RUN ["$exe", "-c", "import pytest_lambda_context.embedded"]
+RUN ["$exe", "-c", "import pytest_lambda_context.services.elasticsearch.embedded"]
 EXPOSE 9200
 # As PID 1, Python ignores SIGTERM unless it installs a handler; SIGINT it always
 # handles, so docker stop is prompt instead of waiting 10 s for SIGKILL.
 STOPSIGNAL SIGINT
-ENTRYPOINT ["$exe", "-m", "pytest_lambda_context.embedded", "--host", "0.0.0.0", "--port", "9200"]
+ENTRYPOINT ["$exe", "-m", "pytest_lambda_context.services.elasticsearch.embedded", "--host", "0.0.0.0", "--port", "9200"]
 EOF
 log "building $image ($(du -sh "$stage/rootfs.tar" | cut -f1) root file system)"
 DOCKER_BUILDKIT=0 docker build -q -t "$image" "$stage" >&2
