@@ -18,17 +18,22 @@ def handler(event, context):
     return "ok"
 """
 
-TESTS = """
+# A loopback listener for the handler to connect to (the kernel accepts for it).
+CONFTEST = """
 import socket
 import pytest
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def port():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
-    server.listen(16)
+    server.listen(64)
     yield server.getsockname()[1]
     server.close()
+"""
+
+TESTS = """
+import pytest
 
 def test_every_kind(make_lambda_function, port):
     f = make_lambda_function("app.main.handler", timeout=0.3, env={"PORT": str(port)})
@@ -63,5 +68,6 @@ def test_hostile_name(lambda_function, name):
 def write_kinds_project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(**{"app/__init__": "", "app/main": HANDLER})
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_kinds=TESTS)
     return pytester

@@ -19,6 +19,8 @@ class Section:
     segments: dict[str, bool] = field(default_factory=dict)
     figures: dict[str, str] = field(default_factory=dict)
     shutdowns: list[str] = field(default_factory=list)
+    # Why each "!" mark is there (its tooltip).
+    flags: list[str] = field(default_factory=list)
     marks: int = 0
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -70,6 +72,8 @@ class _Parser(HTMLParser):
             section.marks += 1
         elif tag == "text" and "shutdown" in a.get("class", "") and section:
             self.capture, self.text = "shutdown", ""
+        elif tag == "text" and a.get("class") == "mark" and section:
+            self.capture, self.text = "mark", ""
         elif tag == "div" and section and self.capture is None and self._in_lanes:
             self.capture, self.text = "lane", ""
         elif tag == "div" and a.get("class") == "lanes":
@@ -102,6 +106,7 @@ class _Parser(HTMLParser):
             return
         done = {
             "shutdown": "text",
+            "mark": "text",
             "lane": "div",
             "figure": "dd",
             "option": "option",
@@ -112,6 +117,8 @@ class _Parser(HTMLParser):
             return
         if self.capture == "shutdown" and section:
             section.shutdowns.append(self.text)
+        elif self.capture == "mark" and section:
+            section.flags.append(self.text.removesuffix("!"))
         elif self.capture == "lane" and section:
             section.lanes.append(self.text)
         elif self.capture == "figure" and section and self.figure:

@@ -149,7 +149,8 @@ def test_errors_and_timeouts_are_painted_in_their_own_colours(
     chromium()
     project = write_kinds_project(pytester)
     report = project.path / "report.html"
-    project.runpytest("-p", "no:cacheprovider", f"--lambda-html={report}").assert_outcomes(passed=4)
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", f"--lambda-html={report}")
+    result.assert_outcomes(passed=4)
     image = Screenshot(screenshot(report, tmp_path / "kinds.png", width=900, height=1000))
     for kind in ("cold", "warm", "error", "timeout", "throttled"):
         assert image.rows_with_run(COLOURS[kind], RUN) >= BAR_ROWS, kind

@@ -13,6 +13,8 @@ import pytest
 from _kinds_project import HANDLER, write_kinds_project
 from _report_page import parse
 
+from pytest_lambda_context.plugin.timeline import timelines
+
 pytest_plugins = ["pytester"]
 
 
@@ -142,3 +144,42 @@ def test_under_xdist_the_controller_writes_every_workers_functions(report_projec
     assert sorted(s.function for s in page.sections) == ["app-main", "limited", "second", "third"]
     assert page.section("third").figures["invocations"] == "2"
     assert page.section("app-main").figures["invocations"] == "9"
+
+
+def test_the_summarys_marks_are_on_the_lanes_too(report_project):
+    report_project.makepyfile(
+        test_marked="""
+        import pytest
+
+        @pytest.mark.max_connections(1)
+        def test_a_client_per_invocation(make_lambda_function, port):
+            f = make_lambda_function("app.main.handler", env={"PORT": str(port)})
+            for _ in range(3):
+                f.invoke({"connect": True})
+        """
+    )
+    page_path = report_project.path / "report.html"
+    json_path = report_project.path / "report.json"
+    result = report_project.runpytest(
+        "-p",
+        "no:cacheprovider",
+        f"--lambda-html={page_path}",
+        f"--lambda-report={json_path}",
+        "test_marked.py",
+    )
+    result.assert_outcomes(failed=1)
+    (section,) = parse(page_path.read_text()).sections
+    # The mark is drawn after the environment's last bar, inside its test's part.
+    (chart,) = timelines(json.loads(json_path.read_text())["functions"])
+    ((column, _, _),) = chart.lanes[0].marks
+    (segment,) = chart.segments
+    assert max(b.column + b.columns for b in chart.bars) <= column < segment.end_column
+    why = (
+        "broke @pytest.mark.max_connections(1): 3 connections; "
+        "opened a connection in each of its 2 warm invocations"
+    )
+    assert section.flags == [why]
+    assert all(section.data["bars"][b]["marked"] == why for _, b, _ in section.bars)
+    result.stdout.fnmatch_lines(
+        [f"    ! env-1 in test_marked.py::test_a_client_per_invocation: {why}"]
+    )

@@ -138,6 +138,8 @@ def _legend() -> str:
         '<li><span class="swatch init restore"></span>restore (in front of a restored '
         "one)</li>"
         '<li><span class="swatch conn"></span>connection opened</li>'
+        '<li><span class="mark">!</span>broke a max_connections/max_clients limit, or a '
+        "connection (client) in every warm invocation</li>"
         '<li><span class="shutdown">\u2715</span>environment shut down (timeout, crash, '
         "idle timeout)</li><li>one lane per execution environment; bars in order of time, "
         "overlapping ones side by side; hover for details</li></ul>"
@@ -210,12 +212,18 @@ def _segments(chart: Timeline, height: int) -> str:
             if bar.test == segment.test:
                 inner.append(_bar(bar, number))
         for lane_number, lane in enumerate(chart.lanes):
+            y = TOP + lane_number * LANE + BAR_TOP + BAR_HEIGHT - 2
             for column, test, reason in lane.shutdowns:
                 if test == segment.test:
-                    y = TOP + lane_number * LANE + BAR_TOP + BAR_HEIGHT - 2
                     inner.append(
                         f'<text class="shutdown" x="{column * COLUMN + 1}" y="{y}">'
                         f"<title>shut down: {_text(reason)}</title>\u2715</text>"
+                    )
+            for column, test, why in lane.marks:
+                if test == segment.test:
+                    inner.append(
+                        f'<text class="mark" x="{column * COLUMN + 3}" y="{y}">'
+                        f"<title>{_text(why)}</title>!</text>"
                     )
         parts.append(
             f'<g class="segment" data-test={_attr(segment.test)} data-x0="{x0}" '

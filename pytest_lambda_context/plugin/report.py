@@ -8,7 +8,7 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
-from pytest_lambda_context.plugin.function_records import per_invocation_pattern, was_used
+from pytest_lambda_context.plugin.function_records import FunctionHistory, was_used
 
 __all__ = ["LEGEND", "plain_records", "shortened", "summary_lines", "write_json"]
 
@@ -30,7 +30,7 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
         by_name[(data["function_name"], data["handler"], data["isolation"])].append(data)
     lines = []
     for (name, handler, isolation), functions in by_name.items():
-        group = _Group(functions)
+        group = FunctionHistory(functions)
         environments = [e for e in group.latest.values() if was_used(e)]
         if not environments and not group.test_marks and not group.throttled:
             continue  # made, never invoked: nothing to say
@@ -51,61 +51,17 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
         )
         lines += _spread("connections", [e["connections"] for e in environments])
         lines += _spread("boto3 clients", [len(e.get("clients") or ()) for e in environments])
-        marks = group.test_marks + [mark for e in environments if (mark := group.mark(e))]
+        marks = group.test_marks + [
+            f"{e['id']} in {group.tests[e['uid']]}: {'; '.join(reasons)}"
+            for e in environments
+            if (reasons := group.reasons(e["uid"]))
+        ]
         lines += [f"    ! {mark}" for mark in marks[:MARKS_LISTED]]
         if len(marks) > MARKS_LISTED:
             lines.append(f"    ! ... and {len(marks) - MARKS_LISTED} more")
     if any(line.startswith("    ! ") for line in lines):
         lines.append(LEGEND)
     return lines
-
-
-class _Group:
-    """One function's records over the session, environment by environment."""
-
-    def __init__(self, functions: list[dict[str, Any]]) -> None:
-        # An environment kept warm across tests appears in each test's record; the
-        # last record of it is the complete one. Each record counts the warm
-        # invocations and broken limits of its own test only: those add up.
-        self.latest: dict[str, dict[str, Any]] = {}
-        self.tests: dict[str, str] = {}
-        self.warm: dict[str, Counter[str]] = defaultdict(Counter)
-        self.broken: dict[str, list[str]] = defaultdict(list)
-        self.test_marks: list[str] = []
-        self.throttled = sum(len(f.get("throttles") or ()) for f in functions)
-        for function in functions:
-            for environment in function["environments"]:
-                uid = environment["uid"]
-                self.latest[uid] = environment
-                self.tests.setdefault(uid, function["test"])
-                for key in (
-                    "warm_invocations",
-                    "warm_opening_connections",
-                    "warm_creating_clients",
-                ):
-                    self.warm[uid][key] += environment.get(key, 0)
-                self.broken[uid] += environment.get("limits_broken", [])
-            self.test_marks += [
-                f"{function['test']}: broke {limit} in the test as a whole"
-                for limit in function.get("limits_broken", [])
-            ]
-
-    def mark(self, environment: dict[str, Any]) -> str | None:
-        """Why the environment is marked, in one line, or None."""
-        uid = environment["uid"]
-        reasons = [f"broke {limit}" for limit in self.broken[uid]]
-        warm = self.warm[uid]
-        for what, key, verb in (
-            ("connection", "warm_opening_connections", "opened"),
-            ("boto3 client", "warm_creating_clients", "created"),
-        ):
-            if per_invocation_pattern(warm["warm_invocations"], warm[key]):
-                reasons.append(
-                    f"{verb} a {what} in each of its {warm['warm_invocations']} warm invocations"
-                )
-        if not reasons:
-            return None
-        return f"{environment['id']} in {self.tests[uid]}: {'; '.join(reasons)}"
 
 
 def _count(n: int, noun: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_lambda_context.plugin.function_records import was_used
+from pytest_lambda_context.plugin.function_records import FunctionHistory, was_used
 
 __all__ = ["KINDS", "Bar", "Lane", "Timeline", "figures_of", "kind_of", "timelines"]
 
@@ -70,6 +70,8 @@ class Bar:
     init_only: bool = False
     # Invocations this bar stands for: more than one for a run of quiet warm ones.
     count: int = 1
+    # Columns kept free after it, on its lane: its environment's shutdown and mark.
+    trailing: int = 0
 
     @property
     def columns(self) -> int:
@@ -83,6 +85,8 @@ class Lane:
     label: str
     # Where an environment on this lane was shut down for a reason worth showing.
     shutdowns: list[tuple[int, str, str]] = field(default_factory=list)  # column, test, reason
+    # Where one ends that the summary marks (a broken limit, a client per invocation).
+    marks: list[tuple[int, str, str]] = field(default_factory=list)  # column, test, why
 
 
 @dataclass
@@ -181,9 +185,11 @@ def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timel
     items = _runs_joined(items)
     left_out = sum(item.bar.count for item in items[MAX_BARS:])
     items = items[:MAX_BARS]
+    history = FunctionHistory(records)
+    _keep_room_for_marks(items, used, history)
     segments, breaks, columns = _place(items, len(lanes), tests)
     bars = [item.bar for item in items]
-    _mark_shutdowns(lanes, used, lane_of, bars)
+    _mark_lanes(lanes, used, lane_of, bars, history)
     return Timeline(
         function_name=key[0],
         handler=key[1],
@@ -454,8 +460,8 @@ def _place(
                 frontier += BREAK_COLUMNS
             at = max(lane_next[item.lane], frontier)
             item.bar.column = at
-            lane_next[item.lane] = at + item.bar.columns
-            heapq.heappush(ended, (item.end, at + item.bar.columns))
+            lane_next[item.lane] = at + item.bar.columns + item.bar.trailing
+            heapq.heappush(ended, (item.end, at + item.bar.columns + item.bar.trailing))
             latest_end = max(latest_end, item.end)
             index += 1
         end = max([frontier, *lane_next, *(free for _, free in ended)])
@@ -464,20 +470,43 @@ def _place(
     return segments, breaks, max(0, column - SEGMENT_GAP_COLUMNS)
 
 
-def _mark_shutdowns(
+def _keep_room_for_marks(
+    items: list[_Item], environments: dict[str, dict[str, Any]], history: FunctionHistory
+) -> None:
+    last: dict[str, Bar] = {}
+    for item in items:
+        last[item.bar.environment_uid] = item.bar
+    for uid, bar in last.items():
+        environment = environments.get(uid, {})
+        bar.trailing = int(environment.get("shutdown_reason") in NOTABLE_SHUTDOWNS) + int(
+            bool(history.reasons(uid))
+        )
+
+
+def _mark_lanes(
     lanes: list[Lane],
     environments: dict[str, dict[str, Any]],
     lane_of: dict[str, int],
     bars: list[Bar],
+    history: FunctionHistory,
 ) -> None:
+    """After each environment's last bar: a shutdown worth seeing, and the summary's mark."""
     for uid, environment in environments.items():
-        reason = environment.get("shutdown_reason")
         own = [b for b in bars if b.environment_uid == uid]
-        if reason in NOTABLE_SHUTDOWNS and own:
-            final = max(own, key=lambda b: b.column)
-            lanes[lane_of[uid]].shutdowns.append(
-                (final.column + final.columns, final.test, str(reason))
-            )
+        if not own:
+            continue
+        final = max(own, key=lambda b: b.column)
+        after = final.column + final.columns
+        reason = environment.get("shutdown_reason")
+        lane = lanes[lane_of[uid]]
+        if reason in NOTABLE_SHUTDOWNS:
+            lane.shutdowns.append((after, final.test, str(reason)))
+            after += 1
+        why = "; ".join(history.reasons(uid))
+        if why:
+            lane.marks.append((after, final.test, why))
+            for bar in own:
+                bar.details["marked"] = why
 
 
 def figures_of(bars: list[Bar], tests: int) -> dict[str, Any]:

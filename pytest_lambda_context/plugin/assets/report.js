@@ -54,7 +54,8 @@
       ["init duration", ms(bar.init_duration_ms)],
       ["restore duration", ms(bar.restore_duration_ms)],
       ["error", bar.error_type ? bar.error_type + ": " + bar.error_message : null],
-      ["shut down", bar.shutdown_reason && bar.shutdown_reason !== "closed" ? bar.shutdown_reason : null]
+      ["shut down", bar.shutdown_reason && bar.shutdown_reason !== "closed" ? bar.shutdown_reason : null],
+      ["marked", bar.marked]
     ];
     rows.forEach(function (r) {
       if (r[1] !== undefined && r[1] !== null && r[1] !== "") table.appendChild(row(r[0], r[1]));
