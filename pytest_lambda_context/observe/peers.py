@@ -5,6 +5,8 @@ worker processes at once, the client's port says nothing about whose code opened
 connection; the kernel does: ``/proc/net/tcp`` maps the connection's two ends to the
 socket's inode, and a process's ``/proc/<pid>/fd`` holds ``socket:[inode]``.
 Asked while the client waits for its first answer, so the socket is still there.
+The kernel's sock_diag netlink interface answers for one socket in microseconds;
+``/proc/net/tcp`` is the fallback where netlink is refused.
 """
 
 from __future__ import annotations
@@ -40,8 +42,48 @@ def _candidates(local: tuple[str, int], remote: tuple[str, int]) -> list[tuple[s
     return found
 
 
+# Netlink's sock_diag asks the kernel for one socket by its four-tuple: microseconds,
+# where /proc/net/tcp lists every socket of the machine (milliseconds when a test suite
+# has left thousands in TIME_WAIT).
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 1
+_NLMSG_ERROR = 2
+_NLMSG = struct.Struct("=IHHII")
+_REQUEST = struct.Struct("=BBBxI")  # family, protocol, extensions, states
+_SOCKID = struct.Struct("!HH16s16s")  # ports and addresses, in network order
+_TAIL = struct.Struct("=III")  # interface, cookie (none: 0xffffffff twice)
+_MSG_INODE = struct.Struct("=I")
+_INODE_OFFSET = _NLMSG.size + 4 + _SOCKID.size + _TAIL.size + 16  # expires..uid, inode
+
+
+def _diag_inode(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
+    family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
+    source = socket.inet_pton(family, local[0]).ljust(16, b"\0")
+    destination = socket.inet_pton(family, remote[0]).ljust(16, b"\0")
+    body = (
+        _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0xFFFFFFFF)
+        + _SOCKID.pack(local[1], remote[1], source, destination)
+        + _TAIL.pack(0, 0xFFFFFFFF, 0xFFFFFFFF)
+    )
+    header = _NLMSG.pack(_NLMSG.size + len(body), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as diag:
+        diag.settimeout(1.0)
+        diag.sendto(header + body, (0, 0))
+        reply = diag.recv(65536)
+    length, kind = struct.unpack_from("=IH", reply)
+    if kind == _NLMSG_ERROR or length < _INODE_OFFSET + 4:
+        return None
+    (inode,) = _MSG_INODE.unpack_from(reply, _INODE_OFFSET)
+    return inode or None
+
+
 def socket_inode(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
     """The inode of the TCP socket whose own end is ``local`` and peer ``remote``."""
+    with contextlib.suppress(OSError, struct.error, ValueError):
+        inode = _diag_inode(local, remote)
+        if inode is not None:
+            return inode
     for path, key in _candidates(local, remote):
         try:
             with open(path, "rb") as table:
@@ -73,24 +115,29 @@ def _holds(pid: int, target: str) -> bool:
     return False
 
 
-def _group_members(groups: set[int]) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                fields = stat.read().rpartition(b")")[2].split()
-            if int(fields[2]) in groups:  # state ppid pgrp
-                members.append(int(entry))
-    return members
+def _descendants(pid: int) -> list[int]:
+    """Processes started by ``pid`` and by those, from /proc/<pid>/task/*/children."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with (
+                    contextlib.suppress(OSError),
+                    open(f"/proc/{parent}/task/{task}/children") as f,
+                ):
+                    children = [int(child) for child in f.read().split()]
+                    found.extend(children)
+                    pending.extend(children)
+    return found
 
 
 def owner_pid(
     local: tuple[str, int], remote: tuple[str, int], leaders: Iterable[int]
 ) -> int | None:
-    """Which of ``leaders`` (process group leaders) holds the socket, itself or through a
-    process of its group (one its code started); None if none does (or it is gone)."""
+    """Which of ``leaders`` (worker processes) holds the socket, itself or through a
+    process it started; None if none does (or the socket is gone)."""
     leaders = list(leaders)
     if not leaders:
         return None
@@ -101,9 +148,9 @@ def owner_pid(
     for pid in leaders:
         if _holds(pid, target):
             return pid
-    groups = set(leaders)
-    for pid in _group_members(groups):
-        if pid not in groups and _holds(pid, target):
-            with contextlib.suppress(OSError):
-                return os.getpgid(pid)
+    # A process that function code started (a subprocess running psql, say).
+    for leader in leaders:
+        for pid in _descendants(leader):
+            if _holds(pid, target):
+                return leader
     return None
