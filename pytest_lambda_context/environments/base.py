@@ -18,6 +18,7 @@ from dataclasses import asdict, is_dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from pytest_lambda_context.environments.config import ALWAYS_INHERITED
 from pytest_lambda_context.observe.connections import (
     ConnectionEvent,
     ConnectionLog,
@@ -124,7 +125,8 @@ class ExecutionEnvironment:
         self.id = env_id
         self.initialization_type = initialization_type
         self.state: EnvironmentState = "new"
-        # Serving a request now: a busy environment counts against max_concurrency.
+        # Serving a request now: it takes no second one (Lambda sends an environment one
+        # request at a time), and it counts against max_concurrency.
         self.busy = False
         self.shutdown_reason: str | None = None
         self.init_duration_ms: float | None = None
@@ -160,11 +162,22 @@ class ExecutionEnvironment:
     def _initial_environ(self) -> dict[str, str]:
         """The variables function code starts with.
 
-        The test process's own first (so what fixtures such as ``aws`` set reaches the
-        function), then Lambda's reserved variables, TMPDIR, and the function's ``env``.
+        A clean environment, as on Lambda: of the test process's own variables only
+        PATH, LANG and those named in ``inherit_env``; then Lambda's reserved
+        variables, TMPDIR, and the function's ``env`` (where fixtures such as ``aws``
+        put theirs).
         """
         spec = self.spec
-        variables = dict(os.environ)
+        inherit = spec.inherit_env
+        if inherit is True:
+            variables = dict(os.environ)
+        else:
+            environ = os.environ
+            variables = {
+                name: environ[name]
+                for name in (*ALWAYS_INHERITED, *inherit)  # type: ignore[misc]
+                if name in environ
+            }
         variables.update(
             reserved_environment(
                 handler=spec.handler,
@@ -214,8 +227,12 @@ class ExecutionEnvironment:
         """Run the init phase now (as provisioned concurrency does) unless it ran."""
         __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
         self._check_usable()
-        if self.state == "new":
-            self._init(request_id=None)
+        if self.state == "new" and not self.busy:
+            self.busy = True
+            try:
+                self._init(request_id=None)
+            finally:
+                self.busy = False
             # On demand, Lambda reports the init with the first invocation (cold, with
             # Init Duration) even when it ran ahead, as for a warm_start test's
             # environment; provisioned environments were initialised ahead of traffic.
@@ -290,6 +307,11 @@ class ExecutionEnvironment:
         # The warm path is written out flat: each call saved is a tenth of a microsecond.
         if self.state == "shutdown":
             self._check_usable()
+        if self.busy:
+            raise RuntimeError(
+                f"{self.id} is busy with a request: an environment takes one at a time; "
+                "call LambdaFunction.invoke(), which routes to a free environment"
+            )
         spec = self.spec
         request_id = self._sink.next_request_id()
         cold = False

@@ -47,6 +47,7 @@ def check_config(
     function_name: str | None = None,
     code_root: Any = None,
     region: str = "us-east-1",
+    inherit_env: Any = None,
     **others: Any,
 ) -> None:
     """Raise TypeError or ValueError, saying what is wrong, for a bad function setting.
@@ -76,6 +77,25 @@ def check_config(
         check_code_root(code_root)  # the type now; whether the folder exists, when made
     check_region(region)
     check_env(env)
+    check_inherit_env(inherit_env)
+
+
+# What function code sees of the test process's own variables without inherit_env.
+ALWAYS_INHERITED = ("PATH", "LANG")
+
+
+def check_inherit_env(inherit_env: Any) -> tuple[str, ...] | bool:
+    """``inherit_env``: None, True (every variable) or names; the names it stands for."""
+    if inherit_env is None or inherit_env is False:
+        return ()
+    if inherit_env is True:
+        return True
+    if isinstance(inherit_env, str) or not all(isinstance(n, str) for n in inherit_env):
+        raise TypeError(
+            f"inherit_env={inherit_env!r}: give a list of variable names, such as "
+            "inherit_env=['DATABASE_URL'], or True for every variable of the test process"
+        )
+    return tuple(inherit_env)
 
 
 def check_execution_model(

@@ -17,6 +17,7 @@ from pytest_lambda_context.environments.config import (
     check_config,
     check_env,
     check_handler,
+    check_inherit_env,
     check_number,
     default_name,
     find_code_root,
@@ -63,6 +64,7 @@ class LambdaFunction:
         snap_start: bool = False,
         per_environment_concurrency: int | None = None,
         credentials: Mapping[str, str] | None = None,
+        inherit_env: Sequence[str] | bool | None = None,
     ) -> None:
         check_handler(handler)
         check_config(
@@ -78,8 +80,10 @@ class LambdaFunction:
             function_name=function_name,
             code_root=code_root,
             region=region,
+            inherit_env=inherit_env,
         )
         self.env = check_env(env)
+        self.inherit_env = check_inherit_env(inherit_env)
         # The execution role's credentials, which Lambda sets (the aws fixture's fakes).
         self.credentials = dict(credentials or {})
         self.handler = handler
@@ -124,6 +128,7 @@ class LambdaFunction:
             host_paths=tuple(os.fspath(p) for p in host_paths),
             per_environment_concurrency=per_environment_concurrency,
             region=region,
+            inherit_env=self.inherit_env,
         )
         if isolation == "process":
             # The function's modules as the test has them now: a later test-side patch
@@ -173,6 +178,7 @@ class LambdaFunction:
             self.snap_start,
             self.per_environment_concurrency,
             self.region,
+            self.inherit_env,
         )
 
     # -- routing -------------------------------------------------------------------
@@ -336,7 +342,7 @@ class LambdaFunction:
                 environment.shutdown("idle timeout")
 
     def _idle_environments(self) -> list[ExecutionEnvironment]:
-        live = [e for e in self.environments if e.state != "shutdown"]
+        live = [e for e in self.environments if e.state != "shutdown" and not e.busy]
         # Lambda favours the most recently used warm environment.
         live.sort(key=lambda e: (e.state == "warm", e.last_used), reverse=True)
         return live
@@ -344,15 +350,20 @@ class LambdaFunction:
     def _route(self) -> ExecutionEnvironment:
         if self.idle_timeout is not None:
             self._expire_idle()
+        # A busy environment (its handler is the caller, say) takes no second request.
         for environment in reversed(self.environments):
-            if environment.state == "warm":
+            if environment.state == "warm" and not environment.busy:
                 best = environment
                 for other in self.environments:
-                    if other.state == "warm" and other.last_used > best.last_used:
+                    if (
+                        other.state == "warm"
+                        and not other.busy
+                        and other.last_used > best.last_used
+                    ):
                         best = other
                 return best
         for environment in self.environments:
-            if environment.state == "new":
+            if environment.state == "new" and not environment.busy:
                 return environment
         return self._new_environment("on-demand")
 

@@ -26,6 +26,7 @@ from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments.base import ExecutionEnvironment
+from pytest_lambda_context.environments.private_state import TRACKER, PrivateState
 from pytest_lambda_context.observe import connections as _connections
 from pytest_lambda_context.observe import netguard as _netguard
 from pytest_lambda_context.observe import taps as _taps
@@ -37,8 +38,10 @@ from pytest_lambda_context.runtime.handler import (
     ExitRequested,
     InitFailure,
     Outcome,
+    PluginInterrupt,
+    RealInterrupt,
     call_handler,
-    exit_payload,
+    crash_payload,
     import_handler,
     timeout_payload,
 )
@@ -63,7 +66,7 @@ _THIRD_PARTY_MARKERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-package
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
-class _Timedout(BaseException):
+class _Timedout(PluginInterrupt):
     """Raised in handler code by SIGALRM; a BaseException so ``except Exception`` passes it on."""
 
 
@@ -87,10 +90,6 @@ def is_function_module(module: ModuleType | None, code_root: str) -> bool:
         and not path.startswith(_OWN_PACKAGE_DIR)
         and not any(marker in path for marker in _THIRD_PARTY_MARKERS)
     )
-
-
-def _raise_exit(status: int) -> None:
-    raise ExitRequested(status)
 
 
 class ModuleEnvironment(ExecutionEnvironment):
@@ -117,7 +116,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         environ = os.environ
         # os.environ keeps its data in ``_data`` (encoded); swapping that dict in and
         # out is O(1), where setting variables one by one costs a putenv each.
-        self._environ_data = {
+        # (bytes on POSIX, whatever typeshed says)
+        self._environ_data: dict[Any, Any] = {
             environ.encodekey(k): environ.encodevalue(v) for k, v in variables.items()
         }
         # What the runtime installs: the log stream and the logging setup.
@@ -135,6 +135,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._scope = Scope(
             spec.function_name, env_id, None, spec.code_root_prefix, [], spec.network
         )
+        # Its working directory, umask, signal handlers, logging and the rest.
+        self._private = PrivateState(code_root, self._environ_data)
 
     def attach(self, sink: FunctionSink) -> None:
         super().attach(sink)
@@ -194,10 +196,14 @@ class ModuleEnvironment(ExecutionEnvironment):
         previous_scope = set_scope(scope)
         if not self._hooks_held:
             self._sink.keep_until_close("module-isolation hooks", _HOOKS.hold)
+            self._sink.keep_until_close("private state", TRACKER.hold)
             self._hooks_held = True
-        saved_exit = os._exit
-        os._exit = _raise_exit  # type: ignore[assignment]
+        hooks = _HOOKS
+        saved_exit = hooks.invoking
+        hooks.invoking = threading.get_ident()
+        saved_private = self._private.enter()
         return (
+            saved_private,
             displaced,
             saved_data,
             saved_path,
@@ -211,6 +217,7 @@ class ModuleEnvironment(ExecutionEnvironment):
 
     def _exit(self, saved: tuple[Any, ...]) -> list[Any]:
         (
+            saved_private,
             displaced,
             saved_data,
             saved_path,
@@ -222,7 +229,8 @@ class ModuleEnvironment(ExecutionEnvironment):
             saved_logging,
         ) = saved
         self._output = self._runtime_logging.exit(saved_logging)
-        os._exit = saved_exit
+        self._private.exit(saved_private)
+        _HOOKS.invoking = saved_exit
         # What reached a proxy during this call is this call's, wherever C code opened it.
         _taps.settle()
         set_scope(previous_scope)
@@ -279,21 +287,21 @@ class ModuleEnvironment(ExecutionEnvironment):
         except _Timedout:
             payload = timeout_payload(request_id, limit, init=True)
             outcome = Outcome("init", payload=payload, duration_ms=ms_since(started))
-        except (SystemExit, ExitRequested) as exc:
-            # Init code that exits ends the runtime: an init error, as on Lambda.
-            status = exc.code if isinstance(exc, SystemExit) else exc.status
+        except (PluginInterrupt, RealInterrupt):
+            self._exit(saved)
+            raise
+        except BaseException as exc:
+            # Init code that exits (or raises KeyboardInterrupt, GeneratorExit...) ends
+            # the runtime: an init error, as on Lambda.
             outcome = Outcome(
                 "exit",
-                payload=exit_payload(status, request_id),
+                payload=crash_payload(exc, request_id),
                 exc=exc,
                 duration_ms=ms_since(started),
             )
-        except BaseException:
-            self._exit(saved)
-            raise
         else:
             outcome = Outcome("ok", duration_ms=ms_since(started))
-        set_aside = list(saved[0])
+        set_aside = list(saved[1])
         outcome.events = self._exit(saved)
         outcome.output = self._output
         if outcome.kind == "ok":
@@ -369,7 +377,9 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._handler_module = None
         self._context = None
         shutil.rmtree(self._tmpdir, ignore_errors=True)
-        self._restore_c_environment()
+        self._private.release()
+        if TRACKER.environ is None:
+            self._restore_c_environment()
         if loaded_c_drivers():
             _collect_c_connections()
 
@@ -407,17 +417,34 @@ class _ProcessHooks:
         # Our timer left pending after an invocation ended in time (see _with_timeout).
         self.stray_due: float | None = None
         self.previous_handler: Any = None
+        self.previous_sigint: Any = None
         self.main_thread = threading.main_thread()
         self.main_ident = self.main_thread.ident
+        # The thread running function code now (None: none), and the real os._exit.
+        self.invoking: int | None = None
+        self.pid = os.getpid()
+        self.real_exit: Callable[[int], Any] = os._exit
 
     def acquire(self) -> None:
         if self.users == 0:
             # The guard first: the socket monitor calls through to what it wraps.
             _netguard.install()
             _connections.install()
+            self.pid = os.getpid()
+            self.real_exit = os._exit
+            os._exit = self._exit_guard  # type: ignore[assignment]
             if threading.current_thread() is self.main_thread:
                 self.previous_handler = signal.signal(signal.SIGALRM, self._alarm)
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    self.previous_sigint = signal.signal(signal.SIGINT, _real_interrupt)
         self.users += 1
+
+    def _exit_guard(self, status: int) -> None:
+        # Only function code on the invoking thread of this process is stopped: a
+        # forked child, and other threads (pytest-timeout's), really exit.
+        if self.invoking == threading.get_ident() and os.getpid() == self.pid:
+            raise ExitRequested(status)
+        self.real_exit(status)
 
     def hold(self) -> Callable[[], None]:
         """Acquire; the returned callable releases (what a function's finalizer runs)."""
@@ -437,6 +464,12 @@ class _ProcessHooks:
             if self.previous_handler is not None:
                 signal.signal(signal.SIGALRM, self.previous_handler)
                 self.previous_handler = None
+            if self.previous_sigint is not None:
+                if signal.getsignal(signal.SIGINT) is _real_interrupt:
+                    signal.signal(signal.SIGINT, self.previous_sigint)
+                self.previous_sigint = None
+            if os._exit == self._exit_guard:
+                os._exit = self.real_exit  # type: ignore[assignment]
 
     def _alarm(self, signum: int, frame: FrameType | None) -> None:
         if self.armed:
@@ -470,6 +503,12 @@ def _collect_c_connections() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
+
+
+def _real_interrupt(signum: int, frame: FrameType | None) -> None:
+    # Python's own SIGINT handler, but the KeyboardInterrupt says it really arrived: it
+    # stops pytest, where one that function code raises is the function's crash.
+    raise RealInterrupt()
 
 
 def _real_monotonic() -> float:

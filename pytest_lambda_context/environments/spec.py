@@ -46,6 +46,9 @@ class FunctionSpec:
     per_environment_concurrency: int | None = None
     # AWS_REGION and AWS_DEFAULT_REGION, and the region of the function's ARN.
     region: str = "us-east-1"
+    # The test process's variables that function code sees besides PATH and LANG
+    # (True: all of them).
+    inherit_env: tuple[str, ...] | bool = ()
     # ``code_root`` with one trailing separator: what module paths are matched against.
     code_root_prefix: str = field(init=False)
 

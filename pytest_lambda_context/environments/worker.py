@@ -495,6 +495,11 @@ class _Worker:
             # Init code that exits takes the runtime down: report it, then really exit.
             exit_status = _exit_status(exc.code)
             kind, payload = "exit", _exit_payload(exit_status, request_id)
+        except BaseException as exc:  # KeyboardInterrupt, GeneratorExit...: the same
+            from pytest_lambda_context.runtime.handler import crash_payload
+
+            exit_status = 1
+            kind, payload = "exit", crash_payload(exc, request_id)
         finally:
             set_scope(None)
         duration = (time.perf_counter() - started) * 1000.0
@@ -723,9 +728,13 @@ class _Worker:
         exit_status = None
         payload = outcome.payload
         if outcome.kind == "exit":
-            # sys.exit in the handler: the runtime really goes, with the real status.
-            exit_status = _exit_status(getattr(outcome.exc, "code", 1))
-            payload = _exit_payload(exit_status, request_id)
+            # sys.exit (or another BaseException) in the handler: the runtime really
+            # goes, with the status Python would exit with.
+            if isinstance(outcome.exc, SystemExit):
+                exit_status = _exit_status(outcome.exc.code)
+                payload = _exit_payload(exit_status, request_id)
+            else:
+                exit_status = 130 if isinstance(outcome.exc, KeyboardInterrupt) else 1
         scope.events.extend(self.drivers.news())
         output, echo = self._end_phase()
         reply = (

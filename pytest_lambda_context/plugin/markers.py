@@ -41,6 +41,7 @@ _CONFIG_KEYS = (
     "snap_start",
     "per_environment_concurrency",
     "region",
+    "inherit_env",
 )
 
 

@@ -29,7 +29,10 @@ __all__ = [
     "ExitRequested",
     "InitFailure",
     "Outcome",
+    "PluginInterrupt",
+    "RealInterrupt",
     "call_handler",
+    "crash_payload",
     "import_handler",
     "module_name_of",
     "timeout_payload",
@@ -53,6 +56,36 @@ class ExitRequested(BaseException):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
+
+
+class PluginInterrupt(BaseException):
+    """Raised into function code by the plugin itself (a timeout): never the code's crash."""
+
+
+class RealInterrupt(KeyboardInterrupt):
+    """A Ctrl-C that really arrived (SIGINT): it stops pytest, whatever code it hits."""
+
+
+def crash_payload(exc: BaseException, request_id: str | None) -> dict[str, Any]:
+    """Lambda's error when function code raised a BaseException: the runtime is gone.
+
+    An uncaught KeyboardInterrupt ends Python with SIGINT; anything else with status 1
+    (``SystemExit`` and ``os._exit`` with theirs).
+    """
+    if isinstance(exc, SystemExit):
+        return exit_payload(exc.code, request_id)
+    if isinstance(exc, ExitRequested):
+        return exit_payload(exc.status, request_id)
+    if isinstance(exc, KeyboardInterrupt):
+        return error_payload(
+            f"RequestId: {request_id} Error: Runtime exited with error: signal: interrupt",
+            "Runtime.ExitError",
+            request_id,
+            stack_trace(exc.__traceback__),
+        )
+    payload = exit_payload(1, request_id)
+    payload["stackTrace"] = stack_trace(exc.__traceback__)
+    return payload
 
 
 @dataclass(slots=True)
@@ -170,25 +203,17 @@ def call_handler(
     started = time.perf_counter()
     try:
         result = function(decode_event(body), context)
-    except SystemExit as exc:
-        return Outcome(
-            "exit",
-            payload=exit_payload(exc.code, request_id),
-            exc=exc,
-            duration_ms=ms_since(started),
-        )
-    except ExitRequested as exc:
-        return Outcome(
-            "exit",
-            payload=exit_payload(exc.status, request_id),
-            exc=exc,
-            duration_ms=ms_since(started),
-        )
     except Exception as exc:
         payload = error_payload(
             str(exc), type(exc).__name__, request_id, stack_trace(exc.__traceback__)
         )
         return Outcome("handler", payload=payload, exc=exc, duration_ms=ms_since(started))
+    except (PluginInterrupt, RealInterrupt):
+        raise
+    except BaseException as exc:
+        # SystemExit, os._exit, KeyboardInterrupt, GeneratorExit...: the runtime ends.
+        payload = crash_payload(exc, request_id)
+        return Outcome("exit", payload=payload, exc=exc, duration_ms=ms_since(started))
     try:
         result, raw = marshal_result(result, encoder)
     except MarshalFailure as exc:
