@@ -336,6 +336,7 @@ class LambdaFunction:
         for environment in self.environments:
             if (
                 environment.state != "shutdown"
+                and not environment.busy
                 and environment.initialization_type != "provisioned-concurrency"
                 and now - environment.last_used > self.idle_timeout
             ):

@@ -105,6 +105,7 @@ class Tracker:
             for fd in self._cwd_fds.values():
                 os.close(fd)
             self._cwd_fds.clear()
+            _forget_arrays()
 
     def _patch(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
         self._real[(owner, name)] = owner.__dict__.get(name, _MISSING)
@@ -319,11 +320,12 @@ class PrivateState:
         pointer = tracker.environ
         outer_environ: Any = None
         if pointer is not None:
-            outer_environ = pointer.value
-            if outer_environ != _OUTER[1]:
-                _copy_outer_environ(outer_environ)
+            current = pointer.value
+            outer_environ = _ARRAYS.get(current)
+            if outer_environ is None:  # the C library's: copied, never handed back
+                outer_environ = _copy_environ(current)
             if self._c_environ is None:
-                self._c_environ = _c_array(self._environ_data)
+                self._c_environ = _keep(_c_array(self._environ_data))
                 self._c_address = ctypes.addressof(self._c_environ)
             pointer.value = self._c_address
             if self.zone != tracker.zone:
@@ -357,8 +359,8 @@ class PrivateState:
                 # Function code's putenv went to a copy the C library made (unsetenv
                 # works in place): the next entry builds it afresh from os.environ.
                 self._c_environ = None
-            pointer.value = _OUTER[1]
-            if tracker.zone != _OUTER[2]:
+            pointer.value = ctypes.addressof(outer_environ)
+            if tracker.zone != _ZONES.get(id(outer_environ), tracker.zone):
                 self._exit_zone()
         if self.outer_signals:
             self._exit_signals()
@@ -476,8 +478,8 @@ class PrivateState:
         self.logging = _LoggingShare()
 
 
-def _copy_outer_environ(current: int) -> None:
-    """Keep the current C environment as an array of ours, to be put back after a call.
+def _copy_environ(current: int) -> Any:
+    """The C environment at ``current`` as an array of ours, to be put back after a call.
 
     Never hand the C library's own array back to it later: a setenv made meanwhile may
     have reallocated (freed) it.
@@ -488,14 +490,35 @@ def _copy_outer_environ(current: int) -> None:
     while strings[index] is not None:
         entries.append(strings[index])
         index += 1
-    array = (ctypes.c_char_p * (len(entries) + 1))(*entries, None)
-    _OUTER[:] = [array, ctypes.addressof(array), TRACKER.zone]
-    TRACKER.environ.value = _OUTER[1]
+    array = _keep((ctypes.c_char_p * (len(entries) + 1))(*entries, None))
+    _ZONES[id(array)] = TRACKER.zone
+    return array
 
 
-# The copy of the test's C environment that is put back after each call (the
-# process's, so one), its address, and the time zone that goes with it.
-_OUTER: list[Any] = [None, 0, ()]
+def _keep(array: Any) -> Any:
+    # Every array ever handed to the C library stays alive while the tracker is held:
+    # a thread, or C code, may still read one after its environment moved on.
+    _ARRAYS[ctypes.addressof(array)] = array
+    return array
+
+
+def _forget_arrays() -> None:
+    """The tracker is released: keep only the array the C library points at now."""
+    pointer = TRACKER.environ
+    if pointer is None:
+        return
+    current = _ARRAYS.get(pointer.value)
+    _ARRAYS.clear()
+    _ZONES.clear()
+    if current is not None:
+        _ARRAYS[ctypes.addressof(current)] = current
+        _ZONES[id(current)] = TRACKER.zone
+
+
+# The C environment arrays this module made, by address (see _keep), and the time zone
+# that goes with each copy of the test's.
+_ARRAYS: dict[int, Any] = {}
+_ZONES: dict[int, tuple[Any, ...]] = {}
 
 
 def _zone_of(data: dict[bytes, bytes]) -> tuple[Any, ...] | None:
