@@ -203,10 +203,12 @@ def test_variables_the_handler_deleted_come_back_for_subprocesses(project, monke
     root = project(
         {"deleter.py": "import os\ndef handler(event, context):\n    os.environ.pop('KEEP_ME')\n"}
     )
-    with LambdaFunction("deleter.handler", code_root=root) as function:
+    with LambdaFunction("deleter.handler", code_root=root, inherit_env=["KEEP_ME"]) as function:
         function.invoke({})
-    libc = ctypes.CDLL(None)
-    libc.getenv.restype = ctypes.c_char_p
+        # Between invocations too: the test's C environment is its own.
+        libc = ctypes.CDLL(None)
+        libc.getenv.restype = ctypes.c_char_p
+        assert libc.getenv(b"KEEP_ME") == b"yes"
     assert libc.getenv(b"KEEP_ME") == b"yes"
 
 
