@@ -257,12 +257,25 @@ def test_provisioned_environments_are_initialised_ahead(make):
 
 def test_environment_variables_cwd_sys_path_and_tmpdir(make, root, monkeypatch):
     monkeypatch.setenv("FROM_THE_TEST_PROCESS", "inherited")
-    function = make(env={"TABLE": "orders"}, function_name="orders")
+    monkeypatch.setenv("SECRET", "the developer's")
+    function = make(
+        env={"TABLE": "orders"}, function_name="orders", inherit_env=["FROM_THE_TEST_PROCESS"]
+    )
     a, b = function.cold_start(), function.cold_start()
-    names = ["TABLE", "FROM_THE_TEST_PROCESS", "_HANDLER", "AWS_LAMBDA_FUNCTION_NAME", "TMPDIR"]
+    names = [
+        "TABLE",
+        "FROM_THE_TEST_PROCESS",
+        "SECRET",
+        "PATH",
+        "_HANDLER",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "TMPDIR",
+    ]
     ra, rb = a.invoke({"env": names}), b.invoke({"env": names})
     assert ra["env"]["TABLE"] == "orders"
-    assert ra["env"]["FROM_THE_TEST_PROCESS"] == "inherited"
+    assert ra["env"]["FROM_THE_TEST_PROCESS"] == "inherited"  # asked for
+    assert ra["env"]["SECRET"] is None  # a clean environment, as on Lambda
+    assert ra["env"]["PATH"] == os.environ["PATH"]
     assert ra["env"]["_HANDLER"] == "app.main.handler"
     assert ra["env"]["AWS_LAMBDA_FUNCTION_NAME"] == "orders"
     assert ra["cwd"] == ra["path0"] == str(root)
@@ -708,7 +721,7 @@ def test_the_plugin_runs_process_isolation(pytester):
 INTERRUPTIBLE = """
     import os, pytest
 
-    @pytest.mark.lambda_handler("app.pids.handler", timeout=60)
+    @pytest.mark.lambda_handler("app.pids.handler", timeout=60, inherit_env=["PIDS_DIR"])
     def test_long(lambda_function):
         if os.environ["CONCURRENCY"] == "1":
             lambda_function.invoke({})

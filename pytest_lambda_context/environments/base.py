@@ -307,11 +307,6 @@ class ExecutionEnvironment:
         # The warm path is written out flat: each call saved is a tenth of a microsecond.
         if self.state == "shutdown":
             self._check_usable()
-        if self.busy:
-            raise RuntimeError(
-                f"{self.id} is busy with a request: an environment takes one at a time; "
-                "call LambdaFunction.invoke(), which routes to a free environment"
-            )
         spec = self.spec
         request_id = self._sink.next_request_id()
         cold = False
