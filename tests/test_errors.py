@@ -150,6 +150,24 @@ def test_an_alarm_set_by_someone_else_is_kept(root):
         signal.signal(signal.SIGALRM, previous)
 
 
+def test_no_alarm_of_ours_outlives_the_function_on_a_loaded_machine(root, monkeypatch):
+    # The timer is left armed after an invocation (disarming would cost a system call
+    # each time); closing must disarm it even when the clock reading that tells it
+    # apart comes late, or SIGALRM with its default action kills the test process.
+    from pytest_lambda_context.environments import module
+
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+    with LambdaFunction("ok.handler", code_root=root) as function:
+        function.invoke({})
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 0  # our leftover
+        real = module._real_monotonic
+        monkeypatch.setattr(module, "_real_monotonic", lambda: real() + 1.0)
+    handler, pending = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)[0]
+    signal.setitimer(signal.ITIMER_REAL, 0)  # were it still armed, it would end this run
+    assert handler is signal.SIG_DFL
+    assert pending == 0
+
+
 @pytest.mark.parametrize(("handler", "status"), [("exits.handler", 3), ("hard_exit.handler", 7)])
 def test_exiting_the_runtime_shuts_the_environment_down(root, handler, status):
     with LambdaFunction(handler, code_root=root) as function:

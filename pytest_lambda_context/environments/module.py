@@ -458,7 +458,14 @@ class _ProcessHooks:
             _netguard.uninstall()
             if self.stray_due is not None:
                 delay, _ = signal.getitimer(signal.ITIMER_REAL)
-                if abs(_real_monotonic() + delay - self.stray_due) < _SAME_TIMER:
+                # With no handler of anyone's to restore, a pending alarm can only be
+                # our leftover, and left armed it would kill the process: disarm it,
+                # however late the reading (a loaded machine can pause us between the
+                # two clock reads for longer than _SAME_TIMER).
+                if delay and (
+                    not callable(self.previous_handler)
+                    or abs(_real_monotonic() + delay - self.stray_due) < _SAME_TIMER
+                ):
                     signal.setitimer(signal.ITIMER_REAL, 0)
                 self.stray_due = None
             if self.previous_handler is not None:
