@@ -159,11 +159,12 @@ def _section(chart: Timeline, number: int) -> str:
         f'<line class="lane-line" x1="0" x2="{width}" y1="{y}" y2="{y}"/>'
         for y in (TOP + (i + 1) * LANE for i in range(len(chart.lanes)))
     )
+    bars = [_bar_data(bar) for bar in chart.bars]
     data = {
         "width": width,
         "figures": chart.figures,
         "test_figures": chart.test_figures,
-        "bars": [_bar_data(bar) for bar in chart.bars],
+        "bars": bars,
     }
     note = ""
     if chart.left_out:
@@ -180,13 +181,36 @@ def _section(chart: Timeline, number: int) -> str:
         f'<div class="timeline"><div class="lanes">{labels}</div><div class="scroll">'
         f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'role="img" aria-label={_attr("timeline of " + chart.function_name)}>'
-        f"{lines}{_segments(chart, height)}</svg></div></div>{note}"
+        f"{lines}{_segments(chart, height, bars)}</svg></div></div>{note}"
         f'<script type="application/json" class="data">{_json(data)}</script>'
         "</section>\n"
     )
 
 
-def _segments(chart: Timeline, height: int) -> str:
+def _segments(chart: Timeline, height: int, data: list[dict[str, Any]]) -> str:
+    # What each test's part holds, gathered in one pass over each kind of thing.
+    inner: dict[str, list[str]] = {segment.test: [] for segment in chart.segments}
+    for pause in chart.breaks:
+        middle = pause.column * COLUMN + BREAK_COLUMNS * COLUMN // 2
+        inner[pause.test].append(
+            f'<line class="break-line" x1="{middle}" x2="{middle}" '
+            f'y1="{TOP - 2}" y2="{height}"/>'
+            f'<text x="{middle}" y="{TOP - 6}" text-anchor="middle">{_text(pause.label)}</text>'
+        )
+    for number, bar in enumerate(chart.bars):
+        inner[bar.test].append(_bar(bar, number, data[number]))
+    for lane_number, lane in enumerate(chart.lanes):
+        y = TOP + lane_number * LANE + BAR_TOP + BAR_HEIGHT - 2
+        for column, test, reason in lane.shutdowns:
+            inner[test].append(
+                f'<text class="shutdown" x="{column * COLUMN + 1}" y="{y}">'
+                f"<title>shut down: {_text(reason)}</title>\u2715</text>"
+            )
+        for column, test, why in lane.marks:
+            inner[test].append(
+                f'<text class="mark" x="{column * COLUMN + 3}" y="{y}">'
+                f"<title>{_text(why)}</title>!</text>"
+            )
     parts = []
     for index, segment in enumerate(chart.segments):
         x0 = segment.first_column * COLUMN
@@ -194,48 +218,20 @@ def _segments(chart: Timeline, height: int) -> str:
         name = segment.test.rpartition("::")[2] or segment.test
         room = max(1, (x1 - x0) // 6)
         shown = name if len(name) <= room else name[: max(1, room - 1)] + "\u2026"
-        inner = [
-            f'<rect class="band" x="{x0}" y="0" width="{x1 - x0}" height="{height}" '
-            f'opacity="{0.0 if index % 2 else 1.0}"/>',
-            f'<text x="{x0 + 2}" y="12"><title>{_text(segment.test)}</title>{_text(shown)}</text>',
-        ]
-        for pause in chart.breaks:
-            if pause.test == segment.test:
-                middle = pause.column * COLUMN + BREAK_COLUMNS * COLUMN // 2
-                inner.append(
-                    f'<line class="break-line" x1="{middle}" x2="{middle}" '
-                    f'y1="{TOP - 2}" y2="{height}"/>'
-                    f'<text x="{middle}" y="{TOP - 6}" text-anchor="middle">'
-                    f"{_text(pause.label)}</text>"
-                )
-        for number, bar in enumerate(chart.bars):
-            if bar.test == segment.test:
-                inner.append(_bar(bar, number))
-        for lane_number, lane in enumerate(chart.lanes):
-            y = TOP + lane_number * LANE + BAR_TOP + BAR_HEIGHT - 2
-            for column, test, reason in lane.shutdowns:
-                if test == segment.test:
-                    inner.append(
-                        f'<text class="shutdown" x="{column * COLUMN + 1}" y="{y}">'
-                        f"<title>shut down: {_text(reason)}</title>\u2715</text>"
-                    )
-            for column, test, why in lane.marks:
-                if test == segment.test:
-                    inner.append(
-                        f'<text class="mark" x="{column * COLUMN + 3}" y="{y}">'
-                        f"<title>{_text(why)}</title>!</text>"
-                    )
         parts.append(
-            f'<g class="segment" data-test={_attr(segment.test)} data-x0="{x0}" '
-            f'data-x1="{x1}">{"".join(inner)}</g>'
+            f'<g class="segment" data-test={_attr(segment.test)} data-x0="{x0}" data-x1="{x1}">'
+            f'<rect class="band" x="{x0}" y="0" width="{x1 - x0}" height="{height}" '
+            f'opacity="{0.0 if index % 2 else 1.0}"/>'
+            f'<text x="{x0 + 2}" y="12"><title>{_text(segment.test)}</title>{_text(shown)}</text>'
+            f"{''.join(inner[segment.test])}</g>"
         )
     return "".join(parts)
 
 
-def _bar(bar: Bar, number: int) -> str:
+def _bar(bar: Bar, number: int, data: dict[str, Any]) -> str:
     x = bar.column * COLUMN
     y = TOP + bar.lane * LANE
-    parts = [f"<title>{_text(_title_text(bar))}</title>"]
+    parts = [f"<title>{_text(_title_text(data))}</title>"]
     if bar.init_columns:
         # A SnapStart environment's first phase is its restore, not an init.
         restored = bar.details.get("restore_duration_ms") is not None
@@ -295,9 +291,8 @@ def _connection(event: dict[str, Any], phase: str) -> dict[str, Any]:
     return {"address": f"{name}:{event.get('port')}", "frame": event.get("frame"), "phase": phase}
 
 
-def _title_text(bar: Bar) -> str:
+def _title_text(data: dict[str, Any]) -> str:
     """The native tooltip, for a reader without JavaScript."""
-    data = _bar_data(bar)
     parts = [data["title"], f"{data['environment']}"]
     if "request_id" in data:
         parts.append(f"request {data['request_id']}")

@@ -151,17 +151,16 @@ def timelines(records: Iterable[dict[str, Any]]) -> list[Timeline]:
 
 
 def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timeline:
-    tests: list[str] = []
-    for record in records:
-        if record["test"] not in tests:
-            tests.append(record["test"])
+    # Tests in the order they first appear (a dict keeps it, and finds one at once).
+    test_index = {test: n for n, test in enumerate(dict.fromkeys(r["test"] for r in records))}
+    tests = list(test_index)
     # An environment kept warm across tests is in each test's record; the last one
     # is complete, and an invocation belongs to the first test whose record has it.
     latest: dict[str, dict[str, Any]] = {}
     first_test: dict[str, int] = {}
     owner: dict[tuple[str, str], int] = {}
     for record in records:
-        index = tests.index(record["test"])
+        index = test_index[record["test"]]
         for environment in record["environments"]:
             uid = environment["uid"]
             latest[uid] = environment
@@ -173,15 +172,17 @@ def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timel
     items: list[_Item] = []
     for uid, environment in used.items():
         items += _items(environment, lane_of[uid], first_test[uid], owner, tests)
-    throttled = _throttled(records, tests, items, len(lanes))
+    throttled = _throttled(records, test_index, items, len(lanes))
     if throttled:
         lanes.append(Lane("throttled"))
         items += throttled
     items.sort(key=lambda item: (item.test_index, item.start, item.order))
     every = [item.bar for item in items]
-    shown = [test for test in tests if any(b.test == test for b in every)]
-    figures = figures_of(every, len(shown))
-    test_figures = {test: figures_of([b for b in every if b.test == test], 1) for test in shown}
+    by_test: dict[str, list[Bar]] = {}
+    for bar in every:
+        by_test.setdefault(bar.test, []).append(bar)
+    figures = figures_of(every, len(by_test))
+    test_figures = {test: figures_of(bars, 1) for test, bars in by_test.items()}
     items = _runs_joined(items)
     left_out = sum(item.bar.count for item in items[MAX_BARS:])
     items = items[:MAX_BARS]
@@ -308,20 +309,22 @@ def _items(
 
 
 def _throttled(
-    records: list[dict[str, Any]], tests: list[str], items: list[_Item], lane: int
+    records: list[dict[str, Any]], test_index: dict[str, int], items: list[_Item], lane: int
 ) -> list[_Item]:
     """Throttled requests, on a lane of their own: they reached no environment.
 
     They have no time of their own; request ids count up per function, so each one
     goes right after the invocation requested just before it.
     """
-    found = []
+    found: list[_Item] = []
     for record in records:
-        test_index = tests.index(record["test"])
+        if not record.get("throttles"):
+            continue
+        index = test_index[record["test"]]
         own = sorted(
             (_request_number(i.bar.details.get("request_id")), i.start)
             for i in items
-            if i.test_index == test_index and i.bar.details.get("request_id")
+            if i.test_index == index and i.bar.details.get("request_id")
         )
         for payload in record.get("throttles") or ():
             number = _request_number(payload.get("requestId"))
@@ -336,7 +339,7 @@ def _throttled(
                 "error_message": str(payload.get("errorMessage", "")),
             }
             bar = Bar("throttled", record["test"], "throttled", lane, 0, details)
-            found.append(_Item(test_index, number, start, start, lane, bar))
+            found.append(_Item(index, number, start, start, lane, bar))
     return found
 
 
@@ -491,8 +494,11 @@ def _mark_lanes(
     history: FunctionHistory,
 ) -> None:
     """After each environment's last bar: a shutdown worth seeing, and the summary's mark."""
+    of_environment: dict[str, list[Bar]] = {}
+    for bar in bars:
+        of_environment.setdefault(bar.environment_uid, []).append(bar)
     for uid, environment in environments.items():
-        own = [b for b in bars if b.environment_uid == uid]
+        own = of_environment.get(uid)
         if not own:
             continue
         final = max(own, key=lambda b: b.column)
