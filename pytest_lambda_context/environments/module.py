@@ -32,6 +32,7 @@ from pytest_lambda_context.observe import netguard as _netguard
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.drivers import SharedProcessDriverWatch, loaded_c_drivers
 from pytest_lambda_context.observe.scope import Scope, set_scope
+from pytest_lambda_context.observe.taps import LIVE_PROXIES as _LIVE_PROXIES
 from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
 from pytest_lambda_context.runtime.context import LambdaContext, trace_header
 from pytest_lambda_context.runtime.handler import (
@@ -192,7 +193,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         scope.events = []
         scope.thread = threading.get_ident()
         # What reached a proxy before this call is not this call's.
-        _taps.settle()
+        if _LIVE_PROXIES:
+            _taps.settle()
         previous_scope = set_scope(scope)
         if not self._hooks_held:
             self._sink.keep_until_close("module-isolation hooks", _HOOKS.hold)
@@ -232,7 +234,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._private.exit(saved_private)
         _HOOKS.invoking = saved_exit
         # What reached a proxy during this call is this call's, wherever C code opened it.
-        _taps.settle()
+        if _LIVE_PROXIES:
+            _taps.settle()
         set_scope(previous_scope)
         tempfile.tempdir = saved_tempdir
         self._sys_path = sys.path

@@ -170,6 +170,7 @@ class TcpProxy:
         # Held while connections are taken off the listen queue and attributed: settle()
         # returns only once every connection queued before it was.
         self._accept_lock = threading.Lock()
+        self._ready = select.poll()  # the listener, for settle()
         self._closed = False
         self._in_outage = False
 
@@ -337,6 +338,8 @@ class TcpProxy:
             listener.close()
             raise
         self._port = listener.getsockname()[1]
+        self._ready = select.poll()
+        self._ready.register(listener, select.POLLIN)
         self._listener = listener
         self._accept_thread = threading.Thread(
             target=self._accept_loop,
@@ -351,6 +354,11 @@ class TcpProxy:
         """Accept and attribute every connection the kernel has completed by now."""
         listener = self._listener
         if listener is None:
+            return
+        # Nothing queued and no drain under way: every connection so far is attributed
+        # (the accept thread takes and attributes connections only under the lock).
+        # Checked first, as this runs twice per invocation while a proxy is alive.
+        if not self._accept_lock.locked() and not self._ready.poll(0):
             return
         with self._accept_lock:
             self._drain(listener)

@@ -25,7 +25,15 @@ from pytest_lambda_context.observe.connections import ConnectionEvent, user_fram
 from pytest_lambda_context.observe.peers import owner_pid
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, Scope
 
-__all__ = ["Settling", "attribute", "register_process", "settle", "track", "unregister_process"]
+__all__ = [
+    "LIVE_PROXIES",
+    "Settling",
+    "attribute",
+    "register_process",
+    "settle",
+    "track",
+    "unregister_process",
+]
 
 
 class Settling(Protocol):
@@ -34,20 +42,22 @@ class Settling(Protocol):
 
 
 _lock = threading.Lock()
-_live: list[Settling] = []
+# The proxies listening now. Hot paths may test it directly (``if LIVE_PROXIES:``)
+# before calling settle(): an empty list costs one truth test.
+LIVE_PROXIES: list[Settling] = []
 # Worker process (its process group's leader) -> the scope that stands for it here.
 _processes: dict[int, Scope] = {}
 
 
 def track(proxy: Settling) -> None:
     with _lock:
-        _live.append(proxy)
+        LIVE_PROXIES.append(proxy)
 
 
 def untrack(proxy: Settling) -> None:
     with _lock:
-        if proxy in _live:
-            _live.remove(proxy)
+        if proxy in LIVE_PROXIES:
+            LIVE_PROXIES.remove(proxy)
 
 
 def register_process(pid: int, scope: Scope) -> None:
@@ -60,8 +70,8 @@ def unregister_process(pid: int) -> None:
 
 def settle() -> None:
     """Attribute every connection that reached a proxy by now (cheap when none waits)."""
-    if _live:
-        for proxy in list(_live):
+    if LIVE_PROXIES:
+        for proxy in list(LIVE_PROXIES):
             proxy.settle()
 
 
