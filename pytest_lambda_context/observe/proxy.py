@@ -358,8 +358,13 @@ class TcpProxy:
         # Nothing queued and no drain under way: every connection so far is attributed
         # (the accept thread takes and attributes connections only under the lock).
         # Checked first, as this runs twice per invocation while a proxy is alive.
-        if not self._accept_lock.locked() and not self._ready.poll(0):
-            return
+        if not self._accept_lock.locked():
+            try:
+                if not self._ready.poll(0):
+                    return
+            except RuntimeError:
+                pass  # another thread polls it right now: take the lock below
+
         with self._accept_lock:
             self._drain(listener)
 
