@@ -99,6 +99,8 @@ def test_function_code_changes_stay_in_its_environment(make, root):
     test_umask = os.umask(0o022)
     os.umask(test_umask)
     test_limit = sys.getrecursionlimit()
+    # Not always sys.__excepthook__: on Python 3.10 the exceptiongroup backport installs its own.
+    test_hook = sys.excepthook
     test_sigterm = signal.getsignal(signal.SIGTERM)
     test_level = logging.getLogger().level
     function = make()
@@ -109,7 +111,7 @@ def test_function_code_changes_stay_in_its_environment(make, root):
     assert os.getcwd() == test_cwd
     assert os.umask(test_umask) == test_umask
     assert sys.getrecursionlimit() == test_limit
-    assert sys.excepthook is sys.__excepthook__
+    assert sys.excepthook is test_hook
     assert signal.getsignal(signal.SIGTERM) == test_sigterm
     assert logging.getLogger().level == test_level
     assert logging.getLogger("botocore").level != logging.CRITICAL
