@@ -34,7 +34,7 @@ from pytest_lambda_context.observe.drivers import SharedProcessDriverWatch, load
 from pytest_lambda_context.observe.scope import Scope, set_scope
 from pytest_lambda_context.observe.taps import LIVE_PROXIES as _LIVE_PROXIES
 from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
-from pytest_lambda_context.runtime.context import LambdaContext, trace_header
+from pytest_lambda_context.runtime.context import LambdaContext, TraceHeaders
 from pytest_lambda_context.runtime.handler import (
     ExitRequested,
     InitFailure,
@@ -125,8 +125,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._runtime_logging = SwappedRuntimeLogging(variables)
         self._encoder = ResultEncoder(variables.get("AWS_EXECUTION_ENV"))
         self._trace_key = environ.encodekey("_X_AMZN_TRACE_ID")
-        self._trace_tag = secrets.token_hex(8)
-        self._trace_numbers = itertools.count(1)
+        self._trace_headers = TraceHeaders(secrets.token_hex(8))
         # The last phase's log events (set when the environment's state is swapped out).
         self._output: list[str] = []
         code_root = spec.code_root
@@ -333,9 +332,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         # As the runtime does for each invocation: the request id for log records, and
         # a new X-Ray trace header in the environment.
         self._runtime_logging.log.request_id = request_id
-        self._environ_data[self._trace_key] = os.environ.encodevalue(
-            trace_header(self._trace_tag, next(self._trace_numbers))
-        )
+        self._environ_data[self._trace_key] = self._trace_headers.next()
         saved = self._enter(request_id, evict=False)
         outcome: Outcome
         try:

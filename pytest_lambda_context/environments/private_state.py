@@ -314,16 +314,16 @@ class PrivateState:
         outer_hook = sys.excepthook
         if outer_hook is not self.excepthook:
             sys.excepthook = self.excepthook
-        self.outer_signals = {}
+        # (outer_signals is empty here: exit empties it.)
         if self.signals:
             self._enter_signals()
         pointer = tracker.environ
-        outer_environ: Any = None
+        # Where the outer C environment array is (0: no C environment swapped).
+        outer_environ = 0
         if pointer is not None:
-            current = pointer.value
-            outer_environ = _ARRAYS.get(current)
-            if outer_environ is None:  # the C library's: copied, never handed back
-                outer_environ = _copy_environ(current)
+            outer_environ = pointer.value
+            if outer_environ not in _ARRAYS:  # the C library's: copied, never handed back
+                outer_environ = _copy_environ(outer_environ)
             if self._c_environ is None:
                 self._c_environ = _keep(_c_array(self._environ_data))
                 self._c_address = ctypes.addressof(self._c_environ)
@@ -353,14 +353,14 @@ class PrivateState:
         ) = saved
         tracker = TRACKER
         self._exit_logging(outer_logging)
-        if outer_environ is not None:
+        if outer_environ:
             pointer = tracker.environ
             if pointer.value != self._c_address:
                 # Function code's putenv went to a copy the C library made (unsetenv
                 # works in place): the next entry builds it afresh from os.environ.
                 self._c_environ = None
-            pointer.value = ctypes.addressof(outer_environ)
-            if tracker.zone != _ZONES.get(id(outer_environ), tracker.zone):
+            pointer.value = outer_environ
+            if tracker.zone != _ZONES.get(outer_environ, tracker.zone):
                 self._exit_zone()
         if self.outer_signals:
             self._exit_signals()
@@ -439,7 +439,7 @@ class PrivateState:
             for logger, own in share.borrowed.items():
                 outer_borrowed[logger] = logger.__dict__
                 _set(logger, "__dict__", own)
-        outer_disable = _manager.disable
+        outer_disable = _manager._disable  # type: ignore[attr-defined]  # (property's value)
         levels_differ = outer_root["level"] != own_root["level"]
         if levels_differ or outer_disable != share.disable:
             _manager.disable = share.disable
@@ -465,7 +465,7 @@ class PrivateState:
                     registry[name] = previous
         own_root = share.root = _root.__dict__
         _set(_root, "__dict__", outer_root)
-        disable = _manager.disable
+        disable = _manager._disable  # type: ignore[attr-defined]
         if levels_differ or disable != outer_disable or own_root["level"] != outer_root["level"]:
             share.disable = disable
             _manager.disable = outer_disable
@@ -478,8 +478,9 @@ class PrivateState:
         self.logging = _LoggingShare()
 
 
-def _copy_environ(current: int) -> Any:
-    """The C environment at ``current`` as an array of ours, to be put back after a call.
+def _copy_environ(current: int) -> int:
+    """The C environment at ``current`` as an array of ours (its address), to be put back
+    after a call.
 
     Never hand the C library's own array back to it later: a setenv made meanwhile may
     have reallocated (freed) it.
@@ -491,8 +492,9 @@ def _copy_environ(current: int) -> Any:
         entries.append(strings[index])
         index += 1
     array = _keep((ctypes.c_char_p * (len(entries) + 1))(*entries, None))
-    _ZONES[id(array)] = TRACKER.zone
-    return array
+    address = ctypes.addressof(array)
+    _ZONES[address] = TRACKER.zone
+    return address
 
 
 def _keep(array: Any) -> Any:
@@ -512,11 +514,11 @@ def _forget_arrays() -> None:
     _ZONES.clear()
     if current is not None:
         _ARRAYS[ctypes.addressof(current)] = current
-        _ZONES[id(current)] = TRACKER.zone
+        _ZONES[pointer.value] = TRACKER.zone
 
 
 # The C environment arrays this module made, by address (see _keep), and the time zone
-# that goes with each copy of the test's.
+# that goes with each copy of the test's (by address too).
 _ARRAYS: dict[int, Any] = {}
 _ZONES: dict[int, tuple[Any, ...]] = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import time
@@ -10,6 +11,7 @@ from typing import Any
 __all__ = [
     "RESERVED_VARIABLES",
     "LambdaContext",
+    "TraceHeaders",
     "refuse_reserved",
     "reserved_environment",
     "trace_header",
@@ -184,10 +186,30 @@ def refuse_reserved(names: object) -> None:
         )
 
 
+# One header: when (epoch seconds), environment tag, invocation number, environment tag.
+_TRACE_HEADER = b"Root=1-%08x-%s%08x;Parent=%s;Sampled=0"
+
+
 def trace_header(environment_tag: str, number: int) -> str:
     """An X-Ray trace header for one invocation (``_X_AMZN_TRACE_ID``, new for each).
 
     ``environment_tag`` (16 hex digits, per environment) and the invocation's number
     make the trace id unique without drawing random bits on every invocation.
     """
-    return f"Root=1-{int(time.time()):08x}-{environment_tag}{number:08x};Parent={environment_tag};Sampled=0"
+    tag = environment_tag.encode()
+    return (_TRACE_HEADER % (int(time.time()), tag, number, tag)).decode()
+
+
+class TraceHeaders:
+    """One environment's trace headers, as the bytes ``os.environ`` keeps (see
+    :func:`trace_header`): formatted in C, with no per-call encoding."""
+
+    __slots__ = ("_numbers", "_tag")
+
+    def __init__(self, environment_tag: str) -> None:
+        self._tag = environment_tag.encode()
+        self._numbers = itertools.count(1)
+
+    def next(self) -> bytes:
+        tag = self._tag
+        return _TRACE_HEADER % (int(time.time()), tag, next(self._numbers), tag)

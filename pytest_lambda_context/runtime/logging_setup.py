@@ -268,12 +268,14 @@ class SwappedRuntimeLogging:
         targets[1] = stderr
         sys.stdout, sys.stderr = self.streams
         state = self.root
-        root = logging.root
-        saved = (root.handlers, root.level)
-        root.handlers = state.handlers
-        if root.level != state.level:
-            root.level = state.level
-            root.manager._clear_cache()  # type: ignore[attr-defined]
+        # The root logger's attributes written in its __dict__, as Logger.__setattr__
+        # would, without a Python-level __setattr__ someone may have installed.
+        root = logging.root.__dict__
+        saved = (root["handlers"], root["level"])
+        root["handlers"] = state.handlers
+        if saved[1] != state.level:
+            root["level"] = state.level
+            logging.root.manager._clear_cache()  # type: ignore[attr-defined]
         return saved
 
     def exit(self, saved: tuple[Any, int]) -> list[str]:
@@ -282,13 +284,13 @@ class SwappedRuntimeLogging:
         self.streams = (sys.stdout, sys.stderr)
         sys.stdout, sys.stderr = targets[0], targets[1]
         state = self.root
-        root = logging.root
-        state.handlers = root.handlers
-        state.level = root.level
-        root.handlers = saved[0]
-        if root.level != saved[1]:
-            root.level = saved[1]
-            root.manager._clear_cache()  # type: ignore[attr-defined]
+        root = logging.root.__dict__
+        state.handlers = root["handlers"]
+        level = state.level = root["level"]
+        root["handlers"] = saved[0]
+        if level != saved[1]:
+            root["level"] = saved[1]
+            logging.root.manager._clear_cache()  # type: ignore[attr-defined]
         out, err = self.tees
         if out._partial:
             out.end_phase()
