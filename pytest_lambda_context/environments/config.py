@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -17,9 +18,11 @@ __all__ = [
     "check_code_root",
     "check_config",
     "check_env",
+    "check_fresh_packages",
     "check_function_name",
     "check_number",
     "check_region",
+    "find_fresh_packages",
 ]
 
 ISOLATIONS = ("module", "process")
@@ -48,6 +51,7 @@ def check_config(
     code_root: Any = None,
     region: str = "us-east-1",
     inherit_env: Any = None,
+    fresh_packages: Any = None,
     **others: Any,
 ) -> None:
     """Raise TypeError or ValueError, saying what is wrong, for a bad function setting.
@@ -78,6 +82,64 @@ def check_config(
     check_region(region)
     check_env(env)
     check_inherit_env(inherit_env)
+    check_fresh_packages(fresh_packages)
+
+
+# Third-party packages that keep per-environment state in their own modules, imported
+# afresh for each environment in module isolation (see docs/concepts/lifecycle.md):
+# powertools' Logger cold-start flag and caches; aws-embedded-metrics' configuration
+# (read from the environment's variables at import) and its resolved-environment cache.
+# Not datadog_lambda: its import patches http.client and requests, shared modules, so
+# a fresh import per environment would stack one patch per environment on them.
+DEFAULT_FRESH_PACKAGES = ("aws_lambda_powertools", "aws_embedded_metrics")
+# What can never be imported afresh: the interpreter's own modules, and the tools
+# running the test.
+_NEVER_FRESH = frozenset({"pytest", "_pytest", "pluggy", "pytest_lambda_context"})
+
+
+def check_fresh_packages(fresh_packages: Any) -> tuple[str, ...]:
+    """``fresh_packages``: None or top-level package names (their form; see
+    :func:`find_fresh_packages` for whether they are installed)."""
+    if fresh_packages is None:
+        return ()
+    if isinstance(fresh_packages, str) or not all(isinstance(name, str) for name in fresh_packages):
+        raise TypeError(
+            f"fresh_packages={fresh_packages!r}: give a list of top-level package names, "
+            "such as fresh_packages=['my_lambda_toolkit']"
+        )
+    names = tuple(fresh_packages)
+    for name in names:
+        if not name.isidentifier():
+            top = name.partition(".")[0]
+            hint = f"the top-level package {top!r}" if "." in name and top else "a package name"
+            raise ValueError(
+                f"fresh_packages: {name!r} is not a top-level package name; give {hint}"
+            )
+        if name in sys.stdlib_module_names or name in _NEVER_FRESH:
+            raise ValueError(
+                f"fresh_packages: {name!r} cannot be imported afresh per environment (it is "
+                "part of Python or of the test run); use isolation='process' to give each "
+                "environment its own"
+            )
+    return names
+
+
+def find_fresh_packages(fresh_packages: Any, code_root: str) -> frozenset[str]:
+    """The default packages and ``fresh_packages``; each of these must be importable."""
+    names = check_fresh_packages(fresh_packages)
+    for name in names:
+        if importlib.util.find_spec(name) is None and not _in_folder(name, code_root):
+            raise ValueError(
+                f"fresh_packages: no package named {name!r} can be imported; check the "
+                "spelling, or install it in the environment that runs pytest"
+            )
+    return frozenset((*DEFAULT_FRESH_PACKAGES, *names))
+
+
+def _in_folder(name: str, folder: str) -> bool:
+    return os.path.isdir(os.path.join(folder, name)) or os.path.isfile(
+        os.path.join(folder, name + ".py")
+    )
 
 
 # What function code sees of the test process's own variables without inherit_env.

@@ -21,6 +21,7 @@ from pytest_lambda_context.environments.config import (
     check_number,
     default_name,
     find_code_root,
+    find_fresh_packages,
 )
 from pytest_lambda_context.environments.placeholders import check_placeholders, fill_placeholders
 from pytest_lambda_context.environments.registry import environment_class
@@ -65,6 +66,7 @@ class LambdaFunction:
         per_environment_concurrency: int | None = None,
         credentials: Mapping[str, str] | None = None,
         inherit_env: Sequence[str] | bool | None = None,
+        fresh_packages: Sequence[str] | None = None,
     ) -> None:
         check_handler(handler)
         check_config(
@@ -81,6 +83,7 @@ class LambdaFunction:
             code_root=code_root,
             region=region,
             inherit_env=inherit_env,
+            fresh_packages=fresh_packages,
         )
         self.env = check_env(env)
         self.inherit_env = check_inherit_env(inherit_env)
@@ -116,6 +119,7 @@ class LambdaFunction:
             root = find_code_root(module_name, [os.fspath(p) for p in search_paths])
         self.code_root = root
         self.code_root_prefix = root.rstrip(os.sep) + os.sep
+        self.fresh_packages = find_fresh_packages(fresh_packages, root)
         self.spec = FunctionSpec(
             handler=handler,
             function_name=self.function_name,
@@ -129,6 +133,7 @@ class LambdaFunction:
             per_environment_concurrency=per_environment_concurrency,
             region=region,
             inherit_env=self.inherit_env,
+            fresh_packages=self.fresh_packages,
         )
         if isolation == "process":
             # The function's modules as the test has them now: a later test-side patch
@@ -179,6 +184,7 @@ class LambdaFunction:
             self.per_environment_concurrency,
             self.region,
             self.inherit_env,
+            tuple(sorted(self.fresh_packages)),
         )
 
     # -- routing -------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """``isolation="module"``: environments in the test process, swapped in and out.
 
 Each environment owns a fresh import of the function's code (the modules under
-``code_root``); around each init or invocation those modules, ``os.environ``,
+``code_root``, and those of ``fresh_packages``); around each init or invocation those modules, ``os.environ``,
 ``sys.path`` and the temp folder are swapped in, and swapped out after. Third-party
-libraries stay loaded and shared, which keeps a cold start close to the cost of
+libraries stay loaded and shared (but for ``fresh_packages``), which keeps a cold start close to the cost of
 importing the function's own modules.
 """
 
@@ -80,10 +80,15 @@ def _module_path(module: ModuleType) -> str | None:
     return path if isinstance(path, str) else None
 
 
-def is_function_module(module: ModuleType | None, code_root: str) -> bool:
-    """Is this module the function's own code (re-imported on every cold start)?"""
+def is_function_module(
+    name: str, module: ModuleType | None, code_root: str, fresh: frozenset[str] = frozenset()
+) -> bool:
+    """Is this module the function's own code, or of a package in ``fresh``
+    (``fresh_packages``)? Either is imported afresh on every cold start."""
     if module is None:
         return False
+    if name.partition(".")[0] in fresh:
+        return True
     path = _module_path(module)
     return (
         path is not None
@@ -159,8 +164,11 @@ class ModuleEnvironment(ExecutionEnvironment):
             # A cold start imports the function's code afresh: set aside every copy
             # of it that is loaded now (the test's own, or another environment's).
             code_root = self.spec.code_root_prefix
+            fresh = self.spec.fresh_packages
             displaced = {
-                name: m for name, m in list(modules.items()) if is_function_module(m, code_root)
+                name: m
+                for name, m in list(modules.items())
+                if is_function_module(name, m, code_root, fresh)
             }
             for name in displaced:
                 del modules[name]
@@ -248,10 +256,11 @@ class ModuleEnvironment(ExecutionEnvironment):
         if added > 0:
             # sys.modules keeps insertion order: what this call imported is at the end.
             code_root = self.spec.code_root_prefix
+            fresh = self.spec.fresh_packages
             imported = list(itertools.islice(reversed(modules.keys()), added))
             for name in imported:
                 module = modules.get(name)
-                if is_function_module(module, code_root):
+                if is_function_module(name, module, code_root, fresh):
                     self._modules[name] = module  # type: ignore[assignment]
         events: list[Any] = scope.events
         if added > 0:

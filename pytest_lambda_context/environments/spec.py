@@ -49,6 +49,8 @@ class FunctionSpec:
     # The test process's variables that function code sees besides PATH and LANG
     # (True: all of them).
     inherit_env: tuple[str, ...] | bool = ()
+    # Top-level packages imported afresh for each environment in module isolation.
+    fresh_packages: frozenset[str] = frozenset()
     # ``code_root`` with one trailing separator: what module paths are matched against.
     code_root_prefix: str = field(init=False)
 

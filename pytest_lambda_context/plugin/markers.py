@@ -42,6 +42,7 @@ _CONFIG_KEYS = (
     "per_environment_concurrency",
     "region",
     "inherit_env",
+    "fresh_packages",
 )
 
 

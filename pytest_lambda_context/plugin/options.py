@@ -11,7 +11,7 @@ import pytest
 
 from pytest_lambda_context.services.urls import without_password
 
-__all__ = ["OPTIONS", "Option", "register", "resolve_all"]
+__all__ = ["OPTIONS", "Option", "package_names", "register", "resolve_all"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,21 @@ def _http_url(value: str) -> str | None:
     else:
         return None
     return f"{shown!r} {problem}; expected http(s)://host:port"
+
+
+def package_names(value: str) -> list[str]:
+    """``lambda_fresh_packages``: names separated by white space or commas."""
+    return value.replace(",", " ").split()
+
+
+def _package_names(value: str) -> str | None:
+    from pytest_lambda_context.environments.config import check_fresh_packages
+
+    try:
+        check_fresh_packages(package_names(value))
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -96,6 +111,13 @@ OPTIONS: tuple[Option, ...] = (
         "Where function code may connect: allow (anywhere) or loopback (127.0.0.0/8 and ::1 "
         "only). Default: loopback with the aws fixture, else allow.",
         ("allow", "loopback"),
+    ),
+    Option(
+        "lambda_fresh_packages",
+        "More third-party packages imported afresh for each environment in module "
+        "isolation (names separated by spaces or commas), besides the default "
+        "aws_lambda_powertools and aws_embedded_metrics.",
+        check=_package_names,
     ),
 )
 

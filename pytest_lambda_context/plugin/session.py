@@ -13,6 +13,7 @@ import pytest
 
 from pytest_lambda_context.plugin.function_records import function_record
 from pytest_lambda_context.plugin.markers import marker_arguments
+from pytest_lambda_context.plugin.options import package_names
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function import LambdaFunction
@@ -177,6 +178,11 @@ class PluginState:
             settings.setdefault("clock", self.clock)
             settings.setdefault("tmp_root", self.environments_tmp(request))
             settings.setdefault("host_paths", [self.pytest_basetemp(request)])
+            more_fresh = self.options["lambda_fresh_packages"]
+            if more_fresh:
+                given = settings.get("fresh_packages") or ()
+                if not isinstance(given, str):  # else LambdaFunction says what is wrong
+                    settings["fresh_packages"] = [*package_names(more_fresh), *given]
             code_root = settings.get("code_root")
             if code_root is not None and not os.path.isabs(code_root):
                 settings["code_root"] = os.path.join(str(config.rootpath), code_root)

@@ -1,0 +1,160 @@
+"""``fresh_packages``: third-party packages with per-environment state are each
+environment's own in module isolation, tried with the real aws-lambda-powertools."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_lambda_context import LambdaFunction
+
+pytest.importorskip("aws_lambda_powertools", reason="aws-lambda-powertools (dev extra)")
+
+HANDLERS = {
+    "app/__init__.py": "",
+    "app/logged.py": """
+        import logging
+        from aws_lambda_powertools import Logger
+
+        logger = Logger(service="orders")
+
+        @logger.inject_lambda_context
+        def handler(event, context):
+            return {"cold_start": logger.get_current_keys().get("cold_start")}
+    """,
+    "app/own_handler.py": """
+        import io, logging
+        from aws_lambda_powertools import Logger
+
+        stream = io.StringIO()
+        logger = Logger(service="billing", logger_handler=logging.StreamHandler(stream))
+
+        @logger.inject_lambda_context
+        def handler(event, context):
+            logger.info("charged")
+            return {"logged": "charged" in stream.getvalue()}
+    """,
+}
+
+
+@pytest.fixture
+def make(project: Callable[[dict[str, str]], Path]) -> Iterator[Callable[..., LambdaFunction]]:
+    root = project(HANDLERS)
+    made: list[LambdaFunction] = []
+
+    def factory(handler: str, **config: object) -> LambdaFunction:
+        function = LambdaFunction(handler, code_root=root, **config)  # type: ignore[arg-type]
+        made.append(function)
+        return function
+
+    yield factory
+    for function in made:
+        function.close()
+
+
+def cold_starts(function: LambdaFunction) -> list[object]:
+    """Logger's cold_start key: two invocations in one environment, then one in another."""
+    seen = [function.invoke({})["cold_start"], function.invoke({})["cold_start"]]
+    seen.append(function.cold_start().invoke({})["cold_start"])
+    return seen
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_powertools_cold_start_is_per_environment(make, isolation):
+    function = make("app.logged.handler", isolation=isolation)
+    assert cold_starts(function) == [True, False, True]
+    assert [e.id for e in function.environments] == ["env-1", "env-2"]
+
+
+def test_the_test_keeps_its_own_copy_of_powertools(make):
+    import aws_lambda_powertools.logging.logger as tests_copy
+
+    before = tests_copy.is_cold_start
+    function = make("app.logged.handler")
+    assert cold_starts(function) == [True, False, True]
+    assert sys.modules["aws_lambda_powertools.logging.logger"] is tests_copy
+    assert tests_copy.is_cold_start == before
+    # Each environment's module is its own, not the test's.
+    assert function.environments[0].module.Logger is not tests_copy.Logger
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_a_logger_with_its_own_handler_works_in_a_second_environment(make, isolation):
+    function = make("app.own_handler.handler", isolation=isolation)
+    assert function.invoke({}) == {"logged": True}
+    assert function.cold_start().invoke({}) == {"logged": True}
+
+
+def test_fresh_packages_adds_to_the_default(make):
+    function = make("app.logged.handler", fresh_packages=["jmespath"])
+    assert {"aws_lambda_powertools", "aws_embedded_metrics", "jmespath"} <= set(
+        function.spec.fresh_packages
+    )
+    assert cold_starts(function) == [True, False, True]
+
+
+def test_fresh_packages_are_accepted_in_process_isolation(make):
+    function = make("app.logged.handler", isolation="process", fresh_packages=["jmespath"])
+    assert function.invoke({})["cold_start"] is True
+
+
+@pytest.mark.parametrize(
+    ("given", "error", "message"),
+    [
+        ("jmespath", TypeError, r"fresh_packages='jmespath': give a list of top-level package"),
+        ([3], TypeError, r"give a list of top-level package names"),
+        (
+            ["aws_lambda_powertools.logging"],
+            ValueError,
+            r"top-level package 'aws_lambda_powertools'",
+        ),
+        (["no_such_package_here"], ValueError, r"no package named 'no_such_package_here'"),
+        (["logging"], ValueError, r"'logging' cannot be imported afresh.*isolation='process'"),
+        (["pytest"], ValueError, r"'pytest' cannot be imported afresh"),
+    ],
+)
+def test_bad_fresh_packages_say_what_is_wrong(make, given, error, message):
+    with pytest.raises(error, match=message):
+        make("app.logged.handler", fresh_packages=given)
+
+
+def write_project(pytester: pytest.Pytester, test: str, ini: str = "") -> None:
+    for name, text in HANDLERS.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    if ini:
+        pytester.makeini(ini)
+    pytester.makepyfile(test_session=textwrap.dedent(test))
+
+
+def test_the_ini_option_and_the_marker_add_packages(pytester):
+    write_project(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.lambda_handler("app.logged.handler", fresh_packages=["urllib3"])
+        def test_both(lambda_function):
+            assert {"jmespath", "urllib3", "aws_lambda_powertools"} <= set(
+                lambda_function.spec.fresh_packages
+            )
+            assert lambda_function.invoke({})["cold_start"] is True
+        """,
+        ini="[pytest]\nlambda_fresh_packages = jmespath\n",
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_a_bad_ini_value_is_a_usage_error(pytester):
+    write_project(
+        pytester, "def test_nothing():\n    pass\n", ini="[pytest]\nlambda_fresh_packages = os\n"
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.stderr.fnmatch_lines(["*lambda_fresh_packages*'os' cannot be imported afresh*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
