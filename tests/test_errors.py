@@ -30,6 +30,15 @@ HANDLERS = {
     "unmarshalable.py": "def handler(event, context):\n    return {'at': {1, 2}}\n",
     "slow.py": "import time\ndef handler(event, context):\n    while True:\n        time.sleep(0.01)\n",
     "exits.py": "import sys\ndef handler(event, context):\n    sys.exit(3)\n",
+    # Waits when asked, at most 5 s (a broken timeout fails the test instead of hanging it).
+    "waits.py": (
+        "import time\n"
+        "def handler(event, context):\n"
+        "    deadline = time.monotonic() + 5\n"
+        "    while event.get('wait') and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+        "    return 'not interrupted'\n"
+    ),
     "hard_exit.py": "import os\ndef handler(event, context):\n    os._exit(7)\n",
     "env_changer.py": (
         "import os, sys\n"
@@ -166,6 +175,32 @@ def test_no_alarm_of_ours_outlives_the_function_on_a_loaded_machine(root, monkey
     signal.setitimer(signal.ITIMER_REAL, 0)  # were it still armed, it would end this run
     assert handler is signal.SIG_DFL
     assert pending == 0
+
+
+def test_a_warm_invocation_gets_its_own_time_not_what_the_last_one_left(root):
+    # The timer left armed by one invocation is due before the next one's time is up:
+    # kept (no system call), it must not end the next invocation early.
+    with LambdaFunction("waits.handler", code_root=root, timeout=0.6) as function:
+        function.invoke({})
+        time.sleep(0.3)
+        started = time.monotonic()
+        with pytest.raises(InvocationTimeout):
+            function.invoke({"wait": True})
+        assert time.monotonic() - started >= 0.55
+
+
+@pytest.mark.parametrize(
+    "disarm",
+    [lambda: signal.setitimer(signal.ITIMER_REAL, 0), lambda: signal.alarm(0)],
+    ids=["setitimer", "alarm"],
+)
+def test_a_timer_disarmed_between_invocations_still_times_out_the_next(root, disarm):
+    # Our leftover timer, cancelled by someone else: the next invocation arms its own.
+    with LambdaFunction("waits.handler", code_root=root, timeout=0.3) as function:
+        function.invoke({})
+        disarm()
+        with pytest.raises(InvocationTimeout):
+            function.invoke({"wait": True})
 
 
 @pytest.mark.parametrize(("handler", "status"), [("exits.handler", 3), ("hard_exit.handler", 7)])

@@ -442,11 +442,24 @@ class _ProcessHooks:
             self.pid = os.getpid()
             self.real_exit = os._exit
             os._exit = self._exit_guard  # type: ignore[assignment]
+            # Someone else setting ITIMER_REAL replaces our leftover timer: seen here,
+            # so that a warm invocation can count on that timer without a system call.
+            signal.setitimer = self._tracked_setitimer
+            signal.alarm = self._tracked_alarm
             if threading.current_thread() is self.main_thread:
                 self.previous_handler = signal.signal(signal.SIGALRM, self._alarm)
                 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
                     self.previous_sigint = signal.signal(signal.SIGINT, _real_interrupt)
         self.users += 1
+
+    def _tracked_setitimer(self, which: int, seconds: float, interval: float = 0.0) -> Any:
+        if which == signal.ITIMER_REAL:
+            self.stray_due = None  # no longer ours
+        return _real_setitimer(which, seconds, interval)
+
+    def _tracked_alarm(self, seconds: int) -> int:
+        self.stray_due = None
+        return _real_alarm(seconds)
 
     def _exit_guard(self, status: int) -> None:
         # Only function code on the invoking thread of this process is stopped: a
@@ -475,7 +488,7 @@ class _ProcessHooks:
                     not callable(self.previous_handler)
                     or abs(_real_monotonic() + delay - self.stray_due) < _SAME_TIMER
                 ):
-                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    _real_setitimer(signal.ITIMER_REAL, 0)
                 self.stray_due = None
             if self.previous_handler is not None:
                 signal.signal(signal.SIGALRM, self.previous_handler)
@@ -486,6 +499,10 @@ class _ProcessHooks:
                 self.previous_sigint = None
             if os._exit == self._exit_guard:
                 os._exit = self.real_exit  # type: ignore[assignment]
+            if signal.setitimer == self._tracked_setitimer:
+                signal.setitimer = _real_setitimer
+            if signal.alarm == self._tracked_alarm:
+                signal.alarm = _real_alarm
 
     def _alarm(self, signum: int, frame: FrameType | None) -> None:
         if self.armed:
@@ -493,8 +510,14 @@ class _ProcessHooks:
             if self.foreign_due is not None and now >= self.foreign_due - 0.001:
                 # The other tool's alarm came first: ours is re-armed for what is left.
                 self.foreign_due = None
-                signal.setitimer(signal.ITIMER_REAL, max(self.our_due - now, 0.001))
+                _real_setitimer(signal.ITIMER_REAL, max(self.our_due - now, 0.001))
                 self._call_previous(signum, frame)
+                return
+            if self.stray_due is not None and now < self.our_due - 0.001:
+                # Our leftover timer, which this invocation kept (see _with_timeout):
+                # re-armed for what is left of the invocation's time.
+                _real_setitimer(signal.ITIMER_REAL, self.our_due - now)
+                self.stray_due = self.our_due
                 return
             raise _Timedout()
         if self.stray_due is not None:
@@ -533,6 +556,9 @@ def _real_monotonic() -> float:
     return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
+# The real timer functions (_ProcessHooks replaces the module's while it is held).
+_real_setitimer = signal.setitimer
+_real_alarm = signal.alarm
 _HOOKS = _ProcessHooks()
 # Two readings of one timer agree within this much (seconds).
 _SAME_TIMER = 0.01
@@ -547,7 +573,20 @@ def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
     hooks = _HOOKS
     if hooks.previous_handler is None or threading.get_ident() != hooks.main_ident:
         return call(*args)
-    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, timeout)
+    stray = hooks.stray_due
+    if stray is not None:
+        now = _real_monotonic()
+        if now < stray <= now + timeout:
+            # Our leftover timer is pending (nobody set ITIMER_REAL since: see
+            # _tracked_setitimer) and due before this invocation's time is up: kept as
+            # it is, without a system call; when it fires, _alarm re-arms it for the rest.
+            hooks.our_due = now + timeout
+            hooks.armed = True
+            try:
+                return call(*args)
+            finally:
+                hooks.armed = False
+    previous_delay, previous_interval = _real_setitimer(signal.ITIMER_REAL, timeout)
     now = _real_monotonic()
     if hooks.stray_due is not None:
         if previous_delay and abs(now + previous_delay - hooks.stray_due) < _SAME_TIMER:
@@ -558,7 +597,7 @@ def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
         hooks.foreign_due = now + previous_delay
         hooks.foreign_interval = previous_interval
         if previous_delay < timeout:
-            signal.setitimer(signal.ITIMER_REAL, previous_delay)  # theirs comes first
+            _real_setitimer(signal.ITIMER_REAL, previous_delay)  # theirs comes first
     hooks.armed = True
     try:
         return call(*args)
@@ -567,11 +606,11 @@ def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
         if hooks.foreign_due is not None:
             # Theirs is still to come: it gets back what is left of its time.
             left = hooks.foreign_due - _real_monotonic()
-            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), hooks.foreign_interval)
+            _real_setitimer(signal.ITIMER_REAL, max(left, 0.001), hooks.foreign_interval)
             hooks.foreign_due = None
         elif previous_delay and hooks.foreign_interval:
             # Theirs fired during the call and repeats: it goes on repeating.
-            signal.setitimer(signal.ITIMER_REAL, hooks.foreign_interval, hooks.foreign_interval)
+            _real_setitimer(signal.ITIMER_REAL, hooks.foreign_interval, hooks.foreign_interval)
         else:
             # Ours is left armed: disarming costs a system call per invocation, and an
             # alarm that fires later, with nothing armed, is ignored (see _alarm).
