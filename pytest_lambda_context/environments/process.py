@@ -339,7 +339,10 @@ class ProcessEnvironment(ExecutionEnvironment):
             # The worker keeps it; a copy of os.environ per environment is not worth
             # holding on to here once init has succeeded.
             self._config = None
-            self._freeze()
+            if request_id is None:
+                # An init that an invocation triggered is followed by that invocation at
+                # once (as on Lambda, with no freeze in between): no SIGSTOP and SIGCONT.
+                self._freeze()
         # Init Duration as the test process saw it: the fork as well as the init code,
         # as Lambda's includes the runtime's start.
         return Outcome(
