@@ -85,7 +85,9 @@ def main() -> None:
     print(f"  ours: cold start (fork + init + first invoke) {our_cold:.2f} ms (target <= 4 ms)")
     print(f"  ours: cold start + shutdown (exit + reap)     {our_whole:.2f} ms")
     print(f"  python-lambda-local: one call (fork per call) {peer:.2f} ms")
-    print(f"  ratio ours/theirs: cold start {our_cold / peer:.2f}, with shutdown {our_whole / peer:.2f}")
+    print(
+        f"  ratio ours/theirs: cold start {our_cold / peer:.2f}, with shutdown {our_whole / peer:.2f}"
+    )
 
 
 if __name__ == "__main__":
