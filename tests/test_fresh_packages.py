@@ -26,6 +26,13 @@ HANDLERS = {
         def handler(event, context):
             return {"cold_start": logger.get_current_keys().get("cold_start")}
     """,
+    "app/flags.py": """
+        from aws_lambda_powertools.utilities import parameters
+
+        def handler(event, context):
+            # Cached for 5 seconds by default, in powertools' module-level provider.
+            return {"flag": parameters.get_parameter("/app/flag")}
+    """,
     "app/own_handler.py": """
         import io, logging
         from aws_lambda_powertools import Logger
@@ -158,3 +165,26 @@ def test_a_bad_ini_value_is_a_usage_error(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.stderr.fnmatch_lines(["*lambda_fresh_packages*'os' cannot be imported afresh*"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_parameters_cached_by_one_test_do_not_reach_the_next(pytester, isolation):
+    pytest.importorskip("moto", reason="moto (aws extra)")
+    write_project(
+        pytester,
+        f"""
+        import boto3
+        import pytest
+
+        pytestmark = pytest.mark.lambda_handler(
+            "app.flags.handler", isolation={isolation!r}
+        )
+
+        @pytest.mark.parametrize("value", ["first", "second"])
+        def test_flag(lambda_function, aws, value):
+            boto3.client("ssm").put_parameter(Name="/app/flag", Value=value, Type="String")
+            assert lambda_function.invoke({{}}) == {{"flag": value}}
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
