@@ -34,6 +34,7 @@ _EXPORTS = {
     "TooManyRequestsError": "pytest_lambda_context.runtime.errors",
     "TcpProxy": "pytest_lambda_context.observe.proxy",
     "TestSidePatchWarning": "pytest_lambda_context.environments.test_side_patches",
+    "SharedTmpWarning": "pytest_lambda_context.environments.shared_tmp",
     "EmbeddedElasticsearch": "pytest_lambda_context.services.elasticsearch.embedded",
     "ElasticsearchService": "pytest_lambda_context.services.elasticsearch.service",
     "AwsService": "pytest_lambda_context.services.aws",
@@ -61,6 +62,7 @@ __all__ = [
     "RequestTooLargeError",
     "ResponseTooLargeError",
     "RuntimeExitError",
+    "SharedTmpWarning",
     "SnapStartError",
     "SnapStartTimeoutError",
     "TcpProxy",
@@ -72,6 +74,7 @@ __all__ = [
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.base import ExecutionEnvironment
     from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.environments.shared_tmp import SharedTmpWarning
     from pytest_lambda_context.environments.test_side_patches import TestSidePatchWarning
     from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
     from pytest_lambda_context.observe.guard import BlockedLookupError, NetworkBlockedError

@@ -14,11 +14,13 @@ import secrets
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, is_dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments.config import ALWAYS_INHERITED
+from pytest_lambda_context.environments.test_side_patches import test_caller
 from pytest_lambda_context.observe.connections import (
     ConnectionEvent,
     ConnectionLog,
@@ -128,6 +130,9 @@ class ExecutionEnvironment:
         # Serving a request now: it takes no second one (Lambda sends an environment one
         # request at a time), and it counts against max_concurrency.
         self.busy = False
+        # Warnings about what function code did, issued test-side once the init or
+        # invocation has returned (so -W error fails the invoke, not function code).
+        self._pending_warnings: list[tuple[type[Warning], str]] = []
         self.shutdown_reason: str | None = None
         self.init_duration_ms: float | None = None
         self.init_error: dict[str, Any] | None = None
@@ -233,6 +238,8 @@ class ExecutionEnvironment:
                 self._init(request_id=None)
             finally:
                 self.busy = False
+                if self._pending_warnings:
+                    self._issue_warnings()
             # On demand, Lambda reports the init with the first invocation (cold, with
             # Init Duration) even when it ran ahead, as for a warm_start test's
             # environment; provisioned environments were initialised ahead of traffic.
@@ -359,6 +366,15 @@ class ExecutionEnvironment:
             )
         finally:
             self.busy = False
+            if self._pending_warnings:
+                self._issue_warnings()
+
+    def _issue_warnings(self) -> None:
+        pending = self._pending_warnings
+        self._pending_warnings = []
+        filename, lineno = test_caller()
+        for category, message in pending:
+            warnings.warn_explicit(message, category, filename, lineno)
 
     def _retry_init(self, request_id: str) -> Outcome:
         """Run the init again inside the invocation, under the function's timeout."""

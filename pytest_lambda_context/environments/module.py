@@ -25,6 +25,7 @@ from collections.abc import Callable
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
+from pytest_lambda_context.environments import shared_tmp
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.environments.private_state import TRACKER, PrivateState
 from pytest_lambda_context.observe import connections as _connections
@@ -142,6 +143,11 @@ class ModuleEnvironment(ExecutionEnvironment):
         )
         # Its working directory, umask, signal handlers, logging and the rest.
         self._private = PrivateState(code_root, self._environ_data)
+        # Writes under the literal /tmp, which every module-isolated environment shares.
+        shared_tmp.install()
+        self._tmp_watch = self._scope.tmp_watch = shared_tmp.TmpWatch(
+            (self._tmpdir, code_root, spec.tmp_root or "", *spec.host_paths)
+        )
 
     def attach(self, sink: FunctionSink) -> None:
         super().attach(sink)
@@ -269,7 +275,19 @@ class ModuleEnvironment(ExecutionEnvironment):
         for name in self._modules:
             modules.pop(name, None)
         modules.update(displaced)
+        if self._tmp_watch.paths:
+            self._warn_shared_tmp()
         return events
+
+    def _warn_shared_tmp(self) -> None:
+        # Once per function: the first writes say it all.
+        message = shared_tmp.warning_for(self._tmp_watch, self.spec.function_name)
+
+        def warn() -> Callable[[], None]:
+            self._pending_warnings.append((shared_tmp.SharedTmpWarning, message))
+            return _nothing
+
+        self._sink.keep_until_close("shared /tmp warning", warn)
 
     # -- init and invoke -----------------------------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
@@ -529,6 +547,10 @@ class _ProcessHooks:
         previous = self.previous_handler
         if callable(previous):
             previous(signum, frame)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _collect_c_connections() -> None:

@@ -26,7 +26,7 @@ import weakref
 from types import ModuleType
 from typing import Any
 
-__all__ = ["TestSidePatchWarning", "check", "observe"]
+__all__ = ["TestSidePatchWarning", "check", "observe", "test_caller"]
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _MISSING = object()
@@ -132,11 +132,11 @@ def check(code_root_prefix: str, function_name: str, environment_id: str) -> Non
             f"monkeypatch.setattr(environment.module, {attr!r}, ...) when {module} is the "
             "handler's module); or configure the function through env=..., as on Lambda."
         )
-        filename, lineno = _caller()
+        filename, lineno = test_caller()
         warnings.warn_explicit(message, TestSidePatchWarning, filename, lineno)
 
 
-def _caller() -> tuple[str, int]:
+def test_caller() -> tuple[str, int]:
     """The first frame outside this package: the test's line that invoked the function."""
     frame = sys._getframe(1)
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):

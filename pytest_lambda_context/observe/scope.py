@@ -43,6 +43,9 @@ class Scope:
     # The thread that runs the function code (threading.get_ident()), so that a proxy
     # can read the line of code waiting on a connection that C code opened.
     thread: int = 0
+    # Module isolation: what notices writes under the literal /tmp (environments'
+    # shared_tmp.TmpWatch); None: not watched.
+    tmp_watch: Any = None
 
 
 # Per thread: ``internal`` (a thread of the plugin's own) and what monitors note.

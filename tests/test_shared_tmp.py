@@ -1,0 +1,121 @@
+"""Module isolation: writes under the literal /tmp are warned about, once per function."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+HANDLERS = {
+    "app/__init__.py": "",
+    "app/cache.py": """
+        import json, os, tempfile
+
+        CACHE = os.environ["CACHE_PATH"]
+
+        def handler(event, context):
+            if event.get("where") == "own":
+                with open(os.path.join(tempfile.gettempdir(), "cache.json"), "w") as f:
+                    json.dump({}, f)
+                with open(os.path.join(os.environ["TMPDIR"], "other.json"), "w") as f:
+                    json.dump({}, f)
+                return "own"
+            if event.get("where") == "read":
+                return os.path.exists(CACHE)
+            with open(CACHE, "w") as f:  # the classic Lambda /tmp cache
+                json.dump(event, f)
+            os.makedirs(CACHE + ".d", exist_ok=True)
+            return "shared"
+    """,
+}
+
+
+def write_project(pytester: pytest.Pytester, test: str) -> None:
+    for name, text in HANDLERS.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    pytester.makepyfile(test_session=textwrap.dedent(test))
+
+
+TESTS = """
+    import os, shutil, tempfile, uuid
+    import pytest
+    from pytest_lambda_context import SharedTmpWarning
+
+    CACHE = f"/tmp/plc-shared-{uuid.uuid4().hex}.json"
+
+    @pytest.fixture(autouse=True)
+    def cleanup():
+        yield
+        shutil.rmtree(CACHE + ".d", ignore_errors=True)
+        if os.path.exists(CACHE):
+            os.remove(CACHE)
+
+    def make(make_lambda_function, **config):
+        return make_lambda_function("app.cache.handler", env={"CACHE_PATH": CACHE}, **config)
+
+    def test_a_write_under_tmp_is_warned_once(make_lambda_function):
+        function = make(make_lambda_function)
+        with pytest.warns(SharedTmpWarning) as seen:
+            function.invoke({})
+            function.invoke({})
+            function.cold_start().invoke({})
+        assert len(seen) == 1, [str(w.message) for w in seen]
+        message = str(seen[0].message)
+        assert CACHE in message and CACHE + ".d" in message
+        assert "isolation='process'" in message and "TMPDIR" in message
+        assert seen[0].filename == __file__  # the test's line that invoked
+
+    def test_own_temp_folder_and_reads_are_not_warned(make_lambda_function):
+        function = make(make_lambda_function)
+        assert function.invoke({"where": "own"}) == "own"
+        assert function.invoke({"where": "read"}) is False
+
+    def test_process_isolation_has_its_own_tmp(make_lambda_function):
+        function = make(make_lambda_function, isolation="process")
+        assert function.invoke({}) == "shared"
+
+    def test_error_filter_fails_the_invoke_not_function_code(make_lambda_function):
+        function = make(make_lambda_function)
+        with pytest.warns(SharedTmpWarning):
+            pass_through = function.invoke({})
+        assert pass_through == "shared"
+        # The invocation was recorded whole before the warning was issued.
+        assert [i.error for i in function.invocations] == [None]
+"""
+
+
+def test_writes_under_the_literal_tmp_are_warned(pytester):
+    write_project(pytester, TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+
+
+def test_with_warnings_as_errors_the_invoke_fails(pytester):
+    write_project(
+        pytester,
+        """
+        import os, uuid
+        import pytest
+        from pytest_lambda_context import SharedTmpWarning
+
+        CACHE = f"/tmp/plc-shared-{uuid.uuid4().hex}.json"
+
+        def test_invoke(make_lambda_function):
+            function = make_lambda_function("app.cache.handler", env={"CACHE_PATH": CACHE})
+            try:
+                with pytest.raises(SharedTmpWarning, match="wrote under the literal /tmp"):
+                    function.invoke({"n": 1})
+                # Function code itself ran to the end; the invocation is recorded.
+                assert function.invocations[0].result == "shared"
+                assert os.path.exists(CACHE)
+            finally:
+                os.remove(CACHE)
+                os.rmdir(CACHE + ".d")
+        """,
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-W", "error::pytest_lambda_context.SharedTmpWarning"
+    )
+    result.assert_outcomes(passed=1)
