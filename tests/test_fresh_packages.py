@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import write_files
 
 from pytest_lambda_context import LambdaFunction
 
@@ -130,10 +131,7 @@ def test_bad_fresh_packages_say_what_is_wrong(make, given, error, message):
 
 
 def write_project(pytester: pytest.Pytester, test: str, ini: str = "") -> None:
-    for name, text in HANDLERS.items():
-        path = pytester.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
+    write_files(pytester.path, HANDLERS)
     if ini:
         pytester.makeini(ini)
     pytester.makepyfile(test_session=textwrap.dedent(test))

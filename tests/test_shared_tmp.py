@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from conftest import write_files
 
 HANDLERS = {
     "app/__init__.py": "",
@@ -31,10 +32,7 @@ HANDLERS = {
 
 
 def write_project(pytester: pytest.Pytester, test: str) -> None:
-    for name, text in HANDLERS.items():
-        path = pytester.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
+    write_files(pytester.path, HANDLERS)
     pytester.makepyfile(test_session=textwrap.dedent(test))
 
 
