@@ -117,3 +117,20 @@ def test_with_warnings_as_errors_the_invoke_fails(pytester):
         "-p", "no:cacheprovider", "-W", "error::pytest_lambda_context.SharedTmpWarning"
     )
     result.assert_outcomes(passed=1)
+
+
+def test_the_watch_ignores_allowed_folders_and_bytecode_caches():
+    from pathlib import Path
+
+    from pytest_lambda_context.environments.shared_tmp import TmpWatch
+
+    watch = TmpWatch(("/tmp/own/", "/tmp/code"))
+    for path in ("/tmp/own/x", "/tmp/code/app/state.json", "/tmp/lib/__pycache__/m.pyc"):
+        watch.note(path)
+    for other in ("relative/x", "/var/tmp/x", "/tmpfile", 3):
+        watch.note(other)
+    assert watch.paths == []
+    watch.note(b"/tmp/cache.json")
+    watch.note(Path("/tmp/own2/x"))  # a sibling of an allowed folder is not inside it
+    watch.note("/tmp/cache.json")
+    assert watch.paths == ["/tmp/cache.json", "/tmp/own2/x"]

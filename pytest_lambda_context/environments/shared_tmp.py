@@ -20,6 +20,7 @@ __all__ = ["SharedTmpWarning", "TmpWatch", "install", "warning_for"]
 
 _TMP = "/tmp"
 _TMP_PREFIX = _TMP + os.sep
+_PYCACHE = f"{os.sep}__pycache__{os.sep}"
 # open() flags that create or change a file.
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # Other audit events that change the file system: the positions of their paths.
@@ -56,8 +57,11 @@ class TmpWatch:
         if isinstance(path, int):  # a descriptor: opened earlier, seen then
             return
         path = os.fsdecode(path)
-        if (path == _TMP or path.startswith(_TMP_PREFIX)) and not (path + os.sep).startswith(
-            self.allowed
+        if (
+            (path == _TMP or path.startswith(_TMP_PREFIX))
+            and not (path + os.sep).startswith(self.allowed)
+            # Python's import machinery caching bytecode (of a library under /tmp).
+            and _PYCACHE not in path
         ):
             paths = self.paths
             if len(paths) < _KEPT and path not in paths:
