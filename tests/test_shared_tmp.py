@@ -125,7 +125,12 @@ def test_the_watch_ignores_allowed_folders_and_bytecode_caches():
     from pytest_lambda_context.environments.shared_tmp import TmpWatch
 
     watch = TmpWatch(("/tmp/own/", "/tmp/code"))
-    for path in ("/tmp/own/x", "/tmp/code/app/state.json", "/tmp/lib/__pycache__/m.pyc"):
+    for path in (
+        "/tmp/own/x",
+        "/tmp/code/app/state.json",
+        "/tmp/lib/__pycache__/m.pyc",
+        "/tmp/pytest-of-root/pytest-3/test_x0/marker",  # a tmp_path handed in
+    ):
         watch.note(path)
     for other in ("relative/x", "/var/tmp/x", "/tmpfile", 3):
         watch.note(other)

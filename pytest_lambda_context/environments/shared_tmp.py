@@ -20,6 +20,9 @@ __all__ = ["SharedTmpWarning", "TmpWatch", "install", "warning_for"]
 
 _TMP = "/tmp"
 _TMP_PREFIX = _TMP + os.sep
+# pytest's temporary folders (tmp_path and the like, which a test may hand to function
+# code through env), wherever the test made them: /tmp/pytest-of-<user>/...
+_PYTEST_TEMP = f"{_TMP_PREFIX}pytest-of-"
 _PYCACHE = f"{os.sep}__pycache__{os.sep}"
 # open() flags that create or change a file.
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -50,7 +53,10 @@ class TmpWatch:
 
     def __init__(self, allowed: tuple[str, ...]) -> None:
         # Its own TMPDIR, the code root, pytest's temp folders (with a trailing /).
-        self.allowed = tuple(path.rstrip(os.sep) + os.sep for path in allowed if path)
+        self.allowed = (
+            *(path.rstrip(os.sep) + os.sep for path in allowed if path),
+            _PYTEST_TEMP,
+        )
         self.paths: list[str] = []
 
     def note(self, path: Any) -> None:
