@@ -797,3 +797,27 @@ def test_lambda_errors_are_raised_in_the_test_process(make):
     assert type(cause).__name__ == "RemoteTraceback"
     assert "raise ValueError" in str(cause)
     assert str(cause).rstrip().endswith("ValueError: bad order 1")
+
+
+def test_a_module_the_template_could_not_have_seen_is_imported(tmp_path, monkeypatch):
+    # The template listed the code root's folder (it imported a module from it) before
+    # the handler's file existed, and the folder's mtime does not tell: each worker
+    # must still look afresh there.
+    root = tmp_path / "code"
+    root.mkdir()
+    (root / "existing.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(root))
+    template = WorkerTemplate(preload=["existing"])
+    template.start()
+    try:
+        template.ready()
+        assert template.preloaded == ["existing"]
+        listed = root.stat()
+        (root / "fresh.py").write_text("def handler(event, context):\n    return 'fresh'\n")
+        os.utime(root, ns=(listed.st_atime_ns, listed.st_mtime_ns))
+        with LambdaFunction(
+            "fresh.handler", code_root=root, isolation="process", worker_pool=template
+        ) as function:
+            assert function.invoke({}) == "fresh"
+    finally:
+        template.close()
