@@ -346,7 +346,7 @@ def _fork(
         sandbox.become_subreaper()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         gc.unfreeze()  # the worker's own garbage is its own business
-        if coverage is not None:  # a fork of a measuring worker measures by coverage's fork patch
+        if coverage is not None:  # a fork of a measuring worker restarts by itself
             worker_coverage.start_in_worker(coverage)  # saves its data in the os._exit below
         channel = socket.socket(fileno=channel_fd)
         status = (serve or _serve_fresh)(channel, tmp_refused)

@@ -6,7 +6,9 @@ the test process hands the session's coverage configuration to the template
 configuration (:func:`start_in_worker`): each saves its own data file when it ends,
 and a process forked from a measuring one (a SnapStart restore, one of a Managed
 Instances environment's processes, a ``multiprocessing`` child of function code)
-starts afresh with its own file, as coverage's ``[run] patch = fork`` does.
+starts afresh with its own file (:func:`_restart_in_fork`). Coverage's own
+``[run] patch = fork`` is not used for this: before coverage 7.17 it restarts a
+child only from ``COVERAGE_PROCESS_START``/``_CONFIG``, which workers do not have.
 
 Where the files go depends on the session:
 
@@ -61,10 +63,10 @@ _STARTUP_PREFIXES = ("COV_CORE_",)
 # whose code is outside the measured source collects nothing.
 _QUIET = ("no-data-collected", "module-not-imported", "module-not-measured")
 # Patches of the session's configuration that a worker does not take: function code
-# sees a clean environment (no COVERAGE_PROCESS_CONFIG), and this module saves at
+# sees a clean environment (no COVERAGE_PROCESS_CONFIG), this module saves at
 # os._exit itself (coverage's own _exit patch would save a forked child's copy of its
-# parent's data under the parent's file name).
-_NOT_IN_WORKERS = frozenset({"subprocess", "_exit", "execv"})
+# parent's data under the parent's file name), and restarts measurement in forks.
+_NOT_IN_WORKERS = frozenset({"subprocess", "_exit", "execv", "fork"})
 _CONFIG_DATA_PREFIX = ":data:"  # coverage.control.CONFIG_DATA_PREFIX
 # In a worker process: the handoff it measures with (its forks inherit it).
 _measuring: CoverageHandoff | None = None
@@ -139,11 +141,41 @@ def start_in_worker(handoff: CoverageHandoff) -> None:
     """Measure this process (just forked from the template) as the session measures."""
     global _measuring
     _start(handoff, in_worker=True)
+    if _measuring is None:  # a fork of a worker inherits the hook (and _measuring)
+        os.register_at_fork(after_in_child=_restart_in_fork)
     _measuring = handoff
-    # atexit runs last-in first-out: this saves before coverage's own handler, which
-    # would stop and close the data without saving it (the worker's "shutdown").
-    atexit.register(save)
+    _save_first_at_exit()
     _save_at_exit()
+
+
+def _restart_in_fork() -> None:
+    """In a fork of a measuring process: measure afresh, into a data file of its own.
+
+    The child's copy of its parent's coverage (the parent's data so far, the parent's
+    file name) is stopped, never saved: the parent saves that data itself.
+    """
+    handoff = _measuring
+    if handoff is None:
+        return
+    try:
+        coverage: Any = sys.modules.get("coverage")
+        inherited = coverage.Coverage.current() if coverage is not None else None
+        if inherited is not None:
+            inherited.stop()
+        _start(handoff, in_worker=True)
+        _save_first_at_exit()
+    except Exception as exc:  # a fork must go on even if its coverage does not
+        print(f"pytest-lambda-context: coverage not restarted: {exc!r}", file=sys.stderr)
+
+
+def _save_first_at_exit() -> None:
+    """Have :func:`save` run before the atexit handler of the coverage just started.
+
+    atexit runs last-in first-out, and coverage's own handler (registered when it
+    starts) stops and closes the data without saving it (a worker's "shutdown").
+    """
+    atexit.unregister(save)
+    atexit.register(save)
 
 
 def data_folder(handoff: CoverageHandoff | None) -> str | None:
@@ -184,10 +216,10 @@ def _start(handoff: CoverageHandoff, *, in_worker: bool) -> Any:
         cov.set_option("run:parallel", True)
         if handoff.source is not None:
             cov.set_option("run:source", handoff.source)
-        # A worker's forks measure afresh (coverage's fork patch); the template's do not
-        # (its workers start their own measurement).
+        # The template applies no patch (it measures nothing); a worker takes the
+        # session's, but those this module does itself.
         patches = set(_names(cov.get_option("run:patch"))) - _NOT_IN_WORKERS
-        cov.set_option("run:patch", sorted({*patches, "fork"}) if in_worker else [])
+        cov.set_option("run:patch", sorted(patches) if in_worker else [])
         quiet = _names(cov.get_option("run:disable_warnings"))
         cov.set_option("run:disable_warnings", [*quiet, *_QUIET])
         cov.start()
@@ -209,7 +241,7 @@ def _save_at_exit() -> None:
     """Every process of the environment ends in os._exit: save the data first.
 
     Whichever coverage is current in the process that exits is saved: after a fork,
-    coverage's fork patch has stopped the parent's copy and started the child's own.
+    _restart_in_fork has stopped the parent's copy and started the child's own.
     """
     real_exit = os._exit
     if getattr(real_exit, "__wrapped__", None) is not None:
