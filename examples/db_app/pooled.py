@@ -1,7 +1,11 @@
 """db_app.pooled: a SQLAlchemy engine, made at init, whose pool keeps one connection.
 
 pool_pre_ping tests a pooled connection before handing it out, so one that a NAT
-gateway reset while the environment was frozen is replaced instead of failing.
+gateway reset while the environment was frozen is replaced instead of failing. The
+engine uses psycopg2: SQLAlchemy's psycopg (3) dialect toggles autocommit around its
+ping, and when the reset lands mid-ping that toggle fails with ProgrammingError
+("connection in transaction status ACTIVE"), which the pool does not read as a
+disconnect, so the handler fails instead of reconnecting.
 """
 
 import os
@@ -9,7 +13,7 @@ import os
 from sqlalchemy import create_engine, text
 
 engine = create_engine(
-    os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1),
+    os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1),
     pool_size=1,
     max_overflow=0,
     pool_pre_ping=True,
