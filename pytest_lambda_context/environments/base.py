@@ -37,7 +37,7 @@ from pytest_lambda_context.runtime.errors import (
 )
 from pytest_lambda_context.runtime.handler import INIT_TIMEOUT, Outcome, timeout_payload
 from pytest_lambda_context.runtime.marshal import PayloadTooLarge, decode_result, encode_event
-from pytest_lambda_context.runtime.records import Invocation
+from pytest_lambda_context.runtime.records import Invocation, OutcomeKind
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.spec import (
@@ -50,7 +50,14 @@ if TYPE_CHECKING:
 __all__ = ["ExecutionEnvironment", "encode_request", "init_limit"]
 
 log = logging.getLogger("pytest_lambda_context")
-_RESTORE_ERRORS = ("snapstart", "snapstart_timeout")
+_RESTORE_ERRORS = (OutcomeKind.SNAPSTART_ERROR, OutcomeKind.SNAPSTART_TIMEOUT)
+# Outcomes after which the runtime is gone (the next invocation is a cold start), and
+# the environment's shutdown_reason as the reports show it.
+_SHUTDOWN_REASONS = {
+    OutcomeKind.TIMEOUT: "timeout",
+    OutcomeKind.RUNTIME_EXIT: "exit",
+    OutcomeKind.INIT_ERROR: "init error",
+}
 
 
 class RemoteTraceback(Exception):
@@ -284,7 +291,7 @@ class ExecutionEnvironment:
         self._collect(outcome.events, None)
         self._take_output(outcome, self.init_output)
         self.init_duration_ms = outcome.duration_ms
-        if outcome.kind == "ok":
+        if outcome.kind is OutcomeKind.OK:
             self.state = "warm"
             return outcome.duration_ms
         assert outcome.payload is not None
@@ -328,20 +335,15 @@ class ExecutionEnvironment:
                     init_ms = self._init(request_id)
                 except _RetryInit:
                     retried = self._retry_init(request_id)
-                    if retried.kind != "ok":
+                    if retried.kind is not OutcomeKind.OK:
                         return self._finish(request_id, True, None, retried, clock.time())
                 except LambdaError as exc:
                     self._record(
                         request_id,
-                        True,
-                        None,
-                        exc.payload,
-                        0.0,
-                        self.init_duration_ms,
-                        0,
-                        0,
-                        clock.time(),
-                        None,
+                        cold=True,
+                        error=exc.payload,
+                        init_ms=self.init_duration_ms,
+                        started_at=clock.time(),
                     )
                     raise
             elif self._report_init and not self.invocations:
@@ -385,16 +387,16 @@ class ExecutionEnvironment:
         if outcome.echo:
             _replay(outcome.echo)
             outcome.echo = None
-        if outcome.kind == "ok":
+        if outcome.kind is OutcomeKind.OK:
             self.state = "warm"
             return outcome
         assert outcome.payload is not None
         if outcome.payload.get("errorType") == "Sandbox.Timedout":
             # In the invoke phase it is the invocation that timed out.
             outcome.payload = timeout_payload(request_id, self.spec.timeout)
-            outcome.kind = "timeout"
+            outcome.kind = OutcomeKind.TIMEOUT
         else:
-            outcome.kind = "init"
+            outcome.kind = OutcomeKind.INIT_ERROR
             self.init_error = outcome.payload
         outcome.output = [
             *(outcome.output or ()),
@@ -419,39 +421,41 @@ class ExecutionEnvironment:
             self._collect(outcome.events, request_id) if outcome.events else (0, 0)
         )
         kind = outcome.kind
-        if kind == "ok":
+        if kind is OutcomeKind.OK:
             result = decode_result(outcome.result, outcome.raw)
             self._record(
                 request_id,
-                cold,
-                result,
-                None,
-                outcome.duration_ms,
-                init_ms,
-                connections,
-                clients,
-                started_at,
-                outcome.output,
+                cold=cold,
+                result=result,
+                duration_ms=outcome.duration_ms,
+                init_ms=init_ms,
+                connections=connections,
+                clients=clients,
+                started_at=started_at,
+                output=outcome.output,
             )
             return result
         error = outcome.payload
         assert error is not None
         self._record(
             request_id,
-            cold,
-            None,
-            error,
-            outcome.duration_ms,
-            init_ms,
-            connections,
-            clients,
-            started_at,
-            outcome.output,
-            "timeout" if kind == "timeout" else "error" if kind in ("exit", "init") else None,
+            cold=cold,
+            error=error,
+            duration_ms=outcome.duration_ms,
+            init_ms=init_ms,
+            connections=connections,
+            clients=clients,
+            started_at=started_at,
+            output=outcome.output,
+            status="timeout"
+            if kind is OutcomeKind.TIMEOUT
+            else "error"
+            if kind in (OutcomeKind.RUNTIME_EXIT, OutcomeKind.INIT_ERROR)
+            else None,
         )
-        if kind in ("timeout", "exit", "init"):
+        if kind in _SHUTDOWN_REASONS:
             # As on Lambda: the runtime is gone, the next invocation is a cold start.
-            self.shutdown("init error" if kind == "init" else kind)
+            self.shutdown(_SHUTDOWN_REASONS[kind])
         exc_class = ERROR_CLASSES.get(kind, LambdaError)
         raise exc_class(error) from outcome.exc or _remote_cause(error)
 
@@ -477,17 +481,21 @@ class ExecutionEnvironment:
     def _record(
         self,
         request_id: str,
+        *,
         cold: bool,
-        result: Any,
-        error: dict[str, Any] | None,
-        duration_ms: float,
-        init_ms: float | None,
-        connections: int,
-        clients: int,
         started_at: float,
-        output: list[str] | None,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        duration_ms: float = 0.0,
+        init_ms: float | None = None,
+        connections: int = 0,
+        clients: int = 0,
+        output: list[str] | None = None,
         status: str | None = None,
     ) -> None:
+        """Keep the invocation's record and pass it on to the function; ``started_at``:
+        when its invoke phase began, on the clock handler code sees; ``status``: the
+        REPORT line's Status field ("timeout", or "error" when the runtime exited)."""
         invocation = Invocation(
             request_id=request_id,
             environment_id=self.id,

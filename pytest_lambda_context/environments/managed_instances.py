@@ -26,6 +26,7 @@ from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.environments.fork_server import ForkServer
 from pytest_lambda_context.environments.process import ProcessEnvironment
 from pytest_lambda_context.runtime.handler import Outcome
+from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.spec import (
@@ -110,7 +111,7 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
         echo = [chunk for outcome in outcomes for chunk in outcome.echo or ()]
         duration = (time.perf_counter() - started) * 1000.0
         for outcome in outcomes:
-            if outcome.kind != "ok":
+            if outcome.kind is not OutcomeKind.OK:
                 return Outcome(
                     outcome.kind,
                     payload=outcome.payload,
@@ -122,12 +123,14 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
         for process in self.processes:
             process.state = "warm"
             self._idle.put(process)
-        return Outcome("ok", duration_ms=duration, events=events, output=output, echo=echo)
+        return Outcome(
+            OutcomeKind.OK, duration_ms=duration, events=events, output=output, echo=echo
+        )
 
     def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
         process = self._idle.get()  # up to N requests at once; more wait for a process
         outcome = process._run_invoke(request_id, event, deadline_ms)
-        if outcome.kind not in ("timeout", "exit"):
+        if outcome.kind not in (OutcomeKind.TIMEOUT, OutcomeKind.RUNTIME_EXIT):
             self._idle.put(process)
         return outcome
 

@@ -52,6 +52,7 @@ from pytest_lambda_context.runtime.logging_setup import (
     SwappedRuntimeLogging,
 )
 from pytest_lambda_context.runtime.marshal import ResultEncoder
+from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.spec import (
@@ -308,14 +309,19 @@ class ModuleEnvironment(ExecutionEnvironment):
                 )
         except InitFailure as failure:
             outcome = Outcome(
-                "init", payload=failure.payload, exc=failure.cause, duration_ms=ms_since(started)
+                OutcomeKind.INIT_ERROR,
+                payload=failure.payload,
+                exc=failure.cause,
+                duration_ms=ms_since(started),
             )
             # What awslambdaric logs when the handler cannot be loaded.
             logging.warning(UNHANDLED_EXCEPTION_WARNING)
             self._runtime_logging.report_error(failure.payload)
         except _Timedout:
             payload = timeout_payload(request_id, limit, init=True)
-            outcome = Outcome("init", payload=payload, duration_ms=ms_since(started))
+            outcome = Outcome(
+                OutcomeKind.INIT_ERROR, payload=payload, duration_ms=ms_since(started)
+            )
         except (PluginInterrupt, RealInterrupt):
             self._exit(saved)
             raise
@@ -323,17 +329,17 @@ class ModuleEnvironment(ExecutionEnvironment):
             # Init code that exits (or raises KeyboardInterrupt, GeneratorExit...) ends
             # the runtime: an init error, as on Lambda.
             outcome = Outcome(
-                "exit",
+                OutcomeKind.RUNTIME_EXIT,
                 payload=crash_payload(exc, request_id),
                 exc=exc,
                 duration_ms=ms_since(started),
             )
         else:
-            outcome = Outcome("ok", duration_ms=ms_since(started))
+            outcome = Outcome(OutcomeKind.OK, duration_ms=ms_since(started))
         set_aside = list(saved[1])
         outcome.events = self._exit(saved)
         outcome.output = self._output
-        if outcome.kind == "ok":
+        if outcome.kind is OutcomeKind.OK:
             packages = {name.partition(".")[0] for name in self._modules}
             self._shadowed = tuple(
                 name
@@ -384,11 +390,13 @@ class ModuleEnvironment(ExecutionEnvironment):
                     request_id,
                     self._encoder,
                 )
-            if outcome.kind in ("handler", "marshal"):
+            if outcome.kind in (OutcomeKind.HANDLER_ERROR, OutcomeKind.MARSHAL_ERROR):
                 self._runtime_logging.report_error(outcome.payload)  # type: ignore[arg-type]
         except _Timedout:
             payload = timeout_payload(request_id, spec.timeout)
-            outcome = Outcome("timeout", payload=payload, duration_ms=spec.timeout * 1000.0)
+            outcome = Outcome(
+                OutcomeKind.TIMEOUT, payload=payload, duration_ms=spec.timeout * 1000.0
+            )
         finally:
             events = self._exit(saved)
         outcome.events = events

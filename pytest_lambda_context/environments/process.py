@@ -39,6 +39,7 @@ from pytest_lambda_context.runtime.handler import (
     exit_payload,
     timeout_payload,
 )
+from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.spec import (
@@ -268,7 +269,10 @@ class ProcessEnvironment(ExecutionEnvironment):
         return ("init", self._config, request_id, offset)
 
     def _init_timed_out(self, request_id: str | None) -> Outcome:
-        return Outcome("init", payload=timeout_payload(request_id, self.init_timeout, init=True))
+        return Outcome(
+            OutcomeKind.INIT_ERROR,
+            payload=timeout_payload(request_id, self.init_timeout, init=True),
+        )
 
     def _run_init(self, request_id: str | None) -> Outcome:
         self._warn_test_side_patches()
@@ -328,14 +332,14 @@ class ProcessEnvironment(ExecutionEnvironment):
             return outcome
         except _Crashed as crash:
             payload = _crash_payload(crash.status, request_id)
-            return Outcome("exit", payload=payload, duration_ms=ms_since(started))
+            return Outcome(OutcomeKind.RUNTIME_EXIT, payload=payload, duration_ms=ms_since(started))
         except BaseException:
             self._abandon()
             raise
         kind, result, payload, _, events, _, self.tmp_refused, *runtime = reply
         # A worker's init reply carries its log (a SnapStart hook's reply does not).
         output, echo = (runtime[1], runtime[2]) if runtime else (None, None)
-        if kind == "ok":
+        if kind is OutcomeKind.OK:
             # The worker keeps it; a copy of os.environ per environment is not worth
             # holding on to here once init has succeeded.
             self._config = None
@@ -380,15 +384,17 @@ class ProcessEnvironment(ExecutionEnvironment):
         except TimeoutError:
             self._kill()
             payload = timeout_payload(request_id, timeout)
-            return Outcome("timeout", payload=payload, duration_ms=timeout * 1000.0)
+            return Outcome(OutcomeKind.TIMEOUT, payload=payload, duration_ms=timeout * 1000.0)
         except _Crashed as crash:
             payload = _crash_payload(crash.status, request_id)
-            return Outcome("exit", payload=payload, duration_ms=ms_since(started))
+            return Outcome(OutcomeKind.RUNTIME_EXIT, payload=payload, duration_ms=ms_since(started))
         except BaseException:
             self._abandon()
             raise
         kind, result, payload, duration_ms, events, _, raw, output, echo = reply
-        if kind != "exit":  # an exiting worker is reaped by the shutdown that follows
+        if (
+            kind is not OutcomeKind.RUNTIME_EXIT
+        ):  # an exiting worker is reaped by the shutdown that follows
             self._freeze()
         return Outcome(
             kind,

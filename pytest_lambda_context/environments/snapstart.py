@@ -25,6 +25,7 @@ from pytest_lambda_context.environments.fork_server import ForkServer
 from pytest_lambda_context.environments.process import ProcessEnvironment
 from pytest_lambda_context.runtime.errors import InitError, LambdaError, error_payload
 from pytest_lambda_context.runtime.handler import Outcome, timeout_payload
+from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.spec import FunctionSink, FunctionSpec
@@ -79,7 +80,7 @@ class SnapshotProcess(ForkServer):
             self._fail(error_payload("the snapshot process died", "Runtime.ExitError", None))
         kind, _, payload, _, events, _, _ = reply
         self._collect(events, None)
-        if kind != "ok":
+        if kind is not OutcomeKind.OK:
             self._fail(payload)
         self._freeze()
 
@@ -187,25 +188,27 @@ class RestoredEnvironment(ProcessEnvironment):
             f"after-restore hooks ran past {RESTORE_TIMEOUT:.0f} seconds."
         )
         payload = error_payload(message, "SnapStartTimeoutException", request_id)
-        return Outcome("snapstart_timeout", payload=payload)
+        return Outcome(OutcomeKind.SNAPSTART_TIMEOUT, payload=payload)
 
     def _run_init(self, request_id: str | None) -> Outcome:
         try:
             snapshot = self._snap_start.publish()  # made at the first cold start
         except LambdaError as exc:
-            return Outcome("init", payload=exc.payload)
+            return Outcome(OutcomeKind.INIT_ERROR, payload=exc.payload)
         self._take_disk(snapshot.tmpdir)
         outcome = super()._run_init(request_id)
-        if outcome.kind == "ok":
+        if outcome.kind is OutcomeKind.OK:
             self.restore_duration_ms = outcome.duration_ms
             self.billed_restore_duration_ms = max(1, math.ceil(outcome.result))
-        elif outcome.kind == "hook":
+        elif outcome.kind is OutcomeKind.HOOK_ERROR:
             hook_error = outcome.payload or {}
             message = f"{_HOOK_ERROR} {hook_error.get('errorMessage', '')}".rstrip()
             payload = error_payload(
                 message, "SnapStartException", request_id, hook_error.get("stackTrace")
             )
-            outcome = Outcome("snapstart", payload=payload, duration_ms=outcome.duration_ms)
+            outcome = Outcome(
+                OutcomeKind.SNAPSTART_ERROR, payload=payload, duration_ms=outcome.duration_ms
+            )
         return outcome
 
     def _take_disk(self, snapshot_tmp: str) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 from pytest_lambda_context.environments import sandbox, worker_coverage
 from pytest_lambda_context.environments.worker_debugger import explain_debugger_quit
 from pytest_lambda_context.observe.drivers import DriverWatch
+from pytest_lambda_context.runtime.records import OutcomeKind
 
 __all__ = [
     "PRELOAD",
@@ -465,7 +466,10 @@ class _Worker:
                 reply, exit_status = self.restore(*request[1:])
             elif kind == "fork-server":
                 self.then = self.serve_runtime_processes
-                reply, exit_status = ("ok", None, None, 0.0, [], _max_rss_kb(), None), None
+                reply, exit_status = (
+                    (OutcomeKind.OK, None, None, 0.0, [], _max_rss_kb(), None),
+                    None,
+                )
             else:  # "shutdown": let atexit handlers (coverage, say) run, skip the teardown
                 _flush()
                 atexit._run_exitfuncs()
@@ -515,19 +519,19 @@ class _Worker:
         try:
             with shifted_clock(offset, config["code_root_prefix"]):
                 self.handler, _ = import_handler(config["handler"], request_id)
-            kind, payload = "ok", None
+            kind, payload = OutcomeKind.OK, None
         except InitFailure as failure:
-            kind, payload = "init", failure.payload
+            kind, payload = OutcomeKind.INIT_ERROR, failure.payload
             self._report_init_failure(failure.payload)
         except SystemExit as exc:
             # Init code that exits takes the runtime down: report it, then really exit.
             exit_status = _exit_status(exc.code)
-            kind, payload = "exit", _exit_payload(exit_status, request_id)
+            kind, payload = OutcomeKind.RUNTIME_EXIT, _exit_payload(exit_status, request_id)
         except BaseException as exc:  # KeyboardInterrupt, GeneratorExit...: the same
             from pytest_lambda_context.runtime.handler import crash_payload
 
             exit_status = 1
-            kind, payload = "exit", crash_payload(exc, request_id)
+            kind, payload = OutcomeKind.RUNTIME_EXIT, crash_payload(exc, request_id)
         finally:
             set_scope(None)
         duration = (time.perf_counter() - started) * 1000.0
@@ -578,12 +582,12 @@ class _Worker:
         try:
             with shifted_clock(offset, self.config["code_root_prefix"]):
                 run()
-            kind, payload, status = "ok", None, None
+            kind, payload, status = OutcomeKind.OK, None, None
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             trace = stack_trace(exc.__traceback__)
             kind, payload, status = (
-                "hook",
+                OutcomeKind.HOOK_ERROR,
                 error_payload(message, error_type, None, trace),
                 exit_status,
             )
@@ -749,13 +753,13 @@ class _Worker:
                     outcome = call_handler(self.handler, event, context, request_id, self.encoder)
             else:
                 outcome = call_handler(self.handler, event, context, request_id, self.encoder)
-            if outcome.kind in ("handler", "marshal"):
+            if outcome.kind in (OutcomeKind.HANDLER_ERROR, OutcomeKind.MARSHAL_ERROR):
                 self._report_error(outcome.payload)  # type: ignore[arg-type]
         finally:
             set_scope(None)
         exit_status = None
         payload = outcome.payload
-        if outcome.kind == "exit":
+        if outcome.kind is OutcomeKind.RUNTIME_EXIT:
             # sys.exit (or another BaseException) in the handler: the runtime really
             # goes, with the status Python would exit with.
             if isinstance(outcome.exc, SystemExit):

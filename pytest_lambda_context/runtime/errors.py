@@ -6,6 +6,8 @@ import traceback
 from types import TracebackType
 from typing import Any
 
+from pytest_lambda_context.runtime.records import OutcomeKind
+
 __all__ = [
     "HandlerError",
     "InitError",
@@ -106,13 +108,14 @@ def error_payload(
     }
 
 
-ERROR_CLASSES: dict[str, type[LambdaError]] = {
-    "init": InitError,
-    "handler": HandlerError,
-    "timeout": InvocationTimeout,
-    "marshal": MarshalError,
-    "too_large": ResponseTooLargeError,
-    "exit": RuntimeExitError,
-    "snapstart": SnapStartError,
-    "snapstart_timeout": SnapStartTimeoutError,
+# The error each kind of failed outcome raises in the test.
+ERROR_CLASSES: dict[OutcomeKind, type[LambdaError]] = {
+    OutcomeKind.INIT_ERROR: InitError,
+    OutcomeKind.HANDLER_ERROR: HandlerError,
+    OutcomeKind.TIMEOUT: InvocationTimeout,
+    OutcomeKind.MARSHAL_ERROR: MarshalError,
+    OutcomeKind.RESPONSE_TOO_LARGE: ResponseTooLargeError,
+    OutcomeKind.RUNTIME_EXIT: RuntimeExitError,
+    OutcomeKind.SNAPSTART_ERROR: SnapStartError,
+    OutcomeKind.SNAPSTART_TIMEOUT: SnapStartTimeoutError,
 }

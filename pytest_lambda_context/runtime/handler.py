@@ -23,6 +23,7 @@ from pytest_lambda_context.runtime.marshal import (
     decode_event,
     marshal_result,
 )
+from pytest_lambda_context.runtime.records import OutcomeKind
 
 __all__ = [
     "INIT_TIMEOUT",
@@ -92,7 +93,7 @@ def crash_payload(exc: BaseException, request_id: str | None) -> dict[str, Any]:
 class Outcome:
     """How one init or invocation ended; plain data so a worker can send it back."""
 
-    kind: str  # "ok", "init", "handler", "timeout", "marshal", "too_large" or "exit"
+    kind: OutcomeKind
     # The marshalled result (see runtime.marshal.decode_result); ``raw``: bytes as they are.
     result: Any = None
     raw: bool = False
@@ -207,26 +208,30 @@ def call_handler(
         payload = error_payload(
             str(exc), type(exc).__name__, request_id, stack_trace(exc.__traceback__)
         )
-        return Outcome("handler", payload=payload, exc=exc, duration_ms=ms_since(started))
+        return Outcome(
+            OutcomeKind.HANDLER_ERROR, payload=payload, exc=exc, duration_ms=ms_since(started)
+        )
     except (PluginInterrupt, RealInterrupt):
         raise
     except BaseException as exc:
         # SystemExit, os._exit, KeyboardInterrupt, GeneratorExit...: the runtime ends.
         payload = crash_payload(exc, request_id)
-        return Outcome("exit", payload=payload, exc=exc, duration_ms=ms_since(started))
+        return Outcome(
+            OutcomeKind.RUNTIME_EXIT, payload=payload, exc=exc, duration_ms=ms_since(started)
+        )
     try:
         result, raw = marshal_result(result, encoder)
     except MarshalFailure as exc:
         return Outcome(
-            "marshal",
+            OutcomeKind.MARSHAL_ERROR,
             payload=error_payload(str(exc), "Runtime.MarshalError", request_id),
             exc=exc.__cause__,
             duration_ms=ms_since(started),
         )
     except PayloadTooLarge as exc:
         return Outcome(
-            "too_large",
+            OutcomeKind.RESPONSE_TOO_LARGE,
             payload=error_payload(str(exc), "Function.ResponseSizeTooLarge", request_id),
             duration_ms=ms_since(started),
         )
-    return Outcome("ok", result=result, raw=raw, duration_ms=ms_since(started))
+    return Outcome(OutcomeKind.OK, result=result, raw=raw, duration_ms=ms_since(started))

@@ -4,9 +4,40 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any
 
-__all__ = ["Invocation", "billed_duration_ms"]
+__all__ = ["Invocation", "OutcomeKind", "billed_duration_ms"]
+
+
+class OutcomeKind(str, Enum):
+    """How one init, invocation or SnapStart phase ended (``Outcome.kind``).
+
+    A ``str`` so that it pickles small across the worker channel and prints plainly;
+    internal: the reports show Lambda's own fields (``error``, ``status``,
+    ``shutdown_reason``), never these values.
+    """
+
+    OK = "ok"
+    # The init phase failed (the handler could not be loaded, init code raised, or it
+    # ran past its limit); the environment is shut down with reason "init error".
+    INIT_ERROR = "init_error"
+    # The handler raised: the environment stays warm.
+    HANDLER_ERROR = "handler_error"
+    # The invocation ran past the function's timeout: the runtime is gone.
+    TIMEOUT = "timeout"
+    # The result is not JSON-serialisable (Runtime.MarshalError).
+    MARSHAL_ERROR = "marshal_error"
+    # The result is over 6 MB (Function.ResponseSizeTooLarge).
+    RESPONSE_TOO_LARGE = "response_too_large"
+    # Function code exited the runtime (sys.exit, os._exit, a signal).
+    RUNTIME_EXIT = "runtime_exit"
+    # A SnapStart hook raised, as the worker reports it (before- or after-restore) ...
+    HOOK_ERROR = "hook_error"
+    # ... and the restore that failed because of it, as Lambda reports it.
+    SNAPSTART_ERROR = "snapstart_error"
+    # The restore and its after-restore hooks ran past 10 s.
+    SNAPSTART_TIMEOUT = "snapstart_timeout"
 
 
 def billed_duration_ms(duration_ms: float, init_duration_ms: float | None) -> int:
