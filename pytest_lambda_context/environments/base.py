@@ -19,6 +19,7 @@ from dataclasses import asdict, is_dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from pytest_lambda_context.environments.code_root_hint import code_root_hint
 from pytest_lambda_context.environments.config import ALWAYS_INHERITED
 from pytest_lambda_context.environments.test_side_patches import test_caller
 from pytest_lambda_context.observe.connections import (
@@ -308,6 +309,9 @@ class ExecutionEnvironment:
         self.shutdown("init error")
         # An InitError; a SnapStart restore fails with its own (see ERROR_CLASSES).
         exc_class = ERROR_CLASSES[outcome.kind] if outcome.kind in _RESTORE_ERRORS else InitError
+        hint = code_root_hint(self.spec.handler, self.spec.code_root, outcome.payload)
+        if hint is not None:  # the cause's frames would be the plugin's and importlib's
+            raise exc_class(outcome.payload, hint=hint) from None
         raise exc_class(outcome.payload) from outcome.exc or _remote_cause(outcome.payload)
 
     def _take_output(self, outcome: Outcome, into: list[str]) -> None:
@@ -457,6 +461,9 @@ class ExecutionEnvironment:
             # As on Lambda: the runtime is gone, the next invocation is a cold start.
             self.shutdown(_SHUTDOWN_REASONS[kind])
         exc_class = ERROR_CLASSES.get(kind, LambdaError)
+        hint = code_root_hint(self.spec.handler, self.spec.code_root, error)
+        if hint is not None:  # the cause's frames would be the plugin's and importlib's
+            raise exc_class(error, hint=hint) from None
         raise exc_class(error) from outcome.exc or _remote_cause(error)
 
     def _collect(self, events: list[Any], request_id: str | None) -> tuple[int, int]:

@@ -287,9 +287,19 @@ def check_env(env: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def find_code_root(module_name: str, search_paths: list[str]) -> str:
-    """The folder that holds the handler's top-level package (or module)."""
+    """The folder that holds the handler's top-level package (or module).
+
+    Looked for in the search paths and the working folder, then in their ``src/``
+    folders (the src layout, whose deployment package is what ``src/`` holds), then on
+    ``sys.path``; else the first search path (the import then fails at init, as on
+    Lambda, and the error says where the package is: see ``code_root_hint``)."""
     top = module_name.partition(".")[0]
-    candidates = [*search_paths, os.getcwd(), *(p or os.getcwd() for p in sys.path)]
+    bases = [*search_paths, os.getcwd()]
+    candidates = [
+        *bases,
+        *(os.path.join(base, "src") for base in bases),
+        *(p or os.getcwd() for p in sys.path),
+    ]
     if top:
         for base in candidates:
             if any(marker in base for marker in _THIRD_PARTY) or not os.path.isdir(base):

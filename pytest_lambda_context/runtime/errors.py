@@ -30,9 +30,12 @@ _OWN_PACKAGE = __name__.partition(".")[0] + "/"
 class LambdaError(Exception):
     """An invocation failed as Lambda would report it; ``payload`` is Lambda's error body."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
+    def __init__(self, payload: dict[str, Any], *, hint: str | None = None) -> None:
         self.payload = payload
-        super().__init__(f"{payload['errorType']}: {payload['errorMessage']}")
+        # What the plugin knows beyond Lambda's message (the payload stays Lambda's).
+        self.hint = hint
+        message = f"{payload['errorType']}: {payload['errorMessage']}"
+        super().__init__(message if hint is None else f"{message}\n{hint}")
 
     @property
     def error_type(self) -> str:
