@@ -100,6 +100,36 @@ def is_function_module(
     )
 
 
+class _Outer:
+    """What an environment's swap-in replaced (the test's state, or the calling
+    environment's when a handler invokes another function), put back by its swap-out.
+    See :meth:`ModuleEnvironment._enter` for the steps and their order."""
+
+    __slots__ = (
+        "displaced",
+        "environ_data",
+        "invoking",
+        "module_count",
+        "path",
+        "scope",
+        "tempdir",
+    )
+
+    def __init__(self) -> None:
+        # 1. the copies of function modules set aside, and how many modules were loaded
+        self.displaced: dict[str, ModuleType] = {}
+        self.module_count = 0
+        # 2. os.environ's data dict (bytes on POSIX, whatever typeshed says)
+        self.environ_data: dict[Any, Any] = {}
+        # 3., 4.
+        self.path: list[str] = []
+        self.tempdir: str | None = None
+        # 5. the scope that attributed connections before
+        self.scope: Scope | None = None
+        # 6. the thread the os._exit guard stopped before
+        self.invoking: int | None = None
+
+
 class ModuleEnvironment(ExecutionEnvironment):
     isolation = "module"
 
@@ -144,6 +174,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         )
         # Its working directory, umask, signal handlers, logging and the rest.
         self._private = PrivateState(code_root, self._environ_data)
+        # What a swap-in replaced, for the swap-out to put back (see _enter).
+        self._outer = _Outer()
         # Writes under the literal /tmp, which every module-isolated environment shares.
         shared_tmp.install()
         self._tmp_watch = self._scope.tmp_watch = shared_tmp.TmpWatch(
@@ -165,7 +197,34 @@ class ModuleEnvironment(ExecutionEnvironment):
         return self._handler_module
 
     # -- swapping ----------------------------------------------------------------
-    def _enter(self, request_id: str | None, evict: bool) -> tuple[Any, ...]:
+    def _enter(self, request_id: str | None, evict: bool) -> None:
+        """Swap this environment in, in the order below; :meth:`_exit` undoes the steps
+        in exactly the reverse order. This list is the one place that order is written:
+
+        1. ``sys.modules``: the function's modules in (a cold start sets aside every
+           loaded copy). First, so that nothing later runs under another copy.
+        2. ``os.environ`` (and ``os.environb``, which shares its data): the
+           environment's data dict.
+        3. ``sys.path`` (rebound, not copied: the environment's list keeps what its
+           code did to it).
+        4. ``tempfile.tempdir``.
+        5. The scope that attributes connections, after settling the proxies (what
+           reached them before is not this call's).
+        6. The module-isolation hooks (held once per function) and the thread the
+           ``os._exit`` guard stops.
+        7. :class:`PrivateState`: working directory, umask, recursion limit,
+           ``sys.excepthook``, signal handlers, the C environment and time zone (after
+           2: its array is built from os.environ's data), the logging registry and
+           the root logger's ``__dict__``.
+        8. The runtime's logging: ``sys.stdout``/``sys.stderr`` and the root handlers
+           and level. Inside 7: they are written into the root ``__dict__`` that 7
+           swapped in, so the runtime's handlers are the environment's, not the test's.
+
+        What each step replaced is kept in ``self._outer`` (one per environment: an
+        environment is never entered twice at once, a busy one takes no invocation).
+        """
+        outer = self._outer
+        # 1. sys.modules
         modules = sys.modules
         if evict:
             # A cold start imports the function's code afresh: set aside every copy
@@ -190,75 +249,65 @@ class ModuleEnvironment(ExecutionEnvironment):
                     if module is not None:
                         displaced[name] = module
             modules.update(self._modules)
+        outer.displaced = displaced
+        # 2. os.environ
         environ = os.environ
-        saved_data = environ._data  # type: ignore[attr-defined]
+        outer.environ_data = environ._data  # type: ignore[attr-defined]
         environ._data = self._environ_data  # type: ignore[attr-defined]
         if _environb is not None:
             _environb._data = self._environ_data
-        # Rebinding, not copying: import machinery reads sys.path afresh each time, and
-        # the environment's own list keeps whatever its code did to it.
-        saved_path = sys.path
+        # 3. sys.path
+        outer.path = sys.path
         sys.path = self._sys_path
-        saved_tempdir = tempfile.tempdir
+        # 4. tempfile.tempdir
+        outer.tempdir = tempfile.tempdir
         tempfile.tempdir = self._tmpdir
-        # One scope per environment, renewed per call: cheaper than building one.
+        # 5. the scope: one per environment, renewed per call (cheaper than a new one)
         scope = self._scope
         scope.request_id = request_id
         scope.events = []
         scope.thread = threading.get_ident()
-        # What reached a proxy before this call is not this call's.
         if _LIVE_PROXIES:
             _taps.settle()
-        previous_scope = set_scope(scope)
+        outer.scope = set_scope(scope)
+        # 6. hooks, and the thread os._exit stops
         if not self._hooks_held:
             self._sink.keep_until_close("module-isolation hooks", _HOOKS.hold)
             self._sink.keep_until_close("private state", TRACKER.hold)
             self._hooks_held = True
         hooks = _HOOKS
-        saved_exit = hooks.invoking
+        outer.invoking = hooks.invoking
         hooks.invoking = threading.get_ident()
-        saved_private = self._private.enter()
-        return (
-            saved_private,
-            displaced,
-            saved_data,
-            saved_path,
-            saved_tempdir,
-            previous_scope,
-            saved_exit,
-            len(modules),
-            scope,
-            self._runtime_logging.enter(),
-        )
+        # 7. private state, then 8. the runtime's logging
+        self._private.enter()
+        self._runtime_logging.enter()
+        outer.module_count = len(modules)
 
-    def _exit(self, saved: tuple[Any, ...]) -> list[Any]:
-        (
-            saved_private,
-            displaced,
-            saved_data,
-            saved_path,
-            saved_tempdir,
-            previous_scope,
-            saved_exit,
-            count,
-            scope,
-            saved_logging,
-        ) = saved
-        self._output = self._runtime_logging.exit(saved_logging)
-        self._private.exit(saved_private)
-        _HOOKS.invoking = saved_exit
-        # What reached a proxy during this call is this call's, wherever C code opened it.
+    def _exit(self) -> list[Any]:
+        """Swap this environment out: :meth:`_enter`'s steps, in reverse."""
+        outer = self._outer
+        # 8., 7.
+        self._output = self._runtime_logging.exit()
+        self._private.exit()
+        # 6.
+        _HOOKS.invoking = outer.invoking
+        # 5. What reached a proxy during this call is this call's, wherever C code
+        # opened it.
         if _LIVE_PROXIES:
             _taps.settle()
-        set_scope(previous_scope)
-        tempfile.tempdir = saved_tempdir
+        set_scope(outer.scope)
+        scope = self._scope
+        # 4., 3., 2.
+        tempfile.tempdir = outer.tempdir
         self._sys_path = sys.path
-        sys.path = saved_path
+        sys.path = outer.path
+        saved_data = outer.environ_data
         os.environ._data = saved_data  # type: ignore[attr-defined]
         if _environb is not None:
             _environb._data = saved_data
+        # 1. sys.modules
         modules = sys.modules
-        added = len(modules) - count
+        added = len(modules) - outer.module_count
         imported: list[str] = []
         if added > 0:
             # sys.modules keeps insertion order: what this call imported is at the end.
@@ -275,7 +324,7 @@ class ModuleEnvironment(ExecutionEnvironment):
             events.extend(self._drivers.news(imported, self._modules.values()))
         for name in self._modules:
             modules.pop(name, None)
-        modules.update(displaced)
+        modules.update(outer.displaced)
         if self._tmp_watch.paths:
             self._warn_shared_tmp()
         return events
@@ -299,7 +348,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         spec = self.spec
         # request_id None in the scope: what init code opens belongs to the init phase,
         # even when an invocation triggered it (the payloads still name the request).
-        saved = self._enter(None, evict=True)
+        self._enter(None, evict=True)
         started = time.perf_counter()
         outcome: Outcome
         try:
@@ -323,7 +372,7 @@ class ModuleEnvironment(ExecutionEnvironment):
                 OutcomeKind.INIT_ERROR, payload=payload, duration_ms=ms_since(started)
             )
         except (PluginInterrupt, RealInterrupt):
-            self._exit(saved)
+            self._exit()
             raise
         except BaseException as exc:
             # Init code that exits (or raises KeyboardInterrupt, GeneratorExit...) ends
@@ -336,8 +385,8 @@ class ModuleEnvironment(ExecutionEnvironment):
             )
         else:
             outcome = Outcome(OutcomeKind.OK, duration_ms=ms_since(started))
-        set_aside = list(saved[1])
-        outcome.events = self._exit(saved)
+        set_aside = list(self._outer.displaced)
+        outcome.events = self._exit()
         outcome.output = self._output
         if outcome.kind is OutcomeKind.OK:
             packages = {name.partition(".")[0] for name in self._modules}
@@ -366,7 +415,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         # a new X-Ray trace header in the environment.
         self._runtime_logging.log.request_id = request_id
         self._environ_data[self._trace_key] = self._trace_headers.next()
-        saved = self._enter(request_id, evict=False)
+        self._enter(request_id, evict=False)
         outcome: Outcome
         try:
             if spec.clock.shift:
@@ -398,7 +447,7 @@ class ModuleEnvironment(ExecutionEnvironment):
                 OutcomeKind.TIMEOUT, payload=payload, duration_ms=spec.timeout * 1000.0
             )
         finally:
-            events = self._exit(saved)
+            events = self._exit()
         outcome.events = events
         outcome.output = self._output
         return outcome
@@ -411,6 +460,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._handler = None
         self._handler_module = None
         self._context = None
+        self._outer = _Outer()  # nothing of the test's kept alive by a gone environment
         shutil.rmtree(self._tmpdir, ignore_errors=True)
         self._private.release()
         if TRACKER.environ is None:

@@ -251,6 +251,39 @@ class _LoggingShare:
         self.seen_outer: list[logging.Handler] = []
 
 
+class _Outer:
+    """What :meth:`PrivateState.enter` replaced (the test's, or a calling environment's),
+    put back by :meth:`PrivateState.exit`. One per environment, reused at each phase."""
+
+    __slots__ = (
+        "active",
+        "cwd",
+        "disable",
+        "entries",
+        "environ",
+        "excepthook",
+        "levels_differ",
+        "recursion_limit",
+        "root",
+        "umask",
+    )
+
+    def __init__(self) -> None:
+        self.active: PrivateState | None = None
+        self.cwd: str | None = None
+        self.umask = 0
+        self.recursion_limit = 0
+        self.excepthook: Any = None
+        # The outer C environment array's address (0: no C environment swapped).
+        self.environ = 0
+        # The root logger's __dict__, the registry entries that the environment's own
+        # loggers replaced, logging.disable's level, and whether the root levels differed.
+        self.root: dict[str, Any] = {}
+        self.entries: dict[str, Any] | None = None
+        self.disable = 0
+        self.levels_differ = False
+
+
 class PrivateState:
     """One environment's share of the process; ``enter``/``exit`` around each of its calls."""
 
@@ -267,6 +300,8 @@ class PrivateState:
         self.zone: tuple[Any, ...] | None = None
         self.logging = _LoggingShare()
         self._outer_borrowed: dict[logging.Logger, dict[str, Any]] = {}
+        # What enter() replaced, for exit() to put back.
+        self._outer = _Outer()
 
     # -- logging registry, called by the tracker while this environment runs -------
     def created(self, name: str, logger: Any, previous: Any) -> None:
@@ -295,23 +330,28 @@ class PrivateState:
 
     # -- the swap ---------------------------------------------------------------------
     # Written out flat, each step a comparison first: this runs twice per invocation.
-    def enter(self) -> tuple[Any, ...]:
+    # exit() undoes enter()'s steps in the reverse order: the tracker's active state,
+    # working directory, umask, recursion limit, excepthook, signal handlers, the C
+    # environment (and with it the time zone), logging.
+    def enter(self) -> None:
+        outer = self._outer
         tracker = TRACKER
-        outer_active = tracker.active
+        outer.active = tracker.active
         tracker.active = self
         outer_cwd = tracker.cwd
         if outer_cwd is None:
             outer_cwd = tracker.current_cwd()
+        outer.cwd = outer_cwd
         if outer_cwd != self.cwd and self.cwd is not None:
             tracker.chdir(self.cwd)
-        outer_umask = tracker.umask
+        outer_umask = outer.umask = tracker.umask
         if outer_umask != self.umask:
             tracker.real_umask(self.umask)
             tracker.umask = self.umask
-        outer_limit = sys.getrecursionlimit()
+        outer_limit = outer.recursion_limit = sys.getrecursionlimit()
         if outer_limit != self.recursion_limit:
             _set_recursion_limit(self.recursion_limit)
-        outer_hook = sys.excepthook
+        outer_hook = outer.excepthook = sys.excepthook
         if outer_hook is not self.excepthook:
             sys.excepthook = self.excepthook
         # (outer_signals is empty here: exit empties it.)
@@ -330,29 +370,14 @@ class PrivateState:
             pointer.value = self._c_address
             if self.zone != tracker.zone:
                 self._enter_zone()
-        outer_logging = self._enter_logging()
-        return (
-            outer_active,
-            outer_cwd,
-            outer_umask,
-            outer_limit,
-            outer_hook,
-            outer_environ,
-            outer_logging,
-        )
+        outer.environ = outer_environ
+        self._enter_logging(outer)
 
-    def exit(self, saved: tuple[Any, ...]) -> None:
-        (
-            outer_active,
-            outer_cwd,
-            outer_umask,
-            outer_limit,
-            outer_hook,
-            outer_environ,
-            outer_logging,
-        ) = saved
+    def exit(self) -> None:
+        outer = self._outer
         tracker = TRACKER
-        self._exit_logging(outer_logging)
+        self._exit_logging(outer)
+        outer_environ = outer.environ
         if outer_environ:
             pointer = tracker.environ
             if pointer.value != self._c_address:
@@ -365,23 +390,27 @@ class PrivateState:
         if self.outer_signals:
             self._exit_signals()
         hook = sys.excepthook
+        outer_hook = outer.excepthook
         if hook is not outer_hook:
             self.excepthook = hook
             sys.excepthook = outer_hook
         limit = sys.getrecursionlimit()
+        outer_limit = outer.recursion_limit
         if limit != outer_limit:
             self.recursion_limit = limit
             _set_recursion_limit(outer_limit)
+        outer_umask = outer.umask
         if tracker.umask != outer_umask:
             self.umask = tracker.umask
             tracker.real_umask(outer_umask)
             tracker.umask = outer_umask
         cwd = tracker.cwd
+        outer_cwd = outer.cwd
         if cwd != outer_cwd:
             self.cwd = cwd if cwd is not None else tracker.current_cwd()
             if outer_cwd is not None:
                 tracker.chdir(outer_cwd)
-        tracker.active = outer_active
+        tracker.active = outer.active
 
     def _enter_signals(self) -> None:
         set_signal = TRACKER.real_signal
@@ -414,9 +443,9 @@ class PrivateState:
         tracker.zone = _zone()
 
     # -- logging ------------------------------------------------------------------------
-    def _enter_logging(self) -> tuple[Any, ...]:
+    def _enter_logging(self, outer: _Outer) -> None:
         share = self.logging
-        outer_root = _root.__dict__
+        outer_root = outer.root = _root.__dict__
         outer_handlers = outer_root["handlers"]
         own_root = share.root
         if outer_handlers != share.seen_outer:
@@ -434,39 +463,44 @@ class PrivateState:
             for name, logger in share.created.items():
                 outer_entries[name] = registry.get(name)
                 registry[name] = logger
+        outer.entries = outer_entries
         if share.borrowed:
             outer_borrowed = self._outer_borrowed = {}
             for logger, own in share.borrowed.items():
                 outer_borrowed[logger] = logger.__dict__
                 _set(logger, "__dict__", own)
-        outer_disable = _manager._disable  # type: ignore[attr-defined]  # (property's value)
-        levels_differ = outer_root["level"] != own_root["level"]
+        outer_disable = outer.disable = _manager._disable  # type: ignore[attr-defined]
+        levels_differ = outer.levels_differ = outer_root["level"] != own_root["level"]
         if levels_differ or outer_disable != share.disable:
             _manager.disable = share.disable
             _manager._clear_cache()  # type: ignore[attr-defined]
-        return outer_root, outer_entries, outer_disable, levels_differ
 
-    def _exit_logging(self, saved: tuple[Any, ...]) -> None:
-        outer_root, outer_entries, outer_disable, levels_differ = saved
+    def _exit_logging(self, outer: _Outer) -> None:
         share = self.logging
         if self._outer_borrowed:
-            for logger, outer in self._outer_borrowed.items():
+            for logger, borrowed_outer in self._outer_borrowed.items():
                 share.borrowed[logger] = logger.__dict__
-                _set(logger, "__dict__", outer)
+                _set(logger, "__dict__", borrowed_outer)
             self._outer_borrowed = {}
         if share.created:
             registry = _manager.loggerDict
-            entries = outer_entries or {}
+            entries = outer.entries or {}
             for name in share.created:
                 previous = entries.get(name, share.replaced.get(name))
                 if previous is None:
                     registry.pop(name, None)
                 else:
                     registry[name] = previous
+        outer_root = outer.root
         own_root = share.root = _root.__dict__
         _set(_root, "__dict__", outer_root)
         disable = _manager._disable  # type: ignore[attr-defined]
-        if levels_differ or disable != outer_disable or own_root["level"] != outer_root["level"]:
+        outer_disable = outer.disable
+        if (
+            outer.levels_differ
+            or disable != outer_disable
+            or own_root["level"] != outer_root["level"]
+        ):
             share.disable = disable
             _manager.disable = outer_disable
             _manager._clear_cache()  # type: ignore[attr-defined]
@@ -476,6 +510,7 @@ class PrivateState:
         self._c_environ = None
         self._c_address = 0
         self.logging = _LoggingShare()
+        self._outer = _Outer()
 
 
 def _copy_environ(current: int) -> int:

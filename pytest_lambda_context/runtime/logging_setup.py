@@ -236,7 +236,16 @@ class SwappedRuntimeLogging:
     root-logger setup, swapped in around each phase and out after.
     """
 
-    __slots__ = ("_environ", "is_json", "log", "root", "streams", "tees")
+    __slots__ = (
+        "_environ",
+        "is_json",
+        "log",
+        "outer_handlers",
+        "outer_level",
+        "root",
+        "streams",
+        "tees",
+    )
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = dict(environ)
@@ -246,13 +255,16 @@ class SwappedRuntimeLogging:
         self.root = RootLogging(self.log, environ)
         # What function code has as sys.stdout and sys.stderr (it may replace them).
         self.streams: tuple[Any, Any] = self.tees
+        # The root logger's handlers and level that enter() replaced, for exit().
+        self.outer_handlers: list[logging.Handler] = []
+        self.outer_level = logging.NOTSET
 
     def restart(self) -> None:
         """A new runtime process: the setup as the runtime installs it, afresh."""
         self.root = RootLogging(self.log, self._environ)
         self.streams = self.tees
 
-    def enter(self) -> tuple[Any, int]:
+    def enter(self) -> None:
         # Written out flat (enter_root and exit_root inline): this runs twice per
         # invocation.
         log = self.log
@@ -271,14 +283,14 @@ class SwappedRuntimeLogging:
         # The root logger's attributes written in its __dict__, as Logger.__setattr__
         # would, without a Python-level __setattr__ someone may have installed.
         root = logging.root.__dict__
-        saved = (root["handlers"], root["level"])
+        self.outer_handlers = root["handlers"]
+        level = self.outer_level = root["level"]
         root["handlers"] = state.handlers
-        if saved[1] != state.level:
+        if level != state.level:
             root["level"] = state.level
             logging.root.manager._clear_cache()  # type: ignore[attr-defined]
-        return saved
 
-    def exit(self, saved: tuple[Any, int]) -> list[str]:
+    def exit(self) -> list[str]:
         log = self.log
         targets = log.targets
         self.streams = (sys.stdout, sys.stderr)
@@ -287,9 +299,9 @@ class SwappedRuntimeLogging:
         root = logging.root.__dict__
         state.handlers = root["handlers"]
         level = state.level = root["level"]
-        root["handlers"] = saved[0]
-        if level != saved[1]:
-            root["level"] = saved[1]
+        root["handlers"] = self.outer_handlers
+        if level != self.outer_level:
+            root["level"] = self.outer_level
             logging.root.manager._clear_cache()  # type: ignore[attr-defined]
         out, err = self.tees
         if out._partial:
