@@ -13,6 +13,7 @@ import pytest
 from _kinds_project import HANDLER, write_kinds_project
 from _report_page import parse
 
+from pytest_lambda_context.plugin.history import SessionHistory
 from pytest_lambda_context.plugin.timeline import timelines
 
 pytest_plugins = ["pytester"]
@@ -170,7 +171,7 @@ def test_the_summarys_marks_are_on_the_lanes_too(report_project):
     result.assert_outcomes(failed=1)
     (section,) = parse(page_path.read_text()).sections
     # The mark is drawn after the environment's last bar, inside its test's part.
-    (chart,) = timelines(json.loads(json_path.read_text())["functions"])
+    (chart,) = timelines(SessionHistory(json.loads(json_path.read_text())["functions"]))
     ((column, _, _),) = chart.lanes[0].marks
     (segment,) = chart.segments
     assert max(b.column + b.columns for b in chart.bars) <= column < segment.end_column

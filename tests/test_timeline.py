@@ -8,6 +8,7 @@ import pytest
 
 from pytest_lambda_context import LambdaFunction
 from pytest_lambda_context.plugin.function_records import function_record
+from pytest_lambda_context.plugin.history import SessionHistory
 from pytest_lambda_context.plugin.timeline import RUN_COLUMNS, kind_of, timelines
 
 SLEEPER = {
@@ -29,7 +30,7 @@ def test_quiet_warm_invocations_in_a_row_are_one_bar(project):
     with LambdaFunction("fn.main.handler", code_root=project(SLEEPER)) as function:
         for _ in range(10):
             function.invoke({})
-        (chart,) = timelines([record(function)])
+        (chart,) = timelines(SessionHistory([record(function)]))
     cold, run = chart.bars
     assert (cold.kind, cold.init_columns, cold.count) == ("cold", 1, 1)
     assert (run.kind, run.count, run.columns) == ("warm", 9, RUN_COLUMNS)
@@ -43,7 +44,7 @@ def test_an_idle_pause_is_a_labelled_break(project):
         function.invoke({})
         function.idle(minutes=5)
         function.invoke({})
-        (chart,) = timelines([record(function)])
+        (chart,) = timelines(SessionHistory([record(function)]))
     (pause,) = chart.breaks
     assert pause.label == "5 min"
     before, after = chart.bars
@@ -55,7 +56,7 @@ def test_invocations_that_overlapped_in_time_share_columns(project):
         "fn.main.handler", code_root=project(SLEEPER), isolation="process"
     ) as function:
         function.invoke_many([{"sleep": 0.3}] * 2, concurrency=2)
-        (chart,) = timelines([record(function)])
+        (chart,) = timelines(SessionHistory([record(function)]))
     first, second = chart.bars
     assert first.lane != second.lane
     assert first.column < second.column + second.columns
@@ -74,7 +75,7 @@ def test_an_environment_kept_warm_across_tests_stays_on_its_lane(project):
             environment.invoke({"sleep": 0})
             environment.invoke({"sleep": 0})
             records.append(record(second, "test_a.py::test_two"))
-    (chart,) = timelines(records)
+    (chart,) = timelines(SessionHistory(records))
     assert [lane.label for lane in chart.lanes] == ["env-1"]
     assert [(b.test, b.kind) for b in chart.bars] == [
         ("test_a.py::test_one", "cold"),

@@ -12,9 +12,12 @@ import json
 import os
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.plugin.timeline import BREAK_COLUMNS, Bar, Timeline, timelines
+
+if TYPE_CHECKING:
+    from pytest_lambda_context.plugin.history import SessionHistory
 
 __all__ = ["render", "write_html"]
 
@@ -64,18 +67,18 @@ FIGURES = (
 )
 
 
-def write_html(path: str, records: list[dict[str, Any]], header: dict[str, Any]) -> None:
+def write_html(path: str, history: SessionHistory, header: dict[str, Any]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     temporary = f"{path}.tmp"
     with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(render(records, header))
+        stream.write(render(history, header))
     os.replace(temporary, path)
 
 
-def render(records: list[dict[str, Any]], header: dict[str, Any]) -> str:
+def render(history: SessionHistory, header: dict[str, Any]) -> str:
     """The whole page: session line, filter and legend, then a section per function."""
-    charts = timelines(records)
+    charts = timelines(history)
     tests: list[str] = []
     for chart in charts:
         tests += [s.test for s in chart.segments if s.test not in tests]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from collections import Counter, defaultdict
-from typing import Any
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
-from pytest_lambda_context.plugin.function_records import FunctionHistory, was_used
+if TYPE_CHECKING:
+    from pytest_lambda_context.plugin.history import SessionHistory
 
 __all__ = ["LEGEND", "plain_records", "shortened", "summary_lines", "write_json"]
 
@@ -22,39 +23,32 @@ LEGEND = (
 MARKS_LISTED = 10
 
 
-def summary_lines(records: list[dict[str, Any]]) -> list[str]:
+def summary_lines(history: SessionHistory) -> list[str]:
     """The terminal summary: per function, environments, invocations, init, connections,
     a mark for each environment that broke a limit or opened a connection per invocation."""
-    by_name: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for data in records:
-        by_name[(data["function_name"], data["handler"], data["isolation"])].append(data)
     lines = []
-    for (name, handler, isolation), functions in by_name.items():
-        group = FunctionHistory(functions)
-        environments = [e for e in group.latest.values() if was_used(e)]
-        if not environments and not group.test_marks and not group.throttled:
+    for function in history.functions:
+        name, handler, isolation = function.key
+        environments = function.used
+        if not environments and not function.test_marks and not function.throttled:
             continue  # made, never invoked: nothing to say
         # A SnapStart restore is a cold start too, with no init of its own.
-        cold = sum(
-            1
-            for e in environments
-            if e["init_duration_ms"] is not None or e.get("restore_duration_ms") is not None
-        )
-        invocations = sum(e["invocation_count"] for e in environments)
-        throttled = group.throttled
-        inits = [e["init_duration_ms"] for e in environments if e["init_duration_ms"] is not None]
+        cold = sum(1 for e in environments if e.cold_start)
+        invocations = sum(e.invocation_count for e in environments)
+        throttled = function.throttled
+        inits = [e.init_duration_ms for e in environments if e.init_duration_ms is not None]
         init = f", init {statistics.median(inits):.1f} ms median" if inits else ""
         lines.append(
             f"{name} ({handler}, {isolation}): {_count(len(environments), 'environment')} "
             f"({_count(cold, 'cold start')}), {_count(invocations, 'invocation')}"
             f"{f', {throttled} throttled' if throttled else ''}{init}"
         )
-        lines += _spread("connections", [e["connections"] for e in environments])
-        lines += _spread("boto3 clients", [len(e.get("clients") or ()) for e in environments])
-        marks = group.test_marks + [
-            f"{e['id']} in {group.tests[e['uid']]}: {'; '.join(reasons)}"
+        lines += _spread("connections", [e.connections for e in environments])
+        lines += _spread("boto3 clients", [e.clients for e in environments])
+        marks = function.test_marks + [
+            f"{e.id} in {function.tests[e.first_test]}: {'; '.join(reasons)}"
             for e in environments
-            if (reasons := group.reasons(e["uid"]))
+            if (reasons := e.reasons())
         ]
         lines += [f"    ! {mark}" for mark in marks[:MARKS_LISTED]]
         if len(marks) > MARKS_LISTED:
@@ -100,10 +94,10 @@ def plain_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return plain
 
 
-def write_json(path: str, records: list[dict[str, Any]], header: dict[str, Any]) -> None:
+def write_json(path: str, history: SessionHistory, header: dict[str, Any]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     temporary = f"{path}.tmp"
     with open(temporary, "w", encoding="utf-8") as stream:
-        json.dump({**header, "functions": records}, stream, indent=2, default=repr)
+        json.dump({**header, "functions": history.records}, stream, indent=2, default=repr)
     os.replace(temporary, path)

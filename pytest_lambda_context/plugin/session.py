@@ -18,6 +18,7 @@ from pytest_lambda_context.plugin.options import package_names
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function import LambdaFunction
     from pytest_lambda_context.environments.template import WorkerTemplate
+    from pytest_lambda_context.plugin.history import SessionHistory
     from pytest_lambda_context.runtime.clock import PluginClock
     from pytest_lambda_context.runtime.context import LambdaContext
     from pytest_lambda_context.services.aws import MotoServers
@@ -89,6 +90,7 @@ class PluginState:
         # Plain data of every function closed this session; full invocation records
         # only when a JSON report was asked for (a long session would hold them all).
         self.records: list[dict[str, Any]] = []
+        self._history: SessionHistory | None = None
         # An xdist worker sends its records to the controller, which reports them.
         self.is_xdist_worker = hasattr(config, "workerinput")
         self._clock: PluginClock | None = None
@@ -118,6 +120,17 @@ class PluginState:
     def keeps_invocations(self) -> bool:
         """Whether records hold every invocation: only a report needs them."""
         return bool(self.options["lambda_report"] or self.options["lambda_html"])
+
+    @property
+    def history(self) -> SessionHistory:
+        """The session's records put together, for the summary and both reports: built
+        once, at the end of the session (again only if records came in since)."""
+        history = self._history
+        if history is None or len(history.records) != len(self.records):
+            from pytest_lambda_context.plugin.history import SessionHistory
+
+            history = self._history = SessionHistory(list(self.records))
+        return history
 
     @property
     def clock(self) -> PluginClock:
@@ -302,7 +315,7 @@ class PluginState:
             return
         from pytest_lambda_context.plugin.report import summary_lines
 
-        lines = summary_lines(self.records)
+        lines = summary_lines(self.history)
         if not lines:
             return
         terminalreporter.write_sep("=", "lambda-context")
@@ -324,11 +337,11 @@ class PluginState:
                 if json_path:
                     from pytest_lambda_context.plugin.report import write_json
 
-                    write_json(json_path, self.records, {"options": shown})
+                    write_json(json_path, self.history, {"options": shown})
                 if html_path:
                     from pytest_lambda_context.plugin.html_report import write_html
 
-                    write_html(html_path, self.records, {"options": shown})
+                    write_html(html_path, self.history, {"options": shown})
         finally:
             while self.session_finalizers:
                 self.session_finalizers.pop()()

@@ -1,4 +1,4 @@
-"""The HTML report's timelines, laid out from the session's records (plain data).
+"""The HTML report's timelines, laid out from the session's history (``history``).
 
 One timeline per function (name, handler, isolation), over all the tests that made
 it: a lane per execution environment, a bar per invocation (a cold one has its init
@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import heapq
 import statistics
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_lambda_context.plugin.function_records import FunctionHistory, was_used
+if TYPE_CHECKING:
+    from pytest_lambda_context.plugin.history import (
+        EnvironmentHistory,
+        FunctionHistory,
+        SessionHistory,
+    )
 
 __all__ = ["KINDS", "Bar", "Lane", "Timeline", "figures_of", "kind_of", "timelines"]
 
@@ -141,38 +145,19 @@ class _Item:
     bar: Bar
 
 
-def timelines(records: Iterable[dict[str, Any]]) -> list[Timeline]:
+def timelines(history: SessionHistory) -> list[Timeline]:
     """A timeline per function, in the order functions first appear in the records."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for record in records:
-        key = (record["function_name"], record["handler"], record["isolation"])
-        groups.setdefault(key, []).append(record)
-    return [_timeline(key, group) for key, group in groups.items()]
+    return [_timeline(function) for function in history.functions]
 
 
-def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timeline:
-    # Tests in the order they first appear (a dict keeps it, and finds one at once).
-    test_index = {test: n for n, test in enumerate(dict.fromkeys(r["test"] for r in records))}
-    tests = list(test_index)
-    # An environment kept warm across tests is in each test's record; the last one
-    # is complete, and an invocation belongs to the first test whose record has it.
-    latest: dict[str, dict[str, Any]] = {}
-    first_test: dict[str, int] = {}
-    owner: dict[tuple[str, str], int] = {}
-    for record in records:
-        index = test_index[record["test"]]
-        for environment in record["environments"]:
-            uid = environment["uid"]
-            latest[uid] = environment
-            first_test.setdefault(uid, index)
-            for invocation in environment.get("invocations") or ():
-                owner.setdefault((uid, invocation["request_id"]), index)
-    used = {uid: e for uid, e in latest.items() if was_used(e)}
-    lanes, lane_of = _lanes(used, first_test, owner)
+def _timeline(function: FunctionHistory) -> Timeline:
+    tests = function.tests
+    used = {e.uid: e for e in function.used}
+    lanes, lane_of = _lanes(used)
     items: list[_Item] = []
     for uid, environment in used.items():
-        items += _items(environment, lane_of[uid], first_test[uid], owner, tests)
-    throttled = _throttled(records, test_index, items, len(lanes))
+        items += _items(environment, lane_of[uid], function)
+    throttled = _throttled(function, items, len(lanes))
     if throttled:
         lanes.append(Lane("throttled"))
         items += throttled
@@ -186,15 +171,15 @@ def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timel
     items = _runs_joined(items)
     left_out = sum(item.bar.count for item in items[MAX_BARS:])
     items = items[:MAX_BARS]
-    history = FunctionHistory(records)
-    _keep_room_for_marks(items, used, history)
+    _keep_room_for_marks(items, used)
     segments, breaks, columns = _place(items, len(lanes), tests)
     bars = [item.bar for item in items]
-    _mark_lanes(lanes, used, lane_of, bars, history)
+    _mark_lanes(lanes, used, lane_of, bars)
+    name, handler, isolation = function.key
     return Timeline(
-        function_name=key[0],
-        handler=key[1],
-        isolation=key[2],
+        function_name=name,
+        handler=handler,
+        isolation=isolation,
         lanes=lanes,
         bars=bars,
         segments=segments,
@@ -206,36 +191,24 @@ def _timeline(key: tuple[str, str, str], records: list[dict[str, Any]]) -> Timel
     )
 
 
-def _lanes(
-    environments: dict[str, dict[str, Any]],
-    first_test: dict[str, int],
-    owner: dict[tuple[str, str], int],
-) -> tuple[list[Lane], dict[str, int]]:
+def _lanes(environments: dict[str, EnvironmentHistory]) -> tuple[list[Lane], dict[str, int]]:
     """A lane per environment id ("env-1"...); environments of different tests share
     the lane of their id, one that lives alongside another of the same id gets its own."""
-    spans: list[tuple[int, int, str, str]] = []
-    for uid, environment in environments.items():
-        owned = [
-            owner[(uid, i["request_id"])]
-            for i in environment.get("invocations") or ()
-            if (uid, i["request_id"]) in owner
-        ]
-        first = first_test[uid]
-        spans.append((first, max([first, *owned]), _env_number(environment["id"]), uid))
+    spans = sorted(environments.values(), key=lambda e: (_env_number(e.id), e.first_test))
     lanes: list[Lane] = []
     lane_end: list[int] = []
     lane_of: dict[str, int] = {}
-    for first, last, _, uid in sorted(spans, key=lambda s: (s[2], s[0])):
-        label = str(environments[uid]["id"])
+    for environment in spans:
+        label = environment.id
         for index, lane in enumerate(lanes):
-            if lane.label == label and lane_end[index] < first:
-                lane_of[uid] = index
-                lane_end[index] = last
+            if lane.label == label and lane_end[index] < environment.first_test:
+                lane_of[environment.uid] = index
+                lane_end[index] = environment.last_test
                 break
         else:
-            lane_of[uid] = len(lanes)
+            lane_of[environment.uid] = len(lanes)
             lanes.append(Lane(label))
-            lane_end.append(last)
+            lane_end.append(environment.last_test)
     return lanes, lane_of
 
 
@@ -245,22 +218,17 @@ def _env_number(env_id: Any) -> str:
     return f"{head}-{number.zfill(8)}" if number.isdigit() else str(env_id)
 
 
-def _items(
-    environment: dict[str, Any],
-    lane: int,
-    first_test: int,
-    owner: dict[tuple[str, str], int],
-    tests: list[str],
-) -> list[_Item]:
-    uid = environment["uid"]
+def _items(environment: EnvironmentHistory, lane: int, function: FunctionHistory) -> list[_Item]:
+    uid = environment.uid
+    tests = function.tests
+    first_test = environment.first_test
     connections: dict[str | None, list[dict[str, Any]]] = {}
-    for event in environment.get("connection_events") or ():
+    for event in environment.connection_events:
         connections.setdefault(event.get("request_id"), []).append(event)
-    invocations = environment.get("invocations") or []
     init_shown = False
     items = []
-    for order, invocation in enumerate(invocations):
-        test_index = owner.get((uid, invocation["request_id"]), first_test)
+    for order, invocation in enumerate(environment.invocations):
+        test_index = function.owner.get((uid, invocation["request_id"]), first_test)
         kind = kind_of(invocation)
         init_ms = invocation.get("init_duration_ms")
         with_init = invocation.get("cold") and not init_shown
@@ -284,12 +252,10 @@ def _items(
             start = float(started) - (float(init_ms or 0) / 1000.0 if with_init else 0.0)
             end = float(started) + float(invocation.get("duration_ms") or 0) / 1000.0
         items.append(_Item(test_index, order, start, end, lane, bar))
-    if not init_shown and (
-        environment.get("init_duration_ms") is not None or environment.get("init_error")
-    ):
+    if not init_shown and (environment.init_duration_ms is not None or environment.init_error):
         # Initialised ahead (provisioned, or init() called) and never reported by an
         # invocation: the init on its own, at the start of its test.
-        error = environment.get("init_error")
+        error = environment.init_error
         kind = "timeout" if (error or {}).get("errorType") == "Sandbox.Timedout" else "error"
         details = _details(environment, {}, kind if error else "init", tests[first_test])
         bar = Bar(
@@ -308,19 +274,17 @@ def _items(
     return items
 
 
-def _throttled(
-    records: list[dict[str, Any]], test_index: dict[str, int], items: list[_Item], lane: int
-) -> list[_Item]:
+def _throttled(function: FunctionHistory, items: list[_Item], lane: int) -> list[_Item]:
     """Throttled requests, on a lane of their own: they reached no environment.
 
     They have no time of their own; request ids count up per function, so each one
     goes right after the invocation requested just before it.
     """
     found: list[_Item] = []
-    for record in records:
+    for record in function.records:
         if not record.get("throttles"):
             continue
-        index = test_index[record["test"]]
+        index = function.test_index[record["test"]]
         own = sorted(
             (_request_number(i.bar.details.get("request_id")), i.start)
             for i in items
@@ -403,14 +367,14 @@ def _run_item(run: list[_Item]) -> _Item:
 
 
 def _details(
-    environment: dict[str, Any], invocation: dict[str, Any], kind: str, test: str
+    environment: EnvironmentHistory, invocation: dict[str, Any], kind: str, test: str
 ) -> dict[str, Any]:
     """What a bar's hover shows: Lambda's figures for it, as plain data."""
     details: dict[str, Any] = {
         "kind": kind,
         "test": test,
-        "environment": environment["id"],
-        "initialization_type": environment.get("initialization_type"),
+        "environment": environment.id,
+        "initialization_type": environment.initialization_type,
     }
     for name in (
         "request_id",
@@ -425,12 +389,12 @@ def _details(
         if value is not None:
             details[name] = value
     if kind == "init":
-        details["init_duration_ms"] = environment.get("init_duration_ms")
-    error = invocation.get("error") or environment.get("init_error")
+        details["init_duration_ms"] = environment.init_duration_ms
+    error = invocation.get("error") or environment.init_error
     if error:
         details["error_type"] = error.get("errorType")
         details["error_message"] = str(error.get("errorMessage", ""))[:500]
-    reason = environment.get("shutdown_reason")
+    reason = environment.shutdown_reason
     if reason:
         details["shutdown_reason"] = reason
     return details
@@ -473,25 +437,24 @@ def _place(
     return segments, breaks, max(0, column - SEGMENT_GAP_COLUMNS)
 
 
-def _keep_room_for_marks(
-    items: list[_Item], environments: dict[str, dict[str, Any]], history: FunctionHistory
-) -> None:
+def _keep_room_for_marks(items: list[_Item], environments: dict[str, EnvironmentHistory]) -> None:
     last: dict[str, Bar] = {}
     for item in items:
         last[item.bar.environment_uid] = item.bar
     for uid, bar in last.items():
-        environment = environments.get(uid, {})
-        bar.trailing = int(environment.get("shutdown_reason") in NOTABLE_SHUTDOWNS) + int(
-            bool(history.reasons(uid))
+        environment = environments.get(uid)
+        if environment is None:  # the throttled lane
+            continue
+        bar.trailing = int(environment.shutdown_reason in NOTABLE_SHUTDOWNS) + int(
+            bool(environment.reasons())
         )
 
 
 def _mark_lanes(
     lanes: list[Lane],
-    environments: dict[str, dict[str, Any]],
+    environments: dict[str, EnvironmentHistory],
     lane_of: dict[str, int],
     bars: list[Bar],
-    history: FunctionHistory,
 ) -> None:
     """After each environment's last bar: a shutdown worth seeing, and the summary's mark."""
     of_environment: dict[str, list[Bar]] = {}
@@ -503,12 +466,12 @@ def _mark_lanes(
             continue
         final = max(own, key=lambda b: b.column)
         after = final.column + final.columns
-        reason = environment.get("shutdown_reason")
+        reason = environment.shutdown_reason
         lane = lanes[lane_of[uid]]
         if reason in NOTABLE_SHUTDOWNS:
             lane.shutdowns.append((after, final.test, str(reason)))
             after += 1
-        why = "; ".join(history.reasons(uid))
+        why = "; ".join(environment.reasons())
         if why:
             lane.marks.append((after, final.test, why))
             for bar in own:

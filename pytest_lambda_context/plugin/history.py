@@ -1,0 +1,212 @@
+"""The session's history of its functions, built once from the records at the end.
+
+The records are plain data (``function_record``: one per function a test made), as
+pytest-xdist carries them and the JSON report writes them. An environment kept warm
+across tests is in each of those tests' records; this is the one place that puts them
+together: per function (name, handler, isolation), its tests in order, and per
+environment its latest (complete) record, the test that first used it, the test that
+owns each invocation, and what the summary marks it for. The terminal summary, the
+JSON report and the HTML timelines all read the same ``SessionHistory``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+__all__ = [
+    "EnvironmentHistory",
+    "FunctionHistory",
+    "FunctionKey",
+    "SessionHistory",
+    "per_invocation_pattern",
+    "was_used",
+]
+
+
+class FunctionKey(NamedTuple):
+    """What makes two tests' functions one function in the reports."""
+
+    function_name: str
+    handler: str
+    isolation: str
+
+
+@dataclass
+class EnvironmentHistory:
+    """One execution environment over the session (it may have served several tests)."""
+
+    uid: str
+    # Its last record: an environment's record grows test by test, the last is complete.
+    record: dict[str, Any]
+    # Index (in its function's ``tests``) of the first test that used it, and the last.
+    first_test: int
+    last_test: int
+    warm_invocations: int = 0
+    warm_opening_connections: int = 0
+    warm_creating_clients: int = 0
+    limits_broken: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """The id tests see ("env-1"), unique within a function only."""
+        return str(self.record["id"])
+
+    @property
+    def invocation_count(self) -> int:
+        return int(self.record.get("invocation_count") or 0)
+
+    @property
+    def invocations(self) -> list[dict[str, Any]]:
+        """Its invocation records (only when the session keeps them: a report asked)."""
+        invocations: list[dict[str, Any]] = self.record.get("invocations") or []
+        return invocations
+
+    @property
+    def init_duration_ms(self) -> float | None:
+        value = self.record.get("init_duration_ms")
+        return None if value is None else float(value)
+
+    @property
+    def restore_duration_ms(self) -> float | None:
+        value = self.record.get("restore_duration_ms")
+        return None if value is None else float(value)
+
+    @property
+    def init_error(self) -> dict[str, Any] | None:
+        error: dict[str, Any] | None = self.record.get("init_error")
+        return error
+
+    @property
+    def shutdown_reason(self) -> str | None:
+        reason = self.record.get("shutdown_reason")
+        return None if reason is None else str(reason)
+
+    @property
+    def initialization_type(self) -> str | None:
+        value = self.record.get("initialization_type")
+        return None if value is None else str(value)
+
+    @property
+    def connections(self) -> int:
+        return int(self.record.get("connections") or 0)
+
+    @property
+    def clients(self) -> int:
+        return len(self.record.get("clients") or ())
+
+    @property
+    def connection_events(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = self.record.get("connection_events") or []
+        return events
+
+    @property
+    def cold_start(self) -> bool:
+        """It had a cold start: an init, or a SnapStart restore (which has none)."""
+        return self.init_duration_ms is not None or self.restore_duration_ms is not None
+
+    @property
+    def used(self) -> bool:
+        return was_used(self.record)
+
+    def reasons(self) -> list[str]:
+        """Why the summary marks it (a broken limit, a client per invocation); empty
+        for one that behaved."""
+        reasons = [f"broke {limit}" for limit in self.limits_broken]
+        for what, opening, verb in (
+            ("connection", self.warm_opening_connections, "opened"),
+            ("boto3 client", self.warm_creating_clients, "created"),
+        ):
+            if per_invocation_pattern(self.warm_invocations, opening):
+                reasons.append(
+                    f"{verb} a {what} in each of its {self.warm_invocations} warm invocations"
+                )
+        return reasons
+
+
+class FunctionHistory:
+    """One function (name, handler, isolation) over the tests that made it."""
+
+    def __init__(self, key: FunctionKey) -> None:
+        self.key = key
+        self.records: list[dict[str, Any]] = []
+        # Tests in the order they first appear, and where each one is in that order.
+        self.tests: list[str] = []
+        self.test_index: dict[str, int] = {}
+        # Every environment, in the order it first appears, by uid (unique in a session).
+        self.environments: dict[str, EnvironmentHistory] = {}
+        # (uid, request id) -> the first test whose record has the invocation: its own.
+        self.owner: dict[tuple[str, str], int] = {}
+        self.throttled = 0
+        # Limits a test broke as a whole (per="test"), one line each.
+        self.test_marks: list[str] = []
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        test = str(record["test"])
+        index = self.test_index.get(test)
+        if index is None:
+            index = self.test_index[test] = len(self.tests)
+            self.tests.append(test)
+        for data in record["environments"]:
+            uid = str(data["uid"])
+            environment = self.environments.get(uid)
+            if environment is None:
+                environment = self.environments[uid] = EnvironmentHistory(uid, data, index, index)
+            environment.record = data
+            for invocation in data.get("invocations") or ():
+                owner = self.owner.setdefault((uid, str(invocation["request_id"])), index)
+                environment.last_test = max(environment.last_test, owner)
+            # Each record counts its own test's warm invocations and broken limits.
+            environment.warm_invocations += int(data.get("warm_invocations", 0))
+            environment.warm_opening_connections += int(data.get("warm_opening_connections", 0))
+            environment.warm_creating_clients += int(data.get("warm_creating_clients", 0))
+            environment.limits_broken += data.get("limits_broken", [])
+        self.throttled += len(record.get("throttles") or ())
+        self.test_marks += [
+            f"{test}: broke {limit} in the test as a whole"
+            for limit in record.get("limits_broken", [])
+        ]
+
+    @property
+    def used(self) -> list[EnvironmentHistory]:
+        """The environments that were initialised or invoked (the rest were only made)."""
+        return [e for e in self.environments.values() if e.used]
+
+
+class SessionHistory:
+    """Every function of the session, in the order each first appears in the records."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        # As the JSON report writes them.
+        self.records = records
+        functions: dict[FunctionKey, FunctionHistory] = {}
+        for record in records:
+            key = FunctionKey(
+                str(record["function_name"]), str(record["handler"]), str(record["isolation"])
+            )
+            function = functions.get(key)
+            if function is None:
+                function = functions[key] = FunctionHistory(key)
+            function.add(record)
+        self.functions = list(functions.values())
+
+
+def per_invocation_pattern(warm: int, opening: int) -> bool:
+    """A client per invocation: every warm invocation (two or more) opened anew.
+
+    A reconnect after an idle period or an outage, or a pool growing within one
+    invocation, is not this pattern: they leave most warm invocations quiet.
+    """
+    return warm >= 2 and opening == warm
+
+
+def was_used(environment: dict[str, Any]) -> bool:
+    """An environment made and never initialised (a fixture's, unused) is not reported."""
+    return bool(
+        environment.get("invocations")
+        or environment.get("invocation_count")
+        or environment.get("init_duration_ms") is not None
+        or environment.get("restore_duration_ms") is not None
+        or environment.get("init_error")
+    )
