@@ -4,8 +4,10 @@ Two execution models start processes from something other than the clean templat
 a SnapStart restore is a fork of the snapshot (a worker whose init ran), and the
 runtime processes of a Lambda Managed Instances environment are forks of that
 environment's own process. Both are a :class:`ForkServer`: a worker that was told to
-serve ``fork`` and ``reap`` requests on its channel, with the interface of
-:class:`~pytest_lambda_context.environments.process.WorkerTemplate`, so a
+serve fork and reap requests on its channel (``channel.ForkRequest``,
+``channel.ReapRequest``, answered by ``worker.serve_forks`` as the template answers
+them), with the interface of a :class:`~pytest_lambda_context.environments.process.Forker`,
+as :class:`~pytest_lambda_context.environments.template.WorkerTemplate` has it, so a
 ``ProcessEnvironment`` forks through it like through the template (and the forked
 worker starts at the same entry point, ``worker._fork``).
 """
@@ -16,15 +18,26 @@ import signal
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar
 
+from pytest_lambda_context.environments.channel import (
+    Forked,
+    ForkRequest,
+    ForkServerRequest,
+    Reaped,
+    ReapRequest,
+    ServingForks,
+    expect,
+    recv_message,
+    send_message,
+)
 from pytest_lambda_context.environments.process import ProcessEnvironment
-from pytest_lambda_context.environments.worker import recv_message, send_message
 
 __all__ = ["ForkServer"]
 
 # A fork or a reap is answered in milliseconds; past this the server is taken for dead.
 _ANSWER_TIMEOUT = 30.0
+Answer = TypeVar("Answer", Forked, Reaped)
 
 
 class ForkServer(ProcessEnvironment):
@@ -43,20 +56,21 @@ class ForkServer(ProcessEnvironment):
         """Forks go through the server at once (it is started by whoever made it)."""
 
     def fork(self, channel: socket.socket, own_tmp: str, expose: list[str]) -> int:
-        reply = self._ask(("fork", own_tmp, tuple(expose)), [channel.fileno()])
+        request = ForkRequest(own_tmp=own_tmp, expose=tuple(expose))
+        reply = self._ask(request, [channel.fileno()], Forked)
         if reply is None:
             raise RuntimeError(f"{self!r} is gone: it cannot fork an environment")
-        pid: int = reply[1]
-        return pid
+        return reply.pid
 
     def reap(self, pid: int, block: bool = True) -> int | None:
-        reply = self._ask(("reap", pid, block), [])
+        reply = self._ask(ReapRequest(pid=pid, block=block), [], Reaped)
         if reply is None:  # the server is gone, and its workers were killed with it
             return int(signal.SIGKILL)
-        status: int | None = reply[1]
-        return status
+        return reply.status
 
-    def _ask(self, message: tuple[Any, ...], fds: list[int]) -> tuple[Any, ...] | None:
+    def _ask(
+        self, message: ForkRequest | ReapRequest, fds: list[int], expected: type[Answer]
+    ) -> Answer | None:
         with self._fork_lock:
             channel = self._channel
             if channel is None or self.state == "shutdown":
@@ -65,19 +79,19 @@ class ForkServer(ProcessEnvironment):
             try:
                 channel.settimeout(_ANSWER_TIMEOUT)
                 send_message(channel, message, fds)
-                reply: tuple[Any, ...] = recv_message(channel, time.monotonic() + _ANSWER_TIMEOUT)
+                reply = recv_message(channel, time.monotonic() + _ANSWER_TIMEOUT)
             except (OSError, EOFError):
                 return None
             finally:
                 self._freeze()
-            return reply
+            return expect(reply, expected)
 
     def start_serving(self) -> None:
         """Start a fresh worker (no function code) as a fork server."""
         self._template.ready()
         self._spawn()
         try:
-            self._request(("fork-server",), _ANSWER_TIMEOUT)
+            self._request(ForkServerRequest(), _ANSWER_TIMEOUT, ServingForks)
         except BaseException:
             self.shutdown("could not start")
             raise

@@ -24,12 +24,25 @@ import sys
 import time
 from collections.abc import Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pytest_lambda_context.environments import sandbox, test_side_patches
 from pytest_lambda_context.environments.base import ExecutionEnvironment
+from pytest_lambda_context.environments.channel import (
+    InitRequest,
+    InvokeReply,
+    InvokeRequest,
+    Message,
+    PhaseReply,
+    RestoreRequest,
+    ServingForks,
+    ShutdownRequest,
+    WorkerConfig,
+    expect,
+    recv_message,
+    send_message,
+)
 from pytest_lambda_context.environments.template import PACKAGE_PARENT, sys_path
-from pytest_lambda_context.environments.worker import recv_message, send_message
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.scope import Scope
 from pytest_lambda_context.runtime.clock import ms_since
@@ -56,6 +69,8 @@ _SLACK = 0.05
 # How long a worker gets to exit by itself (atexit handlers) before SIGKILL.
 _EXIT_GRACE = 1.0
 _HAVE_PIDFD = hasattr(os, "pidfd_open")
+# What a worker answers on its channel.
+Reply = TypeVar("Reply", PhaseReply, InvokeReply, ServingForks)
 
 
 class _Crashed(Exception):
@@ -94,20 +109,20 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._template: Forker = template or sink.worker_template()
         environ = self._initial_environ()
         code_root = spec.code_root
-        self._config: dict[str, Any] | None = {
-            "environ": environ,
-            "tmpdir": self._tmpdir,
-            "sys_path": [code_root, *(p for p in sys_path() if p != code_root)],
-            "code_root": code_root,
-            "code_root_prefix": spec.code_root_prefix,
-            "function_name": spec.function_name,
-            "environment_id": env_id,
-            "network": spec.network,
-            "handler": spec.handler,
-            "memory_mb": spec.memory_mb,
-            "region": spec.region,
-            "log_stream_name": self.log_stream_name,
-        }
+        self._config: WorkerConfig | None = WorkerConfig(
+            environ=environ,
+            tmpdir=self._tmpdir,
+            sys_path=[code_root, *(p for p in sys_path() if p != code_root)],
+            code_root=code_root,
+            code_root_prefix=spec.code_root_prefix,
+            function_name=spec.function_name,
+            environment_id=env_id,
+            network=spec.network,
+            handler=spec.handler,
+            memory_mb=spec.memory_mb,
+            region=spec.region,
+            log_stream_name=self.log_stream_name,
+        )
         self.pid: int | None = None
         self._channel: socket.socket | None = None
         self._pidfd: int | None = None
@@ -175,7 +190,11 @@ class ProcessEnvironment(ExecutionEnvironment):
         if self.pid is not None and not self._reaped:
             os.killpg(self.pid, signum)
 
-    def _request(self, message: tuple[Any, ...], timeout: float) -> tuple[Any, ...]:
+    def _request(self, message: Message, timeout: float, expected: type[Reply]) -> Reply:
+        """Send ``message``, wait for the worker's reply of type ``expected``.
+
+        Raises TimeoutError past ``timeout`` seconds, _Crashed if the worker is gone.
+        """
         channel = self._channel
         assert channel is not None
         deadline = time.monotonic() + timeout
@@ -189,14 +208,14 @@ class ProcessEnvironment(ExecutionEnvironment):
                 self._stdio = stdio
             else:
                 send_message(channel, message)
-            reply: tuple[Any, ...] = recv_message(channel, deadline)
+            reply = expect(recv_message(channel, deadline), expected)
         except TimeoutError:
             raise
         except (EOFError, OSError):  # the worker is gone, or going
             raise _Crashed(self._wait_exit()) from None
         finally:
             self._busy = False
-        self._max_rss_kb = reply[5]
+        self._max_rss_kb = reply.max_rss_kb
         return reply
 
     def _wait_exit(self, grace: float = _EXIT_GRACE) -> int:
@@ -264,9 +283,10 @@ class ProcessEnvironment(ExecutionEnvironment):
         runs it again (see ExecutionEnvironment.phase_limit)."""
         return self.phase_limit
 
-    def _init_message(self, request_id: str | None, offset: float) -> tuple[Any, ...]:
+    def _init_message(self, request_id: str | None, offset: float) -> InitRequest | RestoreRequest:
         # The config stays until an init succeeds: a failed one is run again.
-        return ("init", self._config, request_id, offset)
+        assert self._config is not None
+        return InitRequest(config=self._config, request_id=request_id, offset=offset)
 
     def _init_timed_out(self, request_id: str | None) -> Outcome:
         return Outcome(
@@ -323,7 +343,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         try:
             self._spawn()
             reply = self._request(
-                self._init_message(request_id, offset), self.init_timeout + _SLACK
+                self._init_message(request_id, offset), self.init_timeout + _SLACK, PhaseReply
             )
         except TimeoutError:
             self._kill()
@@ -336,9 +356,8 @@ class ProcessEnvironment(ExecutionEnvironment):
         except BaseException:
             self._abandon()
             raise
-        kind, result, payload, _, events, _, self.tmp_refused, *runtime = reply
-        # A worker's init reply carries its log (a SnapStart hook's reply does not).
-        output, echo = (runtime[1], runtime[2]) if runtime else (None, None)
+        self.tmp_refused = reply.tmp_refused
+        kind = reply.kind
         if kind is OutcomeKind.OK:
             # The worker keeps it; a copy of os.environ per environment is not worth
             # holding on to here once init has succeeded.
@@ -351,12 +370,13 @@ class ProcessEnvironment(ExecutionEnvironment):
         # as Lambda's includes the runtime's start.
         return Outcome(
             kind,
-            result,
-            payload=payload,
+            reply.hooks_ms,
+            payload=reply.payload,
             duration_ms=ms_since(started),
-            events=events,
-            output=output,
-            echo=echo,
+            events=reply.events,
+            # A worker's init reply carries its log (a SnapStart hook's reply does not).
+            output=reply.output,
+            echo=reply.echo,
         )
 
     def _discard_worker(self) -> None:
@@ -377,10 +397,13 @@ class ProcessEnvironment(ExecutionEnvironment):
         started = time.perf_counter()
         self._thaw()
         try:
-            reply = self._request(
-                ("invoke", request_id, event, deadline_ms, self.spec.clock.shift),
-                timeout + _SLACK,
+            request = InvokeRequest(
+                request_id=request_id,
+                event=event,
+                deadline_ms=deadline_ms,
+                offset=self.spec.clock.shift,
             )
+            reply = self._request(request, timeout + _SLACK, InvokeReply)
         except TimeoutError:
             self._kill()
             payload = timeout_payload(request_id, timeout)
@@ -391,20 +414,17 @@ class ProcessEnvironment(ExecutionEnvironment):
         except BaseException:
             self._abandon()
             raise
-        kind, result, payload, duration_ms, events, _, raw, output, echo = reply
-        if (
-            kind is not OutcomeKind.RUNTIME_EXIT
-        ):  # an exiting worker is reaped by the shutdown that follows
+        if reply.kind is not OutcomeKind.RUNTIME_EXIT:  # reaped by the shutdown that follows
             self._freeze()
         return Outcome(
-            kind,
-            result=result,
-            raw=raw,
-            payload=payload,
-            duration_ms=duration_ms,
-            events=events,
-            output=output,
-            echo=echo,
+            reply.kind,
+            result=reply.result,
+            raw=reply.raw,
+            payload=reply.payload,
+            duration_ms=reply.duration_ms,
+            events=reply.events,
+            output=reply.output,
+            echo=reply.echo,
         )
 
     def _release(self) -> None:
@@ -432,7 +452,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         try:
             self._thaw()
             channel.settimeout(_EXIT_GRACE)
-            send_message(channel, ("shutdown",))
+            send_message(channel, ShutdownRequest())
         except OSError:
             self._kill()
         self._wait_exit()

@@ -21,6 +21,7 @@ import tempfile
 import threading
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from pytest_lambda_context.environments.channel import PhaseReply, RestoreRequest, SnapshotRequest
 from pytest_lambda_context.environments.fork_server import ForkServer
 from pytest_lambda_context.environments.process import ProcessEnvironment
 from pytest_lambda_context.runtime.errors import InitError, LambdaError, error_payload
@@ -73,15 +74,16 @@ class SnapshotProcess(ForkServer):
         remaining = self.init_timeout - (self.init_duration_ms or 0.0) / 1000.0
         self._thaw()  # init left it frozen, as an idle environment
         try:
-            reply = self._request(("snapshot", self.spec.clock.shift), max(remaining, 0.001))
+            request = SnapshotRequest(offset=self.spec.clock.shift)
+            reply = self._request(request, max(remaining, 0.001), PhaseReply)
         except TimeoutError:
             self._fail(timeout_payload(None, self.init_timeout, init=True))
         except (OSError, EOFError):
             self._fail(error_payload("the snapshot process died", "Runtime.ExitError", None))
-        kind, _, payload, _, events, _, _ = reply
-        self._collect(events, None)
-        if kind is not OutcomeKind.OK:
-            self._fail(payload)
+        self._collect(reply.events, None)
+        if reply.kind is not OutcomeKind.OK:
+            assert reply.payload is not None  # a failed hook's error
+            self._fail(reply.payload)
         self._freeze()
 
     def _fail(self, payload: dict[str, Any]) -> NoReturn:
@@ -173,14 +175,14 @@ class RestoredEnvironment(ProcessEnvironment):
     def init_timeout(self) -> float:
         return RESTORE_TIMEOUT
 
-    def _init_message(self, request_id: str | None, offset: float) -> tuple[Any, ...]:
-        settings = {
-            "environment_id": self.id,
-            "log_stream_name": self.log_stream_name,
-            "tmpdir": self._tmpdir,
-            "environ": {"TMPDIR": self._tmpdir},
-        }
-        return ("restore", settings, offset)
+    def _init_message(self, request_id: str | None, offset: float) -> RestoreRequest:
+        return RestoreRequest(
+            environment_id=self.id,
+            log_stream_name=self.log_stream_name,
+            tmpdir=self._tmpdir,
+            environ={"TMPDIR": self._tmpdir},
+            offset=offset,
+        )
 
     def _init_timed_out(self, request_id: str | None) -> Outcome:
         message = (

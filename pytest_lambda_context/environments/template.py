@@ -9,7 +9,6 @@ function's own init code.
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -18,13 +17,23 @@ import threading
 from collections.abc import Sequence
 
 from pytest_lambda_context.environments import worker_coverage
+from pytest_lambda_context.environments.channel import (
+    Forked,
+    ForkRequest,
+    Hello,
+    Ready,
+    Reaped,
+    ReapRequest,
+    expect,
+    recv_packet,
+    send_packet,
+)
 from pytest_lambda_context.environments.worker import PRELOAD
 
 __all__ = ["PACKAGE_PARENT", "WorkerTemplate", "sys_path"]
 
 # How long the template may take to import the preloaded libraries.
 _READY_TIMEOUT = 120.0
-_PACKET = 1 << 16
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -96,8 +105,7 @@ class WorkerTemplate:
             theirs.close()
         self._control = ours
         self.pid = self._process.pid
-        hello = ("hello", sys_path(), self.preload, self._coverage)
-        ours.send(pickle.dumps(hello, pickle.HIGHEST_PROTOCOL))
+        send_packet(ours, Hello(sys_path=sys_path(), preload=self.preload, coverage=self._coverage))
 
     def _wait_ready(self) -> socket.socket:
         self._start()
@@ -105,9 +113,9 @@ class WorkerTemplate:
         assert control is not None
         if not self._ready:
             control.settimeout(_READY_TIMEOUT)
-            reply = control.recv(_PACKET)
+            reply = recv_packet(control)
             control.settimeout(None)
-            if not reply:
+            if reply is None:
                 status = self._process.wait() if self._process is not None else None
                 self._discard()
                 raise RuntimeError(
@@ -115,7 +123,7 @@ class WorkerTemplate:
                     f"pytest_lambda_context.environments.worker) exited with status {status} before it "
                     "was ready; its error output is above"
                 )
-            _, _, self.preloaded = pickle.loads(reply)
+            self.preloaded = expect(reply, Ready).preloaded
             self._ready = True
         return control
 
@@ -155,16 +163,15 @@ class WorkerTemplate:
         ``own_tmp``: the folder to be the worker's literal ``/tmp``, with the host paths
         ``expose`` still visible in it.
         """
-        request = pickle.dumps(("fork", own_tmp, tuple(expose)))
+        request = ForkRequest(own_tmp=own_tmp, expose=tuple(expose))
         for attempt in (1, 2):
             with self._lock:
                 try:
                     control = self._wait_ready()
-                    socket.send_fds(control, [request], [channel.fileno()])
-                    reply = control.recv(_PACKET)
-                    if reply:
-                        pid: int = pickle.loads(reply)[1]
-                        return pid
+                    send_packet(control, request, [channel.fileno()])
+                    reply = recv_packet(control)
+                    if reply is not None:
+                        return expect(reply, Forked).pid
                 except OSError:
                     if attempt == 2:
                         raise
@@ -185,16 +192,15 @@ class WorkerTemplate:
                 # No template: its workers were killed along with it.
                 return int(signal.SIGKILL)
             try:
-                control.send(pickle.dumps(("reap", pid, block)))
-                reply = control.recv(_PACKET)
+                send_packet(control, ReapRequest(pid=pid, block=block))
+                reply = recv_packet(control)
             except BaseException:
                 self._discard()
                 raise
-            if not reply:
+            if reply is None:
                 self._discard()
                 return int(signal.SIGKILL)
-            status: int | None = pickle.loads(reply)[1]
-            return status
+            return expect(reply, Reaped).status
 
     def __repr__(self) -> str:
         return f"<WorkerTemplate pid={self.pid} ready={self._ready} closed={self._closed}>"

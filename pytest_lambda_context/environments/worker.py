@@ -1,16 +1,16 @@
 """The far side of ``isolation="process"``: the template process and the workers it forks.
 
 ``python -m pytest_lambda_context.environments.worker <control-fd> [--pdeathsig]`` starts a template:
-it imports the heavy third-party libraries once, then waits on its control socket
-(SOCK_SEQPACKET, one pickled message per packet). Each ``fork`` request carries one end
-of a fresh socketpair (SCM_RIGHTS); the forked child becomes an execution environment
-and talks to the test process over that channel with length-prefixed pickle messages:
-``init``, ``invoke`` and ``shutdown``. The template never runs function code, so no
-worker inherits a connection, a client or a module of the function's own.
+it imports the heavy third-party libraries once, then waits on its control socket.
+Each fork request carries one end of a fresh socketpair (SCM_RIGHTS); the forked child
+becomes an execution environment and talks to the test process over that channel:
+init, invoke and shutdown requests (the messages and their framing:
+:mod:`~pytest_lambda_context.environments.channel`). The template never runs function
+code, so no worker inherits a connection, a client or a module of the function's own.
 
 Workers stay children of the template, so only the template can reap them: the test
-process asks it to (``reap``), which also keeps a pid from being reused while the test
-process may still signal it.
+process asks it to (a reap request), which also keeps a pid from being reused while
+the test process may still signal it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import pickle
 import resource
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import time
@@ -33,6 +32,29 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_lambda_context.environments import sandbox, worker_coverage
+from pytest_lambda_context.environments.channel import (
+    Forked,
+    ForkRequest,
+    ForkServerRequest,
+    Hello,
+    InitRequest,
+    InvokeReply,
+    InvokeRequest,
+    Message,
+    PhaseReply,
+    Ready,
+    Reaped,
+    ReapRequest,
+    RestoreRequest,
+    ServingForks,
+    SnapshotRequest,
+    WorkerConfig,
+    expect,
+    recv_message,
+    recv_packet,
+    send_message,
+    send_packet,
+)
 from pytest_lambda_context.environments.worker_debugger import explain_debugger_quit
 from pytest_lambda_context.observe.drivers import DriverWatch
 from pytest_lambda_context.runtime.records import OutcomeKind
@@ -40,8 +62,6 @@ from pytest_lambda_context.runtime.records import OutcomeKind
 __all__ = [
     "PRELOAD",
     "main",
-    "recv_message",
-    "send_message",
     "serve_forks",
     "set_parent_death_signal",
 ]
@@ -75,80 +95,8 @@ PRELOAD = (
     "simplejson",
 )
 
-_HEADER = struct.Struct("!Q")
 _PICKLE = pickle.HIGHEST_PROTOCOL
-_CONTROL_PACKET = 1 << 16
 _PR_SET_PDEATHSIG = 1
-
-
-# --- framing: length-prefixed pickles on a stream socket ------------------------------
-
-
-def send_message(sock: socket.socket, message: Any, fds: list[int] | None = None) -> None:
-    """Send one message; ``fds`` travel with its first bytes (SCM_RIGHTS)."""
-    data = pickle.dumps(message, _PICKLE)
-    if fds:
-        framed = _HEADER.pack(len(data)) + data
-        sent = socket.send_fds(sock, [framed], fds)
-        if sent < len(framed):
-            sock.sendall(framed[sent:])
-    elif len(data) < 1 << 16:
-        sock.sendall(_HEADER.pack(len(data)) + data)
-    else:  # spare a copy of a large event or result
-        sock.sendall(_HEADER.pack(len(data)))
-        sock.sendall(data)
-
-
-def recv_message(
-    sock: socket.socket, deadline: float | None = None, fds: list[int] | None = None
-) -> Any:
-    """Read one message; EOFError when the peer is gone, TimeoutError past ``deadline``.
-
-    ``deadline`` (time.monotonic) needs a socket in timeout mode; None blocks.
-    ``fds``: file descriptors sent along with the message (SCM_RIGHTS) are added to it.
-    """
-    chunk = _recv(sock, 1 << 16, deadline, fds)
-    while len(chunk) < _HEADER.size:
-        chunk += _recv(sock, _HEADER.size - len(chunk), deadline)
-    (size,) = _HEADER.unpack_from(chunk)
-    end = _HEADER.size + size
-    if len(chunk) >= end:  # the common case: the whole message in one read
-        return pickle.loads(memoryview(chunk)[_HEADER.size : end])
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    have = len(chunk) - _HEADER.size
-    view[:have] = memoryview(chunk)[_HEADER.size :]
-    while have < size:
-        if deadline is not None:
-            _set_timeout(sock, deadline)
-        count = sock.recv_into(view[have:])
-        if not count:
-            raise EOFError("the peer closed the channel")
-        have += count
-    return pickle.loads(buffer)
-
-
-def _recv(
-    sock: socket.socket, size: int, deadline: float | None, fds: list[int] | None = None
-) -> bytes:
-    if deadline is not None:
-        _set_timeout(sock, deadline)
-    if fds is None:
-        data = sock.recv(size)
-    else:
-        data, received, _, _ = socket.recv_fds(sock, size, 4)
-        fds.extend(received)
-    if not data:
-        raise EOFError("the peer closed the channel")
-    return data
-
-
-def _set_timeout(sock: socket.socket, deadline: float) -> None:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        # Not settimeout(0): that makes the socket non-blocking (BlockingIOError).
-        raise TimeoutError("no reply before the deadline")
-    sock.settimeout(remaining)
 
 
 # --- process plumbing ---------------------------------------------------------------
@@ -202,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(control: socket.socket) -> int:
-    hello = control.recv(_CONTROL_PACKET)
-    if not hello:
+    message = recv_packet(control)
+    if message is None:
         return 0
-    _, sys_path, preload, coverage = pickle.loads(hello)
-    sys.path[:] = sys_path
+    hello = expect(message, Hello)
+    sys.path[:] = hello.sys_path
+    preload, coverage = hello.preload, hello.coverage
     if coverage is not None:  # measured session: every worker measures (worker_coverage)
         preload = [*preload, "coverage", "coverage.control"]
     loaded = _preload(preload)
@@ -219,31 +168,32 @@ def _serve(control: socket.socket) -> int:
     # Processes that function code started and left behind become our children when
     # their environment ends, instead of escaping to init: see _end_orphans.
     sandbox.become_subreaper()
-    control.send(pickle.dumps(("ready", os.getpid(), loaded), _PICKLE))
+    send_packet(control, Ready(pid=os.getpid(), preloaded=loaded))
 
-    def receive() -> tuple[Any, list[int]]:
-        data, fds, _, _ = socket.recv_fds(control, _CONTROL_PACKET, 1)
-        return (pickle.loads(data) if data else None), fds
+    def receive() -> tuple[Message | None, list[int]]:
+        fds: list[int] = []
+        return recv_packet(control, fds), fds
 
-    def reply(message: Any) -> None:
-        control.send(pickle.dumps(message, _PICKLE))
+    def fork(fd: int, request: ForkRequest) -> int:
+        return _fork(control, fd, request.own_tmp, request.expose, coverage=coverage)
 
-    return serve_forks(
-        receive, reply, lambda fd, *where: _fork(control, fd, *where, coverage=coverage)
-    )
+    return serve_forks(receive, lambda message: send_packet(control, message), fork)
+
+
+# What forks a worker for a fork request: gets the channel's fd and the request.
+Fork = Callable[[int, ForkRequest], int]
 
 
 def serve_forks(
-    receive: Callable[[], tuple[Any, list[int]]],
-    reply: Callable[[Any], None],
-    fork: Callable[..., int],
+    receive: Callable[[], tuple[Message | None, list[int]]],
+    reply: Callable[[Message], None],
+    fork: Fork,
 ) -> int:
-    """Answer ``fork`` and ``reap`` requests until the test process lets go.
+    """Answer fork and reap requests until the test process lets go.
 
     The template does this, and so does a worker that stands in for it: a SnapStart
     snapshot (its forks are restores) and a Managed Instances environment (its forks
-    are the environment's runtime processes). ``fork`` gets the channel's fd, then
-    the request's own arguments (the worker's /tmp and what it must show).
+    are the environment's runtime processes).
     """
     live: set[int] = set()
     try:
@@ -252,20 +202,21 @@ def serve_forks(
                 request, fds = receive()
             except (OSError, EOFError):
                 break
-            if request is None:
-                break  # the test process is gone or done: so are the forked workers
-            if request[0] == "fork":
-                response: Any = ("forked", fork(fds[0], *request[1:]))
-                live.add(response[1])
+            response: Message
+            if isinstance(request, ForkRequest):
+                pid = fork(fds[0], request)
+                live.add(pid)
                 os.close(fds[0])
-            elif request[0] == "reap":
+                response = Forked(pid=pid)
+            elif isinstance(request, ReapRequest):
                 for fd in fds:
                     os.close(fd)
-                response = ("reaped", _reap(request[1], request[2]))
-                if response[1] is not None:
-                    live.discard(request[1])
+                status = _reap(request.pid, request.block)
+                if status is not None:
+                    live.discard(request.pid)
                     _end_orphans(live)
-            else:
+                response = Reaped(status=status)
+            else:  # None: the test process is gone or done, so are the forked workers
                 break
             reply(response)
     finally:
@@ -428,7 +379,8 @@ class _Worker:
         # Why /tmp is the host's (None: it is this environment's own).
         self.tmp_refused = tmp_refused
         self.handler: Any = None
-        self.config: dict[str, Any] = {}
+        # Set by the init request (a restore's is the snapshot's, renamed).
+        self.config: WorkerConfig
         # What to do once the current reply is sent, instead of serving more requests:
         # become a fork server (a SnapStart snapshot, a Managed Instances environment).
         self.then: Callable[[], int] | None = None
@@ -455,28 +407,26 @@ class _Worker:
                 return 0  # the test process let go of this environment
             if fds:
                 _redirect_stdio(fds)
-            kind = request[0]
-            if kind == "invoke":
-                reply, exit_status = self.invoke(*request[1:])
-            elif kind == "init":
-                reply, exit_status = self.init(*request[1:])
-            elif kind == "snapshot":
-                reply, exit_status = self.snapshot(*request[1:])
-            elif kind == "restore":
-                reply, exit_status = self.restore(*request[1:])
-            elif kind == "fork-server":
+            reply: InvokeReply | PhaseReply | ServingForks
+            if isinstance(request, InvokeRequest):
+                reply, exit_status = self.invoke(request)
+            elif isinstance(request, InitRequest):
+                reply, exit_status = self.init(request)
+            elif isinstance(request, SnapshotRequest):
+                reply, exit_status = self.snapshot(request.offset)
+            elif isinstance(request, RestoreRequest):
+                reply, exit_status = self.restore(request)
+            elif isinstance(request, ForkServerRequest):
                 self.then = self.serve_runtime_processes
-                reply, exit_status = (
-                    (OutcomeKind.OK, None, None, 0.0, [], _max_rss_kb(), None),
-                    None,
-                )
-            else:  # "shutdown": let atexit handlers (coverage, say) run, skip the teardown
+                reply, exit_status = ServingForks(max_rss_kb=_max_rss_kb()), None
+            else:  # shutdown: let atexit handlers (coverage, say) run, skip the teardown
                 _flush()
                 atexit._run_exitfuncs()
                 return 0
-            if reply[2] is not None:  # an error: a debugger that had no terminal, say so
-                payload = explain_debugger_quit(reply[2], self.config["environment_id"])
-                reply = (*reply[:2], payload, *reply[3:])
+            if not isinstance(reply, ServingForks) and reply.payload is not None:
+                # An error: a debugger that had no terminal, say so.
+                payload = explain_debugger_quit(reply.payload, self.config.environment_id)
+                reply = reply._replace(payload=payload)
             _flush()
             try:
                 send_message(channel, reply)
@@ -487,21 +437,20 @@ class _Worker:
             if self.then is not None:
                 return self.then()
 
-    def init(
-        self, config: dict[str, Any], request_id: str | None, offset: float
-    ) -> tuple[tuple[Any, ...], int | None]:
+    def init(self, request: InitRequest) -> tuple[PhaseReply, int | None]:
         from pytest_lambda_context.observe import clients, connections, netguard
         from pytest_lambda_context.observe.scope import set_scope
         from pytest_lambda_context.runtime.clock import shifted_clock
         from pytest_lambda_context.runtime.handler import InitFailure, import_handler
 
-        self.config = config
+        config = self.config = request.config
+        request_id = request.request_id
         os.environ.clear()
-        os.environ.update(config["environ"])
-        tempfile.tempdir = config["tmpdir"]
-        sys.path[:] = config["sys_path"]
-        os.chdir(config["code_root"])
-        _refresh_finders(config["code_root_prefix"])
+        os.environ.update(config.environ)
+        tempfile.tempdir = config.tmpdir
+        sys.path[:] = config.sys_path
+        os.chdir(config.code_root)
+        _refresh_finders(config.code_root_prefix)
         # Below the socket layer (_socket, UDP, name lookups, threads it starts); first,
         # as the socket monitor calls through to what it wraps.
         netguard.install()
@@ -509,7 +458,7 @@ class _Worker:
         # boto3/botocore clients made by function code are counted here too (the aws
         # fixture's accounting); it patches botocore only, and only once imported.
         clients.install()  # boto3/botocore clients of function code (botocore patched lazily)
-        self._install_runtime(config["environ"])
+        self._install_runtime(config.environ)
         # request_id None: connections of the init phase are the init's, not the
         # first invocation's (ConnectionEvent's contract).
         scope = self.scope(None)
@@ -517,8 +466,8 @@ class _Worker:
         started = time.perf_counter()
         exit_status = None
         try:
-            with shifted_clock(offset, config["code_root_prefix"]):
-                self.handler, _ = import_handler(config["handler"], request_id)
+            with shifted_clock(request.offset, config.code_root_prefix):
+                self.handler, _ = import_handler(config.handler, request_id)
             kind, payload = OutcomeKind.OK, None
         except InitFailure as failure:
             kind, payload = OutcomeKind.INIT_ERROR, failure.payload
@@ -537,17 +486,16 @@ class _Worker:
         duration = (time.perf_counter() - started) * 1000.0
         scope.events.extend(self.drivers.news())
         output, echo = self._end_phase()
-        reply = (
-            kind,
-            None,
-            payload,
-            duration,
-            scope.events,
-            _max_rss_kb(),
-            self.tmp_refused,
-            False,
-            output,
-            echo,
+        reply = PhaseReply(
+            kind=kind,
+            hooks_ms=None,
+            payload=payload,
+            duration_ms=duration,
+            events=scope.events,
+            max_rss_kb=_max_rss_kb(),
+            tmp_refused=self.tmp_refused,
+            output=output,
+            echo=echo,
         )
         return reply, exit_status
 
@@ -557,21 +505,21 @@ class _Worker:
 
         config = self.config
         return Scope(
-            config["function_name"],
-            config["environment_id"],
+            config.function_name,
+            config.environment_id,
             request_id,
-            config["code_root_prefix"],
+            config.code_root_prefix,
             [],
-            config["network"],
+            config.network,
         )
 
     # -- SnapStart and Managed Instances: a worker that forks others ----------------
     def run_hooks(
         self, run: Callable[[], None], error_type: str, offset: float, exit_status: int
-    ) -> tuple[tuple[Any, ...], int | None]:
+    ) -> tuple[PhaseReply, int | None]:
         """Run SnapStart hooks as function code of the init phase; an error ends the runtime.
 
-        The reply's result is the time since the restore began (its billed duration).
+        The reply's ``hooks_ms`` is the time since the restore began (its billed duration).
         """
         from pytest_lambda_context.observe.scope import set_scope
         from pytest_lambda_context.runtime.clock import shifted_clock
@@ -580,7 +528,7 @@ class _Worker:
         scope = self.scope(None)
         set_scope(scope)
         try:
-            with shifted_clock(offset, self.config["code_root_prefix"]):
+            with shifted_clock(offset, self.config.code_root_prefix):
                 run()
             kind, payload, status = OutcomeKind.OK, None, None
         except Exception as exc:
@@ -594,10 +542,20 @@ class _Worker:
         finally:
             set_scope(None)
         duration = (time.perf_counter() - self.restored_at) * 1000.0
-        reply = (kind, duration, payload, duration, scope.events, _max_rss_kb(), self.tmp_refused)
+        reply = PhaseReply(
+            kind=kind,
+            hooks_ms=duration,
+            payload=payload,
+            duration_ms=duration,
+            events=scope.events,
+            max_rss_kb=_max_rss_kb(),
+            tmp_refused=self.tmp_refused,
+            output=None,
+            echo=None,
+        )
         return reply, status
 
-    def snapshot(self, offset: float) -> tuple[tuple[Any, ...], int | None]:
+    def snapshot(self, offset: float) -> tuple[PhaseReply, int | None]:
         """SnapStart: init has run; run the before-snapshot hooks, then serve restores."""
         from pytest_lambda_context.environments import snapshot_runtime, stale_connections
 
@@ -619,13 +577,13 @@ class _Worker:
         channel = self.channel
         gc.freeze()  # the restores share the snapshot's pages as long as they can
 
-        def restore(fd: int, own_tmp: str | None, expose: tuple[str, ...]) -> int:
+        def restore(fd: int, request: ForkRequest) -> int:
             state = snapshot_runtime.capture()
             return _fork(
                 channel,
                 fd,
-                own_tmp,
-                expose,
+                request.own_tmp,
+                request.expose,
                 lambda restored, refused: self.restored(restored, refused, state),
             )
 
@@ -643,18 +601,20 @@ class _Worker:
         self.then = None
         return self.serve()
 
-    def restore(
-        self, settings: dict[str, Any], offset: float
-    ) -> tuple[tuple[Any, ...], int | None]:
+    def restore(self, request: RestoreRequest) -> tuple[PhaseReply, int | None]:
         """Become this environment (its id, /tmp), then run the after-restore hooks."""
         from pytest_lambda_context.environments import snapshot_runtime
 
-        snapshot_runtime.take_tmp(settings["tmpdir"])
-        self.config.update(settings)
-        os.environ.update(settings["environ"])
+        snapshot_runtime.take_tmp(request.tmpdir)
+        self.config = self.config._replace(
+            environment_id=request.environment_id,
+            log_stream_name=request.log_stream_name,
+            tmpdir=request.tmpdir,
+        )
+        os.environ.update(request.environ)
         # Exit status 65 when an after-restore hook fails, as AWS's runtime client's.
         return self.run_hooks(
-            snapshot_runtime.run_after_restore, "Runtime.AfterRestoreError", offset, 65
+            snapshot_runtime.run_after_restore, "Runtime.AfterRestoreError", request.offset, 65
         )
 
     def serve_runtime_processes(self) -> int:
@@ -663,15 +623,15 @@ class _Worker:
         channel = self.channel
         refused = self.tmp_refused
 
-        def runtime_process(fd: int, *_where: Any) -> int:
+        def runtime_process(fd: int, _request: ForkRequest) -> int:
             return _fork(channel, fd, None, (), lambda ch, _: _Worker(ch, refused).serve())
 
         return self._serve_forks(runtime_process)
 
-    def _serve_forks(self, fork: Callable[..., int]) -> int:
+    def _serve_forks(self, fork: Fork) -> int:
         channel = self.channel
 
-        def receive() -> tuple[Any, list[int]]:
+        def receive() -> tuple[Message | None, list[int]]:
             fds: list[int] = []
             try:
                 return recv_message(channel, fds=fds), fds
@@ -723,22 +683,21 @@ class _Worker:
         output, log.events = log.events, []
         return output, log.take_chunks()
 
-    def invoke(
-        self, request_id: str, event: Any, deadline_ms: float, offset: float
-    ) -> tuple[tuple[Any, ...], int | None]:
+    def invoke(self, request: InvokeRequest) -> tuple[InvokeReply, int | None]:
         from pytest_lambda_context.observe.scope import set_scope
         from pytest_lambda_context.runtime.clock import shifted_clock
         from pytest_lambda_context.runtime.context import LambdaContext, trace_header
         from pytest_lambda_context.runtime.handler import call_handler
 
         config = self.config
+        request_id, event, offset = request.request_id, request.event, request.offset
         context = LambdaContext(
             aws_request_id=request_id,
-            function_name=config["function_name"],
-            memory_limit_in_mb=config["memory_mb"],
-            log_stream_name=config["log_stream_name"],
-            region=config["region"],
-            deadline_ms=deadline_ms,
+            function_name=config.function_name,
+            memory_limit_in_mb=config.memory_mb,
+            log_stream_name=config.log_stream_name,
+            region=config.region,
+            deadline_ms=request.deadline_ms,
         )
         scope = self.scope(request_id)
         # As the runtime does for each invocation: the request id for log records, and
@@ -749,7 +708,7 @@ class _Worker:
         set_scope(scope)
         try:
             if offset:
-                with shifted_clock(offset, config["code_root_prefix"]):
+                with shifted_clock(offset, config.code_root_prefix):
                     outcome = call_handler(self.handler, event, context, request_id, self.encoder)
             else:
                 outcome = call_handler(self.handler, event, context, request_id, self.encoder)
@@ -769,16 +728,16 @@ class _Worker:
                 exit_status = 130 if isinstance(outcome.exc, KeyboardInterrupt) else 1
         scope.events.extend(self.drivers.news())
         output, echo = self._end_phase()
-        reply = (
-            outcome.kind,
-            outcome.result,
-            payload,
-            outcome.duration_ms,
-            scope.events,
-            _max_rss_kb(),
-            outcome.raw,
-            output,
-            echo,
+        reply = InvokeReply(
+            kind=outcome.kind,
+            result=outcome.result,
+            raw=outcome.raw,
+            payload=payload,
+            duration_ms=outcome.duration_ms,
+            events=scope.events,
+            max_rss_kb=_max_rss_kb(),
+            output=output,
+            echo=echo,
         )
         return reply, exit_status
 
@@ -804,16 +763,18 @@ def _max_rss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def _picklable(reply: tuple[Any, ...]) -> tuple[Any, ...]:
+def _picklable(reply: InvokeReply | PhaseReply | ServingForks) -> Message:
     """The reply without the events (from some monitor) that do not pickle."""
+    if isinstance(reply, ServingForks):
+        return reply
     kept = []
-    for event in reply[4]:
+    for event in reply.events:
         try:
             pickle.dumps(event, _PICKLE)
         except Exception:
             continue
         kept.append(event)
-    return (*reply[:4], kept, *reply[5:])
+    return reply._replace(events=kept)
 
 
 if __name__ == "__main__":
