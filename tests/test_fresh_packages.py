@@ -13,7 +13,7 @@ from conftest import write_files
 
 from pytest_lambda_context import LambdaFunction
 
-pytest.importorskip("aws_lambda_powertools", reason="aws-lambda-powertools (dev extra)")
+pytest.importorskip("aws_lambda_powertools", reason="aws-lambda-powertools (dev group)")
 
 HANDLERS = {
     "app/__init__.py": "",

@@ -1,6 +1,6 @@
 """Coverage of handler code run in process isolation, with the real pytest-cov and coverage.
 
-pytest-cov, coverage, pytest-xdist and snapshot-restore-py come with the dev extra: a
+pytest-cov, coverage, pytest-xdist and snapshot-restore-py come with the dev group: a
 missing one fails these tests rather than skipping them.
 
 Every process of an environment measures with the session's configuration, and its data
