@@ -192,7 +192,9 @@ def test_without_the_elasticsearch_client_the_fixture_names_the_extra(
 
 def test_es_url_outside_the_plugin_says_what_is_missing(search_project: pytest.Pytester) -> None:
     # Said when the function is made, not at its first invocation.
-    with pytest.raises(ValueError, match=r"uses \{es_url\}, but the es fixture is not in use"):
+    with pytest.raises(
+        ValueError, match=r"uses \{es_url\}, an unknown placeholder.* a service fixture named 'es'"
+    ):
         LambdaFunction(
             "app.search.handler", env={"ES_URL": "{es_url}"}, code_root=str(search_project.path)
         )

@@ -36,7 +36,7 @@ def test_a_misspelt_placeholder_names_itself_the_known_ones_and_the_nearest() ->
     message = str(info.value)
     assert message.startswith("env['ES_URL'] = '{es_ulr}' uses {es_ulr}, an unknown placeholder")
     assert "did you mean {es_url}?" in message
-    assert "known ones are {es_index_prefix}, {es_url}, {proxy:pg}" in message
+    assert "known ones are {es_url}, {proxy:pg}" in message
     assert "write {{es_ulr}} for the literal text {es_ulr}" in message
 
 

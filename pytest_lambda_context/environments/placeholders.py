@@ -1,5 +1,8 @@
 """Placeholders in a function's ``env`` values: ``{es_url}``, ``{proxy:NAME}``, ...
 
+The names come from whoever supplies them (the services' fixtures, ``tcp_proxy``): this
+module knows none of them.
+
 A placeholder is a name in single braces: an identifier (``{es_url}``) or
 ``{proxy:NAME}``. Anything else in braces (JSON, say) is left exactly as written, and
 ``{{name}}`` stands for the literal text ``{name}``. A placeholder that nothing
@@ -15,13 +18,13 @@ import difflib
 import re
 from collections.abc import Callable, Mapping
 
-__all__ = ["ES_PLACEHOLDERS", "PROXY_PREFIX", "check_placeholders", "fill_placeholders"]
+__all__ = ["PROXY_PREFIX", "check_placeholders", "fill_placeholders"]
 
 Suppliers = Mapping[str, Callable[[], str]]
 
 PROXY_PREFIX = "proxy:"
-# Supplied by the es fixture: always known names, even where es is not in use.
-ES_PLACEHOLDERS = ("es_url", "es_index_prefix")
+# A service fixture's placeholders: {NAME_url}, {NAME_host}, ... (es, postgres, ...).
+_SERVICE = re.compile(r"[A-Za-z][A-Za-z0-9_]*_(url|host|port|user|password|db|index_prefix)")
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*|proxy:[^{}\s]*"
 _TOKEN = re.compile(r"\{\{(" + _NAME + r")\}\}|\{(" + _NAME + r")\}")
 
@@ -60,24 +63,28 @@ def fill_placeholders(env: Mapping[str, str], suppliers: Suppliers) -> dict[str,
 
 
 def _unknown(key: str, value: str, name: str, suppliers: Suppliers) -> str:
-    known = sorted({*suppliers, *ES_PLACEHOLDERS})
+    known = sorted(suppliers)
     shown = ", ".join("{" + k + "}" for k in known)
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f"did you mean {{{close[0]}}}? " if close else ""
     start = f"env[{key!r}] = {value!r} uses {{{name}}}"
-    if name in ES_PLACEHOLDERS:
-        return (
-            f"{start}, but the es fixture is not in use: request the es fixture in the test "
-            "(or use make_lambda_function inside a test that does)"
-        )
     if name.startswith(PROXY_PREFIX):
         proxy = name[len(PROXY_PREFIX) :]
         return (
             f"{start}, but this test has no tcp_proxy named {proxy!r}: {hint}make one before "
             f"the first invocation, tcp_proxy(host, port, name={proxy!r}) (known: {shown or 'none'})"
         )
+    service = ""
+    if _SERVICE.fullmatch(name):
+        owner = name.removesuffix("_index_prefix").rpartition("_")[0] or name
+        service = (
+            f"; {{{name}}} would come from a service fixture named {owner!r} (es, postgres, "
+            "mysql, redis, or one made by factories.datastore), which is not in use here: "
+            "the plugin fills a service's placeholders only in functions that its fixtures "
+            "make (lambda_function, make_lambda_function, factories.lambda_function)"
+        )
     return (
-        f"{start}, an unknown placeholder: {hint}known ones are {shown} and "
+        f"{start}, an unknown placeholder: {hint}known ones are {shown or 'none'} and "
         f"{{proxy:NAME}} for a tcp_proxy named NAME; write {{{{{name}}}}} for the literal "
-        f"text {{{name}}}"
+        f"text {{{name}}}{service}"
     )

@@ -9,6 +9,7 @@ import pytest
 
 from pytest_lambda_context.plugin import markers, options
 from pytest_lambda_context.plugin.session import STATE_KEY, PluginState, TestFunctions
+from pytest_lambda_context.services.datastores.registry import DATASTORES
 
 if TYPE_CHECKING:  # the fixtures' types; imported for real only when a test uses them
     from types import ModuleType
@@ -18,6 +19,7 @@ if TYPE_CHECKING:  # the fixtures' types; imported for real only when a test use
     from pytest_lambda_context.observe.proxy import TcpProxy
     from pytest_lambda_context.runtime.context import LambdaContext
     from pytest_lambda_context.services.aws import AwsService
+    from pytest_lambda_context.services.datastores.service import DatastoreService
     from pytest_lambda_context.services.elasticsearch.service import ElasticsearchService
 
 _STATE = STATE_KEY
@@ -30,10 +32,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     markers.register(config)
     state = config.stash[_STATE] = PluginState(config, options.resolve_all(config))
-    # Elasticsearch: a header line, and {es_url} in env values (modules load when called).
+    # Elasticsearch: a header line (modules load when called).
     state.header_extras.append(lambda: _es().header_line(state))
+    # Services' placeholders in env values: {es_url}, {postgres_host}, ...
     state.function_preparers.append(
-        lambda request, settings: _es().prepare_function(request, settings)
+        lambda request, settings: _datastores().prepare_function(request, settings)
     )
     # tcp_proxy: {proxy:NAME} in env values.
     state.function_preparers.append(
@@ -60,6 +63,12 @@ def _es() -> ModuleType:
     from pytest_lambda_context.plugin import es_fixture
 
     return es_fixture
+
+
+def _datastores() -> ModuleType:
+    from pytest_lambda_context.plugin import datastore_fixture
+
+    return datastore_fixture
 
 
 def _uncounted_header() -> str:
@@ -208,6 +217,33 @@ def es(_lambda_es_service: ElasticsearchService) -> ElasticsearchService:
 def es_url(es: ElasticsearchService) -> str:
     """``es.url``: the counting proxy's URL that handler code should use."""
     return str(es.url)
+
+
+def _datastore_fixtures(name: str) -> tuple[Any, Any]:
+    """The session's server of one datastore, and the per-test fixture named after it."""
+
+    def service(pytestconfig: pytest.Config) -> Iterator[DatastoreService]:
+        yield from _datastores().session_service(pytestconfig.stash[_STATE], name)
+
+    def per_test(request: pytest.FixtureRequest) -> Iterator[DatastoreService]:
+        session: DatastoreService = request.getfixturevalue(f"_lambda_{name}_service")
+        yield from _datastores().holder(session)
+
+    per_test.__doc__ = (
+        f"The session's {name} (``DatastoreService``): ``url`` through a counting proxy, a "
+        "database of this test's own; counts start at 0 per test."
+    )
+    return (
+        pytest.fixture(scope="session", name=f"_lambda_{name}_service")(service),
+        pytest.fixture(name=name)(per_test),
+    )
+
+
+# postgres, mysql, redis: one pair of fixtures per registered datastore.
+for _name in DATASTORES:
+    globals()[f"_lambda_{_name}_service"], globals()[f"_lambda_{_name}"] = _datastore_fixtures(
+        _name
+    )
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ Imported only when a test uses them (or when the header line is written).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -21,12 +20,10 @@ from pytest_lambda_context.services.elasticsearch.service import (
 __all__ = [
     "docker_skip_reason",
     "header_line",
-    "prepare_function",
     "session_service",
     "skip_without_docker",
 ]
 
-_PLACEHOLDERS = ("{es_url}", "{es_index_prefix}")
 _INSTALL_CLIENT = 'the es fixture needs the elasticsearch client: pip install "pytest-lambda-context[elasticsearch]"'
 
 
@@ -85,20 +82,6 @@ def session_service(state: PluginState) -> Iterator[ElasticsearchService]:
             say(
                 "could not delete every index of this session: " + "; ".join(service.cleanup_errors)
             )
-
-
-def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
-    """Fill ``{es_url}`` and ``{es_index_prefix}`` in env values, pulling in ``es``."""
-    env: Mapping[str, Any] = settings.get("env") or {}
-    mentions = any(isinstance(v, str) and any(p in v for p in _PLACEHOLDERS) for v in env.values())
-    if not mentions and "es" not in request.fixturenames:
-        return
-    service: ElasticsearchService = request.getfixturevalue("es")
-    settings["placeholders"] = {
-        **(settings.get("placeholders") or {}),
-        "es_url": lambda: service.url,
-        "es_index_prefix": lambda: service.index_prefix,
-    }
 
 
 def docker_skip_reason(state: PluginState) -> str | None:

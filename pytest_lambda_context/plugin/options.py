@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from pytest_lambda_context.services.datastores.registry import DATASTORES
 from pytest_lambda_context.services.urls import without_password
 
 __all__ = ["OPTIONS", "Option", "package_names", "register", "resolve_all"]
@@ -68,6 +69,42 @@ def _package_names(value: str) -> str | None:
     return None
 
 
+def _datastore_url(name: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        from pytest_lambda_context.services.datastores.registry import kind
+
+        try:
+            kind(name).parse_url(value)
+        except ValueError as exc:
+            return f"{without_password(value)!r}: {exc}"
+        return None
+
+    return check
+
+
+def _datastore_options() -> tuple[Option, ...]:
+    """``lambda_NAME`` and ``lambda_NAME_url`` for each registered datastore."""
+    made: list[Option] = []
+    for name in DATASTORES:
+        made.append(
+            Option(
+                f"lambda_{name}",
+                f"Server of the {name} fixture: auto (url if a URL is given, else the "
+                "machine's binaries), local or url.",
+                ("auto", "local", "url"),
+                "auto",
+            )
+        )
+        made.append(
+            Option(
+                f"lambda_{name}_url",
+                f"URL of an existing server for the {name} fixture (backend url).",
+                check=_datastore_url(name),
+            )
+        )
+    return tuple(made)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "lambda_es",
@@ -119,6 +156,7 @@ OPTIONS: tuple[Option, ...] = (
         "aws_lambda_powertools and aws_embedded_metrics.",
         check=_package_names,
     ),
+    *_datastore_options(),
 )
 
 

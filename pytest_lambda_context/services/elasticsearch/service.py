@@ -46,6 +46,7 @@ class ElasticsearchService:
         self.proxy = TcpProxy(
             backend.host,
             backend.port,
+            name="es",  # max_connections(via="es")
             idle_timeout=idle_timeout,
             clock=clock.monotonic if clock is not None else None,
         ).start()
@@ -94,6 +95,24 @@ class ElasticsearchService:
             except (TypeError, KeyError):
                 self._version = "unknown"
         return self._version
+
+    @property
+    def host(self) -> str:
+        """The proxy's host: what handler code should connect to."""
+        return self.proxy.host
+
+    @property
+    def port(self) -> int:
+        return self.proxy.port
+
+    def placeholders(self) -> dict[str, Callable[[], str]]:
+        """``{es_url}``, ``{es_host}``, ``{es_port}``, ``{es_index_prefix}`` for env values."""
+        return {
+            "es_url": lambda: self.url,
+            "es_host": lambda: self.host,
+            "es_port": lambda: str(self.port),
+            "es_index_prefix": lambda: self.index_prefix,
+        }
 
     def index_name(self, name: str) -> str:
         """``name`` under this session's prefix: the only indices a url cluster gets from

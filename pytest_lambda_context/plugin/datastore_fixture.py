@@ -1,0 +1,112 @@
+"""Glue between pytest and the datastores: the ``postgres``, ``mysql`` and ``redis``
+fixtures, and service placeholders (``{postgres_url}``, ``{es_host}``, ...) in env values.
+
+Imported only when a test uses them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+import pytest
+
+from pytest_lambda_context.plugin.session import PluginState
+from pytest_lambda_context.services.datastores import backends, registry
+from pytest_lambda_context.services.datastores.backends import Choice, ServerUnavailable
+from pytest_lambda_context.services.datastores.service import DatastoreService
+
+__all__ = ["holder", "prepare_function", "session_service", "start_service"]
+
+# Service fixtures the plugin itself defines; any other fixture whose value has
+# placeholders() (factories.datastore) is found by its name in the test's fixtures.
+BUILT_IN = ("es", *registry.DATASTORES)
+_FIELDS = ("url", "host", "port", "user", "password", "db", "index_prefix")
+_TOKEN = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)_(" + "|".join(_FIELDS) + r")\}")
+
+
+class HasPlaceholders(Protocol):
+    def placeholders(self) -> Mapping[str, Any]: ...
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test with the reason; on CI (``CI=true``) fail it, so a missing install
+    step cannot pass unseen."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: tests that need it must not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+def start_service(
+    state: PluginState,
+    name: str,
+    choice: Choice,
+    *,
+    proxy_name: str | None = None,
+) -> DatastoreService:
+    """Start the server and its proxy (skip or fail the asking test when it cannot)."""
+    kind = registry.kind(name)
+    failure = skip = None
+    try:
+        server, reason = backends.start_server(kind, choice)
+    except ServerUnavailable as exc:
+        skip = str(exc)
+    except ValueError as exc:
+        failure = f"{name} fixture: {exc}"
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
+    if skip is not None:
+        unavailable(skip)
+    return DatastoreService(kind, server, reason=reason, clock=state.clock, proxy_name=proxy_name)
+
+
+def session_service(state: PluginState, name: str) -> Iterator[DatastoreService]:
+    """Body of the session-scoped ``_lambda_NAME_service`` fixture."""
+    choice = Choice(
+        state.options.get(f"lambda_{name}") or "auto", state.options.get(f"lambda_{name}_url")
+    )
+    service = start_service(state, name, choice)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def holder(service: DatastoreService) -> Iterator[DatastoreService]:
+    """Body of a fixture that holds the service for its scope: counts from its start, a
+    database of its own, removed after it."""
+    problem = None
+    try:
+        service.begin()
+    except Exception as exc:  # the server refused: a clear line, not a plugin traceback
+        problem = f"{service.name}: could not make a database for this test: {exc}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield service
+    finally:
+        service.end()
+
+
+def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
+    """Fill ``{NAME_url}``, ``{NAME_host}``, ... in env values from the service fixture
+    ``NAME``, pulling it in (so the order of fixtures does not matter)."""
+    env: Mapping[str, Any] = settings.get("env") or {}
+    wanted = {
+        match.group(1)
+        for value in env.values()
+        if isinstance(value, str)
+        for match in _TOKEN.finditer(value)
+    }
+    wanted.update(name for name in BUILT_IN if name in request.fixturenames)
+    suppliers: dict[str, Any] = {}
+    for name in sorted(wanted):
+        if name not in BUILT_IN and name not in request.fixturenames:
+            continue  # not a service of this test: the function says it is unknown
+        service = request.getfixturevalue(name)
+        if hasattr(service, "placeholders"):
+            suppliers.update(service.placeholders())
+    if suppliers:
+        settings["placeholders"] = {**(settings.get("placeholders") or {}), **suppliers}

@@ -1,0 +1,1 @@
+"""PostgreSQL, MySQL/MariaDB and Redis for tests: one module per datastore, one service class."""

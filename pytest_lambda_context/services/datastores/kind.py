@@ -1,0 +1,88 @@
+"""What one datastore module provides: the ``DatastoreKind`` interface, and the records
+shared by every kind (where a server is, a started server, a test's namespace).
+
+A new datastore is one module with a ``KIND`` object of this shape, plus one line in
+:mod:`.registry`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from pytest_lambda_context.services.datastores.local import LocalProcess
+
+__all__ = ["DatastoreKind", "Endpoint", "Server"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a server listens and whom to connect as. ``database``: a database name
+    (PostgreSQL, MySQL) or a database number (Redis), as text."""
+
+    host: str
+    port: int
+    user: str = ""
+    password: str = ""
+    database: str = ""
+
+    def at(self, host: str, port: int) -> Endpoint:
+        return replace(self, host=host, port=port)
+
+    def on(self, database: str) -> Endpoint:
+        return replace(self, database=database)
+
+
+@dataclass
+class Server:
+    """A running server: where it is, and the process when the plugin started it."""
+
+    endpoint: Endpoint
+    backend: str  # "local" or "url"
+    process: LocalProcess | None = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+class DatastoreKind(Protocol):
+    """One datastore: how to start it, name it in a URL, and give each test its own
+    database (or keyspace)."""
+
+    name: str  # the fixture, option prefix, placeholder prefix and proxy name
+    title: str  # as people call it: "PostgreSQL"
+    install: str  # what to install for the local backend
+    client_install: str  # what to install for its test-side client
+
+    def start_local(self) -> Server:
+        """Start a server from the machine's binaries (raises ServerUnavailable)."""
+        ...
+
+    def parse_url(self, url: str) -> Endpoint:
+        """An existing server's URL (ValueError naming the right form)."""
+        ...
+
+    def url(self, endpoint: Endpoint) -> str:
+        """The URL the usual clients take."""
+        ...
+
+    def create_namespace(self, admin: Endpoint, name: str, *, owned: bool) -> str:
+        """Make a new, empty database for a test; returns what goes in ``database``.
+        ``owned``: the plugin started the server (no one else uses it)."""
+        ...
+
+    def drop_namespace(self, admin: Endpoint, database: str) -> bool:
+        """Remove a namespace made by :meth:`create_namespace`; False when it is still in
+        use (a warm environment's connection), to be tried again at the end."""
+        ...
+
+    def force_drop_namespace(self, admin: Endpoint, database: str) -> None:
+        """Remove it, cutting whoever still uses it (the session's end)."""
+        ...
+
+    def version(self, endpoint: Endpoint) -> str: ...
+
+    def client(self, endpoint: Endpoint, **kwargs: Any) -> Any:
+        """A test-side client of the usual library (ImportError naming the install)."""
+        ...

@@ -1,0 +1,129 @@
+"""PostgreSQL: ``initdb`` and ``postgres`` from the machine (Debian's ``postgresql``
+package puts them in /usr/lib/postgresql/*/bin), trust authentication for user
+``postgres`` on 127.0.0.1; a database of its own for each test."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from pytest_lambda_context.services.datastores import local
+from pytest_lambda_context.services.datastores.kind import Endpoint, Server
+
+__all__ = ["KIND", "PostgresKind"]
+
+_FOLDERS = ("/usr/lib/postgresql/*/bin",)
+_SCHEMES = ("postgresql", "postgres")
+_IN_USE = "55006"  # object_in_use: another session is connected to the database
+
+
+class PostgresKind:
+    name = "postgres"
+    title = "PostgreSQL"
+    install = "apt-get install postgresql"
+    client_install = 'pip install "psycopg[binary]"'
+
+    def start_local(self) -> Server:
+        initdb = local.find_binary(["initdb"], _FOLDERS, self.install)
+        postgres = local.find_binary(["postgres"], [os.path.dirname(initdb)], self.install)
+        user = local.server_user(["postgres"])
+        folder = local.make_folder(self.name, user)
+        data = os.path.join(folder, "data")
+        try:
+            local.run_once(
+                [initdb, "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
+                user,
+                "initdb",
+            )
+            port = local.free_port()
+            log = os.path.join(folder, "server.log")
+            command = [
+                postgres, "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", folder,
+                # A test server: durability off, room for many environments' connections.
+                "-F", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+                "-c", "max_connections=300",
+            ]  # fmt: skip
+
+            def ready() -> bool:
+                with open(log, "rb") as text:
+                    return b"ready to accept connections" in text.read()
+
+            process = local.start_process(command, folder, user, ready, "postgres")
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return Server(Endpoint("127.0.0.1", port, "postgres", "", "postgres"), "local", process)
+
+    def parse_url(self, url: str) -> Endpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in _SCHEMES or not parts.hostname:
+            raise ValueError("expected postgresql://user:password@host:port/database")
+        return Endpoint(
+            parts.hostname,
+            parts.port or 5432,
+            unquote(parts.username or "postgres"),
+            unquote(parts.password or ""),
+            unquote(parts.path.lstrip("/")) or "postgres",
+        )
+
+    def url(self, endpoint: Endpoint) -> str:
+        user = quote(endpoint.user, safe="")
+        if endpoint.password:
+            user += ":" + quote(endpoint.password, safe="")
+        return (
+            f"postgresql://{user}@{endpoint.host}:{endpoint.port}/"
+            f"{quote(endpoint.database, safe='')}"
+        )
+
+    def create_namespace(self, admin: Endpoint, name: str, *, owned: bool) -> str:
+        self._execute(admin, f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_namespace(self, admin: Endpoint, database: str) -> bool:
+        try:
+            self._execute(admin, f'DROP DATABASE IF EXISTS "{database}"')
+        except Exception as exc:
+            if _sqlstate(exc) == _IN_USE:
+                return False
+            raise
+        return True
+
+    def force_drop_namespace(self, admin: Endpoint, database: str) -> None:
+        self._execute(admin, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    def version(self, endpoint: Endpoint) -> str:
+        return str(self._execute(endpoint, "SHOW server_version"))
+
+    def client(self, endpoint: Endpoint, **kwargs: Any) -> Any:
+        kwargs.setdefault("autocommit", True)
+        try:
+            import psycopg
+        except ImportError:
+            import psycopg2
+
+            connection = psycopg2.connect(self.url(endpoint))
+            connection.autocommit = kwargs.pop("autocommit")
+            return connection
+        return psycopg.connect(self.url(endpoint), **kwargs)
+
+    def _execute(self, endpoint: Endpoint, sql: str) -> Any:
+        """One statement outside a transaction (CREATE/DROP DATABASE need that); the
+        first column of its first row, if any."""
+        connection = self.client(endpoint, connect_timeout=10)
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql)
+            row = cursor.fetchone() if cursor.description else None
+            return row[0] if row else None
+        finally:
+            connection.close()
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+
+
+KIND = PostgresKind()
