@@ -11,11 +11,6 @@ The convention, for whoever writes docs:
   example drifts out of this suite unnoticed. Output, shell commands and fragments go
   in ``text``, ``bash`` or ``console`` blocks.
 
-- A page whose examples need real servers says so on a line of its own,
-  ``<!-- servers: postgres redis -->``: the page's pytest then runs with ``PGHOST`` and
-  ``PGPORT`` (a real PostgreSQL, user ``postgres``) and ``REDIS_HOST`` and
-  ``REDIS_PORT`` (a real Redis) set, as a reader's CI would set them.
-
 Each page is one project: the handler packages of examples/ (``app``, ``es_app``) are
 copied in first, so pages can use them, then the page's own files. pytest runs in a
 subprocess, as a user runs it, on the embedded Elasticsearch backend (no Docker).
@@ -27,7 +22,6 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -41,9 +35,6 @@ BASE_PACKAGES = ("app", "es_app")
 _FENCE = re.compile(r"^(\s*)(`{3,})\s*([\w+-]*)\s*$")
 _PATH_LINE = re.compile(r"^#\s*([\w./-]+\.(?:py|ini|cfg|toml))\s*(\(fails\))?\s*$")
 _NOT_RUN = "<!-- not run -->"
-_SERVERS = re.compile(r"^<!-- servers: ([\w ]+) -->$", re.MULTILINE)
-# The variables each server gives the page's tests: (host, port) names.
-SERVER_VARIABLES = {"postgres": ("PGHOST", "PGPORT"), "redis": ("REDIS_HOST", "REDIS_PORT")}
 
 
 @dataclass
@@ -61,7 +52,6 @@ class Page:
     passing: list[str] = field(default_factory=list)
     failing: list[str] = field(default_factory=list)
     unmarked: list[int] = field(default_factory=list)
-    servers: list[str] = field(default_factory=list)
 
 
 def blocks(text: str) -> list[Block]:
@@ -94,12 +84,7 @@ def blocks(text: str) -> list[Block]:
 
 def parse(path: Path) -> Page:
     page = Page(path)
-    text = path.read_text(encoding="utf-8")
-    for declared in _SERVERS.findall(text):
-        page.servers.extend(declared.split())
-    unknown = set(page.servers) - set(SERVER_VARIABLES)
-    assert not unknown, f"{path.name}: unknown servers {sorted(unknown)}"
-    for block in blocks(text):
+    for block in blocks(path.read_text(encoding="utf-8")):
         if block.language not in ("python", "py", "ini"):
             continue
         first, _, rest = block.text.partition("\n")
@@ -162,23 +147,8 @@ def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     )
 
 
-def _servers(page: Page, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    for server in page.servers:
-        # The session's real servers (tests/conftest.py): skipped without, failed on CI.
-        url = urlsplit(request.getfixturevalue(f"{server}_url"))
-        host, port = SERVER_VARIABLES[server]
-        monkeypatch.setenv(host, str(url.hostname))
-        monkeypatch.setenv(port, str(url.port))
-
-
 @pytest.mark.parametrize("page", RUNNABLE, ids=lambda page: _id(page.path))
-def test_the_examples_of_the_page_pass(
-    pytester: pytest.Pytester,
-    page: Page,
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    _servers(page, request, monkeypatch)
+def test_the_examples_of_the_page_pass(pytester: pytest.Pytester, page: Page) -> None:
     _project(pytester, page)
     if page.passing:
         result = _run(pytester, *page.passing)
