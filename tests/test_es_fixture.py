@@ -87,7 +87,8 @@ def test_header_without_docker_says_embedded_and_why(
 def test_header_for_each_choice(
     search_project: pytest.Pytester, args: list[str], line: str
 ) -> None:
-    search_project.makepyfile(test_it="def test_nothing(): pass")
+    # The header is printed where a test uses the plugin (here without starting es).
+    search_project.makepyfile(test_it="def test_nothing(lambda_context): pass")
     result = search_project.runpytest("-p", "no:cacheprovider", *args)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([line])
@@ -339,15 +340,21 @@ def test_one_embedded_server_per_xdist_worker(search_project: pytest.Pytester) -
 
 # --- the docker marker ----------------------------------------------------------------------------
 
+# The marker skips tests that use one of the plugin's services (which may run a
+# container); a project's own docker-marked tests are left to the project.
 DOCKER_TESTS = """
 import pytest
 
 @pytest.mark.docker
-def test_one():
+def test_one(es):
     pass
 
 @pytest.mark.docker
-def test_two():
+def test_two(es_url):
+    pass
+
+@pytest.mark.docker
+def test_own():
     pass
 """
 
@@ -357,7 +364,7 @@ def test_docker_marked_tests_skip_with_a_reason(
 ) -> None:
     search_project.makepyfile(test_it=DOCKER_TESTS)
     result = search_project.runpytest("-p", "no:cacheprovider", "-rs")
-    result.assert_outcomes(skipped=2)
+    result.assert_outcomes(skipped=2, passed=1)
     result.stdout.fnmatch_lines(
         [
             "SKIPPED [[]1] test_it.py:*: needs a Docker engine; "
@@ -371,8 +378,8 @@ def test_docker_marked_tests_run_when_an_engine_answers_probed_once(
     search_project: pytest.Pytester, engine: FakeDockerEngine
 ) -> None:
     search_project.makepyfile(test_it=DOCKER_TESTS)
-    result = search_project.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result = search_project.runpytest("-p", "no:cacheprovider", "--lambda-es=embedded")
+    result.assert_outcomes(passed=3)
     assert engine.requests == ["/_ping"]
 
 

@@ -384,28 +384,29 @@ def test_a_service_suggestion_ends_in_one_question_mark(pytester):
 # -- mistakes: misspelt markers, usage errors -----------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("written", "meant"),
-    [
-        ("max_connection(1)", "max_connections"),
-        ("coldstart", "cold_start"),
-        ("lambda_handlers('app.main.handler')", "lambda_handler"),
-        ("Warm_Start", "warm_start"),
-        ("max_client(1)", "max_clients"),
-    ],
-)
+MISSPELT = [
+    ("max_connection(1)", "max_connections"),
+    ("coldstart", "cold_start"),
+    ("lambda_handlers('app.main.handler')", "lambda_handler"),
+    ("Warm_Start", "warm_start"),
+    ("max_client(1)", "max_clients"),
+]
+
+
+@pytest.mark.parametrize(("written", "meant"), MISSPELT)
 @pytest.mark.parametrize("mode", ["warning", "strict", "filterwarnings"])
 def test_a_misspelt_marker_is_an_error_naming_the_right_one(counter_project, written, meant, mode):
     if mode == "filterwarnings":
         counter_project.makeini("[pytest]\nfilterwarnings = error\n")
     else:
         counter_project.makeini("[pytest]\n")
+    # The test uses the plugin (lambda_context): a misspelt marker would silently do nothing.
     counter_project.makepyfile(
         test_typo=f"""
         import pytest
 
         @pytest.mark.{written}
-        def test_x():
+        def test_x(lambda_context):
             pass
         """
     )
@@ -428,6 +429,36 @@ def test_a_misspelt_marker_is_an_error_naming_the_right_one(counter_project, wri
     where = "test_typo.py::test_x" if mode == "warning" else "test_typo.py:3"
     assert any(where in line and "is not a marker" in line for line in output), output
     assert "pytest_lambda_context" not in "\n".join(output)
+
+
+@pytest.mark.parametrize(("written", "meant"), MISSPELT)
+def test_a_misspelt_marker_on_a_test_that_does_not_use_the_plugin_is_a_warning(
+    pytester, written, meant
+):
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_typo=f"""
+        import pytest
+
+        @pytest.mark.{written}
+        def test_x():
+            pass
+        """
+    )
+    args = ["-p", "no:cacheprovider", "-W", "default::pytest.PytestUnknownMarkWarning"]
+    result = pytester.runpytest(*args)
+    # As without the plugin: the test passes, pytest warns of an unknown marker...
+    assert result.ret == pytest.ExitCode.OK
+    without = pytester.runpytest(*args, "-p", "no:lambda_context")
+    assert without.parseoutcomes()["passed"] == result.parseoutcomes()["passed"] == 1
+    name = written.partition("(")[0]
+    # ... and the plugin's warning names the marker it was probably meant to be.
+    result.stdout.fnmatch_lines(
+        [
+            f"*PytestUnknownMarkWarning: Unknown pytest.mark.{name}; did you mean "
+            f"pytest.mark.{meant} of pytest-lambda-context?*"
+        ]
+    )
 
 
 def test_a_registered_marker_near_one_of_ours_is_left_alone(pytester):

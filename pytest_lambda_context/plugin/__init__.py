@@ -1,14 +1,21 @@
-"""pytest hooks and fixture wiring for pytest-lambda-context; the work is elsewhere."""
+"""pytest's entry to pytest-lambda-context: hooks and fixtures; the work is elsewhere.
+
+The only module of the package (with the option table) that a session imports when
+pytest starts: pytest rewrites the asserts of every module of a plugin's distribution
+it imports, and does it again at every start under PYTHONDONTWRITEBYTECODE=1. The rest
+loads when a test uses the plugin; a session whose tests never do prints nothing of it
+and fails on nothing of it.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_lambda_context.plugin import markers, options
-from pytest_lambda_context.plugin.session import STATE_KEY, PluginState, TestFunctions
+from pytest_lambda_context.plugin import options
 from pytest_lambda_context.services.datastores.registry import DATASTORES
 
 if TYPE_CHECKING:  # the fixtures' types; imported for real only when a test uses them
@@ -17,12 +24,31 @@ if TYPE_CHECKING:  # the fixtures' types; imported for real only when a test use
     from pytest_lambda_context.environments.base import ExecutionEnvironment
     from pytest_lambda_context.environments.function import LambdaFunction
     from pytest_lambda_context.observe.proxy import TcpProxy
+    from pytest_lambda_context.plugin.session import PluginState
     from pytest_lambda_context.runtime.context import LambdaContext
     from pytest_lambda_context.services.aws import AwsService
     from pytest_lambda_context.services.datastores.service import DatastoreService
     from pytest_lambda_context.services.elasticsearch.service import ElasticsearchService
 
-_STATE = STATE_KEY
+_PACKAGE = "pytest_lambda_context"
+_SESSION_MODULE = "pytest_lambda_context.plugin.session"
+
+# The markers as `pytest --markers` lists them (registered without importing markers.py;
+# tests/test_no_harm.py checks these lines against the signatures there).
+MARKER_LINES = (
+    "lambda_handler(handler, **config): which handler, and LambdaFunction options",
+    "cold_start(): lambda_env is a new execution environment (the default)",
+    "warm_start(): lambda_env is the environment earlier tests of this module warmed",
+    "max_connections(n, *, per='environment', host=None, port=None): fail when an "
+    "environment/invocation/the test opened more than n connections",
+    "max_clients(n, *, per='environment', service=None): fail when function code created "
+    "more than n boto3 clients",
+    "docker(): the test needs a Docker engine; skipped when none answers",
+)
+# Markers that make a test one that uses the plugin (`docker` is a common name).
+_OWN_MARKERS = frozenset(
+    line.partition("(")[0] for line in MARKER_LINES if not line.startswith("docker(")
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,8 +56,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    markers.register(config)
-    state = config.stash[_STATE] = PluginState(config, options.resolve_all(config))
+    for line in MARKER_LINES:
+        config.addinivalue_line("markers", f"{line} (pytest-lambda-context)")
+    # Bad option values are a usage error at start; nothing else is made until used.
+    config.stash[options.RESOLVED] = options.resolve_all(config)
+    # pytest-xdist: the controller reports the records its workers send on their reports.
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_RecordsFromWorkers(config), "lambda-context-records")
+
+
+def _state(config: pytest.Config) -> PluginState:
+    """The session's plugin state, made at first use."""
+    from pytest_lambda_context.plugin.session import STATE_KEY, PluginState
+
+    state = config.stash.get(STATE_KEY, None)
+    if state is None:
+        state = config.stash[STATE_KEY] = PluginState(config, config.stash[options.RESOLVED])
+        _wire(state)
+    return state
+
+
+def _used_state(config: pytest.Config) -> PluginState | None:
+    """The session's plugin state if anything has used the plugin, else None."""
+    session = sys.modules.get(_SESSION_MODULE)
+    if session is None:
+        return None
+    found: PluginState | None = config.stash.get(session.STATE_KEY, None)
+    return found
+
+
+def _wire(state: PluginState) -> None:
     # Elasticsearch: a header line (modules load when called).
     state.header_extras.append(lambda: _es().header_line(state))
     # Services' placeholders in env values: {es_url}, {postgres_host}, ...
@@ -46,17 +100,16 @@ def pytest_configure(config: pytest.Config) -> None:
     state.function_preparers.append(
         lambda request, settings: _aws().prepare_function(request, settings)
     )
-    # pytest-xdist: the controller reports the records its workers send on their reports.
-    if not state.is_xdist_worker:
-        config.pluginmanager.register(_RecordsFromWorkers(state), "lambda-context-records")
 
 
 class _RecordsFromWorkers:
-    def __init__(self, state: PluginState) -> None:
-        self.state = state
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.state.receive_records(report)
+        # The attribute's name is session.RECORDS_ATTRIBUTE (not imported for every report).
+        if getattr(report, "lambda_context_records", None):
+            _state(self.config).receive_records(report)
 
 
 def _es() -> ModuleType:
@@ -71,12 +124,6 @@ def _datastores() -> ModuleType:
     return datastore_fixture
 
 
-def _uncounted_header() -> str:
-    from pytest_lambda_context.plugin.uncounted import header_line
-
-    return header_line()
-
-
 def _proxies() -> ModuleType:
     from pytest_lambda_context.plugin import proxy_fixture
 
@@ -89,8 +136,74 @@ def _aws() -> ModuleType:
     return aws_fixture
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    markers.validate_items(items)
+# -- which tests use the plugin -----------------------------------------------------------
+
+
+def _is_ours(value: object) -> bool:
+    try:  # any object of a test module: a proxy's __getattr__ may do anything
+        owner = getattr(value, "__module__", None) or getattr(value, "__name__", None)
+    except Exception:
+        return False
+    return isinstance(owner, str) and (owner == _PACKAGE or owner.startswith(_PACKAGE + "."))
+
+
+def _own_fixtures(item: pytest.Item) -> list[str]:
+    """The test's fixtures that are the plugin's (a project's own ``aws`` is not)."""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = getattr(info, "name2fixturedefs", None) or {}
+    found = []
+    for name in getattr(item, "fixturenames", ()):
+        chosen = definitions.get(name)  # the last definition is the one the test gets
+        if chosen and _is_ours(getattr(chosen[-1], "func", None)):
+            found.append(name)
+    return found
+
+
+# The plugin's fixtures that may run a container: the `docker` marker (a common name)
+# skips only the tests that use one of them.
+_CONTAINER_FIXTURES = frozenset({"es", "es_url", "postgres", "mysql", "redis"})
+
+
+def _uses_containers(item: pytest.Item) -> bool:
+    return any(
+        name in _CONTAINER_FIXTURES or (name.startswith("_lambda_") and name.endswith("_service"))
+        for name in _own_fixtures(item)
+    )
+
+
+def uses_plugin(item: pytest.Item) -> bool:
+    """Whether a test uses the plugin: one of its fixtures (not a project's own of the
+    same name), one of its markers, or names from the package in its module."""
+    if _own_fixtures(item):
+        return True
+    if any(marker.name in _OWN_MARKERS for marker in item.iter_markers()):
+        return True
+    module = getattr(item, "module", None)
+    return module is not None and _module_uses_plugin(item.config, module)
+
+
+_MODULES_SEEN: pytest.StashKey[dict[str, bool]] = pytest.StashKey()
+
+
+def _module_uses_plugin(config: pytest.Config, module: ModuleType) -> bool:
+    seen = config.stash.setdefault(_MODULES_SEEN, {})
+    name = module.__name__
+    if name not in seen:
+        seen[name] = any(_is_ours(value) for value in list(vars(module).values()))
+    return seen[name]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Marker names are checked only when one of ours, or one nobody registered, is used:
+    # a session without them never loads the checks.
+    registered = {
+        line.partition(":")[0].partition("(")[0].strip() for line in config.getini("markers")
+    }
+    names = {marker.name for item in items for marker in item.iter_markers()}
+    if names & _OWN_MARKERS or names - registered:
+        from pytest_lambda_context.plugin import markers
+
+        markers.validate_items(items, uses_plugin, registered)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -98,38 +211,58 @@ def pytest_make_collect_report(
     collector: pytest.Collector,
 ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
     report = yield
-    markers.explain_unknown_marker(report, getattr(collector, "path", None))
+    if report.failed:
+        from pytest_lambda_context.plugin import markers
+
+        markers.explain_unknown_marker(report, getattr(collector, "path", None))
     return report
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    lines = config.stash[_STATE].header_lines()
-    # C-level drivers: counted only through proxies, unseen by the guard.
-    note = _uncounted_header()
-    return [*lines, f"lambda-context: {note}"] if note else lines
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """The plugin's header, under pytest's "collected N items": only where a test uses it."""
+    verbosity = config.getoption("verbose")
+    if verbosity < 0 or config.getoption("no_header", False):
+        return []
+    used = [item for item in items if uses_plugin(item)]
+    if not used:
+        return []
+    # The C-driver note matters where a connection limit is checked.
+    checks = any(item.get_closest_marker("max_connections") for item in used)
+    return _state(config).header_lines(verbose=verbosity > 0, checks_connections=checks)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("docker") is not None:
-        _es().skip_without_docker(item.config.stash[_STATE])
+    if item.get_closest_marker("docker") is not None and _uses_containers(item):
+        _es().skip_without_docker(_state(item.config))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, object]:
     result = yield
+    session = sys.modules.get(_SESSION_MODULE)
     # Items live as long as the session: the test's functions (and whatever their
     # environments held) must not.
-    if TestFunctions.KEY in item.stash:
-        del item.stash[TestFunctions.KEY]
+    if session is not None and session.TestFunctions.KEY in item.stash:
+        del item.stash[session.TestFunctions.KEY]
     return result
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    TestFunctions.of(item).mark_body_start()
+    tracked = _tracked(item)
+    if tracked is not None:
+        tracked.mark_body_start()
     yield
-    # Limits are checked only when the body passed: a failure says more than a count.
-    TestFunctions.of(item).check_limits(item)
+    tracked = _tracked(item)
+    if tracked is not None:
+        # Limits are checked only when the body passed: a failure says more than a count.
+        tracked.check_limits(item)
+
+
+def _tracked(item: pytest.Item) -> Any:
+    """The test's ``TestFunctions`` if it made any function, else None."""
+    session = sys.modules.get(_SESSION_MODULE)
+    return None if session is None else item.stash.get(session.TestFunctions.KEY, None)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -137,21 +270,29 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    state = _used_state(item.config)
+    if state is None:
+        return report
     if call.when == "teardown":
-        item.config.stash[_STATE].send_records(report)  # under xdist, to the controller
-    if report.failed:
-        lines = item.stash.get(TestFunctions.KEY, TestFunctions()).report_lines()
+        state.send_records(report)  # under xdist, to the controller
+    tracked = _tracked(item)
+    if report.failed and tracked is not None:
+        lines = tracked.report_lines()
         if lines:
             report.sections.append(("lambda-context invocations", "\n".join(lines)))
     return report
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    config.stash[_STATE].terminal_summary(terminalreporter)
+    state = _used_state(config)
+    if state is not None:
+        state.terminal_summary(terminalreporter)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    session.config.stash[_STATE].finish()
+    state = _used_state(session.config)
+    if state is not None:
+        state.finish()
 
 
 @pytest.fixture
@@ -159,8 +300,10 @@ def make_lambda_function(
     request: pytest.FixtureRequest,
 ) -> Iterator[Callable[..., LambdaFunction]]:
     """Factory: ``make_lambda_function("app.search.handler", **config)``; all closed after the test."""
+    from pytest_lambda_context.plugin.session import TestFunctions
+
     tracked = TestFunctions.of(request.node)
-    with request.config.stash[_STATE].function_factory(request, tracked) as factory:
+    with _state(request.config).function_factory(request, tracked) as factory:
         yield factory
 
 
@@ -169,7 +312,7 @@ def lambda_function(
     request: pytest.FixtureRequest, make_lambda_function: Callable[..., LambdaFunction]
 ) -> LambdaFunction:
     """The ``LambdaFunction`` named by the nearest ``lambda_handler`` marker or ini option."""
-    handler, config = request.config.stash[_STATE].handler_for(request.node)
+    handler, config = _state(request.config).handler_for(request.node)
     return make_lambda_function(handler, **config)
 
 
@@ -190,20 +333,21 @@ def lambda_env(
     """An environment of ``lambda_function``: new (cold_start) or left warm by an earlier test."""
     from pytest_lambda_context.plugin.warm_start import lambda_env_for
 
-    yield from lambda_env_for(request, lambda_function, _lambda_warm_pool)
+    start = str(request.config.stash[options.RESOLVED]["lambda_start"])
+    yield from lambda_env_for(request, lambda_function, _lambda_warm_pool, start)
 
 
 @pytest.fixture
 def lambda_context(request: pytest.FixtureRequest) -> LambdaContext:
     """A ``LambdaContext`` for calling a handler directly."""
-    return request.config.stash[_STATE].context_for(request.node)
+    return _state(request.config).context_for(request.node)
 
 
 @pytest.fixture(scope="session")
 def _lambda_es_service(pytestconfig: pytest.Config) -> Iterator[ElasticsearchService]:
     from pytest_lambda_context.plugin.es_fixture import session_service
 
-    yield from session_service(pytestconfig.stash[_STATE])
+    yield from session_service(_state(pytestconfig))
 
 
 @pytest.fixture
@@ -223,7 +367,7 @@ def _datastore_fixtures(name: str) -> tuple[Any, Any]:
     """The session's server of one datastore, and the per-test fixture named after it."""
 
     def service(pytestconfig: pytest.Config) -> Iterator[DatastoreService]:
-        yield from _datastores().session_service(pytestconfig.stash[_STATE], name)
+        yield from _datastores().session_service(_state(pytestconfig), name)
 
     def per_test(request: pytest.FixtureRequest) -> Iterator[DatastoreService]:
         session: DatastoreService = request.getfixturevalue(f"_lambda_{name}_service")
@@ -250,7 +394,7 @@ for _name in DATASTORES:
 def tcp_proxy(pytestconfig: pytest.Config) -> Iterator[Callable[..., TcpProxy]]:
     """Factory: ``tcp_proxy(host, port, *, name=None, idle_timeout=350.0)`` -> a counting
     ``TcpProxy``; what function code opens through it counts, whatever opened it."""
-    yield from _proxies().proxy_factory(pytestconfig.stash[_STATE])
+    yield from _proxies().proxy_factory(_state(pytestconfig))
 
 
 @pytest.fixture
@@ -258,4 +402,4 @@ def aws(request: pytest.FixtureRequest) -> Iterator[AwsService]:
     """moto active for the test, fake credentials and region; ``aws.clients_created()``."""
     from pytest_lambda_context.plugin.aws_fixture import aws_fixture
 
-    yield from aws_fixture(request)
+    yield from aws_fixture(request, _state(request.config))

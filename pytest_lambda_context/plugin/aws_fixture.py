@@ -11,15 +11,14 @@ from typing import Any
 import pytest
 
 from pytest_lambda_context.observe import clients
-from pytest_lambda_context.plugin.session import STATE_KEY, TestFunctions
+from pytest_lambda_context.plugin.session import PluginState, TestFunctions
 from pytest_lambda_context.services.aws import AwsService, MissingDependencyError
 
 __all__ = ["aws_fixture", "prepare_function"]
 
 
-def aws_fixture(request: pytest.FixtureRequest) -> Iterator[AwsService]:
+def aws_fixture(request: pytest.FixtureRequest, state: PluginState) -> Iterator[AwsService]:
     """The ``aws`` fixture's body (plugin.py wires it)."""
-    state = request.config.stash[STATE_KEY]
     service = AwsService(
         servers=state.moto_servers,
         functions=lambda: TestFunctions.of(request.node).functions,

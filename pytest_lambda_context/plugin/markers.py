@@ -23,8 +23,8 @@ __all__ = [
     "explain_unknown_marker",
     "item_errors",
     "marker_arguments",
+    "marker_lines",
     "near_miss",
-    "register",
     "validate_items",
 ]
 
@@ -141,10 +141,10 @@ def _signature(function: Callable[..., Any]) -> str:
     return str(signature.replace(parameters=plain, return_annotation=inspect.Signature.empty))
 
 
-def register(config: pytest.Config) -> None:
-    for name, (signature_of, text) in MARKERS.items():
-        signature = _signature(signature_of)
-        config.addinivalue_line("markers", f"{name}{signature}: {text} (pytest-lambda-context)")
+def marker_lines() -> list[str]:
+    """``name(signature): what it does``, one per marker (the entry module registers a
+    copy of these, so that a session need not import this module)."""
+    return [f"{name}{_signature(function)}: {text}" for name, (function, text) in MARKERS.items()]
 
 
 def marker_arguments(marker: pytest.Mark) -> dict[str, Any]:
@@ -192,14 +192,6 @@ def misspelt(name: str) -> str:
     )
 
 
-def _registered(config: pytest.Config) -> set[str]:
-    """Marker names registered by anyone (ini ``markers``, plugins)."""
-    names = set()
-    for line in config.getini("markers"):
-        names.add(line.partition(":")[0].partition("(")[0].strip())
-    return names
-
-
 def item_errors(item: pytest.Item, registered: AbstractSet[str] = frozenset()) -> list[str]:
     """What is wrong with this test's plugin markers, one line each."""
     errors = []
@@ -217,12 +209,21 @@ def item_errors(item: pytest.Item, registered: AbstractSet[str] = frozenset()) -
     return errors
 
 
-def validate_items(items: list[pytest.Item]) -> None:
-    """Report every bad marker of the session at once, so one run shows them all."""
+def validate_items(
+    items: list[pytest.Item],
+    uses_plugin: Callable[[pytest.Item], bool],
+    registered: AbstractSet[str],
+) -> None:
+    """Report every bad marker of the tests that use the plugin at once, so one run shows
+    them all. On a test that does not use it, a near-miss name is a warning naming the
+    nearest (as pytest's own for an unknown marker), and nothing else is checked: a
+    project's own marker that shares a name with ours is its own business."""
     errors: list[str] = []
     seen: set[str] = set()
-    registered = _registered(items[0].config) if items else set()
     for item in items:
+        if not uses_plugin(item):
+            _warn_near_misses(item, registered, seen)
+            continue
         for error in item_errors(item, registered):
             # A module- or class-level marker is wrong once, not once per test.
             problem = error.partition(": ")[2]
@@ -231,6 +232,22 @@ def validate_items(items: list[pytest.Item]) -> None:
                 errors.append(error)
     if errors:
         raise pytest.UsageError("\n".join(errors))
+
+
+def _warn_near_misses(item: pytest.Item, registered: AbstractSet[str], seen: set[str]) -> None:
+    for marker in item.iter_markers():
+        if marker.name in registered or marker.name in seen:
+            continue
+        right = near_miss(marker.name)
+        if right is not None:
+            seen.add(marker.name)
+            item.warn(
+                pytest.PytestUnknownMarkWarning(
+                    f"Unknown pytest.mark.{marker.name}; did you mean "
+                    f"pytest.mark.{right} of pytest-lambda-context? (on a test that uses "
+                    "the plugin this is an error)"
+                )
+            )
 
 
 def closest_start(item: pytest.Item) -> str | None:

@@ -1,4 +1,8 @@
-"""Every option, declared once: command line ``--lambda-…`` and ini ``lambda_…``."""
+"""Every option, declared once: command line ``--lambda-…`` and ini ``lambda_…``.
+
+Imported when pytest starts, in every session: nothing else of the package is imported
+here at load (a check imports what it needs when a value is given).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from pytest_lambda_context.services.datastores.registry import DATASTORES
-from pytest_lambda_context.services.urls import without_password
 
-__all__ = ["OPTIONS", "Option", "package_names", "register", "resolve_all"]
+__all__ = ["OPTIONS", "RESOLVED", "Option", "package_names", "register", "resolve_all"]
+
+# The session's resolved options (set at configure, read when the plugin is first used).
+RESOLVED: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class Option:
 
 def _http_url(value: str) -> str | None:
     """An http(s) URL with a host (and, if any, a port that is a number)."""
+    from pytest_lambda_context.services.urls import without_password
+
     # Named in the error, so without its password.
     shown = without_password(value)
     try:

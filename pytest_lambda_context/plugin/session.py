@@ -278,12 +278,20 @@ class PluginState:
         return "loopback" if "aws" in request.fixturenames else "allow"
 
     # -- reporting -------------------------------------------------------------------
-    def header_lines(self) -> list[str]:
+    def header_lines(self, *, verbose: bool = False, checks_connections: bool = False) -> list[str]:
+        """One line; with -v also the caveats (shared /tmp, C-level drivers), and the
+        C-driver one without -v where a connection limit is checked."""
         o = self.options
         line = f"lambda-context: isolation={o['lambda_isolation']}, start={o['lambda_start']}"
         extras = [text for text in (extra() for extra in self.header_extras) if text]
         lines = [", ".join([line, *extras])]
-        if o["lambda_isolation"] == "process":
+        if verbose or checks_connections:
+            from pytest_lambda_context.plugin.uncounted import header_line
+
+            note = header_line()
+            if note:
+                lines.append(f"lambda-context: {note}")
+        if verbose and o["lambda_isolation"] == "process":
             from pytest_lambda_context.environments.sandbox import probe_private_tmp
 
             refused = probe_private_tmp()

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_lambda_context.plugin.markers import closest_start
-from pytest_lambda_context.plugin.session import STATE_KEY
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.base import ExecutionEnvironment
@@ -17,19 +16,16 @@ if TYPE_CHECKING:
 __all__ = ["lambda_env_for"]
 
 
-def start_for(request: pytest.FixtureRequest) -> str:
-    start = closest_start(request.node)
-    if start is not None:
-        return start
-    return str(request.config.stash[STATE_KEY].options["lambda_start"])
-
-
 def lambda_env_for(
-    request: pytest.FixtureRequest, function: LambdaFunction, pool: dict[Any, Any]
+    request: pytest.FixtureRequest,
+    function: LambdaFunction,
+    pool: dict[Any, Any],
+    default_start: str,
 ) -> Iterator[ExecutionEnvironment]:
+    """``default_start``: the lambda_start option, for a test without a start marker."""
     key = function.config_key()
     parked: ExecutionEnvironment | None = pool.pop(key, None)
-    start = start_for(request)
+    start = closest_start(request.node) or default_start
     if start == "warm" and parked is not None and parked.state == "warm":
         function.adopt(parked)
         environment = parked

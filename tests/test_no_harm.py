@@ -1,0 +1,277 @@
+"""Installed but unused, the plugin changes nothing (SPEC, "Installed but unused: no harm").
+
+Real suites that do not use the plugin run with it and with ``-p no:lambda_context``:
+outcome and output are the same. Where a test uses it, the header is one line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pytest_lambda_context import plugin
+from pytest_lambda_context.plugin import markers
+
+pytest_plugins = ["pytester"]
+
+# A project's own suite: passing, failing, skipped, xfailed, parametrized tests, a warning,
+# printed output, and its own fixtures and marker under names the plugin also uses.
+PLAIN_CONFTEST = """
+import pytest
+
+@pytest.fixture
+def aws():
+    return "the project's own aws"
+
+@pytest.fixture
+def es():
+    return {"hosts": ["localhost"]}
+"""
+
+PLAIN_TESTS = """
+import warnings
+import pytest
+
+def test_passes(aws, es):
+    assert aws == "the project's own aws" and es["hosts"] == ["localhost"]
+
+def test_fails():
+    print("some output")
+    assert 1 == 2
+
+@pytest.mark.skip(reason="not today")
+def test_skipped():
+    pass
+
+@pytest.mark.xfail(reason="known")
+def test_xfails():
+    assert False
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_param(n):
+    assert n
+
+def test_warns():
+    warnings.warn("a project warning", UserWarning)
+
+@pytest.mark.docker("postgres:16")
+def test_own_docker_marker():
+    pass
+"""
+
+PLAIN_INI = "[pytest]\nmarkers =\n    docker(image): the project's own marker\n"
+
+
+@pytest.fixture
+def plain_suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini(PLAIN_INI)
+    pytester.makeconftest(PLAIN_CONFTEST)
+    pytester.makepyfile(test_plain=PLAIN_TESTS)
+    return pytester
+
+
+def _normalised(lines: list[str]) -> list[str]:
+    """Output without what differs between any two runs (timings, the plugin list)."""
+    kept = []
+    for line in lines:
+        if line.startswith(("plugins:", "rootdir:", "cachedir:")):
+            continue
+        line = re.sub(r"\bin \d+\.\d+s\b", "in Ns", line)
+        line = re.sub(r"\(\d+:\d+:\d+\)", "", line)
+        kept.append(line)
+    return kept
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["-v", "-rA"],
+        ["-q"],
+        ["--strict-markers", "-W", "error::UserWarning"],
+        ["--collect-only"],
+    ],
+    ids=["default", "verbose", "quiet", "strict-and-errors", "collect-only"],
+)
+def test_a_suite_that_does_not_use_the_plugin_runs_as_without_it(
+    plain_suite: pytest.Pytester, args: list[str]
+) -> None:
+    # -W default: as pytest runs without this suite's filterwarnings = error.
+    base = ["-p", "no:cacheprovider", "-W", "default", *args]
+    with_plugin = plain_suite.runpytest(*base)
+    without = plain_suite.runpytest(*base, "-p", "no:lambda_context")
+    assert with_plugin.ret == without.ret
+    if "--collect-only" not in args:
+        assert with_plugin.parseoutcomes() == without.parseoutcomes()
+    assert _normalised(with_plugin.stdout.lines) == _normalised(without.stdout.lines)
+    assert with_plugin.stderr.lines == without.stderr.lines
+    assert "lambda-context:" not in with_plugin.stdout.str()
+
+
+def test_a_near_miss_marker_on_a_plain_test_is_a_warning_naming_the_nearest(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_own="""
+        import pytest
+
+        @pytest.mark.dockers
+        @pytest.mark.coldstart
+        def test_x():
+            pass
+        """
+    )
+    # As pytest runs without filterwarnings = error (this suite has it on).
+    args = ["-p", "no:cacheprovider", "-W", "default::pytest.PytestUnknownMarkWarning"]
+    result = pytester.runpytest(*args)
+    without = pytester.runpytest(*args, "-p", "no:lambda_context")
+    assert result.ret == without.ret == pytest.ExitCode.OK
+    assert result.parseoutcomes()["passed"] == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*Unknown pytest.mark.dockers; did you mean pytest.mark.docker of "
+            "pytest-lambda-context? (on a test that uses the plugin this is an error)"
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["*Unknown pytest.mark.coldstart; did you mean pytest.mark.cold_start of *"]
+    )
+
+
+def test_a_project_marker_named_like_ours_with_other_arguments_is_its_own(
+    pytester: pytest.Pytester,
+) -> None:
+    # max_clients("many") would be a bad argument of ours; the test does not use the plugin.
+    pytester.makeini("[pytest]\nmarkers =\n    docker(image): ours\n")
+    pytester.makepyfile(
+        test_own="""
+        import pytest
+
+        @pytest.mark.docker("redis:7", ports=[6379])
+        def test_x():
+            pass
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "--strict-markers").assert_outcomes(passed=1)
+
+
+HANDLER = "def handler(event, context):\n    return 1\n"
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_where_a_test_uses_the_plugin_the_header_is_one_line(
+    pytester: pytest.Pytester, verbose: bool
+) -> None:
+    pytester.makepyfile(**{"app/__init__": "", "app/main": HANDLER})
+    pytester.makepyfile(
+        test_uses="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.main.handler")
+        def test_x(lambda_function):
+            assert lambda_function.invoke({}) == 1
+
+        def test_plain():
+            pass
+        """
+    )
+    args = ["-p", "no:cacheprovider", "--lambda-isolation=process"]
+    result = pytester.runpytest(*args, *(["-v"] if verbose else []))
+    result.assert_outcomes(passed=2)
+    header = [line for line in result.stdout.lines if line.startswith("lambda-context:")]
+    assert header[0].startswith("lambda-context: isolation=process, start=cold, es: ")
+    # The C-driver note (psycopg is installed here) only with -v: no test checks a limit.
+    notes = [line for line in header if "C drivers installed" in line]
+    if verbose:
+        assert len(notes) == 1
+    else:
+        assert header == header[:1] and notes == []
+    # Said after pytest's "collected N items" line, where it is known which tests run.
+    collected = next(n for n, line in enumerate(result.stdout.lines) if "collected" in line)
+    assert result.stdout.lines.index(header[0]) == collected + 1
+
+
+def test_a_connection_limit_brings_the_c_driver_note_without_verbose(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("psycopg2")
+    pytester.makepyfile(**{"app/__init__": "", "app/main": HANDLER})
+    pytester.makepyfile(
+        test_uses="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.main.handler")
+        @pytest.mark.max_connections(1)
+        def test_x(lambda_function):
+            assert lambda_function.invoke({}) == 1
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["lambda-context: isolation=*", "lambda-context: C drivers*"])
+
+
+def test_a_test_that_only_imports_from_the_package_uses_the_plugin(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(**{"app/__init__": "", "app/main": HANDLER})
+    pytester.makepyfile(
+        test_direct="""
+        from pytest_lambda_context import LambdaFunction
+
+        def test_x():
+            function = LambdaFunction("app.main.handler")
+            try:
+                assert function.invoke({}) == 1
+            finally:
+                function.close()
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["lambda-context: isolation=module, start=cold*"])
+
+
+def test_the_entry_module_registers_the_markers_as_their_signatures_say() -> None:
+    assert list(plugin.MARKER_LINES) == markers.marker_lines()
+
+
+def test_a_plain_session_imports_only_the_entry_module_of_the_package(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest rewrites the asserts of every module of the plugin it imports (again at each
+    # start under PYTHONDONTWRITEBYTECODE=1): a session that does not use the plugin
+    # imports the entry module, the option table and the datastores' names, nothing else.
+    pytester.makeconftest(
+        """
+        import json, sys
+        def pytest_unconfigure(config):
+            ours = sorted(m for m in sys.modules if m.startswith("pytest_lambda_context"))
+            sys.stdout.write("OURS=" + json.dumps(ours) + "\\n")
+        """
+    )
+    pytester.makepyfile(
+        test_plain="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(5))
+        def test_plain(n):
+            assert n >= 0
+        """
+    )
+    for args in (["-p", "no:cacheprovider", "-s"], ["-p", "no:cacheprovider", "-s", "-v"]):
+        result = pytester.runpytest_subprocess(*args)
+        result.assert_outcomes(passed=5)
+        line = next(x for x in result.stdout.lines if x.startswith("OURS="))
+        # The option table and the datastores' names (their fixtures and options).
+        assert json.loads(line.removeprefix("OURS=")) == [
+            "pytest_lambda_context",
+            "pytest_lambda_context.plugin",
+            "pytest_lambda_context.plugin.options",
+            "pytest_lambda_context.services",
+            "pytest_lambda_context.services.datastores",
+            "pytest_lambda_context.services.datastores.registry",
+        ]
