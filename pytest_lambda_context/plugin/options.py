@@ -80,6 +80,7 @@ def _package_names(value: str) -> str | None:
 def _datastore_url(name: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         from pytest_lambda_context.services.datastores.registry import kind
+        from pytest_lambda_context.services.urls import without_password
 
         try:
             kind(name).parse_url(value)
