@@ -186,19 +186,17 @@ def probe_private_tmp() -> str | None:
     import subprocess
     import tempfile
 
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from pytest_lambda_context.environments.interpreter import python_command
+
     own = tempfile.mkdtemp(prefix="lambda-probe-")
     code = (
-        "import sys; from pytest_lambda_context.environments.sandbox import enter_private_tmp;"
-        "print(enter_private_tmp(sys.argv[1], ()) or '', end='')"
+        "from pytest_lambda_context.environments.sandbox import enter_private_tmp\n"
+        "print(enter_private_tmp(sys.argv[1], ()) or '', end='')\n"
     )
-    environ = dict(os.environ)
-    environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_parent, environ.get("PYTHONPATH")) if p
-    )
+    command, environ = python_command(code, [own], os.environ)
     try:
         done = subprocess.run(
-            [sys.executable, "-c", code, own],
+            command,
             capture_output=True,
             text=True,
             env=environ,

@@ -28,13 +28,17 @@ from pytest_lambda_context.environments.channel import (
     recv_packet,
     send_packet,
 )
+from pytest_lambda_context.environments.interpreter import PACKAGE_PARENT, python_command
 from pytest_lambda_context.environments.worker import PRELOAD
 
 __all__ = ["PACKAGE_PARENT", "WorkerTemplate", "sys_path"]
 
 # How long the template may take to import the preloaded libraries.
 _READY_TIMEOUT = 120.0
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# What the template runs: the worker module's main, imported (not run as __main__:
+# freezegun ignores its callers' modules by name, and "__main__" frames under a handler
+# would count as a library's and hide the moved clock from it).
+_MAIN = "from pytest_lambda_context.environments.worker import main\nsys.exit(main())\n"
 
 
 class WorkerTemplate:
@@ -73,21 +77,14 @@ class WorkerTemplate:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         if self._coverage is None:  # once: a restarted template keeps its workers' folder
             self._coverage = worker_coverage.session_coverage(self.coverage_root)
-        environ = worker_coverage.template_environ(os.environ)
-        environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (PACKAGE_PARENT, environ.get("PYTHONPATH")) if p
-        )
-        command = [
-            sys.executable,
-            "-m",
-            "pytest_lambda_context.environments.worker",
-            str(theirs.fileno()),
-        ]
+        args = [str(theirs.fileno())]
         # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: only
         # ask for it from the main thread; otherwise the control socket's EOF still
         # ends the template when the test process dies.
         if threading.current_thread() is threading.main_thread():
-            command.append("--pdeathsig")
+            args.append("--pdeathsig")
+        # Not ``python -m``: that would put the working directory first on sys.path.
+        command, environ = python_command(_MAIN, args, worker_coverage.template_environ(os.environ))
         try:
             self._process = subprocess.Popen(
                 command,
@@ -119,9 +116,9 @@ class WorkerTemplate:
                 status = self._process.wait() if self._process is not None else None
                 self._discard()
                 raise RuntimeError(
-                    f"the isolation='process' template ({sys.executable} -m "
-                    f"pytest_lambda_context.environments.worker) exited with status {status} before it "
-                    "was ready; its error output is above"
+                    f"the isolation='process' template ({sys.executable} running "
+                    f"pytest_lambda_context.environments.worker) exited with status {status} before "
+                    "it was ready; its error output is above"
                 )
             self.preloaded = expect(reply, Ready).preloaded
             self._ready = True
@@ -138,10 +135,16 @@ class WorkerTemplate:
 
     def _discard(self) -> None:
         control, process = self._control, self._process
+        ready = self._ready
         self._control = self._process = None
         self._ready = False
         if control is not None:
             control.close()  # the template's cue to kill its workers and exit
+        if process is not None and not ready:
+            # Still importing (or never to be ready): it has forked nothing and holds
+            # nothing, and would notice the closed socket only once its imports are
+            # done; the session need not wait for that.
+            process.kill()
         if process is not None:
             try:
                 process.wait(timeout=5.0)

@@ -168,7 +168,10 @@ def _serve(control: socket.socket) -> int:
     # Processes that function code started and left behind become our children when
     # their environment ends, instead of escaping to init: see _end_orphans.
     sandbox.become_subreaper()
-    send_packet(control, Ready(pid=os.getpid(), preloaded=loaded))
+    try:
+        send_packet(control, Ready(pid=os.getpid(), preloaded=loaded))
+    except OSError:  # the session ended while we were starting: nothing to serve
+        return 0
 
     def receive() -> tuple[Message | None, list[int]]:
         fds: list[int] = []
@@ -399,6 +402,8 @@ class _Worker:
     def serve(self) -> int:
         """Answer requests until told to stop; returns the process's exit status."""
         channel = self.channel
+        # The process that serves the channel: not a child that function code forks.
+        serving = os.getpid()
         fds: list[int] = []
         while True:
             try:
@@ -423,6 +428,11 @@ class _Worker:
                 _flush()
                 atexit._run_exitfuncs()
                 return 0
+            if os.getpid() != serving:
+                # A child that function code forked, back from the handler (or the init
+                # code) it was forked in: it ends here with the status Python would give
+                # it, and never answers for the environment.
+                return _child_status(reply, exit_status)
             if not isinstance(reply, ServingForks) and reply.payload is not None:
                 # An error: a debugger that had no terminal, say so.
                 payload = explain_debugger_quit(reply.payload, self.config.environment_id)
@@ -447,6 +457,8 @@ class _Worker:
         request_id = request.request_id
         os.environ.clear()
         os.environ.update(config.environ)
+        # The C library read TZ when the template started (the shell's): TZ=:UTC now.
+        time.tzset()
         tempfile.tempdir = config.tmpdir
         sys.path[:] = config.sys_path
         os.chdir(config.code_root)
@@ -740,6 +752,16 @@ class _Worker:
             echo=echo,
         )
         return reply, exit_status
+
+
+def _child_status(reply: InvokeReply | PhaseReply | ServingForks, exit_status: int | None) -> int:
+    """How a child of function code that returned into the runtime exits: as Python
+    would, 0 unless it exited with a status or raised."""
+    if exit_status is not None:
+        return exit_status
+    if isinstance(reply, ServingForks) or reply.kind is OutcomeKind.OK:
+        return 0
+    return 1
 
 
 def _exit_status(code: object) -> int:
