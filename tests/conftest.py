@@ -6,13 +6,13 @@ import importlib.util
 import shutil
 import sys
 import tempfile
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from _fake_docker import FakeDockerEngine
+from support import write_files
 
 from pytest_lambda_context.services.elasticsearch import backends
 
@@ -44,14 +44,6 @@ def postgres_url() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     """A real Redis (redis-server from the machine): skipped without one, failed on CI."""
     yield from servers.server_or_skip(servers.redis_server)
-
-
-def write_files(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
 
 
 @pytest.fixture

@@ -1,20 +1,94 @@
-"""Helpers the plugin's tests share: waiting, descriptors, ports, a keep-alive HTTP server."""
+"""Helpers the plugin's tests share: project files, functions made and closed, waiting,
+descriptors, ports, a keep-alive HTTP server."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pytest_lambda_context import LambdaFunction
 from pytest_lambda_context.observe.scope import mark_internal_thread
 
 BODY = b'{"ok": true}'
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    """Write ``files`` (path -> text, dedented) under ``root``; returns ``root``."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+def write_project(
+    pytester: pytest.Pytester, handlers: dict[str, str], *, ini: str | None = None, **tests: str
+) -> None:
+    """A pytester project as a user has it: handler files, an ini file when given, and
+    test modules (module name -> source, dedented)."""
+    write_files(pytester.path, handlers)
+    if ini is not None:
+        pytester.makeini(ini)
+    if tests:
+        pytester.makepyfile(**{name: textwrap.dedent(text) for name, text in tests.items()})
+
+
+class FunctionMaker:
+    """Makes ``LambdaFunction`` objects with a test's defaults, and closes every one.
+
+    ``handler`` and ``defaults`` apply unless a call gives its own; a dict default
+    (``env``) is merged with the call's.
+    """
+
+    def __init__(self, handler: str | None = None, **defaults: Any) -> None:
+        self.handler = handler
+        self.defaults = defaults
+        self.made: list[LambdaFunction] = []
+
+    def __call__(self, handler: str | None = None, **config: Any) -> LambdaFunction:
+        handler = handler or self.handler
+        assert handler is not None, "no handler given and no default"
+        settings = dict(self.defaults)
+        for name, value in config.items():
+            default = settings.get(name)
+            settings[name] = {**default, **value} if isinstance(default, dict) else value
+        function = LambdaFunction(handler, **settings)
+        self.made.append(function)
+        return function
+
+    def close(self) -> None:
+        """Close every function made (all of them, even when one fails to close)."""
+        errors = []
+        for function in self.made:
+            try:
+                function.close()
+            except Exception as exc:
+                errors.append(exc)
+        self.made.clear()
+        if errors:
+            raise errors[0]
+
+
+@contextmanager
+def function_maker(handler: str | None = None, **defaults: Any) -> Iterator[FunctionMaker]:
+    """A ``FunctionMaker`` whose functions are closed when the block ends (a fixture's
+    ``yield``)."""
+    maker = FunctionMaker(handler, **defaults)
+    try:
+        yield maker
+    finally:
+        maker.close()
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> bool:

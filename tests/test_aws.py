@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import open_fd_targets
+from support import open_fd_targets, write_project
 
 from pytest_lambda_context import HandlerError
 from pytest_lambda_context.observe import clients, connections
@@ -163,14 +163,14 @@ HANDLERS = {
 }
 
 
-def write_project(pytester: pytest.Pytester, isolation: str, ini: str = "", **tests: str) -> None:
-    for name, text in HANDLERS.items():
-        path = pytester.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    pytester.makeini(f"[pytest]\nfilterwarnings = error\nlambda_isolation = {isolation}\n{ini}")
-    if tests:
-        pytester.makepyfile(**{name: textwrap.dedent(text) for name, text in tests.items()})
+def aws_project(pytester: pytest.Pytester, isolation: str, ini: str = "", **tests: str) -> None:
+    # No blank first line in the handler files: the line numbers tests expect.
+    write_project(
+        pytester,
+        {name: text.lstrip("\n") for name, text in HANDLERS.items()},
+        ini=f"[pytest]\nfilterwarnings = error\nlambda_isolation = {isolation}\n{ini}",
+        **tests,
+    )
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -182,7 +182,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_memoized_clients_are_mocked_and_counted_once(pytester, isolation):
-    write_project(
+    aws_project(
         pytester,
         isolation,
         test_store="""
@@ -235,7 +235,7 @@ def test_memoized_clients_are_mocked_and_counted_once(pytester, isolation):
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_per_invocation_clients_fail_max_clients_with_a_precise_message(pytester, isolation):
-    write_project(
+    aws_project(
         pytester,
         isolation,
         test_limits="""
@@ -294,7 +294,7 @@ def test_per_invocation_clients_fail_max_clients_with_a_precise_message(pytester
 
 
 def test_max_clients_per_invocation_and_service(pytester):
-    write_project(
+    aws_project(
         pytester,
         "module",
         test_limits="""
@@ -362,7 +362,7 @@ def test_real_credentials_are_hidden_and_restored_even_after_a_failure(
     for key, value in real.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    write_project(
+    aws_project(
         pytester,
         isolation,
         test_creds=f"""
@@ -414,7 +414,7 @@ def test_real_credentials_are_hidden_and_restored_even_after_a_failure(
 def test_moto_is_active_before_any_cold_start_whatever_the_argument_order(
     pytester, isolation, arguments
 ):
-    write_project(
+    aws_project(
         pytester,
         isolation,
         test_order=f"""
@@ -437,7 +437,7 @@ def test_moto_is_active_before_any_cold_start_whatever_the_argument_order(
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_the_guard_refuses_non_loopback_endpoints_and_names_at_once(pytester, isolation):
-    write_project(
+    aws_project(
         pytester,
         isolation,
         test_guard="""
@@ -470,7 +470,7 @@ def test_the_guard_refuses_non_loopback_endpoints_and_names_at_once(pytester, is
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_an_operation_moto_lacks_names_the_service_and_operation(pytester, isolation):
-    write_project(
+    aws_project(
         pytester,
         isolation,
         test_missing="""
@@ -495,7 +495,7 @@ def test_an_operation_moto_lacks_names_the_service_and_operation(pytester, isola
 
 
 def test_process_isolation_starts_one_moto_server_and_resets_it_per_test(pytester):
-    write_project(
+    aws_project(
         pytester,
         "process",
         test_server="""
@@ -534,7 +534,7 @@ def test_a_client_built_at_collection_is_refused_with_the_reason(pytester, monke
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALREALREALREAL")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "real-secret")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    write_project(
+    aws_project(
         pytester,
         "module",
         test_direct="""
@@ -562,7 +562,7 @@ def test_a_client_built_at_collection_is_refused_with_the_reason(pytester, monke
 
 
 def test_moto_not_installed_says_which_extra(pytester):
-    write_project(pytester, "module")
+    aws_project(pytester, "module")
     pytester.makeconftest("import sys\nsys.modules['moto'] = None\n")
     pytester.makepyfile(
         test_it="""
@@ -581,7 +581,7 @@ def test_moto_server_missing_says_which_extra(pytester, monkeypatch):
     from pytest_lambda_context.services import aws
 
     monkeypatch.setattr(aws, "_server_class_cache", [])  # as in a session's first use
-    write_project(pytester, "process")
+    aws_project(pytester, "process")
     pytester.makeconftest(
         "import sys\n"
         "sys.modules['moto.moto_server.threaded_moto_server'] = None\n"
@@ -608,7 +608,7 @@ def test_moto_server_missing_says_which_extra(pytester, monkeypatch):
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_json_report_lists_each_environments_clients(pytester, isolation):
-    write_project(
+    aws_project(
         pytester,
         isolation,
         ini="lambda_report = report.json\n",

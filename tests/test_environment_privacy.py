@@ -7,14 +7,14 @@ import logging
 import os
 import signal
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import FunctionMaker, function_maker, write_project
 
-from pytest_lambda_context import LambdaFunction, RuntimeExitError
+from pytest_lambda_context import RuntimeExitError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -81,17 +81,9 @@ def root(project: Callable[[dict[str, str]], Path]) -> Path:
 
 
 @pytest.fixture
-def make(root: Path) -> Iterator[Callable[..., LambdaFunction]]:
-    made: list[LambdaFunction] = []
-
-    def factory(**config: object) -> LambdaFunction:
-        function = LambdaFunction("app.state.handler", code_root=root, **config)  # type: ignore[arg-type]
-        made.append(function)
-        return function
-
-    yield factory
-    for function in made:
-        function.close()
+def make(root: Path) -> Iterator[FunctionMaker]:
+    with function_maker("app.state.handler", code_root=root) as maker:
+        yield maker
 
 
 def test_function_code_changes_stay_in_its_environment(make, root):
@@ -203,18 +195,11 @@ def test_a_nested_invocation_goes_to_another_environment(make):
     assert function.invocations[-2].environment_id == "env-2"  # the nested one
 
 
-def write_project(pytester: pytest.Pytester, test: str) -> None:
-    for name, text in HANDLERS.items():
-        path = pytester.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    pytester.makepyfile(test_session=textwrap.dedent(test))
-
-
 def test_nothing_leaks_into_later_tests(pytester):
     write_project(
         pytester,
-        """
+        HANDLERS,
+        test_session="""
         import logging, os, signal, sys
         import pytest
 
@@ -248,7 +233,8 @@ def test_nothing_leaks_into_later_tests(pytester):
 def test_a_real_ctrl_c_still_stops_pytest(pytester):
     write_project(
         pytester,
-        """
+        HANDLERS,
+        test_session="""
         import os, signal, pytest
 
         @pytest.mark.lambda_handler("app.state.handler")
@@ -268,7 +254,8 @@ def test_a_real_ctrl_c_still_stops_pytest(pytester):
 def test_os_exit_from_another_thread_really_exits(pytester):
     write_project(
         pytester,
-        """
+        HANDLERS,
+        test_session="""
         import os, threading, time, pytest
 
         @pytest.mark.lambda_handler("app.state.handler")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import FunctionMaker, function_maker
 
 from pytest_lambda_context import (
     HandlerError,
@@ -109,17 +110,9 @@ def root(project: Any) -> Path:
 
 
 @pytest.fixture
-def make(root: Path) -> Iterator[Any]:
-    made: list[LambdaFunction] = []
-
-    def factory(handler: str, **config: Any) -> LambdaFunction:
-        function = LambdaFunction(handler, code_root=root, **config)
-        made.append(function)
-        return function
-
-    yield factory
-    for function in made:
-        function.close()
+def make(root: Path) -> Iterator[FunctionMaker]:
+    with function_maker(code_root=root) as maker:
+        yield maker
 
 
 def awslambdaric_result(case: str, root: Path) -> Any:

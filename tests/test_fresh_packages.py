@@ -4,12 +4,11 @@ environment's own in module isolation, tried with the real aws-lambda-powertools
 from __future__ import annotations
 
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_files
+from support import FunctionMaker, function_maker, write_project
 
 from pytest_lambda_context import LambdaFunction
 
@@ -50,18 +49,9 @@ HANDLERS = {
 
 
 @pytest.fixture
-def make(project: Callable[[dict[str, str]], Path]) -> Iterator[Callable[..., LambdaFunction]]:
-    root = project(HANDLERS)
-    made: list[LambdaFunction] = []
-
-    def factory(handler: str, **config: object) -> LambdaFunction:
-        function = LambdaFunction(handler, code_root=root, **config)  # type: ignore[arg-type]
-        made.append(function)
-        return function
-
-    yield factory
-    for function in made:
-        function.close()
+def make(project: Callable[[dict[str, str]], Path]) -> Iterator[FunctionMaker]:
+    with function_maker(code_root=project(HANDLERS)) as maker:
+        yield maker
 
 
 def cold_starts(function: LambdaFunction) -> list[object]:
@@ -130,17 +120,11 @@ def test_bad_fresh_packages_say_what_is_wrong(make, given, error, message):
         make("app.logged.handler", fresh_packages=given)
 
 
-def write_project(pytester: pytest.Pytester, test: str, ini: str = "") -> None:
-    write_files(pytester.path, HANDLERS)
-    if ini:
-        pytester.makeini(ini)
-    pytester.makepyfile(test_session=textwrap.dedent(test))
-
-
 def test_the_ini_option_and_the_marker_add_packages(pytester):
     write_project(
         pytester,
-        """
+        HANDLERS,
+        test_session="""
         import pytest
 
         @pytest.mark.lambda_handler("app.logged.handler", fresh_packages=["urllib3"])
@@ -158,7 +142,10 @@ def test_the_ini_option_and_the_marker_add_packages(pytester):
 
 def test_a_bad_ini_value_is_a_usage_error(pytester):
     write_project(
-        pytester, "def test_nothing():\n    pass\n", ini="[pytest]\nlambda_fresh_packages = os\n"
+        pytester,
+        HANDLERS,
+        test_session="def test_nothing():\n    pass\n",
+        ini="[pytest]\nlambda_fresh_packages = os\n",
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.stderr.fnmatch_lines(["*lambda_fresh_packages*'os' cannot be imported afresh*"])
@@ -170,7 +157,8 @@ def test_parameters_cached_by_one_test_do_not_reach_the_next(pytester, isolation
     pytest.importorskip("moto", reason="moto (aws extra)")
     write_project(
         pytester,
-        f"""
+        HANDLERS,
+        test_session=f"""
         import boto3
         import pytest
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import wait_for
+from support import FunctionMaker, function_maker, wait_for, write_project
 
 from pytest_lambda_context import (
     HandlerError,
@@ -156,23 +156,11 @@ def root(project: Callable[[dict[str, str]], Path]) -> Path:
 
 
 @pytest.fixture
-def make(root: Path, template: WorkerTemplate) -> Iterator[Callable[..., LambdaFunction]]:
-    made: list[LambdaFunction] = []
-
-    def factory(handler: str = "app.main.handler", **config: object) -> LambdaFunction:
-        config.setdefault("code_root", root)
-        function = LambdaFunction(
-            handler,
-            isolation="process",
-            worker_pool=template,
-            **config,  # type: ignore[arg-type]
-        )
-        made.append(function)
-        return function
-
-    yield factory
-    for function in made:
-        function.close()
+def make(root: Path, template: WorkerTemplate) -> Iterator[FunctionMaker]:
+    with function_maker(
+        "app.main.handler", code_root=root, isolation="process", worker_pool=template
+    ) as maker:
+        yield maker
 
 
 def process_state(pid: int) -> str | None:
@@ -445,6 +433,8 @@ def test_large_events_and_results_cross_the_channel(make):
 def test_handler_output_lands_in_the_tests_captured_output(pytester):
     write_project(
         pytester,
+        HANDLERS,
+        ini=PYTEST_INI,
         test_out="""
             import pytest
 
@@ -545,6 +535,8 @@ def test_processes_in_a_new_session_end_with_their_environment(make, end):
 def test_handler_output_reaches_the_capture_of_each_test(pytester):
     write_project(
         pytester,
+        HANDLERS,
+        ini=PYTEST_INI,
         test_capture="""
             import pytest
 
@@ -673,18 +665,11 @@ lambda_isolation = process
 """
 
 
-def write_project(pytester: pytest.Pytester, **tests: str) -> None:
-    for name, text in HANDLERS.items():
-        path = pytester.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    pytester.makeini(PYTEST_INI)
-    pytester.makepyfile(**{name: textwrap.dedent(text) for name, text in tests.items()})
-
-
 def test_the_plugin_runs_process_isolation(pytester):
     write_project(
         pytester,
+        HANDLERS,
+        ini=PYTEST_INI,
         test_fn="""
             import os
             import pytest
@@ -748,7 +733,7 @@ def start_interruptible(
     pytester: pytest.Pytester, concurrency: int
 ) -> tuple[subprocess.Popen[bytes], list[int], int]:
     """pytest in a subprocess, its handlers asleep in ``concurrency`` workers."""
-    write_project(pytester, test_long=INTERRUPTIBLE)
+    write_project(pytester, HANDLERS, ini=PYTEST_INI, test_long=INTERRUPTIBLE)
     (pytester.path / "app" / "pids.py").write_text(textwrap.dedent(PIDS_HANDLER))
     pids_dir = pytester.mkdir("pids")
     process = subprocess.Popen(

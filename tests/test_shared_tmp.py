@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import textwrap
-
-import pytest
-from conftest import write_files
+from support import write_project
 
 HANDLERS = {
     "app/__init__.py": "",
@@ -29,11 +26,6 @@ HANDLERS = {
             return "shared"
     """,
 }
-
-
-def write_project(pytester: pytest.Pytester, test: str) -> None:
-    write_files(pytester.path, HANDLERS)
-    pytester.makepyfile(test_session=textwrap.dedent(test))
 
 
 TESTS = """
@@ -85,7 +77,7 @@ TESTS = """
 
 
 def test_writes_under_the_literal_tmp_are_warned(pytester):
-    write_project(pytester, TESTS)
+    write_project(pytester, HANDLERS, test_session=TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
 
@@ -93,7 +85,8 @@ def test_writes_under_the_literal_tmp_are_warned(pytester):
 def test_with_warnings_as_errors_the_invoke_fails(pytester):
     write_project(
         pytester,
-        """
+        HANDLERS,
+        test_session="""
         import os, uuid
         import pytest
         from pytest_lambda_context import SharedTmpWarning

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import FunctionMaker, function_maker
 
 from pytest_lambda_context import (
     InitError,
@@ -119,22 +120,15 @@ def task(project: Callable[[dict[str, str]], Path]) -> Path:
 
 
 @pytest.fixture
-def make(task: Path, tmp_path: Path) -> Iterator[Callable[..., LambdaFunction]]:
-    made: list[LambdaFunction] = []
-
+def make(task: Path, tmp_path: Path) -> Iterator[FunctionMaker]:
     (tmp_path / "init.log").touch()  # exposed in the workers' private /tmp: it exists
-
-    def factory(handler: str, **config: object) -> LambdaFunction:
-        env = {"INIT_LOG": str(tmp_path / "init.log"), **config.pop("env", {})}  # type: ignore[dict-item]
-        function = LambdaFunction(
-            handler, isolation="process", snap_start=True, code_root=task, env=env, **config
-        )  # type: ignore[arg-type]
-        made.append(function)
-        return function
-
-    yield factory
-    for function in made:
-        function.close()
+    with function_maker(
+        isolation="process",
+        snap_start=True,
+        code_root=task,
+        env={"INIT_LOG": str(tmp_path / "init.log")},
+    ) as maker:
+        yield maker
 
 
 @pytest.fixture

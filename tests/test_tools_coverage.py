@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import write_files
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -77,13 +77,6 @@ FORK_TEST = {
 }
 
 
-def _write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-
-
 def _executed(report: Path) -> dict[str, list[int]]:
     files: dict[str, Any] = json.loads(report.read_text())["files"]
     return {name: data["executed_lines"] for name, data in files.items()}
@@ -124,7 +117,7 @@ def test_the_example_suite_covers_the_same_handler_lines_in_both_isolations(
 
 
 def test_pytest_cov_sees_handler_lines_run_in_workers(pytester: pytest.Pytester) -> None:
-    _write(pytester.path, HANDLER)
+    write_files(pytester.path, HANDLER)
 
     by_module = _run_with_cov(pytester, "module", "--cov=app")
     by_process = _run_with_cov(pytester, "process", "--cov=app")
@@ -140,7 +133,7 @@ def test_pytest_cov_sees_handler_lines_run_in_workers(pytester: pytest.Pytester)
 def test_a_process_forked_by_function_code_measures_too(pytester: pytest.Pytester) -> None:
     # Any fork of a worker (function code's, a SnapStart restore's) starts its own
     # measurement and saves it when it ends in os._exit.
-    _write(pytester.path, {**HANDLER, **FORK_TEST})
+    write_files(pytester.path, {**HANDLER, **FORK_TEST})
 
     lines = _run_with_cov(pytester, "process", "--cov=app", "tests/test_fork.py")["app/orders.py"]
 
@@ -186,7 +179,7 @@ SNAPSTART = {
 def test_snapstart_and_managed_instances_processes_measure_too(
     pytester: pytest.Pytester, test: str
 ) -> None:
-    _write(pytester.path, {**HANDLER, **SNAPSTART})
+    write_files(pytester.path, {**HANDLER, **SNAPSTART})
 
     run = _run_with_cov(pytester, "process", "--cov=app", f"tests/test_restored.py::{test}")
 
@@ -199,7 +192,7 @@ def test_snapstart_and_managed_instances_processes_measure_too(
 
 
 def test_under_xdist_too(pytester: pytest.Pytester) -> None:
-    _write(pytester.path, HANDLER)
+    write_files(pytester.path, HANDLER)
 
     by_module = _run_with_cov(pytester, "module", "--cov=app", "-n", "2")
     by_process = _run_with_cov(pytester, "process", "--cov=app", "-n", "2")
@@ -212,7 +205,7 @@ def test_coverage_run_with_one_data_file(
     pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``coverage run -m pytest`` (not parallel): the workers' data is merged into .coverage."""
-    _write(pytester.path, {**HANDLER, **FORK_TEST})
+    write_files(pytester.path, {**HANDLER, **FORK_TEST})
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setenv("TMPDIR", str(temp))
@@ -234,7 +227,7 @@ def test_coverage_run_with_one_data_file(
 
 
 def test_a_session_without_coverage_writes_no_data(pytester: pytest.Pytester) -> None:
-    _write(pytester.path, HANDLER)
+    write_files(pytester.path, HANDLER)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lambda-isolation=process")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert not list(pytester.path.glob(".coverage*"))

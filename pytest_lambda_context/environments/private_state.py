@@ -558,14 +558,6 @@ _ARRAYS: dict[int, Any] = {}
 _ZONES: dict[int, tuple[Any, ...]] = {}
 
 
-def _zone_of(data: dict[bytes, bytes]) -> tuple[Any, ...] | None:
-    """The time zone that ``data``'s TZ gives, when it is UTC (Lambda's ``:UTC``)."""
-    value = data.get(b"TZ")
-    if value in (b":UTC", b"UTC", b"UTC0", b":Etc/UTC"):
-        return ("UTC", "UTC"), 0, 0, 0
-    return None  # unknown: tzset tells
-
-
 def _set_recursion_limit(limit: int) -> None:
     # Lower than the stack is deep already: leave it (Python refuses it anyway).
     with contextlib.suppress(RecursionError, ValueError):

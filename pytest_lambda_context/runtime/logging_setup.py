@@ -218,8 +218,9 @@ def error_lines(payload: Mapping[str, Any], is_json: bool) -> list[str]:
 class RootLogging:
     """An environment's own root-logger setup (module isolation): its handlers and level.
 
-    Swapped in around each phase with :func:`enter_root` and out with
-    :func:`exit_root`; what function code does to the root logger stays with it.
+    Swapped in around each phase by :meth:`SwappedRuntimeLogging.enter` and out by
+    :meth:`SwappedRuntimeLogging.exit`; what function code does to the root logger
+    stays with it.
     """
 
     __slots__ = ("handlers", "level")
@@ -265,8 +266,7 @@ class SwappedRuntimeLogging:
         self.streams = self.tees
 
     def enter(self) -> None:
-        # Written out flat (enter_root and exit_root inline): this runs twice per
-        # invocation.
+        # Written out flat (no helper calls): this runs twice per invocation.
         log = self.log
         log.events = []
         targets = log.targets

@@ -3,7 +3,7 @@
 It exists so that connection behaviour (how many TCP connections a Lambda handler
 opens, whether it reuses them) can be tested without Docker or a cluster. It speaks
 enough of the Elasticsearch REST API for the official clients 7, 8 and 9 to accept
-it, keeps its data in memory (see ``embedded_store``), and answers 400 with an
+it, keeps its data in memory (see ``store``), and answers 400 with an
 explanation for anything it does not model.
 
 Standard library only, and no elasticsearch/elastic_transport imports: the plugin

@@ -1,6 +1,7 @@
 """The session's Elasticsearch as tests and handlers see it: ``ElasticsearchService``.
 
-Handler code reaches every backend through a counting :class:`~.proxy.TcpProxy`, so
+Handler code reaches every backend through a counting
+:class:`~pytest_lambda_context.observe.proxy.TcpProxy`, so
 ``es.connections`` counts what the server accepted, and faults (dropped connections,
 outages, a NAT gateway's idle timeout) can be injected whatever the backend. The
 test side (``es.client()``, index clean-up) uses ``direct_url``, bypassing the proxy,
