@@ -102,6 +102,12 @@ def test_one_connection_per_environment(database, pg, module):
     assert [i.connections_opened for i in function.invocations[1:25]] == [0] * 24
     if module == "pg2_memo":  # connected at import: the init phase's, not invocation 1's
         assert [e.request_id for e in events] == [None] * 3
+    # The line of function code behind each, parallel environments included.
+    expected = {
+        "pg3_memo": "app/pg3_memo.py:7 in connection",
+        "pg2_memo": "app/pg2_memo.py:5 in <module>",
+    }[module]
+    assert [e.frame for e in events] == [expected] * 3
 
 @pytest.mark.parametrize("module", ["pg3_per_call", "pg2_per_call"])
 @pytest.mark.max_connections(1)
@@ -144,16 +150,11 @@ def test_libpq_connections_through_a_proxy_count(
             "*- env-1 invocation 1 (*): 127.0.0.1:* through proxy 'pg' *",
         ]
     )
-    if isolation == "module":
-        # The line of code waiting on libpq's connect, read from the thread's stack.
-        result.stdout.fnmatch_lines(
-            ["*through proxy 'pg' opened at app/pg3_per_call.py:6 in handler"]
-        )
-        result.stdout.fnmatch_lines(
-            ["*through proxy 'pg' opened at app/pg2_per_call.py:6 in handler"]
-        )
-    else:
-        result.stdout.fnmatch_lines(["*through proxy 'pg' opened by C code*"])
+    # The line of code waiting on libpq's connect: read from the thread's stack in
+    # module isolation, from the worker's stack (asked by the proxy) in process isolation.
+    result.stdout.fnmatch_lines(["*through proxy 'pg' opened at app/pg3_per_call.py:6 in handler"])
+    result.stdout.fnmatch_lines(["*through proxy 'pg' opened at app/pg2_per_call.py:6 in handler"])
+    assert "its line of code is unknown" not in result.stdout.str()
 
 
 UNPROXIED = """

@@ -56,6 +56,7 @@ from pytest_lambda_context.environments.channel import (
     send_packet,
 )
 from pytest_lambda_context.environments.worker_debugger import explain_debugger_quit
+from pytest_lambda_context.observe import connect_lines
 from pytest_lambda_context.observe.drivers import DriverWatch
 from pytest_lambda_context.runtime.records import OutcomeKind
 
@@ -300,6 +301,7 @@ def _fork(
             os._exit(1)
         sandbox.become_subreaper()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        connect_lines.install()  # a proxy asks for the line behind a C connection
         gc.unfreeze()  # the worker's own garbage is its own business
         if coverage is not None:  # a fork of a measuring worker restarts by itself
             worker_coverage.start_in_worker(coverage)  # saves its data in the os._exit below

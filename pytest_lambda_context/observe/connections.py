@@ -38,6 +38,7 @@ from pytest_lambda_context.observe.scope import Scope, active_scope
 
 __all__ = [
     "BlockedLookupError",
+    "ConnectLine",
     "ConnectionEvent",
     "ConnectionLog",
     "NetworkBlockedError",
@@ -75,6 +76,9 @@ class ConnectionEvent:
     # Who saw it: "socket" (Python's socket layer), "proxy" (only a proxy: C code
     # opened it), or "both".
     seen_by: str = "socket"
+    # Why ``frame`` is None, when the plugin knows (a proxy's record of C code's
+    # connection): said in failures rather than a bare "no line".
+    line_unknown: str | None = None
 
     def describe(self) -> str:
         phase = "init" if self.request_id is None else self.request_id
@@ -87,12 +91,24 @@ class ConnectionEvent:
         if self.frame:
             origin = f"opened at {self.frame}"
         elif self.seen_by == "proxy":
-            origin = (
-                "opened by C code (no Python socket), waiting at no line of the function's code"
-            )
+            why = self.line_unknown or "no thread of the function's code was waiting on it"
+            origin = f"opened by C code (no Python socket); its line of code is unknown: {why}"
         else:
             origin = "opened with no line of the function's code on the stack"
         return f"{name}:{self.port}{through} {origin}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectLine:
+    """What a worker process's stack said of one of its connections to loopback, when a
+    proxy asked (``observe.connect_lines``): the line of function code, or why there is
+    none. Not a connection: it only lends its line to the proxy's record of the same
+    connection (same client port and proxy port), and is dropped either way."""
+
+    local_port: int
+    port: int
+    frame: str | None
+    why: str | None = None
 
 
 class ConnectionLog:
@@ -164,18 +180,24 @@ def merge_seen_twice(events: list[Any]) -> list[Any]:
 
     A proxy's record of a connection that the socket layer saw too (same client port,
     same proxy address) is folded into the socket layer's, which knows the line of
-    code: it is marked ``seen_by="both"`` and names the proxy.
+    code: it is marked ``seen_by="both"`` and names the proxy. A proxy's record without
+    a line takes the one a worker's stack gave (:class:`ConnectLine`, never kept).
     """
     proxied = {
         (e.local_port, e.port): e
         for e in events
         if isinstance(e, ConnectionEvent) and e.seen_by == "proxy"
     }
-    if not proxied:
+    lines: dict[tuple[int | None, int], ConnectLine] = {
+        (e.local_port, e.port): e for e in events if isinstance(e, ConnectLine)
+    }
+    if not proxied and not lines:
         return events
     others: list[Any] = []
     connections: list[ConnectionEvent] = []
     for event in events:
+        if isinstance(event, ConnectLine):
+            continue
         if not isinstance(event, ConnectionEvent):
             others.append(event)
         elif event.seen_by == "socket":
@@ -183,7 +205,11 @@ def merge_seen_twice(events: list[Any]) -> list[Any]:
             if twin is not None:
                 event = dataclasses.replace(event, via=twin.via, seen_by="both")
             connections.append(event)
-    connections.extend(proxied.values())
+    for key, event in proxied.items():
+        line = lines.get(key)
+        if line is not None and event.frame is None:
+            event = dataclasses.replace(event, frame=line.frame, line_unknown=line.why)
+        connections.append(event)
     connections.sort(key=lambda e: e.time)
     return [*others, *connections]
 
@@ -232,6 +258,7 @@ _new_object = object.__new__
     _set_local_port,
     _set_via,
     _set_seen_by,
+    _set_line_unknown,
 ) = (vars(ConnectionEvent)[name].__set__ for name in ConnectionEvent.__slots__)
 _original_connect: Any = socket.socket.connect
 _original_connect_ex: Any = socket.socket.connect_ex
@@ -291,6 +318,7 @@ def _event(
     _set_local_port(event, _getsockname(sock)[1] if is_loopback_host(host) else None)
     _set_via(event, None)
     _set_seen_by(event, "socket")
+    _set_line_unknown(event, None)
     return event
 
 

@@ -16,8 +16,9 @@ import os
 import socket
 import struct
 from collections.abc import Iterable
+from typing import NamedTuple
 
-__all__ = ["owner_pid", "socket_inode"]
+__all__ = ["Owner", "owner", "owner_pid", "socket_inode"]
 
 _WORD = struct.Struct("=I")  # /proc prints each 32-bit word of an address in host order
 
@@ -133,9 +134,15 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def owner_pid(
-    local: tuple[str, int], remote: tuple[str, int], leaders: Iterable[int]
-) -> int | None:
+class Owner(NamedTuple):
+    """Who holds a socket: the worker (a leader given) and the process itself (the
+    worker, or a process it started)."""
+
+    leader: int
+    holder: int
+
+
+def owner(local: tuple[str, int], remote: tuple[str, int], leaders: Iterable[int]) -> Owner | None:
     """Which of ``leaders`` (worker processes) holds the socket, itself or through a
     process it started; None if none does (or the socket is gone)."""
     leaders = list(leaders)
@@ -147,10 +154,18 @@ def owner_pid(
     target = f"socket:[{inode}]"
     for pid in leaders:
         if _holds(pid, target):
-            return pid
+            return Owner(pid, pid)
     # A process that function code started (a subprocess running psql, say).
     for leader in leaders:
         for pid in _descendants(leader):
             if _holds(pid, target):
-                return leader
+                return Owner(leader, pid)
     return None
+
+
+def owner_pid(
+    local: tuple[str, int], remote: tuple[str, int], leaders: Iterable[int]
+) -> int | None:
+    """Which of ``leaders`` holds the socket (see :func:`owner`)."""
+    found = owner(local, remote, leaders)
+    return None if found is None else found.leader

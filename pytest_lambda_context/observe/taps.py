@@ -21,8 +21,9 @@ import threading
 import time
 from typing import Any, Protocol
 
+from pytest_lambda_context.observe import connect_lines
 from pytest_lambda_context.observe.connections import ConnectionEvent, user_frame
-from pytest_lambda_context.observe.peers import owner_pid
+from pytest_lambda_context.observe.peers import owner
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, Scope
 
 __all__ = [
@@ -79,10 +80,17 @@ def attribute(proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]) -
     """A proxy accepted a connection from ``peer``: record it for the code that opened it."""
     scope: Scope | None = None
     local = False
+    line_unknown = None
     if _processes:
-        pid = owner_pid(peer, listen, list(_processes))
-        if pid is not None:
-            scope = _processes.get(pid)
+        found = owner(peer, listen, list(_processes))
+        if found is not None:
+            scope = _processes.get(found.leader)
+            # The holder notes the line of code on its stack; the test process folds
+            # the note into this record (observe.connect_lines).
+            if connect_lines.ask(found.holder):
+                line_unknown = connect_lines.NOT_REPORTED
+            else:
+                line_unknown = connect_lines.not_asked(found.holder)
     if scope is None:
         scope = ACTIVE_SLOT[0]
         local = True
@@ -101,6 +109,7 @@ def attribute(proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]) -
             local_port=peer[1],
             via=proxy_name,
             seen_by="proxy",
+            line_unknown=line_unknown,
         )
     )
 
