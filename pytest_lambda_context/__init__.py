@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "LambdaFunction": "pytest_lambda_context.environments.function",
+    "FunctionConfig": "pytest_lambda_context.environments.function_config",
     "ExecutionEnvironment": "pytest_lambda_context.environments.base",
     "Invocation": "pytest_lambda_context.runtime.records",
     "LambdaContext": "pytest_lambda_context.runtime.context",
@@ -49,6 +50,7 @@ __all__ = [
     "ElasticsearchService",
     "EmbeddedElasticsearch",
     "ExecutionEnvironment",
+    "FunctionConfig",
     "HandlerError",
     "InitError",
     "Invocation",
@@ -74,6 +76,7 @@ __all__ = [
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.base import ExecutionEnvironment
     from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.environments.function_config import FunctionConfig
     from pytest_lambda_context.environments.shared_tmp import SharedTmpWarning
     from pytest_lambda_context.environments.test_side_patches import TestSidePatchWarning
     from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog

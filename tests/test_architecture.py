@@ -108,3 +108,79 @@ def test_the_checks_see_an_upward_import(tmp_path: Path) -> None:
     assert _imports(source, "pytest_lambda_context.runtime.sample") == [
         ("pytest_lambda_context.plugin.session", False)
     ]
+
+
+# At most this many parameters (self and cls not counted; *args and **kwargs count):
+# more is a record waiting to be named (a dataclass, or a keyword-only record).
+MAX_PARAMETERS = 8
+# Being turned into a record by issue 16's records work (base.py's invocation record).
+_BEING_NAMED = {"pytest_lambda_context/environments/base.py:_record"}
+
+
+def _long_signatures(path: Path, shown: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        arguments = node.args
+        names = [a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)]
+        if names and names[0] in ("self", "cls"):
+            names = names[1:]
+        count = len(names) + (arguments.vararg is not None) + (arguments.kwarg is not None)
+        name = getattr(node, "name", "<lambda>")
+        if count > MAX_PARAMETERS and f"{shown}:{name}" not in _BEING_NAMED:
+            found.append(f"{shown}:{node.lineno} {name} takes {count}")
+    return found
+
+
+def test_no_function_takes_more_than_eight_parameters() -> None:
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        long.extend(_long_signatures(path, str(path.relative_to(PACKAGE.parent))))
+    assert long == []
+
+
+def test_the_check_sees_a_long_signature(tmp_path: Path) -> None:
+    source = tmp_path / "sample.py"
+    source.write_text(
+        "class C:\n"
+        "    def ok(self, a, b, c, d, e, f, g, *, h): ...\n"
+        "    def long(self, a, b, c, d, e, f, g, h, *, i=1): ...\n"
+    )
+    assert _long_signatures(source, "sample.py") == ["sample.py:3 long takes 9"]
+
+
+def _isolation_tests(path: Path, kinds: set[str]) -> list[str]:
+    """``x == "process"``, ``x in ("module", ...)``: code asking which isolation it is."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Compare):
+            continue
+        for operand in (node.left, *node.comparators):
+            literals = (
+                operand.elts if isinstance(operand, (ast.Tuple, ast.List, ast.Set)) else [operand]
+            )
+            if any(isinstance(c, ast.Constant) and c.value in kinds for c in literals):
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+                break
+    return found
+
+
+def test_code_asks_an_isolation_what_it_can_do_not_which_it_is() -> None:
+    from pytest_lambda_context.environments.registry import ISOLATIONS
+
+    kinds = set(ISOLATIONS)
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name != "registry.py":
+            found.extend(_isolation_tests(path, kinds))
+    assert found == []
+
+
+def test_the_check_sees_a_string_test(tmp_path: Path) -> None:
+    source = tmp_path / "sample.py"
+    source.write_text("if a == 'process' or b not in ('module', None):\n    pass\n")
+    assert _isolation_tests(source, {"module", "process"}) == [
+        "sample.py:1 a == 'process'",
+        "sample.py:1 b not in ('module', None)",
+    ]

@@ -266,9 +266,12 @@ def test_a_plain_session_imports_only_the_entry_module_of_the_package(
         result = pytester.runpytest_subprocess(*args)
         result.assert_outcomes(passed=5)
         line = next(x for x in result.stdout.lines if x.startswith("OURS="))
-        # The option table and the datastores' names (their fixtures and options).
+        # The option table, the datastores' names (their fixtures and options) and the
+        # isolation kinds (the lambda_isolation option's choices).
         assert json.loads(line.removeprefix("OURS=")) == [
             "pytest_lambda_context",
+            "pytest_lambda_context.environments",
+            "pytest_lambda_context.environments.registry",
             "pytest_lambda_context.plugin",
             "pytest_lambda_context.plugin.options",
             "pytest_lambda_context.services",

@@ -41,10 +41,10 @@ from pytest_lambda_context.runtime.marshal import PayloadTooLarge, decode_result
 from pytest_lambda_context.runtime.records import Invocation, OutcomeKind
 
 if TYPE_CHECKING:
+    from pytest_lambda_context.environments.function_config import FunctionConfig
     from pytest_lambda_context.environments.spec import (
         EnvironmentState,
         FunctionSink,
-        FunctionSpec,
         InitializationType,
     )
 
@@ -121,7 +121,7 @@ class ExecutionEnvironment:
 
     def __init__(
         self,
-        spec: FunctionSpec,
+        spec: FunctionConfig,
         sink: FunctionSink,
         env_id: str,
         initialization_type: InitializationType,
@@ -335,12 +335,11 @@ class ExecutionEnvironment:
         try:
             if self.state == "new":
                 cold = True
+                retry_init = False
                 try:
                     init_ms = self._init(request_id)
                 except _RetryInit:
-                    retried = self._retry_init(request_id)
-                    if retried.kind is not OutcomeKind.OK:
-                        return self._finish(request_id, True, None, retried, clock.time())
+                    retry_init = True
                 except LambdaError as exc:
                     self._record(
                         request_id,
@@ -350,6 +349,12 @@ class ExecutionEnvironment:
                         started_at=clock.time(),
                     )
                     raise
+                if retry_init:
+                    # Out of the except block: the user's traceback is not chained to
+                    # the plugin's _RetryInit.
+                    retried = self._retry_init(request_id)
+                    if retried.kind is not OutcomeKind.OK:
+                        return self._finish(request_id, True, None, retried, clock.time())
             elif self._report_init and not self.invocations:
                 cold = True
             if cold and self._report_init and retried is None:

@@ -10,13 +10,12 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_lambda_context.environments.registry import ISOLATIONS, Isolation
 from pytest_lambda_context.runtime.context import refuse_reserved
 
 __all__ = [
-    "ISOLATIONS",
     "NETWORK_POLICIES",
     "check_code_root",
-    "check_config",
     "check_env",
     "check_fresh_packages",
     "check_function_name",
@@ -25,7 +24,6 @@ __all__ = [
     "find_fresh_packages",
 ]
 
-ISOLATIONS = ("module", "process")
 NETWORK_POLICIES = ("allow", "loopback")
 _VARIABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _THIRD_PARTY = ("site-packages", "dist-packages")
@@ -34,55 +32,6 @@ _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 # Lambda's Handler setting: at most 128 characters, no white space.
 _HANDLER = re.compile(r"\S{1,128}")
-
-
-def check_config(
-    *,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 3.0,
-    memory_mb: int = 128,
-    isolation: str | None = "module",
-    idle_timeout: float | None = None,
-    max_concurrency: int | None = None,
-    network: str = "allow",
-    snap_start: bool = False,
-    per_environment_concurrency: int | None = None,
-    function_name: str | None = None,
-    code_root: Any = None,
-    region: str = "us-east-1",
-    inherit_env: Any = None,
-    fresh_packages: Any = None,
-    **others: Any,
-) -> None:
-    """Raise TypeError or ValueError, saying what is wrong, for a bad function setting.
-
-    Shared by ``LambdaFunction`` and the ``lambda_handler`` marker, so a bad marker
-    argument is reported when tests are collected. ``isolation=None``: not known yet
-    (the lambda_isolation option decides), so not checked against the other settings.
-    """
-    if isolation is not None and isolation not in ISOLATIONS:
-        raise ValueError(
-            f"isolation={isolation!r} is not valid; choose one of: {', '.join(ISOLATIONS)}"
-        )
-    if network not in NETWORK_POLICIES:
-        raise ValueError(
-            f"network={network!r} is not valid; choose one of: {', '.join(NETWORK_POLICIES)}"
-        )
-    check_number("timeout", timeout, minimum=0.001, maximum=900)
-    check_number("memory_mb", memory_mb, minimum=128, maximum=10240, integer=True)
-    if idle_timeout is not None:
-        check_number("idle_timeout", idle_timeout, minimum=0)
-    if max_concurrency is not None:
-        check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
-    check_execution_model(isolation, snap_start, per_environment_concurrency)
-    if function_name is not None:
-        check_function_name(function_name)
-    if code_root is not None and not isinstance(code_root, (str, os.PathLike)):
-        check_code_root(code_root)  # the type now; whether the folder exists, when made
-    check_region(region)
-    check_env(env)
-    check_inherit_env(inherit_env)
-    check_fresh_packages(fresh_packages)
 
 
 # Third-party packages that keep per-environment state in their own modules, imported
@@ -161,26 +110,30 @@ def check_inherit_env(inherit_env: Any) -> tuple[str, ...] | bool:
 
 
 def check_execution_model(
-    isolation: str | None, snap_start: Any, per_environment_concurrency: Any
+    isolation: Isolation, snap_start: Any, per_environment_concurrency: Any
 ) -> None:
-    """SnapStart and Lambda Managed Instances: process isolation only, and not both."""
+    """SnapStart and Lambda Managed Instances: only where the isolation can (process
+    isolation), and not both."""
     if not isinstance(snap_start, bool):
         raise TypeError(f"snap_start must be True or False, not {snap_start!r}")
     if per_environment_concurrency is not None:
         check_number(
             "per_environment_concurrency", per_environment_concurrency, minimum=1, integer=True
         )
-    if snap_start:
+    if snap_start and not isolation.can_snapshot:
         model: str | None = "snap_start=True"
-    elif per_environment_concurrency is not None:
+        able = [i.name for i in ISOLATIONS.values() if i.can_snapshot]
+    elif per_environment_concurrency is not None and not isolation.can_run_many_runtimes:
         model = f"per_environment_concurrency={per_environment_concurrency}"
+        able = [i.name for i in ISOLATIONS.values() if i.can_run_many_runtimes]
     else:
         model = None
-    if model is not None and isolation not in ("process", None):
+    if model is not None:
         raise ValueError(
-            f"{model} needs isolation='process': a restore from a snapshot and the runtime "
-            "processes of an environment are forks of worker processes, which module "
-            "isolation does not have. Use isolation='process' (or --lambda-isolation=process)"
+            f"{model} needs isolation={able[0]!r}: a restore from a snapshot and the runtime "
+            "processes of an environment are forks of worker processes, which "
+            f"{isolation.name} isolation does not have. Use isolation={able[0]!r} "
+            f"(or --lambda-isolation={able[0]})"
         )
     if snap_start and per_environment_concurrency is not None:
         raise ValueError(
@@ -194,6 +147,11 @@ def check_handler(handler: Any) -> str:
     if not isinstance(handler, str):
         raise TypeError(
             f"handler must be a string such as 'app.search.handler', not {type(handler).__name__}"
+        )
+    if "\0" in handler:
+        raise ValueError(
+            f"handler={handler!r} holds a NUL character (\\0), which no module path or "
+            "name can hold; write it as 'app.search.handler' or 'app/search.handler'"
         )
     if not _HANDLER.fullmatch(handler):
         raise ValueError(

@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import itertools
-import os
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments import test_side_patches
 from pytest_lambda_context.environments.base import ExecutionEnvironment, encode_request
-from pytest_lambda_context.environments.config import (
-    check_code_root,
-    check_config,
-    check_env,
-    check_handler,
-    check_inherit_env,
-    check_number,
-    default_name,
-    find_code_root,
-    find_fresh_packages,
-)
+from pytest_lambda_context.environments.config import check_number
+from pytest_lambda_context.environments.function_config import FunctionConfig
 from pytest_lambda_context.environments.placeholders import check_placeholders, fill_placeholders
 from pytest_lambda_context.environments.registry import environment_class
-from pytest_lambda_context.environments.spec import FunctionSpec, InitializationType
+from pytest_lambda_context.environments.spec import InitializationType
 from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
-from pytest_lambda_context.runtime.clock import PluginClock
 from pytest_lambda_context.runtime.errors import LambdaError, TooManyRequestsError, error_payload
-from pytest_lambda_context.runtime.handler import module_name_of
 from pytest_lambda_context.runtime.records import Invocation
 
 if TYPE_CHECKING:
@@ -42,103 +30,29 @@ __all__ = ["LambdaFunction"]
 class LambdaFunction:
     """A Lambda function under test: routes invocations to emulated execution environments."""
 
-    def __init__(
-        self,
-        handler: str,
-        *,
-        env: Mapping[str, str] | None = None,
-        timeout: float = 3.0,
-        memory_mb: int = 128,
-        isolation: str = "module",
-        function_name: str | None = None,
-        code_root: str | os.PathLike[str] | None = None,
-        idle_timeout: float | None = None,
-        max_concurrency: int | None = None,
-        region: str = "us-east-1",
-        network: str = "allow",
-        clock: PluginClock | None = None,
-        placeholders: Mapping[str, Callable[[], str]] | None = None,
-        search_paths: Sequence[str | os.PathLike[str]] = (),
-        worker_pool: WorkerTemplate | None = None,
-        tmp_root: str | os.PathLike[str] | None = None,
-        host_paths: Sequence[str | os.PathLike[str]] = (),
-        snap_start: bool = False,
-        per_environment_concurrency: int | None = None,
-        credentials: Mapping[str, str] | None = None,
-        inherit_env: Sequence[str] | bool | None = None,
-        fresh_packages: Sequence[str] | None = None,
-    ) -> None:
-        check_handler(handler)
-        check_config(
-            env=env,
-            timeout=timeout,
-            memory_mb=memory_mb,
-            isolation=isolation,
-            idle_timeout=idle_timeout,
-            max_concurrency=max_concurrency,
-            network=network,
-            snap_start=snap_start,
-            per_environment_concurrency=per_environment_concurrency,
-            function_name=function_name,
-            code_root=code_root,
-            region=region,
-            inherit_env=inherit_env,
-            fresh_packages=fresh_packages,
-        )
-        self.env = check_env(env)
-        self.inherit_env = check_inherit_env(inherit_env)
-        # The execution role's credentials, which Lambda sets (the aws fixture's fakes).
-        self.credentials = dict(credentials or {})
-        self.handler = handler
-        # Whether the handler loads is reported at init, as Lambda reports it.
-        module_name = module_name_of(handler)
-        self.region = region
-        self.function_name = function_name or default_name(module_name, handler)
-        self.timeout = float(timeout)
-        self.memory_mb = int(memory_mb)
-        self.isolation = isolation
-        self.idle_timeout = idle_timeout
-        self.max_concurrency = max_concurrency
-        self.network = network
-        self.snap_start = snap_start
-        self.per_environment_concurrency = per_environment_concurrency
+    def __init__(self, handler: str, **options: Any) -> None:
+        """``options``: the fields of :class:`FunctionConfig` (``env``, ``timeout``,
+        ``memory_mb``, ``isolation``, ...), each checked now."""
+        self._start(FunctionConfig.build(handler, options))
+
+    @classmethod
+    def from_config(cls, config: FunctionConfig) -> LambdaFunction:
+        """The function of a config already built (the plugin's fixtures wire theirs in)."""
+        function = cls.__new__(cls)
+        function._start(config)
+        return function
+
+    def _start(self, config: FunctionConfig) -> None:
+        # Placeholders of fixtures are wired in by now: each must have its supplier.
+        check_placeholders(config.env, config.placeholders)
+        self.config = self.spec = config
+        self.capabilities = config.capabilities
         # snap_start: the published version's snapshot (made at the first cold start).
         self._snap_start: SnapStart | None = None
-        self.clock = clock or PluginClock()
-        # Kept as given, not copied: suppliers added later (a tcp_proxy made after the
-        # function) are seen when an environment is created.
-        self._placeholders: Mapping[str, Callable[[], str]] = (
-            placeholders if placeholders is not None else {}
-        )
-        check_placeholders(self.env, self._placeholders)
-        # Where environments get their /tmp (None: the system's temp folder).
-        self.tmp_root = None if tmp_root is None else os.fspath(tmp_root)
-        if code_root is not None:
-            root = check_code_root(code_root)
-        else:
-            root = find_code_root(module_name, [os.fspath(p) for p in search_paths])
-        self.code_root = root
-        self.code_root_prefix = root.rstrip(os.sep) + os.sep
-        self.fresh_packages = find_fresh_packages(fresh_packages, root)
-        self.spec = FunctionSpec(
-            handler=handler,
-            function_name=self.function_name,
-            timeout=self.timeout,
-            memory_mb=self.memory_mb,
-            code_root=root,
-            network=network,
-            tmp_root=self.tmp_root,
-            clock=self.clock,
-            host_paths=tuple(os.fspath(p) for p in host_paths),
-            per_environment_concurrency=per_environment_concurrency,
-            region=region,
-            inherit_env=self.inherit_env,
-            fresh_packages=self.fresh_packages,
-        )
-        if isolation == "process":
+        if not self.capabilities.in_test_process:
             # The function's modules as the test has them now: a later test-side patch
             # of one of them, which cannot reach a worker, is then noticed and said.
-            test_side_patches.observe(self.code_root_prefix)
+            test_side_patches.observe(config.code_root_prefix)
         self.environments: list[ExecutionEnvironment] = []
         self.invocations: list[Invocation] = []
         self.connections = ConnectionLog()
@@ -154,38 +68,46 @@ class LambdaFunction:
         self._resources: list[Callable[[], None]] = []
         self._held: set[str] = set()
         self._template_lock = threading.Lock()
-        # isolation="process": the template that forks this function's workers (the
+        # Process isolation: the template that forks this function's workers (the
         # plugin passes the session's; else the first environment starts one).
-        self.worker_pool = worker_pool
+        self.worker_pool = config.worker_pool
         # Environments handed on to a later test: still reported as this function's.
         self._released: list[ExecutionEnvironment] = []
         # Requests refused past max_concurrency (TooManyRequestsException payloads).
         self.throttles: list[dict[str, Any]] = []
 
-    # -- configuration -------------------------------------------------------------
+    # -- configuration: ``config`` has it all; these are what reports show -------------
+    @property
+    def handler(self) -> str:
+        return self.config.handler
+
+    @property
+    def function_name(self) -> str:
+        return self.config.function_name
+
+    @property
+    def isolation(self) -> str:
+        return self.config.isolation
+
+    @property
+    def timeout(self) -> float:
+        return self.config.timeout
+
+    @property
+    def memory_mb(self) -> int:
+        return self.config.memory_mb
+
+    @property
+    def code_root(self) -> str:
+        return self.config.code_root
+
     def resolved_env(self) -> dict[str, str]:
         """The function's environment variables with ``{es_url}`` and the like filled in."""
-        return fill_placeholders(self.env, self._placeholders)
+        return fill_placeholders(self.config.env, self.config.placeholders)
 
     def config_key(self) -> tuple[Any, ...]:
         """What makes two functions the same for warm reuse across tests."""
-        return (
-            self.handler,
-            tuple(sorted(self.env.items())),
-            self.timeout,
-            self.memory_mb,
-            self.isolation,
-            self.function_name,
-            self.code_root,
-            self.idle_timeout,
-            self.max_concurrency,
-            self.network,
-            self.snap_start,
-            self.per_environment_concurrency,
-            self.region,
-            self.inherit_env,
-            tuple(sorted(self.fresh_packages)),
-        )
+        return self.config.reuse_key()
 
     # -- routing -------------------------------------------------------------------
     def invoke(self, event: Any) -> Any:
@@ -196,7 +118,10 @@ class LambdaFunction:
         """
         __tracebackhide__ = True
         body = encode_request(event)
-        if self.max_concurrency is not None and self._busy_count() >= self.max_concurrency:
+        if (
+            self.config.max_concurrency is not None
+            and self._busy_count() >= self.config.max_concurrency
+        ):
             raise self._throttle()
         return self._route()._invoke(body)
 
@@ -223,11 +148,11 @@ class LambdaFunction:
         check_number("concurrency", concurrency, minimum=1, integer=True)
         bodies = [encode_request(event) for event in events]
         allowed = concurrency
-        if self.max_concurrency is not None:
-            allowed = max(0, min(concurrency, self.max_concurrency - self._busy_count()))
+        if self.config.max_concurrency is not None:
+            allowed = max(0, min(concurrency, self.config.max_concurrency - self._busy_count()))
         self._expire_idle()
         # An environment takes as many requests at once as it has runtime processes.
-        needed = -(-allowed // (self.per_environment_concurrency or 1))
+        needed = -(-allowed // (self.config.per_environment_concurrency or 1))
         targets = self._idle_environments()[:needed]
         while len(targets) < needed:
             targets.append(self._new_environment("on-demand"))
@@ -272,7 +197,7 @@ class LambdaFunction:
                 except LambdaError as exc:
                     outcomes[index] = exc
 
-        if self.isolation == "process" and concurrency > 1:
+        if self.capabilities.runs_in_parallel and concurrency > 1:
             # Worker processes really run at once: one thread drives each lane.
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 futures = [pool.submit(run_lane, lane) for lane in range(concurrency)]
@@ -309,7 +234,7 @@ class LambdaFunction:
     def provision(self, count: int) -> list[ExecutionEnvironment]:
         """``count`` environments initialised ahead of traffic (provisioned concurrency)."""
         check_number("count", count, minimum=1, integer=True)
-        if self.snap_start:
+        if self.config.snap_start:
             raise ValueError(
                 "provision(): Lambda does not support provisioned concurrency with SnapStart; "
                 "restored environments start from the snapshot (see publish())"
@@ -327,7 +252,7 @@ class LambdaFunction:
         """
         total = seconds + minutes * 60 + hours * 3600
         check_number("idle time", total, minimum=0)
-        self.clock.advance(total)
+        self.config.clock.advance(total)
         self._expire_idle()
 
     def _expire_idle(self) -> None:
@@ -336,15 +261,15 @@ class LambdaFunction:
         Checked at each routing too: the clock is the session's, and another
         function's ``idle()`` may have moved it. Provisioned environments stay warm.
         """
-        if self.idle_timeout is None:
+        if self.config.idle_timeout is None:
             return
-        now = self.clock.monotonic()
+        now = self.config.clock.monotonic()
         for environment in self.environments:
             if (
                 environment.state != "shutdown"
                 and not environment.busy
                 and environment.initialization_type != "provisioned-concurrency"
-                and now - environment.last_used > self.idle_timeout
+                and now - environment.last_used > self.config.idle_timeout
             ):
                 environment.shutdown("idle timeout")
 
@@ -355,7 +280,7 @@ class LambdaFunction:
         return live
 
     def _route(self) -> ExecutionEnvironment:
-        if self.idle_timeout is not None:
+        if self.config.idle_timeout is not None:
             self._expire_idle()
         # A busy environment (its handler is the caller, say) takes no second request.
         for environment in reversed(self.environments):
@@ -379,7 +304,7 @@ class LambdaFunction:
         publishing a version does; otherwise the first cold start makes it. Returns the
         snapshot (``init_duration_ms``, ``connections``); raises InitError if it failed."""
         __tracebackhide__ = True
-        if not self.snap_start:
+        if not self.config.snap_start:
             raise ValueError(
                 "publish() makes a SnapStart snapshot: create the function with "
                 "snap_start=True (and isolation='process')"
@@ -397,7 +322,7 @@ class LambdaFunction:
             from pytest_lambda_context.environments.snapstart import SnapStart
 
             self._snap_start = snap_start = SnapStart(
-                self.spec, self, {**self.resolved_env(), **self.credentials}
+                self.spec, self, {**self.resolved_env(), **self.config.credentials}
             )
             self.add_finalizer(snap_start.release)
         return self._snap_start
@@ -407,8 +332,8 @@ class LambdaFunction:
         env_id = f"env-{next(self._env_numbers)}"
         environment: ExecutionEnvironment
         # The execution role's credentials are set by Lambda, like the reserved variables.
-        variables = {**self.resolved_env(), **self.credentials}
-        if self.per_environment_concurrency is not None:
+        variables = {**self.resolved_env(), **self.config.credentials}
+        if self.config.per_environment_concurrency is not None:
             from pytest_lambda_context.environments.managed_instances import (
                 ManagedInstanceEnvironment,
             )
@@ -419,12 +344,12 @@ class LambdaFunction:
             self.environments.append(environment)
             environment.init()  # ahead of traffic, as Managed Instances start environments
             return environment
-        if self.snap_start:
+        if self.config.snap_start:
             from pytest_lambda_context.environments.snapstart import RestoredEnvironment
 
             environment = RestoredEnvironment(self.spec, self, env_id, variables, self._snapshots())
         else:
-            environment = environment_class(self.isolation)(
+            environment = environment_class(self.capabilities)(
                 self.spec, self, env_id, initialization_type, variables
             )
         self.environments.append(environment)

@@ -29,9 +29,9 @@ from pytest_lambda_context.runtime.handler import Outcome
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
+    from pytest_lambda_context.environments.function_config import FunctionConfig
     from pytest_lambda_context.environments.spec import (
         FunctionSink,
-        FunctionSpec,
         InitializationType,
     )
 
@@ -47,7 +47,7 @@ class RuntimeProcess(ProcessEnvironment):
 
     def __init__(
         self,
-        spec: FunctionSpec,
+        spec: FunctionConfig,
         sink: FunctionSink,
         env_id: str,
         variables: dict[str, str],
@@ -71,7 +71,7 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
 
     def __init__(
         self,
-        spec: FunctionSpec,
+        spec: FunctionConfig,
         sink: FunctionSink,
         env_id: str,
         initialization_type: InitializationType,

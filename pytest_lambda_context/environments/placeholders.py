@@ -33,14 +33,20 @@ def _names(value: str) -> list[str]:
     return [m.group(2) for m in _TOKEN.finditer(value) if m.group(2) is not None]
 
 
-def check_placeholders(env: Mapping[str, str], suppliers: Suppliers) -> None:
+def check_placeholders(
+    env: Mapping[str, str], suppliers: Suppliers, *, services_later: bool = False
+) -> None:
     """Raise ValueError for a placeholder in ``env`` that can never be filled.
 
-    ``{proxy:NAME}`` is checked when filled: the proxy may be made later.
+    ``{proxy:NAME}`` is checked when filled: the proxy may be made later. With
+    ``services_later``, so are a service's (``{postgres_url}``): its fixture is not
+    wired in yet.
     """
     for key, value in env.items():
         for name in _names(value):
-            if not name.startswith(PROXY_PREFIX) and name not in suppliers:
+            if name.startswith(PROXY_PREFIX) or name in suppliers:
+                continue
+            if not (services_later and _SERVICE.fullmatch(name)):
                 raise ValueError(_unknown(key, value, name, suppliers))
 
 

@@ -55,9 +55,9 @@ from pytest_lambda_context.runtime.handler import (
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
+    from pytest_lambda_context.environments.function_config import FunctionConfig
     from pytest_lambda_context.environments.spec import (
         FunctionSink,
-        FunctionSpec,
         InitializationType,
     )
 
@@ -96,7 +96,7 @@ class ProcessEnvironment(ExecutionEnvironment):
 
     def __init__(
         self,
-        spec: FunctionSpec,
+        spec: FunctionConfig,
         sink: FunctionSink,
         env_id: str,
         initialization_type: InitializationType,

@@ -29,7 +29,8 @@ from pytest_lambda_context.runtime.handler import Outcome, timeout_payload
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
-    from pytest_lambda_context.environments.spec import FunctionSink, FunctionSpec
+    from pytest_lambda_context.environments.function_config import FunctionConfig
+    from pytest_lambda_context.environments.spec import FunctionSink
 
 __all__ = ["RESTORE_TIMEOUT", "RestoredEnvironment", "SnapStart", "SnapshotProcess"]
 
@@ -50,7 +51,7 @@ _HOOK_ERROR = (
 class SnapshotProcess(ForkServer):
     """The initialised worker a version's snapshot is made of; restores are its forks."""
 
-    def __init__(self, spec: FunctionSpec, sink: FunctionSink, variables: dict[str, str]) -> None:
+    def __init__(self, spec: FunctionConfig, sink: FunctionSink, variables: dict[str, str]) -> None:
         super().__init__(spec, sink, "snapshot", "snap-start", variables)
         self.snapshot_error: dict[str, Any] | None = None
 
@@ -105,7 +106,7 @@ class SnapStart:
     done with it (an environment handed on to a later test keeps it alive).
     """
 
-    def __init__(self, spec: FunctionSpec, sink: FunctionSink, variables: dict[str, str]) -> None:
+    def __init__(self, spec: FunctionConfig, sink: FunctionSink, variables: dict[str, str]) -> None:
         self._spec, self._sink, self._variables = spec, sink, variables
         self.snapshot: SnapshotProcess | None = None
         self.error: LambdaError | None = None
@@ -161,7 +162,7 @@ class RestoredEnvironment(ProcessEnvironment):
 
     def __init__(
         self,
-        spec: FunctionSpec,
+        spec: FunctionConfig,
         sink: FunctionSink,
         env_id: str,
         variables: dict[str, str],

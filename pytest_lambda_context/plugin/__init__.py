@@ -90,15 +90,15 @@ def _wire(state: PluginState) -> None:
     state.header_extras.append(lambda: _es().header_line(state))
     # Services' placeholders in env values: {es_url}, {postgres_host}, ...
     state.function_preparers.append(
-        lambda request, settings: _datastores().prepare_function(request, settings)
+        lambda request, config: _datastores().prepare_function(request, config)
     )
     # tcp_proxy: {proxy:NAME} in env values.
     state.function_preparers.append(
-        lambda request, settings: _proxies().prepare_function(request, settings)
+        lambda request, config: _proxies().prepare_function(request, config)
     )
     # AWS: client accounting for every function; moto set up first when `aws` is used.
     state.function_preparers.append(
-        lambda request, settings: _aws().prepare_function(request, settings)
+        lambda request, config: _aws().prepare_function(request, config)
     )
 
 
@@ -203,7 +203,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if names & _OWN_MARKERS or names - registered:
         from pytest_lambda_context.plugin import markers
 
-        markers.validate_items(items, uses_plugin, registered)
+        markers.validate_items(
+            items,
+            uses_plugin,
+            registered,
+            lambda item, arguments: _state(config).check_function(item, arguments),
+        )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -6,15 +6,18 @@ Imported only when a test makes a function or uses the fixture.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TypeVar
 
 import pytest
 
+from pytest_lambda_context.environments.function_config import FunctionConfig, FunctionWiring
 from pytest_lambda_context.observe import clients
 from pytest_lambda_context.plugin.session import PluginState, TestFunctions
 from pytest_lambda_context.services.aws import AwsService, MissingDependencyError
 
 __all__ = ["aws_fixture", "prepare_function"]
+
+T = TypeVar("T")
 
 
 def aws_fixture(request: pytest.FixtureRequest, state: PluginState) -> Iterator[AwsService]:
@@ -31,7 +34,7 @@ def aws_fixture(request: pytest.FixtureRequest, state: PluginState) -> Iterator[
         service.stop()
 
 
-def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
+def prepare_function(request: pytest.FixtureRequest, config: FunctionConfig) -> FunctionWiring:
     """Called before each ``LambdaFunction`` a test makes (``function_preparers``).
 
     Client accounting runs while the function lives. With the ``aws`` fixture in the
@@ -40,17 +43,18 @@ def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -
     """
     clients.install()
     request.addfinalizer(clients.uninstall)
-    if "aws" in request.fixturenames:
-        service: AwsService = request.getfixturevalue("aws")
-        _failing_on_missing(lambda: service.prepare(settings))
+    if "aws" not in request.fixturenames:
+        return FunctionWiring()
+    service: AwsService = request.getfixturevalue("aws")
+    return _failing_on_missing(lambda: service.prepare(config))
 
 
-def _failing_on_missing(action: Callable[[], None]) -> None:
+def _failing_on_missing(action: Callable[[], T]) -> T:
     """A missing extra fails the test with what to install, not a traceback."""
     failure = None
     try:
-        action()
+        return action()
     except MissingDependencyError as exc:
         failure = str(exc)
-    if failure is not None:  # outside the except block: no chained traceback
-        pytest.fail(failure, pytrace=False)
+    # Outside the except block: no chained traceback.
+    pytest.fail(failure, pytrace=False)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from pytest_lambda_context.environments.function_config import FunctionConfig, FunctionWiring
 from pytest_lambda_context.plugin.session import PluginState
 from pytest_lambda_context.services.datastores import backends, registry
 from pytest_lambda_context.services.datastores.backends import Choice, ServerUnavailable
@@ -90,16 +91,10 @@ def holder(service: DatastoreService) -> Iterator[DatastoreService]:
         service.end()
 
 
-def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
+def prepare_function(request: pytest.FixtureRequest, config: FunctionConfig) -> FunctionWiring:
     """Fill ``{NAME_url}``, ``{NAME_host}``, ... in env values from the service fixture
     ``NAME``, pulling it in (so the order of fixtures does not matter)."""
-    env: Mapping[str, Any] = settings.get("env") or {}
-    wanted = {
-        match.group(1)
-        for value in env.values()
-        if isinstance(value, str)
-        for match in _TOKEN.finditer(value)
-    }
+    wanted = {match.group(1) for value in config.env.values() for match in _TOKEN.finditer(value)}
     wanted.update(name for name in BUILT_IN if name in request.fixturenames)
     suppliers: dict[str, Any] = {}
     for name in sorted(wanted):
@@ -108,5 +103,4 @@ def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -
         service = request.getfixturevalue(name)
         if hasattr(service, "placeholders"):
             suppliers.update(service.placeholders())
-    if suppliers:
-        settings["placeholders"] = {**(settings.get("placeholders") or {}), **suppliers}
+    return FunctionWiring(placeholders=suppliers)

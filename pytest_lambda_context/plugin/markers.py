@@ -29,36 +29,22 @@ __all__ = [
 ]
 
 _PER = ("environment", "invocation", "test")
-_CONFIG_KEYS = (
-    "env",
-    "timeout",
-    "memory_mb",
-    "isolation",
-    "function_name",
-    "code_root",
-    "idle_timeout",
-    "max_concurrency",
-    "snap_start",
-    "per_environment_concurrency",
-    "region",
-    "inherit_env",
-    "fresh_packages",
-)
 
 
 def lambda_handler(handler: str, **config: Any) -> dict[str, Any]:
+    """The form only; the values are checked at collection by building the function's
+    config (``PluginState.check_function``), with the session's defaults."""
     if not isinstance(handler, str):
         raise TypeError(
             f"the handler must be a string such as 'app.search.handler', not {handler!r}"
         )
-    unknown = sorted(set(config) - set(_CONFIG_KEYS))
-    if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(_CONFIG_KEYS)}")
-    if config:
-        from pytest_lambda_context.environments.config import check_config
+    from pytest_lambda_context.environments.function_config import MARKER_OPTIONS
 
-        # Without isolation here, the lambda_isolation option decides it later.
-        check_config(**{"isolation": None, **config})
+    unknown = sorted(set(config) - set(MARKER_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(MARKER_OPTIONS)}"
+        )
     return {"handler": handler, **config}
 
 
@@ -160,6 +146,23 @@ def marker_arguments(marker: pytest.Mark) -> dict[str, Any]:
         ) from None
 
 
+def _check_values(
+    marker: pytest.Mark, arguments: dict[str, Any], item: pytest.Item, check: FunctionCheck
+) -> None:
+    try:
+        check(item, arguments)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+    else:
+        return
+    # Outside the except block: the message alone, no chained traceback.
+    signature = _signature(MARKERS[marker.name][0])
+    raise pytest.UsageError(
+        f"@pytest.mark.{marker.name}: {_sentence(message)} "
+        f"The form is @pytest.mark.{marker.name}{signature}"
+    )
+
+
 def _sentence(text: str) -> str:
     """The text ending in one full stop ("did you mean 'dynamodb'?" keeps its "?")."""
     return text if text.endswith((".", "?", "!")) else text + "."
@@ -192,7 +195,16 @@ def misspelt(name: str) -> str:
     )
 
 
-def item_errors(item: pytest.Item, registered: AbstractSet[str] = frozenset()) -> list[str]:
+# Checks a lambda_handler marker's values as the function would be made for the test
+# (the session's defaults under them); TypeError or ValueError saying what is wrong.
+FunctionCheck = Callable[[pytest.Item, dict[str, Any]], None]
+
+
+def item_errors(
+    item: pytest.Item,
+    registered: AbstractSet[str] = frozenset(),
+    check_function: FunctionCheck | None = None,
+) -> list[str]:
     """What is wrong with this test's plugin markers, one line each."""
     errors = []
     for marker in item.iter_markers():
@@ -200,7 +212,9 @@ def item_errors(item: pytest.Item, registered: AbstractSet[str] = frozenset()) -
             errors.append(f"{item.nodeid}: {misspelt(marker.name)}")
         elif marker.name in MARKERS:
             try:
-                marker_arguments(marker)
+                arguments = marker_arguments(marker)
+                if marker.name == "lambda_handler" and check_function is not None:
+                    _check_values(marker, arguments, item, check_function)
             except pytest.UsageError as exc:
                 errors.append(f"{item.nodeid}: {exc}")
     own = {marker.name for marker in item.own_markers}
@@ -213,6 +227,7 @@ def validate_items(
     items: list[pytest.Item],
     uses_plugin: Callable[[pytest.Item], bool],
     registered: AbstractSet[str],
+    check_function: FunctionCheck | None = None,
 ) -> None:
     """Report every bad marker of the tests that use the plugin at once, so one run shows
     them all. On a test that does not use it, a near-miss name is a warning naming the
@@ -224,7 +239,7 @@ def validate_items(
         if not uses_plugin(item):
             _warn_near_misses(item, registered, seen)
             continue
-        for error in item_errors(item, registered):
+        for error in item_errors(item, registered, check_function):
             # A module- or class-level marker is wrong once, not once per test.
             problem = error.partition(": ")[2]
             if problem not in seen:

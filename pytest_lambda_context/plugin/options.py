@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from pytest_lambda_context.environments.registry import ISOLATIONS
 from pytest_lambda_context.services.datastores.registry import DATASTORES
 
 __all__ = ["OPTIONS", "RESOLVED", "Option", "package_names", "register", "resolve_all"]
@@ -65,6 +66,16 @@ def _http_url(value: str) -> str | None:
 def package_names(value: str) -> list[str]:
     """``lambda_fresh_packages``: names separated by white space or commas."""
     return value.replace(",", " ").split()
+
+
+def _handler(value: str) -> str | None:
+    from pytest_lambda_context.environments.config import check_handler
+
+    try:
+        check_handler(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _package_names(value: str) -> str | None:
@@ -130,8 +141,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("lambda_es_image", "Image for the container backend."),
     Option(
         "lambda_isolation",
-        "Default isolation of execution environments: module (in-process) or process.",
-        ("module", "process"),
+        "Default isolation of execution environments: "
+        + " or ".join(f"{i.name} ({i.summary})" for i in ISOLATIONS.values())
+        + ".",
+        tuple(ISOLATIONS),
         "module",
     ),
     Option(
@@ -143,6 +156,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "lambda_handler",
         "Default handler for the lambda_function fixture, e.g. app.search.handler.",
+        check=_handler,
     ),
     Option(
         "lambda_report", "Write a JSON report of every function, environment and invocation here."

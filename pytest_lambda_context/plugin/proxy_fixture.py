@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import re
-from collections import ChainMap
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from pytest_lambda_context.environments.function_config import FunctionConfig, FunctionWiring
 from pytest_lambda_context.environments.placeholders import PROXY_PREFIX
 from pytest_lambda_context.observe.proxy import TcpProxy
 from pytest_lambda_context.plugin.session import PluginState
@@ -101,14 +100,11 @@ def proxy_factory(state: PluginState) -> Iterator[ProxyFactory]:
         factory.close()
 
 
-def prepare_function(request: pytest.FixtureRequest, settings: dict[str, Any]) -> None:
+def prepare_function(request: pytest.FixtureRequest, config: FunctionConfig) -> FunctionWiring:
     """Let ``{proxy:NAME}`` in env values reach this test's proxies, made before the
-    function or after it (up to its first invocation)."""
-    env: Mapping[str, Any] = settings.get("env") or {}
-    mentions = any(isinstance(v, str) and "{" + PROXY_PREFIX in v for v in env.values())
+    function or after it (up to its first invocation: the mapping stays live)."""
+    mentions = any("{" + PROXY_PREFIX in v for v in config.env.values())
     if not mentions and "tcp_proxy" not in request.fixturenames:
-        return
+        return FunctionWiring()
     factory: ProxyFactory = request.getfixturevalue("tcp_proxy")
-    settings["placeholders"] = ChainMap(
-        dict(settings.get("placeholders") or {}), factory.placeholders
-    )
+    return FunctionWiring(placeholders=factory.placeholders)

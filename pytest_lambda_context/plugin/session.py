@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from pytest_lambda_context.plugin.options import package_names
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.environments.function_config import FunctionConfig, FunctionWiring
     from pytest_lambda_context.environments.template import WorkerTemplate
     from pytest_lambda_context.plugin.history import SessionHistory
     from pytest_lambda_context.runtime.clock import PluginClock
@@ -103,9 +104,14 @@ class PluginState:
         self.worker_template: WorkerTemplate | None = None
         self.environments_folder: str | None = None
         self._moto_servers: MotoServers | None = None
-        # Called with (request, settings) before each function is made (es_url, aws).
-        self.function_preparers: list[Callable[[pytest.FixtureRequest, dict[str, Any]], None]] = []
+        # Called with (request, config) before each function is made (es_url, aws); each
+        # says what it adds to the function (see FunctionConfig.wired).
+        self.function_preparers: list[
+            Callable[[pytest.FixtureRequest, FunctionConfig], FunctionWiring]
+        ] = []
         self.function_preparers.append(self._prepare_worker_pool)
+        # lambda_handler markers whose function config was built at collection.
+        self._checked: set[str] = set()
 
     @property
     def moto_servers(self) -> MotoServers:
@@ -157,6 +163,19 @@ class PluginState:
             )
         return handler, {}
 
+    def check_function(self, item: pytest.Item, arguments: dict[str, Any]) -> None:
+        """Build the config of the function a ``lambda_handler`` marker names, as the
+        test would make it: a bad value fails collection, not the test's setup."""
+        from pytest_lambda_context.environments.function_config import FunctionConfig
+
+        options = dict(arguments)
+        handler = options.pop("handler")
+        key = repr(sorted(options.items(), key=lambda kv: kv[0])) + handler
+        if key in self._checked:
+            return
+        FunctionConfig.build(handler, self.function_options(item.config, options))
+        self._checked.add(key)
+
     def context_for(self, node: pytest.Item) -> LambdaContext:
         import uuid
 
@@ -177,6 +196,7 @@ class PluginState:
         self, request: pytest.FixtureRequest, tracked: TestFunctions
     ) -> Iterator[Callable[..., LambdaFunction]]:
         from pytest_lambda_context.environments.function import LambdaFunction
+        from pytest_lambda_context.environments.function_config import FunctionConfig
 
         made: list[LambdaFunction] = []
         root = logging.getLogger()
@@ -185,26 +205,16 @@ class PluginState:
         saved_session = getattr(boto3, "DEFAULT_SESSION", None)
         config = request.config
 
-        def factory(handler: str, **settings: Any) -> LambdaFunction:
-            settings.setdefault("isolation", self.options["lambda_isolation"])
-            settings.setdefault("network", self.network_for(request))
-            settings.setdefault("clock", self.clock)
-            settings.setdefault("tmp_root", self.environments_tmp(request))
-            settings.setdefault("host_paths", [self.pytest_basetemp(request)])
-            more_fresh = self.options["lambda_fresh_packages"]
-            if more_fresh:
-                given = settings.get("fresh_packages") or ()
-                if not isinstance(given, str):  # else LambdaFunction says what is wrong
-                    settings["fresh_packages"] = [*package_names(more_fresh), *given]
-            code_root = settings.get("code_root")
-            if code_root is not None and not os.path.isabs(code_root):
-                settings["code_root"] = os.path.join(str(config.rootpath), code_root)
-            settings.setdefault(
-                "search_paths", [str(config.rootpath), str(config.invocation_params.dir)]
-            )
-            for prepare in self.function_preparers:
-                prepare(request, settings)
-            function = LambdaFunction(handler, **settings)
+        def factory(handler: str, **options: Any) -> LambdaFunction:
+            given = self.function_options(config, options)
+            given.setdefault("network", self.network_for(request))
+            given.setdefault("clock", self.clock)
+            given.setdefault("tmp_root", self.environments_tmp(request))
+            given.setdefault("host_paths", [self.pytest_basetemp(request)])
+            built = FunctionConfig.build(handler, given)
+            # Each fixture sees the same config and says what it adds; ``wired`` merges.
+            built = built.wired(prepare(request, built) for prepare in self.function_preparers)
+            function = LambdaFunction.from_config(built)
             made.append(function)
             tracked.functions.append(function)
             return function
@@ -240,22 +250,42 @@ class PluginState:
                 if loaded_boto3 is not None:
                     loaded_boto3.DEFAULT_SESSION = saved_session
 
-    def _prepare_worker_pool(
-        self, request: pytest.FixtureRequest, settings: dict[str, Any]
-    ) -> None:
-        # isolation="process": one template process for the whole session, started at
-        # first use, so only the first function pays for its imports.
-        if settings.get("isolation") == "process" and settings.get("worker_pool") is None:
-            template = self.worker_template
-            if template is None:
-                from pytest_lambda_context.environments.template import WorkerTemplate
+    def function_options(self, config: pytest.Config, options: Mapping[str, Any]) -> dict[str, Any]:
+        """A function's options with the session's defaults under them: the
+        lambda_isolation and lambda_fresh_packages options, a code root relative to
+        the rootdir, and where its default is looked for."""
+        given = dict(options)
+        given.setdefault("isolation", self.options["lambda_isolation"])
+        more_fresh = self.options["lambda_fresh_packages"]
+        if more_fresh:
+            named = given.get("fresh_packages") or ()
+            if not isinstance(named, str):  # else the config says what is wrong
+                given["fresh_packages"] = [*package_names(more_fresh), *named]
+        code_root = given.get("code_root")
+        if isinstance(code_root, (str, os.PathLike)) and not os.path.isabs(code_root):
+            given["code_root"] = os.path.join(str(config.rootpath), code_root)
+        given.setdefault("search_paths", [str(config.rootpath), str(config.invocation_params.dir)])
+        return given
 
-                # Coverage's relative paths (--cov=app) point where pytest was started.
-                root = str(request.config.invocation_params.dir)
-                template = self.worker_template = WorkerTemplate(coverage_root=root)
-                self.session_finalizers.append(template.close)
-                template.start()
-            settings["worker_pool"] = template
+    def _prepare_worker_pool(
+        self, request: pytest.FixtureRequest, config: FunctionConfig
+    ) -> FunctionWiring:
+        from pytest_lambda_context.environments.function_config import FunctionWiring
+
+        # One template process for the whole session, started at first use, so only
+        # the first function pays for its imports.
+        if not config.capabilities.needs_template or config.worker_pool is not None:
+            return FunctionWiring()
+        template = self.worker_template
+        if template is None:
+            from pytest_lambda_context.environments.template import WorkerTemplate
+
+            # Coverage's relative paths (--cov=app) point where pytest was started.
+            root = str(request.config.invocation_params.dir)
+            template = self.worker_template = WorkerTemplate(coverage_root=root)
+            self.session_finalizers.append(template.close)
+            template.start()
+        return FunctionWiring(worker_pool=template)
 
     def environments_tmp(self, request: pytest.FixtureRequest) -> str:
         """The session's folder for environments' /tmp, under pytest's own temp folder:
@@ -291,7 +321,9 @@ class PluginState:
             note = header_line()
             if note:
                 lines.append(f"lambda-context: {note}")
-        if verbose and o["lambda_isolation"] == "process":
+        from pytest_lambda_context.environments.registry import isolation_of
+
+        if verbose and isolation_of(o["lambda_isolation"]).private_tmp:
             from pytest_lambda_context.environments.sandbox import probe_private_tmp
 
             refused = probe_private_tmp()

@@ -28,9 +28,10 @@ import socket
 import threading
 import urllib.parse
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
+from pytest_lambda_context.environments.function_config import FunctionWiring
 from pytest_lambda_context.observe.clients import NOT_IMPLEMENTED_HEADER, ClientEvent
 from pytest_lambda_context.observe.guard import is_loopback_host
 from pytest_lambda_context.observe.scope import active_scope, mark_internal_thread
@@ -38,6 +39,7 @@ from pytest_lambda_context.runtime.context import DEFAULT_REGION
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function import LambdaFunction
+    from pytest_lambda_context.environments.function_config import FunctionConfig
 
 __all__ = [
     "INSTALL_HINT",
@@ -158,21 +160,18 @@ class AwsService:
         self._saved_environ = {}
 
     # -- functions ------------------------------------------------------------------------
-    def prepare(self, settings: dict[str, Any]) -> None:
-        """Point a function about to be made at moto (its env; the server if a process one)."""
+    def prepare(self, config: FunctionConfig) -> FunctionWiring:
+        """Point a function about to be made at moto: its env (the test's own values
+        win), and moto's server where function code runs outside this process."""
         variables = fake_credentials()
         # The execution role's credentials are Lambda's to set, not the function's env.
-        settings["credentials"] = {
+        credentials = {
             key: variables.pop(key)
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
         }
-        if settings.get("isolation") == "process":
+        if not config.capabilities.in_test_process:
             variables["AWS_ENDPOINT_URL"] = self._server().url
-        given = settings.get("env")
-        if given is None or isinstance(given, Mapping):
-            # The test's own values win: it may point a service elsewhere on purpose.
-            variables.update(given or {})
-            settings["env"] = variables
+        return FunctionWiring(env=variables, credentials=credentials)
 
     def _server(self) -> _MotoServer:
         return self._servers.get()
