@@ -147,11 +147,11 @@ def import_handler(handler: str, request_id: str | None) -> tuple[Any, ModuleTyp
     try:
         module_part, function_name = handler.rsplit(".", 1)
     except ValueError as exc:
+        # No cause: the message says it all, and the cause's frames would be the plugin's.
         raise InitFailure(
             error_payload(
                 f"Bad handler '{handler}': {exc}", "Runtime.MalformedHandlerName", request_id
-            ),
-            exc,
+            )
         ) from None
     try:
         if module_part.split(".")[0] in sys.builtin_module_names:
@@ -162,10 +162,11 @@ def import_handler(handler: str, request_id: str | None) -> tuple[Any, ModuleTyp
         module = importlib.import_module(module_part.replace("/", "."))
     except ImportError as exc:
         # No stack trace in the payload, as awslambdaric sends none (the exception is
-        # still the cause, so pytest shows where the import failed).
+        # still the cause when function code raised it, so pytest shows where).
         message = f"Unable to import module '{module_part}': {exc}"
         raise InitFailure(
-            error_payload(message, "Runtime.ImportModuleError", request_id), exc
+            error_payload(message, "Runtime.ImportModuleError", request_id),
+            exc if _raised_in_function_code(exc) else None,
         ) from None
     except SyntaxError as exc:
         message = f"Syntax error in module '{module_part}': {exc}"
@@ -183,6 +184,21 @@ def import_handler(handler: str, request_id: str | None) -> tuple[Any, ModuleTyp
         message = f"Handler '{function_name}' missing on module '{module_part}'"
         raise InitFailure(error_payload(message, "Runtime.HandlerNotFound", request_id)) from None
     return function, module
+
+
+def _raised_in_function_code(exc: BaseException) -> bool:
+    """Whether a frame of the traceback is neither the plugin's nor the import system's
+    (a handler module that is not there has only those: its cause would show nothing
+    of the user's)."""
+    plugin = __file__.rpartition("/runtime/")[0] + "/"
+    machinery = importlib.__file__.rpartition("/")[0] + "/"
+    traceback = exc.__traceback__
+    while traceback is not None:
+        filename = traceback.tb_frame.f_code.co_filename
+        if not filename.startswith(("<frozen ", plugin, machinery)):
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def exit_payload(status: object, request_id: str | None) -> dict[str, Any]:
