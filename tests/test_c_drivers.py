@@ -189,9 +189,9 @@ def test_a_c_driver_whose_connections_reach_no_proxy_is_not_a_silent_pass(
         [
             "*C drivers installed (psycopg, psycopg2*): their connections count only through "
             "tcp_proxy, and the network guard cannot see them*",
-            "*UncountedConnectionsWarning: max_connections cannot see every connection of "
-            "function app-pg3_per_call: it loaded psycopg (libpq), which connects in C, below "
-            "Python's sockets, and none of its connections reached a proxy.*",
+            "*UncountedConnectionsWarning: the connection counts of function app-pg3_per_call "
+            "miss connections: its code connected through psycopg (libpq), which connects in "
+            "C, below Python's sockets, and none of its connections reached a proxy.*",
             '*tcp_proxy("127.0.0.1", 5432, name="postgres")  # where PostgreSQL listens',
             '*env={"DATABASE_URL": "postgresql://USER@{proxy:postgres}/DBNAME"}',
         ]
@@ -201,3 +201,97 @@ def test_a_c_driver_whose_connections_reach_no_proxy_is_not_a_silent_pass(
         "-p", "no:cacheprovider", f"--lambda-isolation={isolation}", "-W", "error"
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+
+
+# powertools' Tracer makes X-Ray import psycopg2 whatever the handler talks to: a driver
+# imported (by a library, at init) but never called is not the function's.
+IMPORTS_ONLY = {
+    "app/__init__.py": "",
+    "app/tracing.py": """
+        import psycopg2  # as aws_xray_sdk's patcher does
+        import psycopg
+        """,
+    "app/search.py": """
+        import urllib.request
+        from app import tracing
+
+        def handler(event, context):
+            return len(urllib.request.urlopen(event["url"]).read())
+        """,
+}
+
+READS_COUNTS = """
+import pytest
+
+@pytest.mark.max_connections(1, per="invocation")
+def test_marker(make_lambda_function, url):
+    function = make_lambda_function("app.search.handler")
+    assert function.invoke({{"url": url}}) > 0
+    assert function.connections.opened() == 1
+
+def test_reads(make_lambda_function, url):
+    function = make_lambda_function("app.search.handler")
+    assert function.invoke({{"url": url}}) > 0
+    assert function.connections.opened() == 1
+
+@pytest.fixture
+def url():
+    return {url!r}
+"""
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_a_driver_that_a_library_imports_but_nobody_calls_is_not_the_functions(
+    pytester: pytest.Pytester, isolation: str
+) -> None:
+    from support import keepalive_server
+
+    for name, text in IMPORTS_ONLY.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    with keepalive_server() as (host, port):
+        pytester.makepyfile(test_search=READS_COUNTS.format(url=f"http://{host}:{port}/"))
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--lambda-isolation={isolation}", "-W", "error"
+        )
+    result.assert_outcomes(passed=2)
+    assert "UncountedConnectionsWarning" not in result.stdout.str()
+
+
+UNPROXIED_NO_MARKER = """
+def test_reads_counts(make_lambda_function):
+    function = make_lambda_function(
+        "app.pg2_per_call.handler", env={{"DATABASE_URL": {url!r}}}
+    )
+    assert function.invoke({{}}) == 1
+    assert function.connections.opened() == 0  # libpq went straight to the server
+
+def test_counts_not_read(make_lambda_function):
+    function = make_lambda_function(
+        "app.pg2_per_call.handler", env={{"DATABASE_URL": {url!r}}}
+    )
+    assert function.invoke({{}}) == 1
+"""
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_a_test_reading_counts_that_miss_c_connections_is_warned_without_the_marker(
+    pytester: pytest.Pytester, postgres_url: str, isolation: str
+) -> None:
+    for name, text in HANDLERS.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    pytester.makepyfile(test_direct=UNPROXIED_NO_MARKER.format(url=postgres_url))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--lambda-isolation={isolation}", "-rA"
+    )
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test_direct.py::test_reads_counts",
+            "*UncountedConnectionsWarning: the connection counts of function "
+            "app-pg2_per_call miss connections: its code connected through psycopg2 (libpq)*",
+        ]
+    )

@@ -27,7 +27,7 @@ from pytest_lambda_context.observe.connections import (
     ConnectionLog,
     merge_seen_twice,
 )
-from pytest_lambda_context.observe.drivers import DriversLoaded
+from pytest_lambda_context.observe.drivers import DriversUsed
 from pytest_lambda_context.runtime.context import reserved_environment
 from pytest_lambda_context.runtime.errors import (
     ERROR_CLASSES,
@@ -482,7 +482,7 @@ class ExecutionEnvironment:
                 connections += 1
                 self.connections.add(event)
                 self._sink.record_connection(event)
-            elif isinstance(event, DriversLoaded):
+            elif isinstance(event, DriversUsed):
                 self.c_drivers.update(event.modules)
             else:
                 clients += 1

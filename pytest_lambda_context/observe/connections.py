@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from pytest_lambda_context.observe import scope as _scope
+from pytest_lambda_context.observe.drivers import CONNECT_HOOKS
 from pytest_lambda_context.observe.guard import (
     BlockedLookupError,
     NetworkBlockedError,
@@ -116,6 +117,9 @@ class ConnectionLog:
 
     def __init__(self, events: Iterable[ConnectionEvent] = ()) -> None:
         self.events: list[ConnectionEvent] = list(events)
+        # Whether anyone asked for counts (opened(), per_environment(), len(), ...): a test
+        # that reads them is told when C code's connections went uncounted.
+        self.queried = False
 
     def add(self, event: ConnectionEvent) -> None:
         self.events.append(event)
@@ -127,6 +131,7 @@ class ConnectionLog:
         """The connections to ``port`` and to ``host``: the address connected to, or
         the name function code looked up to get it ("localhost" matches any loopback
         address). Never resolves names itself: that could send DNS queries."""
+        self.queried = True
         if host is None and port is None:
             return ConnectionLog(self.events)
         localhost = host is not None and host.lower().rstrip(".") == "localhost"
@@ -147,6 +152,7 @@ class ConnectionLog:
 
     def per_environment(self) -> dict[str, int]:
         """Environment id -> connections, environments in the order first seen."""
+        self.queried = True
         counts: dict[str, int] = {}
         for e in self.events:
             counts[e.environment_id] = counts.get(e.environment_id, 0) + 1
@@ -154,21 +160,26 @@ class ConnectionLog:
 
     def per_invocation(self) -> dict[str | None, int]:
         """Request id (None: init phases) -> connections, in the order first seen."""
+        self.queried = True
         counts: dict[str | None, int] = {}
         for e in self.events:
             counts[e.request_id] = counts.get(e.request_id, 0) + 1
         return counts
 
     def for_environment(self, environment_id: str) -> ConnectionLog:
+        self.queried = True
         return ConnectionLog(e for e in self.events if e.environment_id == environment_id)
 
     def for_invocation(self, request_id: str | None) -> ConnectionLog:
+        self.queried = True
         return ConnectionLog(e for e in self.events if e.request_id == request_id)
 
     def __len__(self) -> int:
+        self.queried = True
         return len(self.events)
 
     def __iter__(self) -> Iterator[ConnectionEvent]:
+        self.queried = True
         return iter(self.events)
 
     def __repr__(self) -> str:
@@ -452,6 +463,8 @@ def install() -> None:
         _original_getsockopt = socket.socket.getsockopt
         for owner, name, replacement in _PATCHES:
             setattr(owner, name, replacement)
+        # C-level drivers connect below these patches: their connect calls are seen.
+        CONNECT_HOOKS.install()
 
 
 def uninstall() -> None:
@@ -463,6 +476,7 @@ def uninstall() -> None:
         _refcount -= 1
         if _refcount > 0:
             return
+        CONNECT_HOOKS.uninstall()
         for owner, name, _ in _PATCHES:
             previous = _saved.pop(f"{id(owner)}.{name}")
             if previous is _MISSING:

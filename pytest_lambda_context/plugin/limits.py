@@ -57,10 +57,6 @@ def check_limits(
 ) -> LimitsBroken:
     """Which marker limits were exceeded by what happened since ``marks``."""
     found = LimitsBroken()
-    if item.get_closest_marker("max_connections") is not None:
-        from pytest_lambda_context.plugin.uncounted import warn_uncounted
-
-        warn_uncounted(item, functions, {key: mark[0] for key, mark in marks.items()})
     for marker in item.iter_markers("max_connections"):
         args = marker_arguments(marker)
         for function in functions:

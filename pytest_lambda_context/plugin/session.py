@@ -58,6 +58,12 @@ class TestFunctions:
             )
 
     def check_limits(self, item: pytest.Item) -> None:
+        if any(env.c_drivers for function in self.functions for env in function.environments):
+            from pytest_lambda_context.plugin.uncounted import warn_uncounted
+
+            checked = item.get_closest_marker("max_connections") is not None
+            start = {key: mark[0] for key, mark in self.marks.items()}
+            warn_uncounted(item, self.functions, start, checked=checked)
         if self.functions and (
             item.get_closest_marker("max_connections") or item.get_closest_marker("max_clients")
         ):

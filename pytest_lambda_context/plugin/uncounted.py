@@ -1,10 +1,11 @@
-"""No silent pass: ``max_connections`` on a function whose C-level driver went unseen.
+"""No silent pass: connection counts of a function whose C-level driver went unseen.
 
 libpq (psycopg, psycopg2), librdkafka, grpc, curl, ... connect below Python's
-sockets; only a proxy sees their connections. When a function under
-``max_connections`` loaded such a driver and none of its connections reached a proxy
-except through Python, the limit may hold only because nothing was counted: the test
-gets a warning that names the driver and the ``tcp_proxy`` line to add.
+sockets; only a proxy sees their connections. When function code connected through
+such a driver (called its connect; see observe.drivers) and none of its connections
+reached a proxy, a ``max_connections`` limit, or the counts a test reads from
+``connections``, may hold only because nothing was counted: the test gets a warning
+that names the driver and the ``tcp_proxy`` line to add.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = ["UncountedConnectionsWarning", "header_line", "warn_uncounted"]
 
 
 class UncountedConnectionsWarning(pytest.PytestWarning):
-    """A connection limit was checked on a function whose C-level driver no proxy saw."""
+    """Connections were counted for a function whose C-level driver no proxy saw."""
 
     __module__ = "pytest_lambda_context"
 
@@ -36,23 +37,26 @@ def _drivers_of(function: LambdaFunction) -> list[CDriver]:
 
 
 def warn_uncounted(
-    item: pytest.Item, functions: Sequence[LambdaFunction], start: dict[int, int]
+    item: pytest.Item,
+    functions: Sequence[LambdaFunction],
+    start: dict[int, int],
+    *,
+    checked: bool,
 ) -> None:
-    """Warn for each function that loaded a C-level driver none of whose connections
-    reached a proxy during the test body (``start``: where the body's events begin)."""
+    """Warn for each function whose code connected through a C-level driver none of whose
+    connections reached a proxy during the test body (``start``: where the body's events
+    begin), when the test checks the counts (``checked``: a max_connections marker) or
+    read them from the function's or an environment's ``connections``."""
     for function in functions:
         drivers = _drivers_of(function)
         if not drivers:
             continue
+        logs = [function.connections, *(e.connections for e in function.environments)]
+        if not checked and not any(log.queried for log in logs):
+            continue
         body = function.connections.events[start.get(id(function), 0) :]
         if any(event.seen_by == "proxy" for event in body):
             continue  # C code's connections do reach a proxy: they are counted
-        if any(
-            event.seen_by == "proxy"
-            for environment in function.environments
-            for event in environment.connections.events
-        ):
-            continue  # a warm environment, reused from an earlier test, that did
         item.warn(UncountedConnectionsWarning(_message(function.function_name, drivers)))
 
 
@@ -64,9 +68,9 @@ def _message(function_name: str, drivers: list[CDriver]) -> str:
         "DATABASE_URL" if value.startswith("postgresql:") else f"{first.proxy_name.upper()}_ADDRESS"
     )
     return (
-        f"max_connections cannot see every connection of function {function_name}: it "
-        f"loaded {names}, which connect{'s' if len(drivers) == 1 else ''} in C, below "
-        "Python's sockets, and none of its connections reached a proxy. Put a tcp_proxy in "
+        f"the connection counts of function {function_name} miss connections: its code "
+        f"connected through {names}, which connect{'s' if len(drivers) == 1 else ''} in C, "
+        "below Python's sockets, and none of its connections reached a proxy. Put a tcp_proxy in "
         f"front of {first.datastore} and hand its address to the function, for example:\n"
         f'    tcp_proxy("127.0.0.1", {first.port}, name="{first.proxy_name}")'
         f"  # where {first.datastore} listens\n"
