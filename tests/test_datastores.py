@@ -419,3 +419,194 @@ def _running(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+TWO_STORES = {
+    "stores/__init__.py": "",
+    # PostgreSQL memoized (psycopg: C code, seen by the proxy only), Redis per invocation.
+    "stores/two.py": """
+import functools, os
+import psycopg, redis
+
+@functools.cache
+def pg():
+    return psycopg.connect(os.environ["PG_URL"], autocommit=True)
+
+def handler(event, context):
+    pg().execute("select 1")
+    with redis.Redis.from_url(os.environ["REDIS_URL"]) as cache:
+        cache.incr("calls")
+    return "ok"
+""",
+    # Connects lazily in its first (cold) invocation, and never again.
+    "stores/lazy.py": """
+import functools, os
+import redis
+
+@functools.cache
+def cache():
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    client.ping()
+    return client
+
+def handler(event, context):
+    return cache().incr("calls")
+""",
+    # Opens a connection in every invocation: warm ones included.
+    "stores/every.py": """
+import os
+import redis
+
+def handler(event, context):
+    with redis.Redis.from_url(os.environ["REDIS_URL"]) as client:
+        return client.incr("calls")
+""",
+}
+
+
+@pytest.fixture
+def stores(pytester: pytest.Pytester, request: pytest.FixtureRequest) -> pytest.Pytester:
+    pytest.importorskip("psycopg")
+    pytest.importorskip("redis")
+    outer: DatastoreService = request.getfixturevalue("postgres")
+    for name, text in TWO_STORES.items():
+        (pytester.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / name).write_text(text)
+    pytester.makeini(
+        f"[pytest]\nfilterwarnings = error\nlambda_postgres_url = {outer.direct_url}\n"
+    )
+    return pytester
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_via_counts_one_datastore_and_its_failure_names_it(
+    stores: pytest.Pytester, isolation: str
+) -> None:
+    stores.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.lambda_handler(
+            "stores.two.handler", env={"PG_URL": "{postgres_url}", "REDIS_URL": "{redis_url}"}
+        )
+
+        @pytest.mark.max_connections(1, via="postgres")
+        def test_postgres_memoized(lambda_function):
+            for _ in range(3):
+                lambda_function.invoke({})
+
+        @pytest.mark.max_connections(1, via="redis")
+        def test_redis_per_invocation(lambda_function):
+            for _ in range(3):
+                lambda_function.invoke({})
+
+        @pytest.mark.max_connections(1, via="postgress")
+        def test_misspelt(lambda_function):
+            lambda_function.invoke({})
+        """
+    )
+    result = stores.runpytest("-p", "no:cacheprovider", f"--lambda-isolation={isolation}")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*@pytest.mark.max_connections(1, via='redis') exceeded by function stores-two*",
+            "*env-1 created 3 connections through redis (limit 1):",
+            "*through proxy 'redis' opened at stores/two.py:12 in handler",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*max_connections(via='postgress'): this test has no service or proxy named "
+            "'postgress', so nothing would be counted; its services and proxies: 'aws', "
+            "'postgres', 'redis'*"
+        ]
+    )
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_per_warm_lets_the_cold_invocation_connect_and_no_warm_one(
+    stores: pytest.Pytester, isolation: str
+) -> None:
+    stores.makepyfile(
+        """
+        import pytest
+
+        ENV = {"REDIS_URL": "{redis_url}"}
+
+        @pytest.mark.max_connections(0, per="warm")
+        @pytest.mark.lambda_handler("stores.lazy.handler", env=ENV)
+        def test_lazy(lambda_function, redis):
+            assert [lambda_function.invoke({}) for _ in range(3)] == [1, 2, 3]
+            assert redis.connections.opened == 1
+
+        @pytest.mark.max_connections(0, per="warm")
+        @pytest.mark.lambda_handler("stores.every.handler", env=ENV)
+        def test_every(lambda_function):
+            for _ in range(3):
+                lambda_function.invoke({})
+        """
+    )
+    result = stores.runpytest("-p", "no:cacheprovider", f"--lambda-isolation={isolation}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*max_connections(0, per='warm') exceeded by function stores-every*",
+            "*env-1 invocation 2 (*) created 1 connection (limit 0):",
+            "*env-1 invocation 3 (*) created 1 connection (limit 0):",
+            "*Hint: a warm invocation should reuse what the cold one opened*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*invocation 1 (*) created*")
+
+
+def test_host_matches_whatever_its_case(stores: pytest.Pytester) -> None:
+    stores.makepyfile(
+        raw="""
+import os, socket
+def handler(event, context):
+    socket.create_connection(("LocalHost", int(os.environ["PORT"]))).close()
+""",
+        test_it="""
+import pytest
+
+@pytest.mark.max_connections(0, host="LOCALHOST")
+@pytest.mark.lambda_handler("raw.handler", env={"PORT": "{redis_port}"})
+def test_it(lambda_function):
+    lambda_function.invoke({})
+""",
+    )
+    result = stores.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*created 1 connection to LOCALHOST:* (limit 0)*"])
+
+
+def test_max_connections_under_aws_in_module_isolation_warns_and_names_max_clients(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("moto")
+    pytester.makepyfile(
+        lambda_s3="""
+import boto3
+def handler(event, context):
+    boto3.client("s3").list_buckets()
+""",
+        test_it="""
+import pytest
+
+@pytest.mark.max_connections(1)
+@pytest.mark.lambda_handler("lambda_s3.handler")
+def test_clients_per_call(lambda_function, aws):
+    for _ in range(3):
+        lambda_function.invoke({})
+""",
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*UncountedConnectionsWarning: max_connections cannot see the boto3 clients of "
+            "function lambda_s3: under the aws fixture in module isolation moto answers them "
+            "in the test process, so the 3 client(s) it created opened no connection. Count "
+            "them with @pytest.mark.max_clients(n)*"
+        ]
+    )

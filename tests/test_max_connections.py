@@ -307,6 +307,22 @@ def test_connections_of_the_test_itself_are_not_counted(handlers_project: pytest
         ("max_connections('1')", "n must be a whole number >= 0, not '1'"),
         ("max_connections(1, per='call')", "per='call' is not valid; choose one of: environment,*"),
         ("max_connections(1, port='9200')", "port must be an integer, not '9200'"),
+        (
+            "max_connections(1, host='127.0.0.1:5432')",
+            "host='127.0.0.1:5432' has a port; write host='127.0.0.1', port=5432",
+        ),
+        (
+            "max_connections(1, host='http://127.0.0.1')",
+            "host='http://127.0.0.1' is a URL; give the bare host, host='127.0.0.1'",
+        ),
+        (
+            "max_connections(1, host='[::1]:5432')",
+            "host='[[]::1]:5432' has a port; write host='::1', port=5432",
+        ),
+        ("max_connections(1, host='')", "host='' is empty; give a bare host name or IP address*"),
+        ("max_connections(1, host='a\\x00b')", "host='a\\x00b' has a NUL byte or white space*"),
+        ("max_connections(1, via='')", "via='' is not a service or proxy name*"),
+        ("max_connections(1, per='warmest')", "per='warmest' is not valid; choose one of: *warm*"),
     ],
 )
 def test_bad_marker_arguments_name_the_right_form(
@@ -317,6 +333,36 @@ def test_bad_marker_arguments_name_the_right_form(
     result.stderr.fnmatch_lines(
         [f"*@pytest.mark.max_connections: {message}. The form is @pytest.mark.max_connections(n*"]
     )
+
+
+def test_ipv6_and_names_are_bare_hosts(handlers_project: pytest.Pytester) -> None:
+    result = _run(
+        handlers_project,
+        "import pytest\n"
+        "@pytest.mark.max_connections(1, host='::1')\n"
+        "@pytest.mark.max_connections(1, host='DB.internal')\n"
+        "def test_it(): pass\n",
+    )
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("tcp_proxy('127.0.0.1', 9, latency='x')", "tcp_proxy(latency='x'): seconds added*"),
+        ("tcp_proxy('127.0.0.1', 9, latency=float('inf'))", "tcp_proxy(latency=inf): seconds*"),
+        ("tcp_proxy('127.0.0.1', 9, latency=-1)", "tcp_proxy(latency=-1): seconds added*"),
+        ("tcp_proxy('127.0.0.1', 9, name='a\\x00b')", "tcp_proxy(name='a\\x00b'): a name is*"),
+        ("tcp_proxy('127.0.0.1\\x00', 9)", "tcp_proxy(host='127.0.0.1\\x00'): a bare host*"),
+        ("tcp_proxy('tcp://127.0.0.1', 9)", "tcp_proxy(host='tcp://127.0.0.1'): a bare host*"),
+    ],
+)
+def test_bad_tcp_proxy_arguments_say_the_right_form(
+    handlers_project: pytest.Pytester, call: str, message: str
+) -> None:
+    result = _run(handlers_project, f"def test_it(tcp_proxy):\n    {call}\n")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"E*ValueError: {message}"])
 
 
 def test_free_port_helper_is_not_needed() -> None:

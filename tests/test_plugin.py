@@ -137,11 +137,11 @@ def test_without_a_handler_the_error_says_how_to_name_one(lambda_project):
         ),
         (
             "@pytest.mark.max_connections('one')",
-            "*max_connections: n must be a whole number*The form is @pytest.mark.max_connections(n, *, per='environment', host=None, port=None)*",
+            "*max_connections: n must be a whole number*The form is @pytest.mark.max_connections(n, *, per='environment', via=None, host=None, port=None)*",
         ),
         (
             "@pytest.mark.max_connections(1, per='function')",
-            "*per='function' is not valid; choose one of: environment, invocation, test*",
+            "*per='function' is not valid; choose one of: environment, invocation, warm, test*",
         ),
         (
             "@pytest.mark.cold_start\n@pytest.mark.warm_start",

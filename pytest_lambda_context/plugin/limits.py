@@ -7,7 +7,7 @@ invocation, how many it opened, and the line of user code behind each one.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,10 @@ HINTS = {
     ("connection", "invocation"): "reuse one client, and its connection pool, for every call "
     "an invocation makes; calls made at once (threads, asyncio.gather) need a connection "
     "each, so allow for them in n.",
+    ("connection", "warm"): "a warm invocation should reuse what the cold one opened: keep "
+    "the client (at module level or in a functools.cache'd getter) instead of making one per "
+    "call; a memoized client that still connects in warm invocations lost its connection "
+    "(an idle timeout, a server that closed it) or does not keep one.",
     ("connection", "test"): "each new environment (a cold start, each of invoke_many's "
     "concurrent ones) opens its own connections; per='environment' shows which one opened "
     "more than it should.",
@@ -34,6 +38,8 @@ HINTS = {
     "module level or in a functools.cache'd getter), not inside the handler.",
     ("client", "invocation"): "create each boto3 client once and reuse it for every call "
     "(clients are thread-safe); a client per call is a new connection per call.",
+    ("client", "warm"): "create each boto3 client once, in init or the first invocation, and "
+    "reuse it in warm invocations.",
     ("client", "test"): "each new environment (a cold start, each of invoke_many's concurrent "
     "ones) creates its own clients; per='environment' shows which one created more than it "
     "should.",
@@ -59,16 +65,23 @@ def check_limits(
     found = LimitsBroken()
     for marker in item.iter_markers("max_connections"):
         args = marker_arguments(marker)
+        via, host, port = args["via"], args["host"], args["port"]
+        if via is not None:
+            _check_known_via(item, via, functions)
+        ports = _via_ports(item, via)
         for function in functions:
             start = marks.get(id(function), (0, 0))[0]
             events = [
                 e
                 for e in function.connections.events[start:]
-                if (args["host"] is None or args["host"] in (e.host, e.hostname))
-                and (args["port"] is None or e.port == args["port"])
+                if (via is None or e.via == via or e.port in ports)
+                and (host is None or _same_host(host, e.host, e.hostname))
+                and (port is None or e.port == port)
             ]
-            target = _target(args["host"], args["port"])
+            target = _target(via, host, port)
             _over(found, function, events, args["n"], args["per"], "connection", target, marker)
+        if via in (None, "aws") and host is None and port is None:
+            _warn_clients_unseen(item, functions, marks)
     for marker in item.iter_markers("max_clients"):
         args = marker_arguments(marker)
         for function in functions:
@@ -83,10 +96,87 @@ def check_limits(
     return found
 
 
-def _target(host: str | None, port: int | None) -> str:
+def _target(via: str | None, host: str | None, port: int | None) -> str:
+    through = f" through {via}" if via is not None else ""
     if host is None and port is None:
-        return ""
-    return f" to {host or '*'}:{port if port is not None else '*'}"
+        return through
+    return f" to {host or '*'}:{port if port is not None else '*'}{through}"
+
+
+def _same_host(wanted: str, host: str, hostname: str | None) -> bool:
+    """Host names are case-insensitive: "LOCALHOST" is "localhost"."""
+    wanted = wanted.lower()
+    return wanted == host.lower() or (hostname is not None and wanted == hostname.lower())
+
+
+def _services_in(item: pytest.Item) -> dict[str, str]:
+    """Proxy name -> what it fronts, for the services and proxies this test uses."""
+    from pytest_lambda_context.observe.proxy import TcpProxy
+
+    found = {"aws": "moto's server (process isolation)"}
+    for value in getattr(item, "funcargs", {}).values():
+        proxy = value if isinstance(value, TcpProxy) else getattr(value, "proxy", None)
+        if isinstance(proxy, TcpProxy):
+            found[proxy.name] = "a service"
+        names = getattr(value, "placeholders", None)
+        if isinstance(names, Mapping):  # the tcp_proxy factory: "proxy:NAME" -> address
+            for key in names:
+                if isinstance(key, str) and key.startswith("proxy:"):
+                    found[key[len("proxy:") :]] = "a tcp_proxy"
+    return found
+
+
+def _check_known_via(item: pytest.Item, via: str, functions: Sequence[LambdaFunction]) -> None:
+    """A via that names nothing of this test would count nothing and pass: say so."""
+    known = _services_in(item)
+    seen = {e.via for f in functions for e in f.connections.events if e.via}
+    if via in known or via in seen:
+        return
+    names = ", ".join(repr(n) for n in sorted({*known, *seen}))
+    pytest.fail(
+        f"@pytest.mark.max_connections(via={via!r}): this test has no service or proxy named "
+        f"{via!r}, so nothing would be counted; its services and proxies: {names} (request "
+        "the fixture, or name the tcp_proxy, that the function's connections go through)",
+        pytrace=False,
+    )
+
+
+def _via_ports(item: pytest.Item, via: str | None) -> set[int]:
+    """via="aws": connections to the session's moto server (process isolation)."""
+    if via != "aws":
+        return set()
+    from urllib.parse import urlsplit
+
+    from pytest_lambda_context.plugin.session import STATE_KEY
+
+    server = item.config.stash[STATE_KEY].moto_servers.current
+    port = urlsplit(server.url).port if server is not None else None
+    return {port} if port is not None else set()
+
+
+def _warn_clients_unseen(
+    item: pytest.Item, functions: Sequence[LambdaFunction], marks: dict[int, tuple[int, int]]
+) -> None:
+    """Under the aws fixture in module isolation moto answers boto3 in-process: its clients
+    open no connection, and a connection limit would pass on nothing."""
+    if "aws" not in getattr(item, "fixturenames", ()):
+        return
+    from pytest_lambda_context.plugin.uncounted import UncountedConnectionsWarning
+
+    for function in functions:
+        made = function.client_events[marks.get(id(function), (0, 0))[1] :]
+        if made and function.isolation == "module":
+            item.warn(
+                UncountedConnectionsWarning(
+                    f"max_connections cannot see the boto3 clients of function "
+                    f"{function.function_name}: under the aws fixture in module isolation "
+                    f"moto answers them in the test process, so the {len(made)} client(s) it "
+                    "created opened no connection. Count them with "
+                    "@pytest.mark.max_clients(n) (per='environment', 'invocation', 'warm' or "
+                    "'test'), or run the function with isolation='process', where they reach "
+                    "moto's server and max_connections(via='aws') counts them."
+                )
+            )
 
 
 def _over(
@@ -103,10 +193,12 @@ def _over(
     for event in events:
         if per == "environment":
             groups[(event.environment_id,)].append(event)
-        elif per == "invocation":
+        elif per in ("invocation", "warm"):
             # The init phase is not an invocation: what init code opens counts toward
-            # per="environment" and per="test" only.
-            if event.request_id is not None:
+            # per="environment" and per="test" only. "warm": cold invocations left out.
+            if event.request_id is not None and (
+                per == "invocation" or not _is_cold(function, event.request_id)
+            ):
                 groups[(event.environment_id, _phase(function, event.request_id))].append(event)
         else:
             groups[("the test",)].append(event)
@@ -132,6 +224,10 @@ def _over(
         broken.setdefault(environment, []).append(f"{call}: {counted}")
     lines.append(f"  Hint: {HINTS[(noun, per)]}")
     found.problems += lines
+
+
+def _is_cold(function: LambdaFunction, request_id: str) -> bool:
+    return any(i.request_id == request_id and i.cold for i in function.invocations)
 
 
 def _phase(function: LambdaFunction, request_id: str | None) -> str:

@@ -28,7 +28,7 @@ __all__ = [
     "validate_items",
 ]
 
-_PER = ("environment", "invocation", "test")
+_PER = ("environment", "invocation", "warm", "test")
 
 
 def lambda_handler(handler: str, **config: Any) -> dict[str, Any]:
@@ -57,16 +57,78 @@ def warm_start() -> dict[str, Any]:
 
 
 def max_connections(
-    n: int, *, per: str = "environment", host: str | None = None, port: int | None = None
+    n: int,
+    *,
+    per: str = "environment",
+    via: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
 ) -> dict[str, Any]:
     _check_limit(n, per)
     if port is not None:
         from pytest_lambda_context.environments.config import check_number
 
         check_number("port", port, minimum=1, maximum=65535, integer=True)
-    if host is not None and not isinstance(host, str):
+    if host is not None:
+        _check_host(host)
+    if via is not None:
+        _check_via(via)
+    return {"n": n, "per": per, "via": via, "host": host, "port": port}
+
+
+def _check_host(host: Any) -> None:
+    """A bare host name or IP: a URL or host:port would match no connection, silently."""
+    if not isinstance(host, str):
         raise TypeError(f"host must be a string such as '127.0.0.1', not {host!r}")
-    return {"n": n, "per": per, "host": host, "port": port}
+    bare = "a bare host name or IP address such as host='127.0.0.1' or host='db.internal'"
+    if not host.strip():
+        raise ValueError(f"host={host!r} is empty; give {bare}")
+    if "\x00" in host or any(c.isspace() for c in host):
+        raise ValueError(f"host={host!r} has a NUL byte or white space; give {bare}")
+    if "://" in host:
+        rest = host.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+        raise ValueError(
+            f"host={host!r} is a URL; give the bare host, host={_without_port(rest)!r}"
+            + _port_hint(rest)
+        )
+    if "/" in host:
+        raise ValueError(f"host={host!r} has a path; give {bare}")
+    if _is_ipv6(host):
+        return
+    if host.startswith("[") or ":" in host:
+        raise ValueError(
+            f"host={host!r} has a port; write host={_without_port(host)!r}" + _port_hint(host)
+        )
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
+
+
+def _without_port(text: str) -> str:
+    if text.startswith("["):
+        return text[1:].split("]", 1)[0]
+    return text if _is_ipv6(text) else text.rsplit(":", 1)[0]
+
+
+def _port_hint(text: str) -> str:
+    if _is_ipv6(text) or ":" not in text:
+        return ""
+    port = text.rsplit(":", 1)[1]
+    return f", port={int(port)}" if port.isdigit() else ""
+
+
+def _check_via(via: Any) -> None:
+    if not isinstance(via, str) or not via or "\x00" in via or re.search(r"[{}\s]", via):
+        raise TypeError(
+            f"via={via!r} is not a service or proxy name; give one such as via='postgres' "
+            "(es, postgres, mysql, redis, aws, or a tcp_proxy's name)"
+        )
 
 
 def max_clients(n: int, *, per: str = "environment", service: str | None = None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 
@@ -46,12 +47,17 @@ class ProxyFactory:
             raise TypeError(
                 f"tcp_proxy(host, port): host must be a host name or address, not {host!r}"
             )
+        if "\x00" in host or any(c.isspace() for c in host) or "://" in host:
+            raise ValueError(
+                f"tcp_proxy(host={host!r}): a bare host name or IP address, without a scheme, "
+                "NUL bytes or spaces; for example tcp_proxy('127.0.0.1', 5432)"
+            )
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(
                 f"tcp_proxy(host, port): port must be an integer 1-65535, not {port!r}"
             )
         if name is not None:
-            if not isinstance(name, str) or not _NAME.fullmatch(name):
+            if not isinstance(name, str) or not _NAME.fullmatch(name) or "\x00" in name:
                 raise ValueError(
                     f"tcp_proxy(name={name!r}): a name is text without spaces or braces, "
                     "as in {proxy:NAME}; for example name='postgres'"
@@ -69,6 +75,15 @@ class ProxyFactory:
             raise ValueError(
                 f"tcp_proxy(idle_timeout={idle_timeout!r}): seconds (a number >= 0), or None "
                 "for no idle timeout"
+            )
+        if (
+            isinstance(latency, bool)
+            or not isinstance(latency, (int, float))
+            or not 0 <= latency < math.inf
+        ):
+            raise ValueError(
+                f"tcp_proxy(latency={latency!r}): seconds added before each chunk sent to the "
+                "server, a finite number >= 0, for example latency=0.05"
             )
         clock = self._state.clock
         proxy = TcpProxy(
