@@ -594,7 +594,7 @@ def handler(event, context):
 import pytest
 
 @pytest.mark.max_connections(1)
-@pytest.mark.lambda_handler("lambda_s3.handler")
+@pytest.mark.lambda_handler("lambda_s3.handler", timeout=60)  # moto loads slowly
 def test_clients_per_call(lambda_function, aws):
     for _ in range(3):
         lambda_function.invoke({})
