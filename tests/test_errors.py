@@ -136,7 +136,11 @@ def test_a_timeout_interrupts_the_handler_and_recycles_the_environment(root):
         with pytest.raises(InvocationTimeout) as failure:
             function.invoke({})
         assert failure.value.payload["errorType"] == "Sandbox.Timedout"
-        assert failure.value.payload["errorMessage"] == "Task timed out after 0.20 seconds"
+        request_id = function.invocations[0].request_id
+        assert failure.value.payload == {
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": f"RequestId: {request_id} Error: Task timed out after 0.20 seconds",
+        }
         assert function.environments[0].state == "shutdown"
         with pytest.raises(InvocationTimeout):
             function.invoke({})

@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 import re
+import signal
 import sys
 import types
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _awslambdaric import run_awslambdaric
 from support import FunctionMaker, function_maker
 
 from pytest_lambda_context import (
@@ -320,7 +322,7 @@ def test_invocation_logs_read_as_cloudwatch_shows_them(make, isolation):
     assert first.logs[-1] == first.report_line
     assert re.fullmatch(
         rf"REPORT RequestId: {request_id}\tDuration: \d+\.\d\d ms\tBilled Duration: \d+ ms\t"
-        r"Memory Size: 128 MB\tMax Memory Used: \d+ MB\tInit Duration: \d+\.\d\d ms",
+        r"Memory Size: 128 MB\tMax Memory Used: \d+ MB\tInit Duration: \d+\.\d\d ms\t",
         first.report_line,
     )
     # The handler's error, logged as awslambdaric logs it.
@@ -511,3 +513,254 @@ def test_lambda_errors_keep_their_payload_shape(make):
         function.invoke({"case": "set"})
     assert set(failure.value.payload) == {"errorMessage", "errorType", "requestId", "stackTrace"}
     assert Decimal("1.10") == Decimal(str(function.invoke({"case": "decimal"})))
+
+
+# -- The runtime contract side by side with awslambdaric's own loop ------------------------
+# Each case runs through awslambdaric 4.2.2's bootstrap.run (tests/_awslambdaric_run.py:
+# its loop, its client, its log sink; only the transport under the client is recorded)
+# and through the plugin, on the same handler files, in both isolations.
+
+CASES = """
+import sys
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no str")
+def handler(event, context):
+    case = event["case"]
+    if case == "raise":
+        table = {"a": {}}
+        return table["a"]["missing"] + 1
+    if case == "raise_non_ascii":
+        raise ValueError("caf\\u00e9 \\u2603")
+    if case == "exit_zero":
+        sys.exit(0)
+    if case == "exit_text":
+        sys.exit("bye")
+    if case == "exit_three":
+        sys.exit(3)
+    if case == "unprintable":
+        raise Unprintable()
+    if case == "huge_int":
+        return 10**5000
+    if case == "huge_int_in_dict":
+        return {"n": 10**5000}
+    if case == "lone_surrogate":
+        return "\\ud800"
+    if case == "blank_lines":
+        print()
+        print("between")
+        print("")
+        return 1
+    if case == "many_ints":
+        # Few characters of keys and strings, over 6 MB once encoded.
+        return {chr(0x100 + i): 10**18 for i in range(260_000) if not 0xD800 <= 0x100 + i < 0xE000}
+    if case == "emoji":
+        return "\\U0001F600" * 600_000
+    return "ok"
+"""
+RUNTIME_FILES = {
+    "cases.py": CASES,
+    "not_callable.py": "handler = 5\n",
+    "init_raises.py": "table = {'a': {}}\nvalue = table['a']['missing'] + 1\n",
+    "init_exits.py": "import sys\nsys.exit(4)\n",
+}
+RESPONSE_LIMIT = 6_291_556
+
+
+@pytest.fixture
+def runtime_root(project: Any) -> Path:
+    path: Path = project(RUNTIME_FILES)
+    return path
+
+
+def _exit_reason(returncode: int) -> str:
+    """Lambda's message for a runtime process that ended with ``returncode``."""
+    if returncode == 0:
+        return "Runtime exited without providing a reason"
+    if returncode < 0:
+        return f"Runtime exited with error: signal: {signal.strsignal(-returncode).lower()}"
+    return f"Runtime exited with error: exit status {returncode}"
+
+
+def _awslambdaric_verdict(root: Path, handler: str, event: Any, env: Any = None) -> Any:
+    """What a caller of the Invoke API gets from awslambdaric's loop for one event,
+    request id "REQUEST": the runtime's posts, plus Lambda's part (a runtime that
+    exited; a response over 6 MB)."""
+    run = run_awslambdaric(
+        root, handler, [{"request_id": "REQUEST", "body": json.dumps(event)}], env=env
+    )
+    for posted in run.posted:
+        if posted.kind in ("error", "init_error"):
+            return ("error", posted.body), run
+        if len(posted.raw) > RESPONSE_LIMIT:
+            return ("error", _TOO_LARGE), run
+        return ("result", posted.body), run
+    return ("error", _exit_error(run.returncode, "REQUEST")), run
+
+
+_TOO_LARGE = {
+    "errorType": "Function.ResponseSizeTooLarge",
+    "errorMessage": (
+        f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)."
+    ),
+}
+
+
+def _exit_error(returncode: int, request_id: str) -> dict[str, str]:
+    return {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": f"RequestId: {request_id} Error: {_exit_reason(returncode)}",
+    }
+
+
+def _plugin_verdict(function: LambdaFunction, event: Any) -> Any:
+    """The same from the plugin, its request id written as "REQUEST"."""
+    try:
+        return ("result", function.invoke(event))
+    except LambdaError as exc:
+        request_id = function.invocations[-1].request_id
+        payload = json.loads(json.dumps(exc.payload).replace(request_id, "REQUEST"))
+        return ("error", payload)
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+@pytest.mark.parametrize(
+    "case",
+    [
+        "raise",
+        "raise_non_ascii",
+        "exit_zero",
+        "exit_text",
+        "exit_three",
+        "unprintable",
+        "huge_int",
+        "huge_int_in_dict",
+        "lone_surrogate",
+        "many_ints",
+        "emoji",
+    ],
+)
+def test_errors_and_results_match_awslambdaric_and_lambda(runtime_root, isolation, case):
+    """Items 1, 3, 4, 5, 6 of the runtime contract: stack traces without caret lines,
+    Lambda's own errors with two keys and AWS's text, the marshaller's refusals and the
+    size limit on the fast path, an exception whose __str__ raises, a lone surrogate."""
+    event = {"case": case}
+    expected, _ = _awslambdaric_verdict(runtime_root, "cases.handler", event)
+    # A generous timeout: encoding 8 MB on a loaded machine is no timeout case.
+    with LambdaFunction(
+        "cases.handler", code_root=runtime_root, isolation=isolation, timeout=60
+    ) as function:
+        got = _plugin_verdict(function, event)
+    if expected == ("result", "\ud800") or got[0] == "error":
+        assert got == expected
+    else:  # a result: equal, and of the same type
+        assert got == expected and type(got[1]) is type(expected[1])
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_the_error_log_entry_matches_awslambdaric(runtime_root, isolation):
+    """The [ERROR] entry: awslambdaric joins its lines with carriage returns (one
+    CloudWatch event), the plugin keeps them as one event."""
+    _, run = _awslambdaric_verdict(runtime_root, "cases.handler", {"case": "raise"})
+    with LambdaFunction("cases.handler", code_root=runtime_root, isolation=isolation) as function:
+        with pytest.raises(HandlerError):
+            function.invoke({"case": "raise"})
+        (entry,) = [line for line in function.invocations[0].output if "[ERROR]" in line]
+    (expected,) = [line for line in run.log_events if "[ERROR]" in line]
+    assert entry.split("\n") == expected.split("\r")
+    assert "^" not in entry and "~" not in entry
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_json_error_record_is_written_as_awslambdaric_writes_it(runtime_root, isolation):
+    """With AWS_LAMBDA_LOG_FORMAT=JSON, non-ASCII escaped up to Python 3.11 and written
+    as it is from 3.12, as awslambdaric's encoder does for this interpreter's runtime."""
+    env = {"AWS_LAMBDA_LOG_FORMAT": "JSON"}
+    event = {"case": "raise_non_ascii"}
+    _, run = _awslambdaric_verdict(runtime_root, "cases.handler", event, env=env)
+    (expected,) = [line for line in run.log_events if '"level": "ERROR"' in line]
+    with LambdaFunction(
+        "cases.handler", code_root=runtime_root, isolation=isolation, env=env
+    ) as function:
+        with pytest.raises(HandlerError):
+            function.invoke(event)
+        request_id = function.invocations[0].request_id
+        (entry,) = [line for line in function.invocations[0].output if '"level": "ERROR"' in line]
+    expected = _TIMESTAMP.sub("<time>", expected.replace("REQUEST", "<id>"))
+    assert _TIMESTAMP.sub("<time>", entry.replace(request_id, "<id>")) == expected
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+@pytest.mark.parametrize("handler", ["init_raises.handler", "init_exits.handler"])
+def test_init_errors_match_awslambdaric(runtime_root, isolation, handler):
+    """Item 2: an init error's requestId is "" and its stack trace has no caret lines;
+    init code that exits is Lambda's Runtime.ExitError."""
+    expected, _ = _awslambdaric_verdict(runtime_root, handler, {})
+    with LambdaFunction(handler, code_root=runtime_root, isolation=isolation) as function:
+        with pytest.raises(InitError) as failure:
+            function.invoke({})
+        request_id = function.invocations[-1].request_id
+    payload = json.loads(json.dumps(failure.value.payload).replace(request_id, "REQUEST"))
+    assert ("error", payload) == expected
+    if handler == "init_raises.handler":
+        assert payload["requestId"] == ""
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_handler_that_is_not_callable_keeps_the_runtimes_frame(runtime_root, isolation):
+    """Item 12: the TypeError's stack trace is the runtime's own frame, where it called
+    the handler (awslambdaric's handle_event_request; the plugin's call_handler)."""
+    (kind, expected), _ = _awslambdaric_verdict(runtime_root, "not_callable.handler", {})
+    with (
+        LambdaFunction(
+            "not_callable.handler", code_root=runtime_root, isolation=isolation
+        ) as function,
+        pytest.raises(HandlerError) as failure,
+    ):
+        function.invoke({})
+    payload = failure.value.payload
+    assert kind == "error"
+    assert (payload["errorType"], payload["errorMessage"]) == (
+        expected["errorType"],
+        expected["errorMessage"],
+    )
+    assert len(payload["stackTrace"]) == len(expected["stackTrace"]) == 1
+    for trace, runtime_file in (
+        (expected, "awslambdaric/bootstrap.py"),
+        (payload, "runtime/handler.py"),
+    ):
+        frame = trace["stackTrace"][0]
+        assert runtime_file in frame and "context)" in frame and "^" not in frame
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_blank_print_lines_are_no_log_events(runtime_root, isolation):
+    """Item 7: what the runtime wrote, less the empty lines Lambda drops."""
+    _, run = _awslambdaric_verdict(runtime_root, "cases.handler", {"case": "blank_lines"})
+    assert run.stdout == "\nbetween\n\n"
+    with LambdaFunction("cases.handler", code_root=runtime_root, isolation=isolation) as function:
+        function.invoke({"case": "blank_lines"})
+        assert function.invocations[0].output == run.log_events == ["between"]
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_lambdas_own_errors_carry_two_keys_and_awss_text(project, isolation):
+    """Item 3, from AWS's documented payloads: a timeout is "RequestId: <id> Error: Task
+    timed out after 0.30 seconds"; the REPORT line ends with its Status field, a REPORT
+    line without one ends with a tab (as CloudWatch records them)."""
+    root = project(
+        {"slow.py": "import time\ndef handler(event, context):\n    time.sleep(event)\n"}
+    )
+    with LambdaFunction(
+        "slow.handler", code_root=root, isolation=isolation, timeout=0.3
+    ) as function:
+        assert function.invoke(0) is None
+        with pytest.raises(InvocationTimeout) as failure:
+            function.invoke(5)
+        fast, slow = function.invocations
+    assert failure.value.payload == {
+        "errorType": "Sandbox.Timedout",
+        "errorMessage": f"RequestId: {slow.request_id} Error: Task timed out after 0.30 seconds",
+    }
+    assert fast.report_line.endswith(" ms\t")
+    assert slow.report_line.endswith(" MB\tStatus: timeout")

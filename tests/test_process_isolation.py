@@ -347,7 +347,9 @@ def test_an_init_phase_past_its_limit_is_stopped_and_retried_under_the_timeout(m
     with pytest.raises(InvocationTimeout) as failure:
         function.invoke({})
     # Stopped at the init limit, run again inside the invocation, which then timed out.
-    assert failure.value.payload["errorMessage"] == "Task timed out after 0.60 seconds"
+    assert failure.value.payload["errorMessage"] == (
+        f"RequestId: {function.invocations[-1].request_id} Error: Task timed out after 0.60 seconds"
+    )
     environment = env_of(function)
     assert environment.init_output[-1].startswith("INIT_REPORT Init Duration: ")
     assert environment.init_output[-1].endswith("\tPhase: init\tStatus: timeout")
@@ -393,7 +395,9 @@ def test_a_timeout_kills_the_worker_and_the_next_invocation_is_cold(make):
         function.invoke({"action": "sleep", "seconds": 30})
     assert time.monotonic() - started < 5
     assert failure.value.payload["errorType"] == "Sandbox.Timedout"
-    assert failure.value.payload["errorMessage"] == "Task timed out after 1.00 seconds"
+    assert failure.value.payload["errorMessage"] == (
+        f"RequestId: {function.invocations[-1].request_id} Error: Task timed out after 1.00 seconds"
+    )
     assert env_of(function).state == "shutdown"
     assert wait_for(lambda: gone(pid))
     after = function.invoke({})
@@ -405,7 +409,7 @@ def test_a_timeout_kills_the_worker_and_the_next_invocation_is_cold(make):
     ("event", "message"),
     [
         ({"action": "exit", "status": 3}, "Runtime exited with error: exit status 3"),
-        ({"action": "exit", "status": 0}, "Runtime exited with error: exit status 0"),
+        ({"action": "exit", "status": 0}, "Runtime exited without providing a reason"),
         ({"action": "_exit", "status": 7}, "Runtime exited with error: exit status 7"),
         ({"action": "kill"}, "Runtime exited with error: signal: killed"),
     ],

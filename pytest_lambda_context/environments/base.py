@@ -34,7 +34,7 @@ from pytest_lambda_context.runtime.errors import (
     InitError,
     LambdaError,
     RequestTooLargeError,
-    error_payload,
+    service_error,
 )
 from pytest_lambda_context.runtime.handler import INIT_TIMEOUT, Outcome, timeout_payload
 from pytest_lambda_context.runtime.marshal import PayloadTooLarge, decode_result, encode_event
@@ -85,14 +85,14 @@ def init_limit(initialization_type: str, timeout: float) -> float:
     return max(130.0, timeout)
 
 
-def encode_request(event: Any, request_id: str | None = None) -> Any:
+def encode_request(event: Any) -> Any:
     """The event as the Invoke API takes it; RequestTooLargeError over 6 MB."""
     __tracebackhide__ = True
     try:
         return encode_event(event)
     except PayloadTooLarge as exc:
         raise RequestTooLargeError(
-            error_payload(str(exc), "RequestEntityTooLargeException", request_id)
+            service_error("RequestEntityTooLargeException", str(exc))
         ) from None
 
 

@@ -354,7 +354,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         try:
             with shifted_clock(spec.clock.shift, spec.code_root_prefix):
                 self._handler, self._handler_module = _with_timeout(
-                    limit, import_handler, spec.handler, request_id
+                    limit, import_handler, spec.handler
                 )
         except InitFailure as failure:
             outcome = Outcome(

@@ -46,7 +46,6 @@ from pytest_lambda_context.environments.template import PACKAGE_PARENT, sys_path
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.scope import Scope
 from pytest_lambda_context.runtime.clock import ms_since
-from pytest_lambda_context.runtime.errors import error_payload
 from pytest_lambda_context.runtime.handler import (
     Outcome,
     exit_payload,
@@ -478,11 +477,7 @@ def _crash_payload(status: int, request_id: str | None) -> dict[str, Any]:
     if code >= 0:
         return exit_payload(code, request_id)
     name = (signal.strsignal(-code) or f"signal {-code}").lower()
-    return error_payload(
-        f"RequestId: {request_id} Error: Runtime exited with error: signal: {name}",
-        "Runtime.ExitError",
-        request_id,
-    )
+    return exit_payload(f"signal: {name}", request_id)
 
 
 def _process_state(pid: int) -> str | None:

@@ -481,19 +481,17 @@ class _Worker:
         exit_status = None
         try:
             with shifted_clock(request.offset, config.code_root_prefix):
-                self.handler, _ = import_handler(config.handler, request_id)
+                self.handler, _ = import_handler(config.handler)
             kind, payload = OutcomeKind.OK, None
         except InitFailure as failure:
             kind, payload = OutcomeKind.INIT_ERROR, failure.payload
             self._report_init_failure(failure.payload)
-        except SystemExit as exc:
-            # Init code that exits takes the runtime down: report it, then really exit.
-            exit_status = _exit_status(exc.code)
-            kind, payload = OutcomeKind.RUNTIME_EXIT, _exit_payload(exit_status, request_id)
-        except BaseException as exc:  # KeyboardInterrupt, GeneratorExit...: the same
-            from pytest_lambda_context.runtime.handler import crash_payload
+        except BaseException as exc:
+            # Init code that exits (or raises KeyboardInterrupt, GeneratorExit...) takes
+            # the runtime down: report it, then really exit.
+            from pytest_lambda_context.runtime.handler import crash_payload, exit_code
 
-            exit_status = 1
+            exit_status = exit_code(exc)
             kind, payload = OutcomeKind.RUNTIME_EXIT, crash_payload(exc, request_id)
         finally:
             set_scope(None)
@@ -686,7 +684,7 @@ class _Worker:
     def _report_error(self, payload: dict[str, Any]) -> None:
         from pytest_lambda_context.runtime.logging_setup import error_lines
 
-        self.log.log_error(error_lines(payload, self.log_json))
+        self.log.log_error(error_lines(payload, self.encoder if self.log_json else None))
 
     def _end_phase(self) -> tuple[list[str], list[tuple[int, str]]]:
         """This phase's log events and the output for the test's streams; the next
@@ -735,11 +733,9 @@ class _Worker:
         if outcome.kind is OutcomeKind.RUNTIME_EXIT:
             # sys.exit (or another BaseException) in the handler: the runtime really
             # goes, with the status Python would exit with.
-            if isinstance(outcome.exc, SystemExit):
-                exit_status = _exit_status(outcome.exc.code)
-                payload = _exit_payload(exit_status, request_id)
-            else:
-                exit_status = 130 if isinstance(outcome.exc, KeyboardInterrupt) else 1
+            from pytest_lambda_context.runtime.handler import exit_code
+
+            exit_status = exit_code(outcome.exc) if outcome.exc is not None else 1
         scope.events.extend(self.drivers.news())
         output, echo = self._end_phase()
         reply = InvokeReply(
@@ -764,22 +760,6 @@ def _child_status(reply: InvokeReply | PhaseReply | ServingForks, exit_status: i
     if isinstance(reply, ServingForks) or reply.kind is OutcomeKind.OK:
         return 0
     return 1
-
-
-def _exit_status(code: object) -> int:
-    """The status the interpreter would exit with for ``sys.exit(code)``."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _exit_payload(status: int, request_id: str | None) -> dict[str, Any]:
-    from pytest_lambda_context.runtime.handler import exit_payload
-
-    return exit_payload(status, request_id)
 
 
 def _max_rss_kb() -> int:

@@ -21,6 +21,7 @@ __all__ = [
     "SnapStartTimeoutError",
     "TooManyRequestsError",
     "error_payload",
+    "service_error",
     "stack_trace",
 ]
 
@@ -95,20 +96,41 @@ class SnapStartTimeoutError(SnapStartError):
 
 
 def stack_trace(tb: TracebackType | None) -> list[str]:
-    """Lambda's ``stackTrace``: formatted frames of user code, without the plugin's own."""
-    frames = [f for f in traceback.extract_tb(tb) if _OWN_PACKAGE not in f.filename]
-    return traceback.format_list(frames)
+    """Lambda's ``stackTrace``: the frames of function code, formatted as awslambdaric
+    formats them.
+
+    From plain (file, line, function, source) rows, so there are no Python 3.11+
+    caret lines. The plugin's own frames are left out (awslambdaric drops its own
+    leading ones); when there is nothing else (a handler that is not callable fails
+    in the runtime's call), the runtime's frame is kept, as awslambdaric keeps its.
+    """
+    frames = traceback.extract_tb(tb)
+    rows = [
+        (f.filename, f.lineno, f.name, f.line) for f in frames if _OWN_PACKAGE not in f.filename
+    ]
+    if not rows:
+        rows = [(f.filename, f.lineno, f.name, f.line) for f in frames]
+    return traceback.format_list(rows)  # type: ignore[arg-type]
 
 
 def error_payload(
     message: str, error_type: str, request_id: str | None, trace: list[str] | None = None
 ) -> dict[str, Any]:
+    """An error the runtime reports (awslambdaric's ``make_error``): an init error's
+    ``requestId`` is ``""``, as it has no request."""
     return {
         "errorMessage": message,
         "errorType": error_type,
-        "requestId": request_id,
+        "requestId": request_id if request_id is not None else "",
         "stackTrace": trace or [],
     }
+
+
+def service_error(error_type: str, message: str) -> dict[str, Any]:
+    """An error Lambda itself generates (a timeout, a runtime that exited, a response
+    too large, throttling): only ``errorType`` and ``errorMessage``, as the Invoke API
+    returns them."""
+    return {"errorType": error_type, "errorMessage": message}
 
 
 # The error each kind of failed outcome raises in the test.

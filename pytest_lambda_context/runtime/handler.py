@@ -9,17 +9,19 @@ from __future__ import annotations
 import importlib
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from pytest_lambda_context.runtime.clock import ms_since
-from pytest_lambda_context.runtime.errors import error_payload, stack_trace
+from pytest_lambda_context.runtime.errors import error_payload, service_error, stack_trace
 from pytest_lambda_context.runtime.marshal import (
     MarshalFailure,
     PayloadTooLarge,
     ResultEncoder,
+    UnsendableResult,
     decode_event,
     marshal_result,
 )
@@ -34,6 +36,9 @@ __all__ = [
     "RealInterrupt",
     "call_handler",
     "crash_payload",
+    "exit_code",
+    "exit_payload",
+    "exit_status",
     "import_handler",
     "module_name_of",
     "timeout_payload",
@@ -67,26 +72,58 @@ class RealInterrupt(KeyboardInterrupt):
     """A Ctrl-C that really arrived (SIGINT): it stops pytest, whatever code it hits."""
 
 
-def crash_payload(exc: BaseException, request_id: str | None) -> dict[str, Any]:
-    """Lambda's error when function code raised a BaseException: the runtime is gone.
+def exit_code(exc: BaseException) -> int:
+    """The status a process ends with when ``exc`` escapes it (130: SIGINT's)."""
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None:
+            return 0
+        return code & 0xFF if isinstance(code, int) else 1
+    if isinstance(exc, ExitRequested):
+        return exc.status & 0xFF
+    return 130 if isinstance(exc, KeyboardInterrupt) else 1
 
-    An uncaught KeyboardInterrupt ends Python with SIGINT; anything else with status 1
-    (``SystemExit`` and ``os._exit`` with theirs).
+
+def exit_status(exc: BaseException) -> int | str:
+    """What the runtime process ends with when ``exc`` escapes it, as Python ends: an
+    exit status, or ``"signal: interrupt"`` (an uncaught KeyboardInterrupt).
+
+    Writes to ``sys.stderr`` what Python writes then (function code's log stream):
+    the non-integer code of a ``SystemExit``, the traceback of anything else.
     """
     if isinstance(exc, SystemExit):
-        return exit_payload(exc.code, request_id)
+        code = exc.code
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)
+        return exit_code(exc)
     if isinstance(exc, ExitRequested):
-        return exit_payload(exc.status, request_id)
+        return exit_code(exc)
     if isinstance(exc, KeyboardInterrupt):
-        return error_payload(
-            f"RequestId: {request_id} Error: Runtime exited with error: signal: interrupt",
-            "Runtime.ExitError",
-            request_id,
-            stack_trace(exc.__traceback__),
-        )
-    payload = exit_payload(1, request_id)
-    payload["stackTrace"] = stack_trace(exc.__traceback__)
-    return payload
+        return "signal: interrupt"
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except BaseException:  # an exception whose __str__ raises, say
+        text = f"{type(exc).__name__}\n"
+    sys.stderr.write(text)
+    return 1
+
+
+def exit_payload(status: int | str, request_id: str | None) -> dict[str, Any]:
+    """Lambda's error when the runtime process ended: ``Runtime.ExitError``, with the
+    message Lambda gives (status 0: "without providing a reason")."""
+    if status == 0:
+        reason = "Runtime exited without providing a reason"
+    elif isinstance(status, str):
+        reason = f"Runtime exited with error: {status}"
+    else:
+        reason = f"Runtime exited with error: exit status {status}"
+    prefix = f"RequestId: {request_id} Error: " if request_id else ""
+    return service_error("Runtime.ExitError", prefix + reason)
+
+
+def crash_payload(exc: BaseException, request_id: str | None) -> dict[str, Any]:
+    """Lambda's error when function code raised a BaseException: the runtime is gone."""
+    return exit_payload(exit_status(exc), request_id)
 
 
 @dataclass(slots=True)
@@ -117,16 +154,15 @@ def timeout_payload(
 ) -> dict[str, Any]:
     """Lambda's ``Sandbox.Timedout`` error, for the init phase or an invocation."""
     what = "Init phase" if init else "Task"
-    return error_payload(
-        f"{what} timed out after {seconds:.2f} seconds", "Sandbox.Timedout", request_id
+    prefix = f"RequestId: {request_id} Error: " if request_id else ""
+    return service_error(
+        "Sandbox.Timedout", f"{prefix}{what} timed out after {seconds:.2f} seconds"
     )
 
 
-def _failure(
-    message: str, error_type: str, request_id: str | None, exc: BaseException
-) -> InitFailure:
+def _failure(message: str, error_type: str, exc: BaseException) -> InitFailure:
     trace = stack_trace(exc.__traceback__)
-    return InitFailure(error_payload(message, error_type, request_id, trace), exc)
+    return InitFailure(error_payload(message, error_type, None, trace), exc)
 
 
 def module_name_of(handler: str) -> str:
@@ -137,27 +173,26 @@ def module_name_of(handler: str) -> str:
     return module_part.replace("/", ".") if dot else ""
 
 
-def import_handler(handler: str, request_id: str | None) -> tuple[Any, ModuleType]:
+def import_handler(handler: str) -> tuple[Any, ModuleType]:
     """Import the handler's module (running the init code) and find the handler.
 
     Step by step as awslambdaric 4.2.2's ``bootstrap._get_handler``: the same split,
     the same checks in the same order, the same error types and messages. Like it,
     the attribute is not checked for being callable: calling it fails per invocation.
+    The errors' ``requestId`` is ``""``: an init error belongs to no request.
     """
     try:
         module_part, function_name = handler.rsplit(".", 1)
     except ValueError as exc:
         # No cause: the message says it all, and the cause's frames would be the plugin's.
         raise InitFailure(
-            error_payload(
-                f"Bad handler '{handler}': {exc}", "Runtime.MalformedHandlerName", request_id
-            )
+            error_payload(f"Bad handler '{handler}': {exc}", "Runtime.MalformedHandlerName", None)
         ) from None
     try:
         if module_part.split(".")[0] in sys.builtin_module_names:
             message = f"Cannot use built-in module {module_part} as a handler module"
             raise InitFailure(
-                error_payload(message, "Runtime.BuiltInModuleConflict", request_id)
+                error_payload(message, "Runtime.BuiltInModuleConflict", None)
             ) from None
         module = importlib.import_module(module_part.replace("/", "."))
     except ImportError as exc:
@@ -165,24 +200,24 @@ def import_handler(handler: str, request_id: str | None) -> tuple[Any, ModuleTyp
         # still the cause when function code raised it, so pytest shows where).
         message = f"Unable to import module '{module_part}': {exc}"
         raise InitFailure(
-            error_payload(message, "Runtime.ImportModuleError", request_id),
+            error_payload(message, "Runtime.ImportModuleError", None),
             exc if _raised_in_function_code(exc) else None,
         ) from None
     except SyntaxError as exc:
         message = f"Syntax error in module '{module_part}': {exc}"
         trace = [f'  File "{exc.filename}" Line {exc.lineno}\n    {exc.text}']
         raise InitFailure(
-            error_payload(message, "Runtime.UserCodeSyntaxError", request_id, trace), exc
+            error_payload(message, "Runtime.UserCodeSyntaxError", None, trace), exc
         ) from None
     except InitFailure:
         raise
     except Exception as exc:
-        raise _failure(str(exc), type(exc).__name__, request_id, exc) from None
+        raise _failure(str(exc), type(exc).__name__, exc) from None
     try:
         function = getattr(module, function_name)
     except AttributeError:
         message = f"Handler '{function_name}' missing on module '{module_part}'"
-        raise InitFailure(error_payload(message, "Runtime.HandlerNotFound", request_id)) from None
+        raise InitFailure(error_payload(message, "Runtime.HandlerNotFound", None)) from None
     return function, module
 
 
@@ -201,14 +236,6 @@ def _raised_in_function_code(exc: BaseException) -> bool:
     return False
 
 
-def exit_payload(status: object, request_id: str | None) -> dict[str, Any]:
-    return error_payload(
-        f"RequestId: {request_id} Error: Runtime exited with error: exit status {status}",
-        "Runtime.ExitError",
-        request_id,
-    )
-
-
 def call_handler(
     function: Handler, body: Any, context: Any, request_id: str, encoder: ResultEncoder
 ) -> Outcome:
@@ -221,9 +248,17 @@ def call_handler(
     try:
         result = function(decode_event(body), context)
     except Exception as exc:
-        payload = error_payload(
-            str(exc), type(exc).__name__, request_id, stack_trace(exc.__traceback__)
-        )
+        try:
+            payload = error_payload(
+                str(exc), type(exc).__name__, request_id, stack_trace(exc.__traceback__)
+            )
+        except Exception as broken:
+            # The runtime's own report fails (an exception whose __str__ raises):
+            # awslambdaric's loop dies of it, and the process exits with status 1.
+            payload = crash_payload(broken, request_id)
+            return Outcome(
+                OutcomeKind.RUNTIME_EXIT, payload=payload, exc=exc, duration_ms=ms_since(started)
+            )
         return Outcome(
             OutcomeKind.HANDLER_ERROR, payload=payload, exc=exc, duration_ms=ms_since(started)
         )
@@ -247,7 +282,14 @@ def call_handler(
     except PayloadTooLarge as exc:
         return Outcome(
             OutcomeKind.RESPONSE_TOO_LARGE,
-            payload=error_payload(str(exc), "Function.ResponseSizeTooLarge", request_id),
+            payload=service_error("Function.ResponseSizeTooLarge", str(exc)),
             duration_ms=ms_since(started),
+        )
+    except UnsendableResult as exc:
+        # The runtime client cannot send it (a lone surrogate written as it is) and
+        # dies of the error.
+        payload = crash_payload(exc.__cause__ or exc, request_id)
+        return Outcome(
+            OutcomeKind.RUNTIME_EXIT, payload=payload, exc=exc, duration_ms=ms_since(started)
         )
     return Outcome(OutcomeKind.OK, result=result, raw=raw, duration_ms=ms_since(started))

@@ -1,7 +1,7 @@
 """An environment's log stream: what CloudWatch would hold, and the runtime's log sink.
 
 Function code's ``print`` output (``sys.stdout`` and ``sys.stderr``) becomes one event
-per line, as Lambda splits a runtime's standard output; a record of the runtime's
+per line, as Lambda splits a runtime's standard output (an empty line is none); a record of the runtime's
 logging handler, ``context.log()`` and the runtime's own error report are one event
 each, as Lambda's log sink frames them. Each phase (init, an invocation) collects its
 own events.
@@ -75,6 +75,8 @@ class StreamTee:
         if "\n" in text:
             lines = (self._partial + text).split("\n")
             self._partial = lines.pop()
+            if "" in lines:  # a blank line is no log event on Lambda
+                lines = [line for line in lines if line]
             log.events.extend(lines)
         else:
             self._partial += text

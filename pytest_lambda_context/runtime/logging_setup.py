@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_lambda_context.runtime.log_stream import LogStream, StreamTee
+from pytest_lambda_context.runtime.marshal import ResultEncoder
 
 __all__ = [
     "UNHANDLED_EXCEPTION_WARNING",
@@ -186,11 +187,13 @@ def install_runtime_logging(log: LogStream, environ: Mapping[str, str]) -> None:
     root.addHandler(handler)
 
 
-def error_lines(payload: Mapping[str, Any], is_json: bool) -> list[str]:
-    """The runtime's report of an error in the log (awslambdaric's ``log_error``)."""
-    if is_json:
+def error_lines(payload: Mapping[str, Any], json_encoder: ResultEncoder | None) -> list[str]:
+    """The runtime's report of an error in the log (awslambdaric's ``log_error``): text,
+    or with ``AWS_LAMBDA_LOG_FORMAT=JSON`` one record encoded by the runtime's own
+    encoder (``json_encoder``: non-ASCII written as it is on Python 3.12 and above)."""
+    if json_encoder is not None:
         timestamp = time.strftime(_JSON_DATE_FORMAT, time.gmtime(time.time()))
-        return [json.dumps({"timestamp": timestamp, "level": "ERROR", **payload})]
+        return [json_encoder.encode({"timestamp": timestamp, "level": "ERROR", **payload})]
     description = "[ERROR]"
     error_type = payload.get("errorType")
     if error_type:
@@ -240,6 +243,7 @@ class SwappedRuntimeLogging:
     __slots__ = (
         "_environ",
         "is_json",
+        "json_encoder",
         "log",
         "outer_handlers",
         "outer_level",
@@ -253,6 +257,9 @@ class SwappedRuntimeLogging:
         self.log = LogStream(write_through=True)
         self.tees = (StreamTee(1, self.log), StreamTee(2, self.log))
         self.is_json = runtime_log_settings(environ)[0]
+        self.json_encoder = (
+            ResultEncoder(environ.get("AWS_EXECUTION_ENV")) if self.is_json else None
+        )
         self.root = RootLogging(self.log, environ)
         # What function code has as sys.stdout and sys.stderr (it may replace them).
         self.streams: tuple[Any, Any] = self.tees
@@ -312,4 +319,4 @@ class SwappedRuntimeLogging:
 
     def report_error(self, payload: Mapping[str, Any]) -> None:
         """The runtime's log entry for an error (call between enter and exit)."""
-        self.log.log_error(error_lines(payload, self.is_json))
+        self.log.log_error(error_lines(payload, self.json_encoder))

@@ -8,7 +8,10 @@ directions are limited to Lambda's 6 MB synchronous payload.
 
 Small flat events and results (a dict of short scalars, or a scalar) skip the
 encoder: their round trip gives back an equal value, and that keeps a warm
-invocation within microseconds of a direct call.
+invocation within microseconds of a direct call. Only values the encoder would
+surely accept, and surely under the size limit, take that path: an integer the
+encoder would refuse (over 4,300 digits) or a value that may encode to more than
+6 MB goes through the encoder and its checks.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "MarshalFailure",
     "PayloadTooLarge",
     "ResultEncoder",
+    "UnsendableResult",
     "decode_event",
     "decode_result",
     "encode_event",
@@ -44,10 +48,17 @@ _UNESCAPED_RUNTIMES = frozenset(
         "AWS_Lambda_python3.15",
     }
 )
-# A string encodes to at most 6 bytes per character ("\\uXXXX"): below this many
-# characters in all, a flat value is certainly under either limit.
-_SURELY_SMALL = REQUEST_LIMIT // 6 - 4096
-_SCALARS = frozenset({str, int, bool, type(None)})
+# The most a character can take once encoded: an astral one escaped as a surrogate
+# pair ("\\ud83d\\ude00"), 12 bytes.
+_BYTES_PER_CHAR = 12
+# The most an item of a flat dict adds besides its key's and string value's characters:
+# quotes, ": ", ", " and a number (a float's repr is at most 24 characters).
+_BYTES_PER_ITEM = 32
+# Integers within this bound have at most 20 characters (far from the encoder's limit).
+_INT_BOUND = 2**63
+_INT_LOW = -_INT_BOUND
+# A string this short is surely under either limit, however it is encoded.
+_FAST_CHARS = REQUEST_LIMIT // _BYTES_PER_CHAR - 2
 
 
 class MarshalFailure(Exception):
@@ -58,11 +69,18 @@ class PayloadTooLarge(Exception):
     """An event or result over Lambda's 6 MB limit; the message is Lambda's."""
 
 
+class UnsendableResult(Exception):
+    """The encoded result cannot be sent as UTF-8 (a lone surrogate written as it is,
+    on the runtimes that do not escape): awslambdaric's runtime dies of it."""
+
+
 class ResultEncoder(simplejson.JSONEncoder):
     """awslambdaric's ``Encoder``: Decimal as a number (NaN as NaN), NaN allowed."""
 
     def __init__(self, execution_env: str | None) -> None:
-        if execution_env in _UNESCAPED_RUNTIMES:
+        # Written as it is (not escaped): only ASCII strings may skip the encoder.
+        self.unescaped = execution_env in _UNESCAPED_RUNTIMES
+        if self.unescaped:
             super().__init__(use_decimal=False, ensure_ascii=False, allow_nan=True)
         else:
             super().__init__(use_decimal=False, allow_nan=True)
@@ -75,38 +93,53 @@ class ResultEncoder(simplejson.JSONEncoder):
         return super().default(o)
 
 
-def _flat_size(value: dict[Any, Any]) -> int | None:
-    """Characters in a flat dict of scalars with str keys, or None if it is not one
-    (or holds NaN or an infinity, which take the encoder's path)."""
-    size = 0
+def _flat_bound(value: dict[Any, Any], ascii_only: bool) -> int:
+    """At most how many bytes a flat dict of scalars with str keys encodes to; -1 if
+    it is not one, or holds what only the encoder may judge: NaN or an infinity, a
+    large integer, a non-ASCII string where the encoder writes it as it is."""
+    chars = 0
     for key, item in value.items():
         kind = type(item)
         if kind is str:
-            size += len(item)
+            chars += len(item)
+        elif kind is int:
+            if not _INT_LOW < item < _INT_BOUND:
+                return -1
         elif kind is float:
             if not -math.inf < item < math.inf:
-                return None
-        elif kind not in _SCALARS:
-            return None
+                return -1
+        elif kind is not bool and item is not None:
+            return -1
         if type(key) is not str:
-            return None
-        size += len(key)
-    return size
+            return -1
+        chars += len(key)
+    if ascii_only:
+        for key, item in value.items():
+            if not key.isascii() or (type(item) is str and not item.isascii()):
+                return -1
+    return chars * _BYTES_PER_CHAR + len(value) * _BYTES_PER_ITEM
 
 
 def marshal_result(result: Any, encoder: ResultEncoder) -> tuple[Any, bool]:
     """``(body, raw)``: the encoded result (``raw``: bytes returned as they are).
 
-    Raises MarshalFailure with awslambdaric's message, or PayloadTooLarge.
-    A small flat value comes back as itself (already what decoding would give).
+    Raises MarshalFailure with awslambdaric's message, PayloadTooLarge, or
+    UnsendableResult. A small flat value comes back as itself (already what decoding
+    would give).
     """
+    # Written out flat: this runs on every warm invocation.
     kind = type(result)
     if kind is dict:
-        size = _flat_size(result)
-        if size is not None and size < _SURELY_SMALL:
+        if 0 <= _flat_bound(result, encoder.unescaped) < RESPONSE_LIMIT:
             return dict(result), False
-    elif (kind in _SCALARS and (kind is not str or len(result) < _SURELY_SMALL)) or kind is float:
-        # (awslambdaric writes NaN and Infinity, which decode back to themselves.)
+    elif kind is str:
+        if len(result) < _FAST_CHARS and (not encoder.unescaped or result.isascii()):
+            return result, False
+    elif kind is int:
+        if _INT_LOW < result < _INT_BOUND:
+            return result, False
+    elif kind is float or kind is bool or result is None:
+        # (NaN and infinities too: awslambdaric writes them, they decode back as themselves.)
         return result, False
     if isinstance(result, bytes):
         if len(result) > RESPONSE_LIMIT:
@@ -116,7 +149,14 @@ def marshal_result(result: Any, encoder: ResultEncoder) -> tuple[Any, bool]:
         body = encoder.encode(result)
     except Exception as exc:
         raise MarshalFailure(f"Unable to marshal response: {exc}") from exc
-    if len(body) > RESPONSE_LIMIT // 4 and len(body.encode("utf-8")) > RESPONSE_LIMIT:
+    if encoder.unescaped and not body.isascii():
+        try:
+            size = len(body.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise UnsendableResult(str(exc)) from exc
+        if size > RESPONSE_LIMIT:
+            raise PayloadTooLarge(_response_message())
+    elif len(body) > RESPONSE_LIMIT:
         raise PayloadTooLarge(_response_message())
     return _Encoded(body), False
 
@@ -148,10 +188,15 @@ def encode_event(event: Any) -> Any:
     """
     kind = type(event)
     if kind is dict:
-        size = _flat_size(event)
-        if size is not None and size < _SURELY_SMALL:
+        if 0 <= _flat_bound(event, False) < REQUEST_LIMIT:
             return dict(event)
-    elif kind in _SCALARS and (kind is not str or len(event) < _SURELY_SMALL):
+    elif kind is str:
+        if len(event) < _FAST_CHARS:
+            return event
+    elif kind is int:
+        if _INT_LOW < event < _INT_BOUND:
+            return event
+    elif kind is bool or event is None:
         return event
     try:
         # The most compact form a client could send: never refuse what one could.

@@ -80,7 +80,8 @@ class Invocation:
 
     @property
     def report_line(self) -> str:
-        """The REPORT line as CloudWatch shows it (fields tab-separated)."""
+        """The REPORT line as CloudWatch shows it (fields tab-separated, a tab at the end
+        when there is no Status field)."""
         line = (
             f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
             f"Billed Duration: {self.billed_duration_ms} ms\tMemory Size: {self.memory_size_mb} MB\t"
@@ -94,10 +95,11 @@ class Invocation:
         elif self.init_duration_ms is not None:
             line += f"\tInit Duration: {self.init_duration_ms:.2f} ms"
         if self.status == "timeout":
-            line += "\tStatus: timeout"
-        elif self.status is not None and self.error is not None:
-            line += f"\tStatus: {self.status}\tError Type: {self.error['errorType']}"
-        return line
+            return line + "\tStatus: timeout"
+        if self.status is not None and self.error is not None:
+            return line + f"\tStatus: {self.status}\tError Type: {self.error['errorType']}"
+        # CloudWatch's REPORT line ends with a tab unless it has a Status.
+        return line + "\t"
 
     @property
     def logs(self) -> list[str]:
