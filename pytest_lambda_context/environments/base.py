@@ -17,7 +17,7 @@ import time
 import warnings
 from dataclasses import asdict, is_dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pytest_lambda_context.environments.code_root_hint import code_root_hint
 from pytest_lambda_context.environments.config import ALWAYS_INHERITED
@@ -38,7 +38,13 @@ from pytest_lambda_context.runtime.errors import (
 )
 from pytest_lambda_context.runtime.handler import INIT_TIMEOUT, Outcome, timeout_payload
 from pytest_lambda_context.runtime.marshal import PayloadTooLarge, decode_result, encode_event
-from pytest_lambda_context.runtime.records import Invocation, OutcomeKind
+from pytest_lambda_context.runtime.records import (
+    ClientRecord,
+    ConnectionRecord,
+    EnvironmentRecord,
+    Invocation,
+    OutcomeKind,
+)
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function_config import FunctionConfig
@@ -544,7 +550,7 @@ class ExecutionEnvironment:
             self._memory_read_at = now
         return self._memory_mb
 
-    def to_dict(self, invocations: bool = True) -> dict[str, Any]:
+    def to_dict(self, invocations: bool = True) -> EnvironmentRecord:
         """Plain data for reports; ``invocations=False`` leaves out the per-invocation records."""
         return {
             "id": self.id,
@@ -559,9 +565,14 @@ class ExecutionEnvironment:
             "invocation_count": len(self.invocations),
             "invocations": [i.to_dict() for i in self.invocations] if invocations else [],
             "connections": self.connections.opened(),
-            "connection_events": [asdict(e) for e in self.connections.events],
+            # asdict() is typed as a plain dict.
+            "connection_events": [
+                cast(ConnectionRecord, asdict(e)) for e in self.connections.events
+            ],
             "clients": [
-                asdict(c) if is_dataclass(c) and not isinstance(c, type) else repr(c)
+                cast(ClientRecord, asdict(c))
+                if is_dataclass(c) and not isinstance(c, type)
+                else repr(c)
                 for c in self.clients
             ],
         }

@@ -18,7 +18,7 @@ from pytest_lambda_context.environments.registry import environment_class
 from pytest_lambda_context.environments.spec import InitializationType
 from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
 from pytest_lambda_context.runtime.errors import LambdaError, TooManyRequestsError, error_payload
-from pytest_lambda_context.runtime.records import Invocation
+from pytest_lambda_context.runtime.records import FunctionRecord, Invocation
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.snapstart import SnapStart
@@ -451,7 +451,7 @@ class LambdaFunction:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def to_dict(self, invocations: bool = True) -> dict[str, Any]:
+    def to_dict(self, invocations: bool = True) -> FunctionRecord:
         """Plain data for reports; ``invocations=False`` leaves out the per-invocation records."""
         return {
             "function_name": self.function_name,

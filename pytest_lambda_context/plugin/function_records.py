@@ -9,15 +9,23 @@ connection or created a client (the client-per-invocation pattern).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function import LambdaFunction
-    from pytest_lambda_context.runtime.records import Invocation
+    from pytest_lambda_context.runtime.records import FunctionRecord, Invocation
 
 __all__ = ["function_record"]
 
-_NO_WARM = {"warm_invocations": 0, "warm_opening_connections": 0, "warm_creating_clients": 0}
+
+@dataclass
+class _Warm:
+    """An environment's warm invocations in one test, and how many opened anew."""
+
+    invocations: int = 0
+    opening_connections: int = 0
+    creating_clients: int = 0
 
 
 def function_record(
@@ -26,26 +34,32 @@ def function_record(
     broken: dict[str | None, list[str]],
     *,
     invocations: bool,
-) -> dict[str, Any]:
+) -> FunctionRecord:
     """``broken``: environment id (None: the test as a whole) -> the limits it broke."""
     data = function.to_dict(invocations=invocations)
     warm = _warm_counts(function.invocations)
     for environment in data["environments"]:
-        environment.update(warm.get(environment["id"], _NO_WARM))
+        counts = warm.get(environment["id"]) or _Warm()
+        environment["warm_invocations"] = counts.invocations
+        environment["warm_opening_connections"] = counts.opening_connections
+        environment["warm_creating_clients"] = counts.creating_clients
         environment["limits_broken"] = broken.get(environment["id"], [])
     data["limits_broken"] = broken.get(None, [])
     # Requests refused past max_concurrency: they reached no environment.
     data["throttles"] = [dict(payload) for payload in function.throttles]
-    return {"test": test, **data}
+    record: FunctionRecord = {"test": test, **data}
+    return record
 
 
-def _warm_counts(invocations: Iterable[Invocation]) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = {}
+def _warm_counts(invocations: Iterable[Invocation]) -> dict[str, _Warm]:
+    counts: dict[str, _Warm] = {}
     for invocation in invocations:
         if invocation.cold:
             continue
-        entry = counts.setdefault(invocation.environment_id, dict(_NO_WARM))
-        entry["warm_invocations"] += 1
-        entry["warm_opening_connections"] += invocation.connections_opened > 0
-        entry["warm_creating_clients"] += invocation.clients_created > 0
+        entry = counts.get(invocation.environment_id)
+        if entry is None:
+            entry = counts[invocation.environment_id] = _Warm()
+        entry.invocations += 1
+        entry.opening_connections += invocation.connections_opened > 0
+        entry.creating_clients += invocation.clients_created > 0
     return counts

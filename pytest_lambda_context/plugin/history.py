@@ -12,7 +12,15 @@ JSON report and the HTML timelines all read the same ``SessionHistory``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from pytest_lambda_context.runtime.records import (
+        ConnectionRecord,
+        EnvironmentRecord,
+        FunctionRecord,
+        InvocationRecord,
+    )
 
 __all__ = [
     "EnvironmentHistory",
@@ -38,7 +46,7 @@ class EnvironmentHistory:
 
     uid: str
     # Its last record: an environment's record grows test by test, the last is complete.
-    record: dict[str, Any]
+    record: EnvironmentRecord
     # Index (in its function's ``tests``) of the first test that used it, and the last.
     first_test: int
     last_test: int
@@ -50,55 +58,48 @@ class EnvironmentHistory:
     @property
     def id(self) -> str:
         """The id tests see ("env-1"), unique within a function only."""
-        return str(self.record["id"])
+        return self.record["id"]
 
     @property
     def invocation_count(self) -> int:
-        return int(self.record.get("invocation_count") or 0)
+        return self.record["invocation_count"]
 
     @property
-    def invocations(self) -> list[dict[str, Any]]:
+    def invocations(self) -> list[InvocationRecord]:
         """Its invocation records (only when the session keeps them: a report asked)."""
-        invocations: list[dict[str, Any]] = self.record.get("invocations") or []
-        return invocations
+        return self.record["invocations"]
 
     @property
     def init_duration_ms(self) -> float | None:
-        value = self.record.get("init_duration_ms")
-        return None if value is None else float(value)
+        return self.record["init_duration_ms"]
 
     @property
     def restore_duration_ms(self) -> float | None:
-        value = self.record.get("restore_duration_ms")
-        return None if value is None else float(value)
+        return self.record["restore_duration_ms"]
 
     @property
     def init_error(self) -> dict[str, Any] | None:
-        error: dict[str, Any] | None = self.record.get("init_error")
-        return error
+        return self.record["init_error"]
 
     @property
     def shutdown_reason(self) -> str | None:
-        reason = self.record.get("shutdown_reason")
-        return None if reason is None else str(reason)
+        return self.record["shutdown_reason"]
 
     @property
-    def initialization_type(self) -> str | None:
-        value = self.record.get("initialization_type")
-        return None if value is None else str(value)
+    def initialization_type(self) -> str:
+        return self.record["initialization_type"]
 
     @property
     def connections(self) -> int:
-        return int(self.record.get("connections") or 0)
+        return self.record["connections"]
 
     @property
     def clients(self) -> int:
-        return len(self.record.get("clients") or ())
+        return len(self.record["clients"])
 
     @property
-    def connection_events(self) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = self.record.get("connection_events") or []
-        return events
+    def connection_events(self) -> list[ConnectionRecord]:
+        return self.record["connection_events"]
 
     @property
     def cold_start(self) -> bool:
@@ -129,7 +130,7 @@ class FunctionHistory:
 
     def __init__(self, key: FunctionKey) -> None:
         self.key = key
-        self.records: list[dict[str, Any]] = []
+        self.records: list[FunctionRecord] = []
         # Tests in the order they first appear, and where each one is in that order.
         self.tests: list[str] = []
         self.test_index: dict[str, int] = {}
@@ -141,28 +142,28 @@ class FunctionHistory:
         # Limits a test broke as a whole (per="test"), one line each.
         self.test_marks: list[str] = []
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: FunctionRecord) -> None:
         self.records.append(record)
-        test = str(record["test"])
+        test = record.get("test", "")
         index = self.test_index.get(test)
         if index is None:
             index = self.test_index[test] = len(self.tests)
             self.tests.append(test)
         for data in record["environments"]:
-            uid = str(data["uid"])
+            uid = data["uid"]
             environment = self.environments.get(uid)
             if environment is None:
                 environment = self.environments[uid] = EnvironmentHistory(uid, data, index, index)
             environment.record = data
-            for invocation in data.get("invocations") or ():
-                owner = self.owner.setdefault((uid, str(invocation["request_id"])), index)
+            for invocation in data["invocations"]:
+                owner = self.owner.setdefault((uid, invocation["request_id"]), index)
                 environment.last_test = max(environment.last_test, owner)
             # Each record counts its own test's warm invocations and broken limits.
-            environment.warm_invocations += int(data.get("warm_invocations", 0))
-            environment.warm_opening_connections += int(data.get("warm_opening_connections", 0))
-            environment.warm_creating_clients += int(data.get("warm_creating_clients", 0))
+            environment.warm_invocations += data.get("warm_invocations", 0)
+            environment.warm_opening_connections += data.get("warm_opening_connections", 0)
+            environment.warm_creating_clients += data.get("warm_creating_clients", 0)
             environment.limits_broken += data.get("limits_broken", [])
-        self.throttled += len(record.get("throttles") or ())
+        self.throttled += len(record.get("throttles", ()))
         self.test_marks += [
             f"{test}: broke {limit} in the test as a whole"
             for limit in record.get("limits_broken", [])
@@ -177,14 +178,12 @@ class FunctionHistory:
 class SessionHistory:
     """Every function of the session, in the order each first appears in the records."""
 
-    def __init__(self, records: list[dict[str, Any]]) -> None:
+    def __init__(self, records: list[FunctionRecord]) -> None:
         # As the JSON report writes them.
         self.records = records
         functions: dict[FunctionKey, FunctionHistory] = {}
         for record in records:
-            key = FunctionKey(
-                str(record["function_name"]), str(record["handler"]), str(record["isolation"])
-            )
+            key = FunctionKey(record["function_name"], record["handler"], record["isolation"])
             function = functions.get(key)
             if function is None:
                 function = functions[key] = FunctionHistory(key)
@@ -201,12 +200,12 @@ def per_invocation_pattern(warm: int, opening: int) -> bool:
     return warm >= 2 and opening == warm
 
 
-def was_used(environment: dict[str, Any]) -> bool:
+def was_used(environment: EnvironmentRecord) -> bool:
     """An environment made and never initialised (a fixture's, unused) is not reported."""
     return bool(
-        environment.get("invocations")
-        or environment.get("invocation_count")
-        or environment.get("init_duration_ms") is not None
-        or environment.get("restore_duration_ms") is not None
-        or environment.get("init_error")
+        environment["invocations"]
+        or environment["invocation_count"]
+        or environment["init_duration_ms"] is not None
+        or environment["restore_duration_ms"] is not None
+        or environment["init_error"]
     )

@@ -18,6 +18,7 @@ from pytest_lambda_context.plugin.timeline import BREAK_COLUMNS, Bar, Timeline, 
 
 if TYPE_CHECKING:
     from pytest_lambda_context.plugin.history import SessionHistory
+    from pytest_lambda_context.runtime.records import ConnectionRecord
 
 __all__ = ["render", "write_html"]
 
@@ -288,10 +289,10 @@ def _bar_data(bar: Bar) -> dict[str, Any]:
     return details
 
 
-def _connection(event: dict[str, Any], phase: str) -> dict[str, Any]:
-    host = event.get("host")
-    name = f"{event['hostname']} ({host})" if event.get("hostname") else host
-    return {"address": f"{name}:{event.get('port')}", "frame": event.get("frame"), "phase": phase}
+def _connection(event: ConnectionRecord, phase: str) -> dict[str, str | None]:
+    host = event["host"]
+    name = f"{event['hostname']} ({host})" if event["hostname"] else host
+    return {"address": f"{name}:{event['port']}", "frame": event["frame"], "phase": phase}
 
 
 def _title_text(data: dict[str, Any]) -> str:

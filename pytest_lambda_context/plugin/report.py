@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_lambda_context.plugin.history import SessionHistory
+    from pytest_lambda_context.runtime.records import FunctionRecord
 
 __all__ = ["LEGEND", "plain_records", "shortened", "summary_lines", "write_json"]
 
@@ -88,9 +89,9 @@ def shortened(lines: list[str]) -> list[str]:
     ]
 
 
-def plain_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def plain_records(records: list[FunctionRecord]) -> list[FunctionRecord]:
     """The records as the JSON report has them: only JSON types (what xdist can send)."""
-    plain: list[dict[str, Any]] = json.loads(json.dumps(records, default=repr))
+    plain: list[FunctionRecord] = json.loads(json.dumps(records, default=repr))
     return plain
 
 

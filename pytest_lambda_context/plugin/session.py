@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pytest_lambda_context.plugin.history import SessionHistory
     from pytest_lambda_context.runtime.clock import PluginClock
     from pytest_lambda_context.runtime.context import LambdaContext
+    from pytest_lambda_context.runtime.records import FunctionRecord
     from pytest_lambda_context.services.aws import MotoServers
     from pytest_lambda_context.services.elasticsearch.backends import Decision, DockerStatus
 
@@ -96,7 +97,7 @@ class PluginState:
         self.options = options
         # Plain data of every function closed this session; full invocation records
         # only when a JSON report was asked for (a long session would hold them all).
-        self.records: list[dict[str, Any]] = []
+        self.records: list[FunctionRecord] = []
         self._history: SessionHistory | None = None
         # An xdist worker sends its records to the controller, which reports them.
         self.is_xdist_worker = hasattr(config, "workerinput")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         FunctionHistory,
         SessionHistory,
     )
+    from pytest_lambda_context.runtime.records import ConnectionRecord, InvocationRecord
 
 __all__ = ["KINDS", "Bar", "Lane", "Timeline", "figures_of", "kind_of", "timelines"]
 
@@ -40,11 +41,11 @@ RUN_COLUMNS = 3
 NOTABLE_SHUTDOWNS = ("timeout", "exit", "init error", "idle timeout")
 
 
-def kind_of(invocation: dict[str, Any]) -> str:
+def kind_of(invocation: InvocationRecord) -> str:
     """What colour an invocation's bar has: the most telling of its facts."""
     error = invocation.get("error") or {}
     error_type = error.get("errorType") if isinstance(error, dict) else None
-    if invocation.get("throttled") or error_type == "TooManyRequestsException":
+    if error_type == "TooManyRequestsException":
         return "throttled"
     if error_type == "Sandbox.Timedout":
         return "timeout"
@@ -68,8 +69,8 @@ class Bar:
     # Columns of its init drawn in front of it (a cold start), 0 for none.
     init_columns: int = 0
     # Connections opened: during the init shown in front, then during the invocation.
-    init_connections: list[dict[str, Any]] = field(default_factory=list)
-    connections: list[dict[str, Any]] = field(default_factory=list)
+    init_connections: list[ConnectionRecord] = field(default_factory=list)
+    connections: list[ConnectionRecord] = field(default_factory=list)
     # Only an init: provisioned ahead of traffic, or initialised and never invoked.
     init_only: bool = False
     # Invocations this bar stands for: more than one for a run of quiet warm ones.
@@ -222,7 +223,7 @@ def _items(environment: EnvironmentHistory, lane: int, function: FunctionHistory
     uid = environment.uid
     tests = function.tests
     first_test = environment.first_test
-    connections: dict[str | None, list[dict[str, Any]]] = {}
+    connections: dict[str | None, list[ConnectionRecord]] = {}
     for event in environment.connection_events:
         connections.setdefault(event.get("request_id"), []).append(event)
     init_shown = False
@@ -257,7 +258,7 @@ def _items(environment: EnvironmentHistory, lane: int, function: FunctionHistory
         # invocation: the init on its own, at the start of its test.
         error = environment.init_error
         kind = "timeout" if (error or {}).get("errorType") == "Sandbox.Timedout" else "error"
-        details = _details(environment, {}, kind if error else "init", tests[first_test])
+        details = _details(environment, None, kind if error else "init", tests[first_test])
         bar = Bar(
             kind=kind if error else "cold",
             test=tests[first_test],
@@ -367,7 +368,7 @@ def _run_item(run: list[_Item]) -> _Item:
 
 
 def _details(
-    environment: EnvironmentHistory, invocation: dict[str, Any], kind: str, test: str
+    environment: EnvironmentHistory, invocation: InvocationRecord | None, kind: str, test: str
 ) -> dict[str, Any]:
     """What a bar's hover shows: Lambda's figures for it, as plain data."""
     details: dict[str, Any] = {
@@ -376,21 +377,21 @@ def _details(
         "environment": environment.id,
         "initialization_type": environment.initialization_type,
     }
-    for name in (
-        "request_id",
-        "duration_ms",
-        "billed_duration_ms",
-        "init_duration_ms",
-        "restore_duration_ms",
-        "connections_opened",
-        "clients_created",
-    ):
-        value = invocation.get(name)
-        if value is not None:
-            details[name] = value
+    error = environment.init_error
+    if invocation is not None:
+        shown = {
+            "request_id": invocation["request_id"],
+            "duration_ms": invocation["duration_ms"],
+            "billed_duration_ms": invocation["billed_duration_ms"],
+            "init_duration_ms": invocation["init_duration_ms"],
+            "restore_duration_ms": invocation["restore_duration_ms"],
+            "connections_opened": invocation["connections_opened"],
+            "clients_created": invocation["clients_created"],
+        }
+        details.update((name, value) for name, value in shown.items() if value is not None)
+        error = invocation["error"] or error
     if kind == "init":
         details["init_duration_ms"] = environment.init_duration_ms
-    error = invocation.get("error") or environment.init_error
     if error:
         details["error_type"] = error.get("errorType")
         details["error_message"] = str(error.get("errorMessage", ""))[:500]

@@ -5,9 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypedDict, cast
 
-__all__ = ["Invocation", "OutcomeKind", "billed_duration_ms"]
+__all__ = [
+    "ClientRecord",
+    "ConnectionRecord",
+    "EnvironmentRecord",
+    "FunctionRecord",
+    "Invocation",
+    "InvocationRecord",
+    "OutcomeKind",
+    "billed_duration_ms",
+]
 
 
 class OutcomeKind(str, Enum):
@@ -112,8 +121,112 @@ class Invocation:
             self.report_line,
         ]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> InvocationRecord:
         data = asdict(self)
         data["billed_duration_ms"] = self.billed_duration_ms
         data["report_line"] = self.report_line
-        return data
+        return cast(InvocationRecord, data)  # asdict() is typed as a plain dict
+
+
+# -- the records the reports are made of (plain data: the JSON report's format) -------
+
+
+class InvocationRecord(TypedDict):
+    """``Invocation.to_dict()``: one invocation, with its billed duration and REPORT line."""
+
+    request_id: str
+    environment_id: str
+    cold: bool
+    result: Any  # what the handler returned: anything JSON-serialisable
+    error: dict[str, Any] | None  # Lambda's error payload
+    duration_ms: float
+    memory_size_mb: int
+    max_memory_used_mb: int
+    init_duration_ms: float | None
+    restore_duration_ms: float | None
+    billed_restore_duration_ms: int | None
+    connections_opened: int
+    clients_created: int
+    started_at: float | None
+    output: list[str]
+    status: str | None
+    billed_duration_ms: int
+    report_line: str
+
+
+class ConnectionRecord(TypedDict):
+    """A ``ConnectionEvent`` as plain data."""
+
+    function_name: str
+    environment_id: str
+    request_id: str | None  # None: the init phase
+    host: str
+    port: int
+    frame: str | None
+    time: float
+    hostname: str | None
+    local_port: int | None
+    via: str | None
+    seen_by: str
+
+
+class ClientRecord(TypedDict):
+    """A ``ClientEvent`` (a boto3 client function code created) as plain data."""
+
+    function_name: str
+    environment_id: str
+    request_id: str | None  # None: the init phase
+    service: str
+    frame: str | None
+    time: float
+
+
+class _EnvironmentCounts(TypedDict, total=False):
+    # Added by the plugin for the test the record is of (see plugin.function_records).
+    warm_invocations: int
+    warm_opening_connections: int
+    warm_creating_clients: int
+    limits_broken: list[str]
+
+
+class EnvironmentRecord(_EnvironmentCounts):
+    """``ExecutionEnvironment.to_dict()``: one execution environment."""
+
+    id: str
+    uid: str
+    isolation: str
+    state: str
+    shutdown_reason: str | None
+    initialization_type: str
+    init_duration_ms: float | None
+    restore_duration_ms: float | None
+    init_error: dict[str, Any] | None  # Lambda's error payload
+    invocation_count: int
+    # Empty unless the session keeps every invocation (a report was asked for).
+    invocations: list[InvocationRecord]
+    connections: int
+    connection_events: list[ConnectionRecord]
+    # A client some other monitor reported is its repr().
+    clients: list[ClientRecord | str]
+
+
+class _TestCounts(TypedDict, total=False):
+    # Added by the plugin: the test that made the function, limits it broke as a whole
+    # (per="test"), requests throttled past max_concurrency (Lambda's error payloads).
+    test: str
+    limits_broken: list[str]
+    throttles: list[dict[str, Any]]
+
+
+class FunctionRecord(_TestCounts):
+    """``LambdaFunction.to_dict()`` (and, in the reports, what a test added)."""
+
+    function_name: str
+    handler: str
+    isolation: str
+    code_root: str
+    timeout: float
+    memory_mb: int
+    environments: list[EnvironmentRecord]
+    invocations: int
+    connections: int
