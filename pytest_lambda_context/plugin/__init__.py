@@ -295,9 +295,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    state = _used_state(session.config)
-    if state is not None:
-        state.finish()
+    config = session.config
+    state = _used_state(config)
+    if state is None:
+        resolved = config.stash[options.RESOLVED]
+        if not (resolved["lambda_report"] or resolved["lambda_html"]):
+            return
+        # A report asked for is written even when no test used a function: it says so.
+        state = _state(config)
+    state.finish()
 
 
 @pytest.fixture
