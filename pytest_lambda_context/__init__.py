@@ -36,6 +36,7 @@ _EXPORTS = {
     "TcpProxy": "pytest_lambda_context.observe.proxy",
     "TestSidePatchWarning": "pytest_lambda_context.environments.test_side_patches",
     "SharedTmpWarning": "pytest_lambda_context.environments.shared_tmp",
+    "IsolationLeakWarning": "pytest_lambda_context.environments.leaks",
     "EmbeddedElasticsearch": "pytest_lambda_context.services.elasticsearch.embedded",
     "ElasticsearchService": "pytest_lambda_context.services.elasticsearch.service",
     "AwsService": "pytest_lambda_context.services.aws",
@@ -55,6 +56,7 @@ __all__ = [
     "InitError",
     "Invocation",
     "InvocationTimeout",
+    "IsolationLeakWarning",
     "LambdaContext",
     "LambdaError",
     "LambdaFunction",
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
     from pytest_lambda_context.environments.base import ExecutionEnvironment
     from pytest_lambda_context.environments.function import LambdaFunction
     from pytest_lambda_context.environments.function_config import FunctionConfig
+    from pytest_lambda_context.environments.leaks import IsolationLeakWarning
     from pytest_lambda_context.environments.shared_tmp import SharedTmpWarning
     from pytest_lambda_context.environments.test_side_patches import TestSidePatchWarning
     from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog

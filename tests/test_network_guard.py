@@ -79,6 +79,7 @@ PATHS = {{
     "udp connect": lambda: udp(lambda s: s.connect((FAR, 53))),
     "udp sendto": lambda: udp(lambda s: s.sendto(b"x", (FAR, 53))),
     "udp sendmsg": lambda: udp(lambda s: s.sendmsg([b"x"], [], 0, (FAR, 53))),
+    "tcp fast open": lambda: tcp(lambda s: s.sendto(b"x", 0x20000000, (FAR, 80))),
     "asyncio": lambda: asyncio.run(_stream(FAR)),
     "asyncio by name": lambda: asyncio.run(_stream("example.com")),
     "asyncio udp": lambda: asyncio.run(_datagram()),
@@ -133,6 +134,12 @@ def test_every_path_is_refused(lambda_function):
     assert "tried to connect to 192.0.2.1:80 from app/net.py" in results["_socket.socket.connect"]
     assert "tried to send to 192.0.2.1:53" in results["udp sendto"]
     assert "tried to look up 'example.com'" in results["gethostbyname_ex"]
+    # The offending line (its PATHS entry), not the line that called it.
+    with open("app/net.py") as source:
+        lines = source.read().splitlines()
+    for name in ("udp sendto", "udp sendmsg", "_socket.socket.connect", "tcp fast open", "connect"):
+        line = next(i for i, text in enumerate(lines, 1) if text.startswith(f'    "{name}":'))
+        assert f"from app/net.py:{line} in <lambda>" in results[name], (name, results[name])
     assert "tried to look up '192.0.2.1'" in results["gethostbyaddr"]
 
 

@@ -20,6 +20,11 @@ HANDLERS = {
                 return "own"
             if event.get("where") == "read":
                 return os.path.exists(CACHE)
+            if event.get("where") == "load":  # a cache another environment left, read
+                if os.path.exists(CACHE):
+                    with open(CACHE) as f:
+                        return json.load(f)
+                return None
             with open(CACHE, "w") as f:  # the classic Lambda /tmp cache
                 json.dump(event, f)
             os.makedirs(CACHE + ".d", exist_ok=True)
@@ -62,6 +67,28 @@ TESTS = """
         assert function.invoke({"where": "own"}) == "own"
         assert function.invoke({"where": "read"}) is False
 
+    def test_reading_a_file_the_environment_did_not_write_is_warned(make_lambda_function):
+        with open(CACHE, "w") as f:  # left by an earlier session
+            f.write('{"stale": true}')
+        function = make(make_lambda_function)
+        with pytest.warns(SharedTmpWarning) as seen:
+            assert function.invoke({"where": "load"}) == {"stale": True}
+        assert len(seen) == 1
+        message = str(seen[0].message)
+        assert "read files under the literal /tmp that its environment did not write" in message
+        assert CACHE in message and "isolation='process'" in message
+
+    def test_reading_back_its_own_write_is_only_the_write(make_lambda_function):
+        function = make(make_lambda_function)
+        with pytest.warns(SharedTmpWarning) as seen:
+            function.invoke({"n": 1})
+            assert function.invoke({"where": "load"}) == {"n": 1}
+        assert ["wrote under" in str(w.message) for w in seen] == [True]
+
+    def test_a_cache_miss_is_not_warned(make_lambda_function):
+        function = make(make_lambda_function)
+        assert function.invoke({"where": "load"}) is None
+
     def test_process_isolation_has_its_own_tmp(make_lambda_function):
         function = make(make_lambda_function, isolation="process")
         assert function.invoke({}) == "shared"
@@ -79,7 +106,7 @@ TESTS = """
 def test_writes_under_the_literal_tmp_are_warned(pytester):
     write_project(pytester, HANDLERS, test_session=TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=7)
 
 
 def test_with_warnings_as_errors_the_invoke_fails(pytester):

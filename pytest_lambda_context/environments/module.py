@@ -9,8 +9,9 @@ importing the function's own modules.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import gc
-import itertools
 import logging
 import os
 import secrets
@@ -27,12 +28,17 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments import shared_tmp
 from pytest_lambda_context.environments.base import ExecutionEnvironment
+from pytest_lambda_context.environments.leaks import (
+    LEAK_WATCH,
+    IsolationLeakWarning,
+    leak_message,
+)
 from pytest_lambda_context.environments.private_state import TRACKER, PrivateState
 from pytest_lambda_context.observe import connections as _connections
 from pytest_lambda_context.observe import netguard as _netguard
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.drivers import SharedProcessDriverWatch, loaded_c_drivers
-from pytest_lambda_context.observe.scope import Scope, set_scope
+from pytest_lambda_context.observe.scope import ACTIVE_SLOT, Scope, set_scope
 from pytest_lambda_context.observe.taps import LIVE_PROXIES as _LIVE_PROXIES
 from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
 from pytest_lambda_context.runtime.context import LambdaContext, TraceHeaders
@@ -63,7 +69,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ModuleEnvironment"]
 
-# os.environb shares os.environ's data dict; it must follow the swap.
+# The real os.environ (function code may rebind the name), and os.environb, which
+# shares its data dict and must follow the swap.
+_ENVIRON = os.environ
 _environb: Any = getattr(os, "environb", None)
 _THIRD_PARTY_MARKERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -109,6 +117,7 @@ class _Outer:
         "displaced",
         "environ_data",
         "invoking",
+        "last_module",
         "module_count",
         "path",
         "scope",
@@ -119,6 +128,7 @@ class _Outer:
         # 1. the copies of function modules set aside, and how many modules were loaded
         self.displaced: dict[str, ModuleType] = {}
         self.module_count = 0
+        self.last_module = ""
         # 2. os.environ's data dict (bytes on POSIX, whatever typeshed says)
         self.environ_data: dict[Any, Any] = {}
         # 3., 4.
@@ -176,11 +186,34 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._private = PrivateState(code_root, self._environ_data)
         # What a swap-in replaced, for the swap-out to put back (see _enter).
         self._outer = _Outer()
+        # What its code bound to os.environ in place of the real mapping (None: nothing).
+        self._environ_binding: Any = None
+        # Holding LEAK_WATCH (from its first init to its shutdown), and its handler's file.
+        self._watching_leaks = False
+        self._handler_file = ""
         # Writes under the literal /tmp, which every module-isolated environment shares.
         shared_tmp.install()
         self._tmp_watch = self._scope.tmp_watch = shared_tmp.TmpWatch(
             (self._tmpdir, code_root, spec.tmp_root or "", *spec.host_paths)
         )
+
+    # Module-isolated environments share one process: their phases (init, invocations,
+    # shutdown) take turns, whichever test thread starts them, so that no thread ever
+    # runs with another's os.environ, sys.modules or working directory left in place.
+    # Re-entrant: a handler may invoke another function.
+    def _invoke(self, event: Any) -> Any:
+        __tracebackhide__ = True
+        with _PHASES:
+            return super()._invoke(event)
+
+    def init(self) -> None:
+        __tracebackhide__ = True
+        with _PHASES:
+            super().init()
+
+    def shutdown(self, reason: str = "shutdown") -> None:
+        with _PHASES:
+            super().shutdown(reason)
 
     def attach(self, sink: FunctionSink) -> None:
         super().attach(sink)
@@ -250,12 +283,13 @@ class ModuleEnvironment(ExecutionEnvironment):
                         displaced[name] = module
             modules.update(self._modules)
         outer.displaced = displaced
-        # 2. os.environ
-        environ = os.environ
-        outer.environ_data = environ._data  # type: ignore[attr-defined]
-        environ._data = self._environ_data  # type: ignore[attr-defined]
+        # 2. os.environ (the real mapping, always: its data dict is what is swapped)
+        outer.environ_data = _ENVIRON._data  # type: ignore[attr-defined]
+        _ENVIRON._data = self._environ_data  # type: ignore[attr-defined]
         if _environb is not None:
             _environb._data = self._environ_data
+        if self._environ_binding is not None:
+            os.environ = self._environ_binding  # noqa: B003  # its code rebound os.environ
         # 3. sys.path
         outer.path = sys.path
         sys.path = self._sys_path
@@ -282,6 +316,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._private.enter()
         self._runtime_logging.enter()
         outer.module_count = len(modules)
+        outer.last_module = next(reversed(modules))
 
     def _exit(self) -> list[Any]:
         """Swap this environment out: :meth:`_enter`'s steps, in reverse."""
@@ -302,42 +337,57 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._sys_path = sys.path
         sys.path = outer.path
         saved_data = outer.environ_data
-        os.environ._data = saved_data  # type: ignore[attr-defined]
+        if os.environ is not _ENVIRON:
+            # Function code rebound os.environ (``os.environ = {...}``): that object is
+            # the environment's, the test gets the real mapping back.
+            self._environ_binding = os.environ
+            os.environ = _ENVIRON  # noqa: B003  # the same mapping, put back
+        _ENVIRON._data = saved_data  # type: ignore[attr-defined]
         if _environb is not None:
             _environb._data = saved_data
         # 1. sys.modules
         modules = sys.modules
-        added = len(modules) - outer.module_count
         imported: list[str] = []
-        if added > 0:
-            # sys.modules keeps insertion order: what this call imported is at the end.
+        events: list[Any] = scope.events
+        if len(modules) != outer.module_count or next(reversed(modules)) != outer.last_module:
+            # sys.modules keeps insertion order: what this call imported is after the
+            # entry that was last at entry (all of it, if function code deleted that one).
+            last = outer.last_module
+            for name in reversed(modules):
+                if name == last:
+                    break
+                imported.append(name)
             code_root = self.spec.code_root_prefix
             fresh = self.spec.fresh_packages
-            imported = list(itertools.islice(reversed(modules.keys()), added))
             for name in imported:
                 module = modules.get(name)
                 if is_function_module(name, module, code_root, fresh):
                     self._modules[name] = module  # type: ignore[assignment]
-        events: list[Any] = scope.events
-        if added > 0:
             # C-level drivers this call imported, or that the function's modules use.
             events.extend(self._drivers.news(imported, self._modules.values()))
         for name in self._modules:
             modules.pop(name, None)
         modules.update(outer.displaced)
-        if self._tmp_watch.paths:
+        watch = self._tmp_watch
+        if watch.paths or watch.reads:
             self._warn_shared_tmp()
         return events
 
     def _warn_shared_tmp(self) -> None:
-        # Once per function: the first writes say it all.
-        message = shared_tmp.warning_for(self._tmp_watch, self.spec.function_name)
+        # Once per function for writes, once for reads: the first ones say it all.
+        watch = self._tmp_watch
+        name = self.spec.function_name
+        if watch.paths:
+            self._warn_once("shared /tmp warning", shared_tmp.warning_for(watch, name))
+        if watch.reads:
+            self._warn_once("shared /tmp read warning", shared_tmp.read_warning_for(watch, name))
 
+    def _warn_once(self, key: str, message: str) -> None:
         def warn() -> Callable[[], None]:
             self._pending_warnings.append((shared_tmp.SharedTmpWarning, message))
             return _nothing
 
-        self._sink.keep_until_close("shared /tmp warning", warn)
+        self._sink.keep_until_close(key, warn)
 
     # -- init and invoke -----------------------------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
@@ -346,6 +396,9 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._modules.clear()
         self._runtime_logging.restart()
         spec = self.spec
+        if not self._watching_leaks:
+            LEAK_WATCH.join(spec.function_name)
+            self._watching_leaks = True
         # request_id None in the scope: what init code opens belongs to the init phase,
         # even when an invocation triggered it (the payloads still name the request).
         self._enter(None, evict=True)
@@ -385,10 +438,13 @@ class ModuleEnvironment(ExecutionEnvironment):
             )
         else:
             outcome = Outcome(OutcomeKind.OK, duration_ms=ms_since(started))
+        if _HOOKS.forked:
+            _end_forked_child(outcome)
         set_aside = list(self._outer.displaced)
         outcome.events = self._exit()
         outcome.output = self._output
         if outcome.kind is OutcomeKind.OK:
+            self._handler_file = getattr(self._handler_module, "__file__", None) or ""
             packages = {name.partition(".")[0] for name in self._modules}
             self._shadowed = tuple(
                 name
@@ -441,12 +497,16 @@ class ModuleEnvironment(ExecutionEnvironment):
                 )
             if outcome.kind in (OutcomeKind.HANDLER_ERROR, OutcomeKind.MARSHAL_ERROR):
                 self._runtime_logging.report_error(outcome.payload)  # type: ignore[arg-type]
+            if _HOOKS.forked:
+                _end_forked_child(outcome)
         except _Timedout:
             payload = timeout_payload(request_id, spec.timeout)
             outcome = Outcome(
                 OutcomeKind.TIMEOUT, payload=payload, duration_ms=spec.timeout * 1000.0
             )
         finally:
+            if _HOOKS.forked:  # an interrupt on its way out of a forked child
+                _end_forked_child(None)
             events = self._exit()
         outcome.events = events
         outcome.output = self._output
@@ -467,11 +527,23 @@ class ModuleEnvironment(ExecutionEnvironment):
             self._restore_c_environment()
         if loaded_c_drivers():
             _collect_c_connections()
+        if self._watching_leaks:
+            self._watching_leaks = False
+            # Last, after everything else is put back: with filterwarnings=error the
+            # warning is raised here.
+            leaks, functions = LEAK_WATCH.leave()
+            if leaks:
+                warnings.warn_explicit(
+                    leak_message(functions, leaks),
+                    IsolationLeakWarning,
+                    self._handler_file or self.spec.code_root,
+                    1,
+                )
 
     def _restore_c_environment(self) -> None:
         # Handler code that set os.environ also called putenv on the process's C
         # environment; put back what the test process had.
-        current = os.environ._data  # type: ignore[attr-defined]
+        current = _ENVIRON._data  # type: ignore[attr-defined]
         for key, value in self._environ_data.items():
             if key not in current:
                 os.unsetenv(key)
@@ -507,6 +579,8 @@ class _ProcessHooks:
         self.main_ident = self.main_thread.ident
         # The thread running function code now (None: none), and the real os._exit.
         self.invoking: int | None = None
+        # This process is a child that function code forked (see _after_fork).
+        self.forked = False
         self.pid = os.getpid()
         self.real_exit: Callable[[int], Any] = os._exit
 
@@ -522,6 +596,7 @@ class _ProcessHooks:
             # so that a warm invocation can count on that timer without a system call.
             signal.setitimer = self._tracked_setitimer
             signal.alarm = self._tracked_alarm
+            atexit.register = _function_atexit  # type: ignore[assignment]
             if threading.current_thread() is self.main_thread:
                 self.previous_handler = signal.signal(signal.SIGALRM, self._alarm)
                 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -579,6 +654,8 @@ class _ProcessHooks:
                 signal.setitimer = _real_setitimer
             if signal.alarm == self._tracked_alarm:
                 signal.alarm = _real_alarm
+            if atexit.register is _function_atexit:  # type: ignore[comparison-overlap]
+                atexit.register = _real_atexit_register
 
     def _alarm(self, signum: int, frame: FrameType | None) -> None:
         if self.armed:
@@ -611,6 +688,54 @@ def _nothing() -> None:
     pass
 
 
+def _function_atexit(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any]:
+    """``atexit.register`` while module-isolated functions exist: a callback that
+    function code registers never runs, as on Lambda, which kills the runtime; at
+    pytest's exit it would run after the summary (a library that function code
+    imports first keeps its own, for the test process that keeps the library)."""
+    scope = ACTIVE_SLOT[0]
+    if scope is not None and sys._getframe(1).f_code.co_filename.startswith(scope.code_root):
+        return func
+    return _real_atexit_register(func, *args, **kwargs)
+
+
+def _after_fork() -> None:
+    # In the child of a fork: made by function code (the invoking thread forked), it
+    # must end where the handler returns, never run the rest of the test session.
+    hooks = _HOOKS
+    if hooks.invoking is not None and hooks.invoking == threading.get_ident():
+        hooks.forked = True
+
+
+def _end_forked_child(outcome: Outcome | None) -> None:
+    """End a forked child of function code, with the status Python would give it: 0 when
+    the handler returned, ``sys.exit``'s when it exited, 1 when it raised."""
+    status = 1
+    if outcome is not None:
+        if outcome.kind is OutcomeKind.OK:
+            status = 0
+        elif isinstance(outcome.exc, SystemExit):
+            code = outcome.exc.code
+            if code is None:
+                status = 0
+            elif isinstance(code, int):
+                status = code & 0xFF
+            else:
+                print(code, file=sys.__stderr__)
+        elif outcome.exc is not None:
+            import traceback  # (loaded already: pytest uses it)
+
+            traceback.print_exception(outcome.exc, file=sys.__stderr__)
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(BaseException):  # ending regardless
+            stream.flush()  # type: ignore[union-attr]
+    _HOOKS.real_exit(status)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def _collect_c_connections() -> None:
     """Free what the environment's code held through C drivers, now.
 
@@ -639,7 +764,10 @@ def _real_monotonic() -> float:
 # The real timer functions (_ProcessHooks replaces the module's while it is held).
 _real_setitimer = signal.setitimer
 _real_alarm = signal.alarm
+_real_atexit_register = atexit.register
 _HOOKS = _ProcessHooks()
+# Module-isolated phases take turns (see ModuleEnvironment._invoke).
+_PHASES = threading.RLock()
 # Two readings of one timer agree within this much (seconds).
 _SAME_TIMER = 0.01
 

@@ -1,11 +1,15 @@
-"""Module isolation: function code that writes under the literal ``/tmp``.
+"""Module isolation: function code that writes under the literal ``/tmp``, or reads there
+a file its environment did not write.
 
 On Lambda each environment has its own ``/tmp``; module-isolated environments share
 the test process's, so a file one of them writes to ``/tmp/cache.json`` is seen by
 the next "cold" one and outlives the test. Such writes cannot be made private here,
 but they are noticed (an audit hook, added once per process: audit hooks cannot be
 removed, so it returns at once unless a watched environment's code is running) and
-the test is warned, once per function, after the init or invocation returned.
+the test is warned, once per function, after the init or invocation returned. A read
+of a file there that the environment did not write passes only because something
+else left it (an earlier environment, test or session): on Lambda a new environment's
+``/tmp`` is empty. It is warned about the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT
 
-__all__ = ["SharedTmpWarning", "TmpWatch", "install", "warning_for"]
+__all__ = ["SharedTmpWarning", "TmpWatch", "install", "read_warning_for", "warning_for"]
 
 _TMP = "/tmp"
 _TMP_PREFIX = _TMP + os.sep
@@ -49,7 +53,7 @@ class SharedTmpWarning(UserWarning):
 class TmpWatch:
     """One environment's watch: where it may write, and what it wrote under /tmp."""
 
-    __slots__ = ("allowed", "paths")
+    __slots__ = ("allowed", "paths", "reads", "written")
 
     def __init__(self, allowed: tuple[str, ...]) -> None:
         # Its own TMPDIR, the code root, pytest's temp folders (with a trailing /).
@@ -58,20 +62,48 @@ class TmpWatch:
             _PYTEST_TEMP,
         )
         self.paths: list[str] = []
+        # Files under /tmp that it read without having written them (the first few).
+        self.reads: list[str] = []
+        # Everything it wrote under /tmp (so that reading it back is its own).
+        self.written: set[str] = set()
+
+    def _shared(self, path: Any) -> str | None:
+        if isinstance(path, int):  # a descriptor: opened earlier, seen then
+            return None
+        text: str = os.fsdecode(path)
+        if (
+            (text == _TMP or text.startswith(_TMP_PREFIX))
+            and not (text + os.sep).startswith(self.allowed)
+            # Python's import machinery caching bytecode (of a library under /tmp).
+            and _PYCACHE not in text
+        ):
+            return text
+        return None
 
     def note(self, path: Any) -> None:
-        if isinstance(path, int):  # a descriptor: opened earlier, seen then
-            return
-        path = os.fsdecode(path)
-        if (
-            (path == _TMP or path.startswith(_TMP_PREFIX))
-            and not (path + os.sep).startswith(self.allowed)
-            # Python's import machinery caching bytecode (of a library under /tmp).
-            and _PYCACHE not in path
-        ):
+        shared = self._shared(path)
+        if shared is not None:
+            self.written.add(os.path.abspath(shared))
             paths = self.paths
-            if len(paths) < _KEPT and path not in paths:
-                paths.append(path)
+            if len(paths) < _KEPT and shared not in paths:
+                paths.append(shared)
+
+    def note_read(self, path: Any) -> None:
+        shared = self._shared(path)
+        if shared is None or os.path.abspath(shared) in self.written:
+            return
+        if shared.startswith(_code_folders()) or not os.path.isfile(shared):
+            return  # a module imported from under /tmp, or a cache miss (as on Lambda)
+        reads = self.reads
+        if len(reads) < _KEPT and shared not in reads:
+            reads.append(shared)
+
+
+def _code_folders() -> tuple[str, ...]:
+    # The interpreter and where modules are imported from (a virtual environment or a
+    # checkout under /tmp): reading those is importing, not the environment's data.
+    folders = {sys.prefix, sys.exec_prefix, sys.base_prefix, *sys.path}
+    return tuple(folder.rstrip(os.sep) + os.sep for folder in folders if folder)
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -85,6 +117,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         if event == "open":
             if args[2] & _WRITE_FLAGS:
                 watch.note(args[0])
+            else:
+                watch.note_read(args[0])
             return
         positions = _CHANGES.get(event)
         if positions is not None:
@@ -112,4 +146,18 @@ def warning_for(watch: TmpWatch, function_name: str) -> str:
         "Lambda each environment has its own /tmp. Use isolation='process' (each "
         "environment gets a private /tmp), or write under tempfile.gettempdir() / $TMPDIR, "
         "which is the environment's own."
+    )
+
+
+def read_warning_for(watch: TmpWatch, function_name: str) -> str:
+    """The message for the reads ``watch`` saw (and forget them)."""
+    paths = ", ".join(watch.reads)
+    watch.reads.clear()
+    return (
+        f"function code of {function_name} read files under the literal /tmp that its "
+        f"environment did not write ({paths}). On Lambda a new environment's /tmp is "
+        "empty: this passes only because an earlier environment, test or session left "
+        "the file in the test process's /tmp, which every module-isolated environment "
+        "shares. Use isolation='process' (each environment gets a private, empty /tmp), or "
+        "keep such files under tempfile.gettempdir() / $TMPDIR, which is the environment's own."
     )

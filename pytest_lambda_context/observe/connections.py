@@ -275,6 +275,7 @@ _original_connect: Any = socket.socket.connect
 _original_connect_ex: Any = socket.socket.connect_ex
 _original_getaddrinfo: Any = socket.getaddrinfo
 _original_getsockopt: Any = socket.socket.getsockopt
+_original_listen: Any = socket.socket.listen
 _getsockname: Any = socket.socket.getsockname
 # What socket.socket's own dict held before install (absent: inherited from _socket),
 # so uninstall can put back exactly what was there.
@@ -413,6 +414,15 @@ def _getsockopt(self: socket.socket, *args: Any) -> Any:
     return result
 
 
+def _listen(self: socket.socket, *args: Any) -> None:
+    # A listening socket of function code is its environment's: closed with it (else
+    # it would go on accepting after the environment ended), and never counted.
+    scope = _active[0]
+    if scope is not None and not _thread_flags.__dict__.get("internal"):
+        _remember(scope, self)
+    _original_listen(self, *args)
+
+
 def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
     if _active[0] is None:
         return _original_getaddrinfo(host, port, *args, **kwargs)
@@ -442,6 +452,7 @@ _PATCHES: tuple[tuple[Any, str, Any], ...] = (
     (socket.socket, "connect", _connect),
     (socket.socket, "connect_ex", _connect_ex),
     (socket.socket, "getsockopt", _getsockopt),
+    (socket.socket, "listen", _listen),
     (socket, "getaddrinfo", _getaddrinfo),
 )
 
@@ -449,7 +460,7 @@ _PATCHES: tuple[tuple[Any, str, Any], ...] = (
 def install() -> None:
     """Start monitoring (refcounted: each install needs its uninstall)."""
     global _refcount, _original_connect, _original_connect_ex, _original_getaddrinfo
-    global _original_getsockopt
+    global _original_getsockopt, _original_listen
     with _lock:
         _refcount += 1
         if _refcount > 1:
@@ -461,6 +472,7 @@ def install() -> None:
         _original_connect_ex = socket.socket.connect_ex
         _original_getaddrinfo = socket.getaddrinfo
         _original_getsockopt = socket.socket.getsockopt
+        _original_listen = socket.socket.listen
         for owner, name, replacement in _PATCHES:
             setattr(owner, name, replacement)
         # C-level drivers connect below these patches: their connect calls are seen.

@@ -29,6 +29,7 @@ import _socket
 import _thread
 import contextlib
 import gc
+import os
 import socket
 import sys
 import threading
@@ -51,6 +52,8 @@ _SENDS = frozenset({"socket.connect", "socket.sendto", "socket.sendmsg"})
 _LOOKUPS = frozenset({"socket.getaddrinfo", "socket.gethostbyname"})
 _REVERSE = frozenset({"socket.gethostbyaddr", "socket.getnameinfo"})
 _GUARDED = _SENDS | _LOOKUPS | _REVERSE
+# The plugin's package folder (its frames are never the offending line).
+_OWN_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 _lock = threading.Lock()
 _refcount = 0
@@ -81,18 +84,24 @@ def _guarded_scope() -> Scope | None:
     return scope
 
 
-def _line(scope: Scope, depth: int = 1) -> str | None:
-    # depth: frames between the caller of _line and the code that called the socket API.
-    return user_frame(scope.code_root, sys._getframe(depth + 1))
+def _line(scope: Scope) -> str | None:
+    """The line of function code that called the socket API: the innermost frame under
+    the code root once the plugin's own frames (the guard, the socket monitor) are
+    passed, however many of them lie between (a count of frames named the caller's
+    line for the C methods' wrappers)."""
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_OWN_PACKAGE):
+        frame = frame.f_back
+    return user_frame(scope.code_root, frame)
 
 
-def _check_address(scope: Scope, sock: Any, address: Any, verb: str, depth: int) -> None:
+def _check_address(scope: Scope, sock: Any, address: Any, verb: str) -> None:
     if address is None or _family(sock) not in _INET or not isinstance(address, tuple):
         return  # a connected socket, or not the internet (AF_UNIX, netlink)
     host, port = str(address[0]), int(address[1])
     if not is_loopback_host(host):
         raise blocked_connect(
-            host, port, _line(scope, depth + 1), scope.function_name, scope.environment_id, verb
+            host, port, _line(scope), scope.function_name, scope.environment_id, verb
         )
 
 
@@ -104,7 +113,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         return
     if event in _SENDS:
         verb = "connect to" if event == "socket.connect" else "send to"
-        _check_address(scope, args[0], args[1], verb, 1)
+        _check_address(scope, args[0], args[1], verb)
     elif event in _LOOKUPS:
         host = args[0]
         if not lookup_allowed(host):
@@ -149,7 +158,7 @@ def _wrap_c_method(name: str, original: Any) -> Callable[..., Any]:
         if ACTIVE_SLOT[0] is not None or THREAD_FLAGS.__dict__.get("owner") is not None:
             scope = _guarded_scope()
             if scope is not None:
-                _check_address(scope, self, address_of(args), verb, 2)
+                _check_address(scope, self, address_of(args), verb)
         return original(self, *args)
 
     method.__name__ = method.__qualname__ = name

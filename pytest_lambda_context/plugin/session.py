@@ -78,6 +78,8 @@ class TestFunctions:
 
     def report_lines(self) -> list[str]:
         """A failing test's REPORT lines: the first and last few, and how many between."""
+        if not self.functions:
+            return []
         from pytest_lambda_context.plugin.report import shortened
 
         lines = []
@@ -204,6 +206,10 @@ class PluginState:
     ) -> Iterator[Callable[..., LambdaFunction]]:
         from pytest_lambda_context.environments.function import LambdaFunction
         from pytest_lambda_context.environments.function_config import FunctionConfig
+
+        # What this test's reporting imports, loaded before function code runs: a
+        # handler may block an import (``sys.modules["json"] = None``) for the process.
+        from pytest_lambda_context.plugin import limits, report, uncounted  # noqa: F401
 
         made: list[LambdaFunction] = []
         root = logging.getLogger()

@@ -68,8 +68,21 @@ class StreamTee:
         self._stream = stream
         self._log = log
         self._partial = ""
+        # Closed by function code: the runtime's stream is closed for it, never the
+        # test's (pytest's capture) that it writes through to.
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def reopen(self) -> None:
+        """A new runtime process has its streams open again."""
+        self.closed = False
+        self._partial = ""
 
     def write(self, text: str) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
         log = self._log
         log._out(self._stream, text)
         if "\n" in text:
@@ -93,6 +106,8 @@ class StreamTee:
             self._partial = ""
 
     def flush(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
         if self._log.write_through:
             self.real.flush()
 

@@ -271,6 +271,8 @@ class SwappedRuntimeLogging:
         """A new runtime process: the setup as the runtime installs it, afresh."""
         self.root = RootLogging(self.log, self._environ)
         self.streams = self.tees
+        for tee in self.tees:
+            tee.reopen()
 
     def enter(self) -> None:
         # Written out flat (no helper calls): this runs twice per invocation.

@@ -1,0 +1,352 @@
+"""Process-wide state that module isolation does not swap per environment.
+
+On Lambda each environment is its own process; in module isolation the environments
+share the test process. The state swapped around every phase (cheap to swap, or
+changed often) is in :mod:`.private_state` and :mod:`.module`. For the rest, swapping
+on the warm path would cost more than it is worth: a :class:`Snapshot` of it is taken
+when the first module-isolated environment starts its init (:class:`LeakWatch`) and
+compared when the last one alive shuts down. What changed meanwhile is put back then,
+and named in an :class:`IsolationLeakWarning` (what, which functions, the remedy);
+what cannot be put back is named as such.
+
+Each :class:`Piece` reads one item and puts it back; reading all of them costs a few
+microseconds, paid once per cold start and once per shutdown, never per invocation.
+"""
+
+from __future__ import annotations
+
+import builtins
+import gc
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+try:
+    import resource
+except ImportError:  # not POSIX
+    resource = None  # type: ignore[assignment]
+
+__all__ = [
+    "LEAK_WATCH",
+    "PIECES",
+    "IsolationLeakWarning",
+    "Leak",
+    "LeakWatch",
+    "Piece",
+    "Snapshot",
+    "leak_message",
+]
+
+
+class IsolationLeakWarning(UserWarning):
+    """Function code in module isolation changed process-wide state that an environment
+    does not own there (the test and the other environments saw it). Named with what
+    changed and whether it was put back when the environment shut down."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One item of process-wide state: how to read it and how to put it back.
+
+    ``put`` is None where it cannot be put back (the warning says so). ``quiet``: a
+    change is put back without a warning (ordinary use changes it, as drawing a random
+    number changes ``random``'s state).
+    """
+
+    name: str
+    read: Callable[[], Any]
+    put: Callable[[Any], None] | None
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class Leak:
+    """What function code changed, and whether it was put back."""
+
+    what: str
+    put_back: bool
+
+
+_MISSING = object()
+
+
+def _loaded(name: str) -> ModuleType | None:
+    # Never import a module to read its state: unloaded, it was not changed.
+    return sys.modules.get(name)
+
+
+def _read_decimal() -> Any:
+    decimal = _loaded("decimal")
+    if decimal is None:
+        return None
+    context = decimal.getcontext()
+    # The context is mutated in place (getcontext().prec = 5): its fields are the state.
+    return (
+        context.prec,
+        context.rounding,
+        context.Emin,
+        context.Emax,
+        context.capitals,
+        context.clamp,
+        tuple(sorted((k.__name__, v) for k, v in context.traps.items())),
+    )
+
+
+def _put_decimal(saved: Any) -> None:
+    decimal = _loaded("decimal")
+    if decimal is None or saved is None:
+        return
+    prec, rounding, emin, emax, capitals, clamp, traps = saved
+    by_name = {k.__name__: k for k in decimal.getcontext().traps}
+    decimal.setcontext(
+        decimal.Context(
+            prec=prec,
+            rounding=rounding,
+            Emin=emin,
+            Emax=emax,
+            capitals=capitals,
+            clamp=clamp,
+            traps=[by_name[name] for name, on in traps if on],
+        )
+    )
+
+
+def _read_random() -> Any:
+    random = _loaded("random")
+    return None if random is None else random.getstate()
+
+
+def _put_random(saved: Any) -> None:
+    random = _loaded("random")
+    if random is not None and saved is not None:
+        random.setstate(saved)
+
+
+def _read_locale() -> Any:
+    locale = _loaded("locale")
+    if locale is None:
+        return None
+    try:
+        return locale.setlocale(locale.LC_ALL, None)
+    except (ValueError, OSError):
+        return None
+
+
+def _put_locale(saved: Any) -> None:
+    locale = _loaded("locale")
+    if locale is not None and saved is not None:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _read_gc() -> Any:
+    return gc.isenabled(), gc.get_threshold()
+
+
+def _put_gc(saved: Any) -> None:
+    enabled, threshold = saved
+    if enabled:
+        gc.enable()
+    else:
+        gc.disable()
+    gc.set_threshold(*threshold)
+
+
+def _read_faulthandler() -> Any:
+    faulthandler = _loaded("faulthandler")
+    return None if faulthandler is None else faulthandler.is_enabled()
+
+
+def _read_trace() -> Any:
+    get_thread_trace = getattr(threading, "gettrace", lambda: None)
+    get_thread_profile = getattr(threading, "getprofile", lambda: None)
+    return sys.gettrace(), sys.getprofile(), get_thread_trace(), get_thread_profile()
+
+
+def _put_trace(saved: Any) -> None:
+    trace, profile, thread_trace, thread_profile = saved
+    sys.settrace(trace)
+    sys.setprofile(profile)
+    threading.settrace(thread_trace)
+    threading.setprofile(thread_profile)
+
+
+def _read_nofile() -> Any:
+    if resource is None:
+        return None
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def _put_nofile(saved: Any) -> None:
+    if resource is not None and saved is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, saved)
+
+
+def _read_max_str_digits() -> Any:
+    get = getattr(sys, "get_int_max_str_digits", None)
+    return None if get is None else get()
+
+
+def _put_max_str_digits(saved: Any) -> None:
+    if saved is not None:
+        sys.set_int_max_str_digits(saved)
+
+
+def _read_hooks() -> Any:
+    return sys.unraisablehook, sys.displayhook, sys.breakpointhook
+
+
+def _put_hooks(saved: Any) -> None:
+    sys.unraisablehook, sys.displayhook, sys.breakpointhook = saved
+
+
+def _read_builtins() -> Any:
+    return dict(builtins.__dict__)
+
+
+PIECES: tuple[Piece, ...] = (
+    Piece("socket.setdefaulttimeout()", socket.getdefaulttimeout, socket.setdefaulttimeout),
+    Piece("the decimal context (decimal.getcontext())", _read_decimal, _put_decimal),
+    Piece("random's state (random.seed())", _read_random, _put_random, quiet=True),
+    Piece("the locale (locale.setlocale())", _read_locale, _put_locale),
+    Piece("the garbage collector (gc.disable(), gc.set_threshold())", _read_gc, _put_gc),
+    # faulthandler writes to a descriptor pytest chose: not ours to re-enable.
+    Piece("faulthandler (faulthandler.disable())", _read_faulthandler, None),
+    Piece(
+        "trace and profile functions (sys.settrace(), sys.setprofile())", _read_trace, _put_trace
+    ),
+    Piece("RLIMIT_NOFILE (resource.setrlimit())", _read_nofile, _put_nofile),
+    Piece(
+        "the thread switch interval (sys.setswitchinterval())",
+        sys.getswitchinterval,
+        sys.setswitchinterval,
+    ),
+    Piece(
+        "int max str digits (sys.set_int_max_str_digits())",
+        _read_max_str_digits,
+        _put_max_str_digits,
+    ),
+    Piece("sys.unraisablehook, sys.displayhook or sys.breakpointhook", _read_hooks, _put_hooks),
+)
+
+
+class Snapshot:
+    """The process-wide state before function code ran; :meth:`restore` puts back what
+    changed since and says what it was."""
+
+    __slots__ = ("builtins", "modules", "values")
+
+    def __init__(self, modules: Mapping[str, ModuleType | None]) -> None:
+        self.values = [piece.read() for piece in PIECES]
+        self.builtins = _read_builtins()
+        # sys.modules as it was (the function's own modules are left out at restore).
+        self.modules = dict(modules)
+
+    def restore(self) -> list[Leak]:
+        """Put back what differs from the snapshot (taken, and restored, while no
+        environment is swapped in: sys.modules then holds the test's modules only)."""
+        leaks: list[Leak] = []
+        for piece, saved in zip(PIECES, self.values, strict=True):
+            try:
+                now = piece.read()
+            except Exception:  # unreadable now: nothing to compare
+                continue
+            if now == saved:
+                continue
+            put_back = False
+            if piece.put is not None:
+                try:
+                    piece.put(saved)
+                    put_back = True
+                except (ValueError, OSError, TypeError):  # a hard limit lowered, say
+                    put_back = False
+            if not (piece.quiet and put_back):
+                leaks.append(Leak(piece.name, put_back))
+        leaks.extend(self._restore_builtins())
+        leaks.extend(self._restore_modules())
+        return leaks
+
+    def _restore_builtins(self) -> list[Leak]:
+        namespace = builtins.__dict__
+        saved = self.builtins
+        changed = [
+            name for name, value in saved.items() if namespace.get(name, _MISSING) is not value
+        ]
+        added = [name for name in namespace if name not in saved]
+        for name in changed:
+            namespace[name] = saved[name]
+        for name in added:
+            del namespace[name]
+        return [
+            Leak(f"builtins.{name} ({'added' if name in added else 'replaced or deleted'})", True)
+            for name in sorted([*changed, *added])
+        ]
+
+    def _restore_modules(self) -> list[Leak]:
+        modules = sys.modules
+        leaks = []
+        for name, module in self.modules.items():
+            now = modules.get(name, _MISSING)
+            # Only entries blocked (None) or removed: a module imported anew under the
+            # same name may be the test's own doing (importlib.reload keeps the object).
+            if now is module or module is None or (now is not None and now is not _MISSING):
+                continue
+            modules[name] = module
+            state = "set to None" if now is None else "removed"
+            leaks.append(Leak(f"sys.modules[{name!r}] ({state})", True))
+        return leaks
+
+
+class LeakWatch:
+    """Held by each module-isolated environment from its first init to its shutdown:
+    the snapshot is taken when the first joins, compared when the last leaves."""
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.snapshot: Snapshot | None = None
+        # The functions whose environments lived meanwhile (one of them changed it).
+        self.functions: list[str] = []
+
+    def join(self, function_name: str) -> None:
+        if self.users == 0:
+            self.snapshot = Snapshot(sys.modules)
+            self.functions = []
+        self.users += 1
+        if function_name not in self.functions:
+            self.functions.append(function_name)
+
+    def leave(self) -> tuple[list[Leak], list[str]]:
+        """What leaked, and the functions that may have done it (empty: nothing, or
+        other environments are still alive)."""
+        self.users -= 1
+        if self.users or self.snapshot is None:
+            return [], []
+        snapshot, self.snapshot = self.snapshot, None
+        return snapshot.restore(), self.functions
+
+
+LEAK_WATCH = LeakWatch()
+
+
+def leak_message(functions: list[str], leaks: list[Leak]) -> str:
+    """The warning's text: what leaked, where, and the remedy."""
+    put_back = [leak.what for leak in leaks if leak.put_back]
+    kept = [leak.what for leak in leaks if not leak.put_back]
+    lines = [
+        f"function code of {', '.join(functions)} (module isolation) changed process-wide "
+        "state that an environment does not own in the test process: the test and the "
+        "other environments saw the change while the environment lived."
+    ]
+    if put_back:
+        lines.append("Put back when the environment shut down: " + "; ".join(put_back) + ".")
+    if kept:
+        lines.append("Could not be put back: " + "; ".join(kept) + ".")
+    lines.append(
+        "Remedy: undo the change in the function's code (or make it only where it runs "
+        'on Lambda), or give the function isolation="process", where each environment '
+        "is its own process as on Lambda."
+    )
+    return "\n".join(lines)

@@ -1,0 +1,343 @@
+"""Module isolation: function code cannot break the session, and what it changes
+process-wide is its environment's own, put back at shutdown, or named in an
+IsolationLeakWarning. Each test runs a real pytest session over real handler files."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+HANDLER = """
+    import atexit, builtins, decimal, faulthandler, gc, os, random, socket, sys, threading
+
+    atexit.register(print, "ATEXIT OF INIT RAN")
+    LISTENING = []
+
+    def handler(event, context):
+        action = event.get("action")
+        if action == "fork":
+            pid = os.fork()
+            if pid == 0:
+                if event.get("exit") is not None:
+                    sys.exit(event["exit"])
+                if event.get("raise"):
+                    raise RuntimeError("in the child")
+                return {"child": True}
+            return {"status": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}
+        if action == "close stdout":
+            sys.stdout.close()
+        if action == "print":
+            print("printed by the handler")
+        if action == "rebind environ":
+            os.environ = {"REBOUND": "1"}
+        if action == "block json":
+            sys.modules["json"] = None
+        if action == "delete then import":
+            del sys.modules[event["delete"]]
+            from app import helper
+        if action == "leak":
+            socket.setdefaulttimeout(3)
+            decimal.getcontext().prec = 3
+            gc.disable()
+            sys.setswitchinterval(0.5)
+            builtins.print = lambda *args, **kwargs: None
+            sys.displayhook = lambda value: None
+            if hasattr(sys, "set_int_max_str_digits"):  # 3.11, and 3.10's later patches
+                sys.set_int_max_str_digits(1000)
+            random.seed(1)
+        if action == "disable faulthandler":
+            faulthandler.disable()
+        if action == "atexit":
+            atexit.register(print, "ATEXIT OF AN INVOCATION RAN")
+
+            @atexit.register
+            def decorated():
+                print("DECORATED ATEXIT RAN")
+
+            return {"decorated": callable(decorated)}
+        if action == "listen":
+            server = socket.socket()
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+            LISTENING.append(server)
+            return server.getsockname()[1]
+        if action == "whoami":
+            return {
+                "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+                "home": "HOME" in os.environ,
+                "thread": threading.get_ident(),
+            }
+        return {"environ": type(os.environ).__name__, "rebound": os.environ.get("REBOUND")}
+"""
+
+
+def write_project(pytester: pytest.Pytester, test: str) -> None:
+    (pytester.path / "app").mkdir()
+    (pytester.path / "app" / "__init__.py").write_text("")
+    (pytester.path / "app" / "handler.py").write_text(textwrap.dedent(HANDLER))
+    (pytester.path / "app" / "helper.py").write_text("VALUE = 1\n")
+    pytester.makepyfile(test_session=textwrap.dedent(test))
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_a_forked_child_ends_where_the_handler_returns_with_its_status(pytester):
+    write_project(
+        pytester,
+        """
+        import pytest
+
+        pytestmark = pytest.mark.lambda_handler("app.handler.handler")
+
+        @pytest.mark.parametrize(
+            ("how", "status"), [({}, 0), ({"exit": 3}, 3), ({"exit": None}, 0), ({"raise": 1}, 1)]
+        )
+        def test_fork(lambda_function, how, status):
+            assert lambda_function.invoke({"action": "fork", **how}) == {"status": status}
+
+        def test_later():
+            pass
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=5)
+    # One session: the children ran no test and printed no summary of their own.
+    assert result.stdout.str().count("passed") == 1
+
+
+def test_closing_sys_stdout_closes_the_environments_stream_not_pytests(pytester):
+    write_project(
+        pytester,
+        """
+        import pytest
+        from pytest_lambda_context import HandlerError
+
+        pytestmark = pytest.mark.lambda_handler("app.handler.handler")
+
+        def test_close(lambda_function, capsys):
+            lambda_function.invoke({"action": "close stdout"})
+            # As in the runtime's process: its stdout stays closed for later invocations.
+            with pytest.raises(HandlerError, match="closed file"):
+                lambda_function.invoke({"action": "print"})
+            print("the test still prints")
+            assert "the test still prints" in capsys.readouterr().out
+
+        def test_later(lambda_function, capsys):
+            lambda_function.invoke({"action": "print"})
+            assert "printed by the handler" in capsys.readouterr().out
+        """,
+    )
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_one_function_invoked_from_several_threads(pytester):
+    write_project(
+        pytester,
+        """
+        import os, threading
+        import pytest
+
+        @pytest.mark.lambda_handler("app.handler.handler")
+        def test_threads(lambda_function):
+            before = dict(os.environ)
+            results, errors = [], []
+
+            def work():
+                try:
+                    for _ in range(50):
+                        results.append(lambda_function.invoke({"action": "whoami"}))
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=work) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            assert len(results) == 200
+            # Each invocation saw its environment's variables, never the test's...
+            assert {r["function"] for r in results} == {lambda_function.function_name}
+            assert not any(r["home"] for r in results)
+            # ...and the test is left with its own.
+            assert dict(os.environ) == before
+        """,
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_rebinding_os_environ_stays_in_the_environment(pytester):
+    write_project(
+        pytester,
+        """
+        import os
+        import pytest
+
+        pytestmark = pytest.mark.lambda_handler("app.handler.handler")
+
+        def test_rebind(lambda_function):
+            lambda_function.invoke({"action": "rebind environ"})
+            assert isinstance(os.environ, os._Environ)
+            assert "REBOUND" not in os.environ
+            # The environment keeps what its code bound, as a runtime process would.
+            assert lambda_function.invoke({}) == {"environ": "dict", "rebound": "1"}
+            assert isinstance(os.environ, os._Environ)
+
+        def test_later(lambda_function):
+            assert lambda_function.invoke({}) == {"environ": "_Environ", "rebound": None}
+        """,
+    )
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_a_blocked_import_breaks_neither_the_plugin_nor_later_tests(pytester):
+    write_project(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.lambda_handler("app.handler.handler")
+        @pytest.mark.max_connections(0)
+        def test_block(lambda_function):
+            lambda_function.invoke({"action": "block json"})
+            assert False, "fails, so that the REPORT lines are shown"
+
+        def test_later():
+            import json
+            assert json.dumps(1) == "1"
+        """,
+    )
+    result = run(pytester, "--lambda-report=report.json")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*IsolationLeakWarning: function code of app-handler (module isolation)*",
+            "*Put back when the environment shut down: sys.modules?'json'? (set to None).",
+            '*Remedy:*isolation="process"*',
+        ]
+    )
+    assert (pytester.path / "report.json").exists()
+
+
+def test_a_function_module_imported_after_deleting_an_entry_is_not_left_behind(pytester):
+    write_project(
+        pytester,
+        """
+        import sys
+        import pytest
+
+        @pytest.mark.lambda_handler("app.handler.handler")
+        def test_delete(lambda_function):
+            import textwrap  # the entry the handler deletes
+            sys.modules.pop("app.helper", None)
+            lambda_function.invoke({"action": "delete then import", "delete": "textwrap"})
+            assert "app.helper" not in sys.modules
+        """,
+    )
+    result = run(pytester, "-W", "ignore::pytest_lambda_context.IsolationLeakWarning")
+    result.assert_outcomes(passed=1)
+
+
+def test_process_wide_changes_are_put_back_and_named(pytester):
+    write_project(
+        pytester,
+        """
+        import builtins, decimal, gc, random, socket, sys
+        import pytest
+
+        @pytest.mark.lambda_handler("app.handler.handler")
+        def test_leak(lambda_function):
+            lambda_function.invoke({"action": "leak"})
+
+        def test_later():
+            assert socket.getdefaulttimeout() is None
+            assert decimal.getcontext().prec == 28
+            assert gc.isenabled()
+            assert sys.getswitchinterval() == 0.005
+            assert builtins.print.__module__ == "builtins"
+            assert sys.displayhook is sys.__displayhook__
+            if hasattr(sys, "get_int_max_str_digits"):
+                assert sys.get_int_max_str_digits() == 4300
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    text = result.stdout.str()
+    for what in (
+        "socket.setdefaulttimeout()",
+        "the decimal context",
+        "the garbage collector",
+        "the thread switch interval",
+        "int max str digits",
+        "sys.unraisablehook, sys.displayhook or sys.breakpointhook",
+        "builtins.print (replaced or deleted)",
+    ):
+        assert what in text, what
+    # Drawing random numbers is ordinary use: put back without a word.
+    assert "random" not in text
+
+
+def test_what_cannot_be_put_back_is_named_as_such(pytester):
+    write_project(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.lambda_handler("app.handler.handler")
+        def test_faulthandler(lambda_function):
+            lambda_function.invoke({"action": "disable faulthandler"})
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*Could not be put back: faulthandler (faulthandler.disable()).*"])
+
+
+def test_atexit_callbacks_of_function_code_never_run(pytester):
+    write_project(
+        pytester,
+        """
+        import atexit
+        import pytest
+
+        @pytest.mark.lambda_handler("app.handler.handler")
+        def test_register(lambda_function):
+            assert lambda_function.invoke({"action": "atexit"}) == {"decorated": True}
+            # The test's own still run at exit.
+            atexit.register(print, "THE TEST'S ATEXIT RAN")
+        """,
+    )
+    result = run(pytester, "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*THE TEST'S ATEXIT RAN*"])
+    assert "ATEXIT OF" not in result.stdout.str()
+    assert "DECORATED ATEXIT RAN" not in result.stdout.str()
+
+
+def test_a_listening_socket_of_function_code_ends_with_its_environment(pytester):
+    write_project(
+        pytester,
+        """
+        import socket
+        import pytest
+
+        PORT = []
+
+        @pytest.mark.lambda_handler("app.handler.handler")
+        def test_listen(lambda_function):
+            PORT.append(lambda_function.invoke({"action": "listen"}))
+            socket.create_connection(("127.0.0.1", PORT[0]), timeout=5).close()
+
+        def test_later():
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", PORT[0]), timeout=5)
+        """,
+    )
+    run(pytester).assert_outcomes(passed=2)
