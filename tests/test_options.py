@@ -48,3 +48,35 @@ def test_good_or_empty_es_urls_are_accepted(pytester: pytest.Pytester, url: str)
         "-p", "no:cacheprovider", "--lambda-es=embedded", f"--lambda-es-url={url}"
     )
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "example"),
+    [
+        ("--lambda-report", ".", "--lambda-report=lambda-report.json"),
+        ("--lambda-report", "reports/", "--lambda-report=lambda-report.json"),
+        ("--lambda-html", "existing", "--lambda-html=lambda-report.html"),
+    ],
+)
+def test_a_report_path_that_is_a_folder_is_a_usage_error(
+    pytester: pytest.Pytester, flag: str, value: str, example: str
+) -> None:
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    pytester.mkdir("existing")
+    before = sorted(p.name for p in pytester.path.rglob("*"))
+    result = pytester.runpytest("-p", "no:cacheprovider", f"{flag}={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    name = flag.removeprefix("--").replace("-", "_")
+    result.stderr.fnmatch_lines(
+        [f"*{flag} / ini {name}: {value!r} is a folder; give the file to write, e.g. {example}*"]
+    )
+    assert "Traceback" not in result.stderr.str()
+    # No stray file (a ".tmp" beside the folder, say) and no folder made.
+    assert sorted(p.name for p in pytester.path.rglob("*")) == before
+
+
+def test_a_report_file_in_a_new_folder_is_written(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--lambda-report=out/report.json")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "out" / "report.json").is_file()

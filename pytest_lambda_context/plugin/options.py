@@ -125,6 +125,18 @@ def _datastore_options() -> tuple[Option, ...]:
     return tuple(made)
 
 
+def _report_file(example: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        """A file to write, not a folder (written relative to the current directory)."""
+        import os
+
+        if value.endswith(("/", os.sep)) or os.path.isdir(value):
+            return f"{value!r} is a folder; give the file to write, e.g. {example}"
+        return None
+
+    return check
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "lambda_es",
@@ -159,12 +171,15 @@ OPTIONS: tuple[Option, ...] = (
         check=_handler,
     ),
     Option(
-        "lambda_report", "Write a JSON report of every function, environment and invocation here."
+        "lambda_report",
+        "Write a JSON report of every function, environment and invocation to this file.",
+        check=_report_file("--lambda-report=lambda-report.json"),
     ),
     Option(
         "lambda_html",
-        "Write a self-contained HTML report here: per function, a timeline of its execution "
-        "environments, invocations and connections.",
+        "Write a self-contained HTML report to this file: per function, a timeline of its "
+        "execution environments, invocations and connections.",
+        check=_report_file("--lambda-html=lambda-report.html"),
     ),
     Option(
         "lambda_network",
