@@ -104,6 +104,32 @@ def test_a_failing_tests_section_shows_the_first_and_last_report_lines(counter_p
     assert text.count("REPORT RequestId") == 10
 
 
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_a_failing_tests_output_is_bounded_whatever_the_log_level(counter_project, level):
+    counter_project.makepyfile(
+        test_many="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.main.handler")
+        def test_many(lambda_function):
+            for _ in range(200):
+                lambda_function.invoke({})
+            assert False
+        """
+    )
+    result = counter_project.runpytest("-p", "no:cacheprovider", f"--log-level={level}")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    # The invocations section's first and last five, and the logger's first five.
+    assert output.count("REPORT RequestId") == 15
+    result.stdout.fnmatch_lines(
+        [
+            "*app-main: further REPORT lines are not logged (a failing test's lambda-context"
+            " invocations section, LambdaFunction.invocations and --lambda-report have them)"
+        ]
+    )
+
+
 def test_the_section_is_only_there_for_a_test_that_invoked(counter_project):
     counter_project.makepyfile(
         test_few="""

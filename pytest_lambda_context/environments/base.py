@@ -7,7 +7,6 @@ down: by a timeout, a crash, an idle timeout, or the end of the test.
 
 from __future__ import annotations
 
-import logging
 import os
 import resource
 import secrets
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ExecutionEnvironment", "encode_request", "init_limit"]
 
-log = logging.getLogger("pytest_lambda_context")
 _RESTORE_ERRORS = (OutcomeKind.SNAPSTART_ERROR, OutcomeKind.SNAPSTART_TIMEOUT)
 # Outcomes after which the runtime is gone (the next invocation is a cold start), and
 # the environment's shutdown_reason as the reports show it.
@@ -534,8 +532,6 @@ class ExecutionEnvironment:
         )
         self.invocations.append(invocation)
         self._sink.record_invocation(invocation)
-        if log.isEnabledFor(logging.INFO):
-            log.info("%s", invocation.report_line)
 
     def _max_memory_used_mb(self) -> int:
         """Peak resident memory of this process, in MB (the test process in module isolation).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     from pytest_lambda_context.environments.template import WorkerTemplate
 
 __all__ = ["LambdaFunction"]
+
+
+_log = logging.getLogger("pytest_lambda_context")
+# REPORT lines each function puts on the pytest_lambda_context logger.
+REPORT_LINES_LOGGED = 5
 
 
 class LambdaFunction:
@@ -67,6 +73,8 @@ class LambdaFunction:
         self._closed = False
         self._resources: list[Callable[[], None]] = []
         self._held: set[str] = set()
+        # REPORT lines logged so far (see record_invocation).
+        self._reports_logged = 0
         self._template_lock = threading.Lock()
         # Process isolation: the template that forks this function's workers (the
         # plugin passes the session's; else the first environment starts one).
@@ -374,6 +382,25 @@ class LambdaFunction:
 
     def record_invocation(self, invocation: Invocation) -> None:
         self.invocations.append(invocation)
+        if self._reports_logged <= REPORT_LINES_LOGGED:
+            self._log_report(invocation)
+
+    def _log_report(self, invocation: Invocation) -> None:
+        # The first few REPORT lines on the logger, then one line saying where the rest
+        # are: a failing test's captured log stays short whatever --log-level (a loop
+        # of 500 invocations would otherwise put 500 lines in it).
+        if not _log.isEnabledFor(logging.INFO):
+            return
+        self._reports_logged += 1
+        if self._reports_logged <= REPORT_LINES_LOGGED:
+            _log.info("%s", invocation.report_line)
+        else:
+            _log.info(
+                "%s: further REPORT lines are not logged (a failing test's lambda-context "
+                "invocations section, LambdaFunction.invocations and --lambda-report "
+                "have them)",
+                self.function_name,
+            )
 
     def record_connection(self, event: ConnectionEvent) -> None:
         self.connections.add(event)
