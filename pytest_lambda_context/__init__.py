@@ -73,6 +73,7 @@ __all__ = [
     "TestSidePatchWarning",
     "TooManyRequestsError",
     "UncountedConnectionsWarning",
+    "factories",
 ]
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ if TYPE_CHECKING:
     from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
     from pytest_lambda_context.observe.guard import BlockedLookupError, NetworkBlockedError
     from pytest_lambda_context.observe.proxy import TcpProxy
+    from pytest_lambda_context.plugin import factories
     from pytest_lambda_context.plugin.uncounted import UncountedConnectionsWarning
     from pytest_lambda_context.runtime.clock import PluginClock
     from pytest_lambda_context.runtime.context import LambdaContext
@@ -108,6 +110,10 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "factories":  # a module: from pytest_lambda_context import factories
+        found = importlib.import_module("pytest_lambda_context.plugin.factories")
+        globals()[name] = found
+        return found
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pytest_lambda_context' has no attribute {name!r}")

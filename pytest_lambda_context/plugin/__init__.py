@@ -76,6 +76,11 @@ def _state(config: pytest.Config) -> PluginState:
     return state
 
 
+def plugin_state(config: pytest.Config) -> PluginState:
+    """The session's plugin state (made at first use): for the factories' fixtures."""
+    return _state(config)
+
+
 def _used_state(config: pytest.Config) -> PluginState | None:
     """The session's plugin state if anything has used the plugin, else None."""
     session = sys.modules.get(_SESSION_MODULE)
@@ -254,6 +259,10 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, object]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    state = _used_state(item.config)
+    if state is not None:
+        # A module-scoped factories.lambda_function's function: this test's limits apply.
+        sys.modules[_SESSION_MODULE].TestFunctions.adopt_fixture_functions(item, state)
     tracked = _tracked(item)
     if tracked is not None:
         tracked.mark_body_start()

@@ -42,25 +42,48 @@ def unavailable(reason: str) -> None:
 
 def start_service(
     state: PluginState,
-    name: str,
+    kind_name: str,
     choice: Choice,
     *,
-    proxy_name: str | None = None,
+    name: str | None = None,
+    placeholder_prefix: str | None = None,
 ) -> DatastoreService:
     """Start the server and its proxy (skip or fail the asking test when it cannot)."""
-    kind = registry.kind(name)
+    kind = registry.kind(kind_name)
     failure = skip = None
     try:
         server, reason = backends.start_server(kind, choice)
     except ServerUnavailable as exc:
         skip = str(exc)
     except ValueError as exc:
-        failure = f"{name} fixture: {exc}"
+        failure = f"{name or kind_name} fixture: {exc}"
     if failure is not None:
         pytest.fail(failure, pytrace=False)
     if skip is not None:
         unavailable(skip)
-    return DatastoreService(kind, server, reason=reason, clock=state.clock, proxy_name=proxy_name)
+    service = DatastoreService(
+        kind,
+        server,
+        reason=reason,
+        clock=state.clock,
+        name=name,
+        placeholder_prefix=placeholder_prefix,
+    )
+    wrong = None
+    if choice.version is not None:
+        try:
+            found = service.version
+        except Exception as exc:  # cannot ask: say so rather than pass unchecked
+            found = f"unknown ({exc})"
+        if not found.startswith(choice.version):
+            wrong = (
+                f"{name or kind.name}: version {choice.version!r} was asked for, but the "
+                f"{kind.title} server is {found}"
+            )
+    if wrong is not None:
+        service.close()
+        pytest.fail(wrong, pytrace=False)
+    return service
 
 
 def session_service(state: PluginState, name: str) -> Iterator[DatastoreService]:
@@ -98,9 +121,12 @@ def prepare_function(request: pytest.FixtureRequest, config: FunctionConfig) -> 
     wanted.update(name for name in BUILT_IN if name in request.fixturenames)
     suppliers: dict[str, Any] = {}
     for name in sorted(wanted):
-        if name not in BUILT_IN and name not in request.fixturenames:
-            continue  # not a service of this test: the function says it is unknown
-        service = request.getfixturevalue(name)
+        try:
+            service = request.getfixturevalue(name)
+        except Exception as exc:  # pytest's FixtureLookupError: no fixture of that name
+            if type(exc).__name__ != "FixtureLookupError":
+                raise
+            continue  # the function says the placeholder is unknown
         if hasattr(service, "placeholders"):
             suppliers.update(service.placeholders())
     return FunctionWiring(placeholders=suppliers)

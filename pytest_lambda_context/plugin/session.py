@@ -43,6 +43,8 @@ class TestFunctions:
         self.functions: list[LambdaFunction] = []
         self.marks: dict[int, tuple[int, int]] = {}
         self.broken: dict[int, dict[str | None, list[str]]] = {}
+        # Functions of wider-scoped fixtures this test uses -> who made (and reports) them.
+        self.owners: dict[int, TestFunctions] = {}
 
     @classmethod
     def of(cls, item: pytest.Item) -> TestFunctions:
@@ -50,6 +52,32 @@ class TestFunctions:
         if tracked is None:
             tracked = item.stash[cls.KEY] = cls()
         return tracked
+
+    @classmethod
+    def adopt_fixture_functions(cls, item: pytest.Item, state: PluginState) -> None:
+        """Track the functions the test's fixtures hold, made at a wider scope."""
+        module = sys.modules.get("pytest_lambda_context.environments.function")
+        if module is not None and any(
+            isinstance(value, module.LambdaFunction)
+            for value in getattr(item, "funcargs", {}).values()
+        ):
+            cls.of(item).adopt(item, state.function_owners)
+
+    def adopt(self, item: pytest.Item, owners: Mapping[int, TestFunctions]) -> None:
+        """The functions of wider-scoped fixtures that this test uses (a module-scoped
+        ``factories.lambda_function``, a ``LambdaFunction`` a fixture built itself): the
+        test's limits apply to them too."""
+        module = sys.modules.get("pytest_lambda_context.environments.function")
+        if module is None:  # no LambdaFunction exists yet
+            return
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, module.LambdaFunction) and all(
+                value is not known for known in self.functions
+            ):
+                self.functions.append(value)
+                owner = owners.get(id(value))
+                if owner is not None:
+                    self.owners[id(value)] = owner
 
     def mark_body_start(self) -> None:
         for function in self.functions:
@@ -73,6 +101,11 @@ class TestFunctions:
             found = check_limits(item, self.functions, self.marks)
             # The summary marks the environments that broke a limit.
             self.broken = found.broken
+            for key, marks in found.broken.items():  # reported by whoever made them
+                owner = self.owners.get(key)
+                if owner is not None:
+                    for environment, lines in marks.items():
+                        owner.broken.setdefault(key, {}).setdefault(environment, []).extend(lines)
             if found.problems:
                 pytest.fail("\n".join(found.problems), pytrace=False)
 
@@ -106,6 +139,8 @@ class PluginState:
         self._clock: PluginClock | None = None
         # Other parts of the plugin (Elasticsearch, AWS) add lines and finalizers here.
         self.header_extras: list[Callable[[], str]] = []
+        # Every open function the fixtures made -> the TestFunctions that reports it.
+        self.function_owners: dict[int, TestFunctions] = {}
         self.session_finalizers: list[Callable[[], None]] = []
         # Made at first use, kept for the session.
         self.es_decision: Decision | None = None
@@ -230,6 +265,7 @@ class PluginState:
             function = LambdaFunction.from_config(built)
             made.append(function)
             tracked.functions.append(function)
+            self.function_owners[id(function)] = tracked
             return function
 
         try:
@@ -238,6 +274,7 @@ class PluginState:
             try:
                 failures: list[Exception] = []
                 for function in reversed(made):
+                    self.function_owners.pop(id(function), None)
                     try:
                         function.close()
                     except Exception as exc:  # close the others all the same

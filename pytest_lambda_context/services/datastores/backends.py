@@ -20,6 +20,9 @@ class Choice:
 
     backend: str = "auto"
     url: str | None = None
+    # The server's version must start with it ("15"); PostgreSQL's local backend also
+    # picks its binaries by it.
+    version: str | None = None
 
 
 def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
@@ -39,7 +42,7 @@ def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
             raise ValueError(f"{option}_url={without_password(choice.url)!r}: {exc}") from None
         return Server(endpoint, "url"), f"{option}_url given"
     try:
-        server = kind.start_local()
+        server = kind.start_local(choice.version)
     except ServerUnavailable as exc:
         raise ServerUnavailable(
             f"the {kind.name} fixture {exc}, or give an existing server with "

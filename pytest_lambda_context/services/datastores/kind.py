@@ -55,8 +55,9 @@ class DatastoreKind(Protocol):
     install: str  # what to install for the local backend
     client_install: str  # what to install for its test-side client
 
-    def start_local(self) -> Server:
-        """Start a server from the machine's binaries (raises ServerUnavailable)."""
+    def start_local(self, version: str | None = None) -> Server:
+        """Start a server from the machine's binaries (raises ServerUnavailable); of
+        ``version`` where the kind can choose."""
         ...
 
     def parse_url(self, url: str) -> Endpoint:

@@ -50,9 +50,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def find_binary(names: Sequence[str], folders: Sequence[str] = (), install: str = "") -> str:
+def find_binary(
+    names: Sequence[str], folders: Sequence[str] = (), install: str = "", *, use_path: bool = True
+) -> str:
     """The first of ``names`` on PATH or in ``folders`` (globs, newest version first)."""
-    for name in names:
+    for name in names if use_path else ():
         found = shutil.which(name)
         if found:
             return found
@@ -63,6 +65,8 @@ def find_binary(names: Sequence[str], folders: Sequence[str] = (), install: str 
                 if os.access(candidate, os.X_OK):
                     return candidate
     where = f"not on PATH nor in {', '.join(folders)}" if folders else "not on PATH"
+    if not use_path:
+        where = f"not in {', '.join(folders)}"
     raise ServerUnavailable(f"needs {' or '.join(names)} ({where}): {install}")
 
 

@@ -24,7 +24,7 @@ class MysqlKind:
     install = "apt-get install mariadb-server"
     client_install = "pip install PyMySQL"
 
-    def start_local(self) -> Server:
+    def start_local(self, version: str | None = None) -> Server:
         install_db = local.find_binary(
             ["mariadb-install-db", "mysql_install_db"], ("/usr/bin",), self.install
         )

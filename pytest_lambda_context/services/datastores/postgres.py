@@ -24,8 +24,14 @@ class PostgresKind:
     install = "apt-get install postgresql"
     client_install = 'pip install "psycopg[binary]"'
 
-    def start_local(self) -> Server:
-        initdb = local.find_binary(["initdb"], _FOLDERS, self.install)
+    def start_local(self, version: str | None = None) -> Server:
+        if version is None:
+            initdb = local.find_binary(["initdb"], _FOLDERS, self.install)
+        else:  # that version's folder only: PATH may hold another one
+            folder = f"/usr/lib/postgresql/{version}/bin"
+            initdb = local.find_binary(
+                ["initdb"], [folder], f"apt-get install postgresql-{version}", use_path=False
+            )
         postgres = local.find_binary(["postgres"], [os.path.dirname(initdb)], self.install)
         user = local.server_user(["postgres"])
         folder = local.make_folder(self.name, user)

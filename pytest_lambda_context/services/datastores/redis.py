@@ -29,7 +29,7 @@ class RedisKind:
     def __init__(self) -> None:
         self._numbers = itertools.count()
 
-    def start_local(self) -> Server:
+    def start_local(self, version: str | None = None) -> Server:
         binary = local.find_binary(["redis-server"], (), self.install)
         user = local.server_user(["redis"])
         folder = local.make_folder(self.name, user)

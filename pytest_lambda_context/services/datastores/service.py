@@ -40,15 +40,19 @@ class DatastoreService:
         reason: str = "",
         clock: PluginClock | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
-        proxy_name: str | None = None,
+        name: str | None = None,
+        placeholder_prefix: str | None = None,
     ) -> None:
         self.kind = kind
+        # What via= and the reports call its proxy, and how its placeholders begin.
+        self.name = name or kind.name
+        self.placeholder_prefix = placeholder_prefix or self.name
         self._server = server
         self.reason = reason
         self.proxy = TcpProxy(
             server.endpoint.host,
             server.endpoint.port,
-            name=proxy_name or kind.name,
+            name=self.name,
             idle_timeout=idle_timeout,
             clock=clock.monotonic if clock is not None else None,
         ).start()
@@ -64,10 +68,6 @@ class DatastoreService:
         self.cleanup_errors: list[str] = []
 
     # -- where it is ---------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.kind.name
-
     @property
     def backend(self) -> str:
         """``"local"`` or ``"url"``."""
@@ -122,7 +122,7 @@ class DatastoreService:
     def placeholders(self) -> Placeholders:
         """``{NAME_url}``, ``{NAME_host}``, ... for env values, read when an environment
         is created."""
-        prefix = self.kind.name
+        prefix = self.placeholder_prefix
         return {
             f"{prefix}_url": lambda: self.url,
             f"{prefix}_host": lambda: self.host,
