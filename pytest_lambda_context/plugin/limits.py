@@ -59,16 +59,20 @@ class LimitsBroken:
 
 
 def check_limits(
-    item: pytest.Item, functions: Sequence[LambdaFunction], marks: dict[int, tuple[int, int]]
+    item: pytest.Item,
+    functions: Sequence[LambdaFunction],
+    marks: dict[int, tuple[int, int]],
+    moto_ports: frozenset[int] = frozenset(),
 ) -> LimitsBroken:
-    """Which marker limits were exceeded by what happened since ``marks``."""
+    """Which marker limits were exceeded by what happened since ``marks``; ``moto_ports``:
+    where the session's moto server listens (``via="aws"``)."""
     found = LimitsBroken()
     for marker in item.iter_markers("max_connections"):
         args = marker_arguments(marker)
         via, host, port = args["via"], args["host"], args["port"]
         if via is not None:
             _check_known_via(item, via, functions)
-        ports = _via_ports(item, via)
+        ports = moto_ports if via == "aws" else frozenset()
         for function in functions:
             start = marks.get(id(function), (0, 0))[0]
             events = [
@@ -141,19 +145,6 @@ def _check_known_via(item: pytest.Item, via: str, functions: Sequence[LambdaFunc
     )
 
 
-def _via_ports(item: pytest.Item, via: str | None) -> set[int]:
-    """via="aws": connections to the session's moto server (process isolation)."""
-    if via != "aws":
-        return set()
-    from urllib.parse import urlsplit
-
-    from pytest_lambda_context.plugin.session import STATE_KEY
-
-    server = item.config.stash[STATE_KEY].moto_servers.current
-    port = urlsplit(server.url).port if server is not None else None
-    return {port} if port is not None else set()
-
-
 def _warn_clients_unseen(
     item: pytest.Item, functions: Sequence[LambdaFunction], marks: dict[int, tuple[int, int]]
 ) -> None:
@@ -165,7 +156,7 @@ def _warn_clients_unseen(
 
     for function in functions:
         made = function.client_events[marks.get(id(function), (0, 0))[1] :]
-        if made and function.isolation == "module":
+        if made and function.capabilities.in_test_process:
             item.warn(
                 UncountedConnectionsWarning(
                     f"max_connections cannot see the boto3 clients of function "

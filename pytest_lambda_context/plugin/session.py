@@ -98,7 +98,7 @@ class TestFunctions:
         ):
             from pytest_lambda_context.plugin.limits import check_limits
 
-            found = check_limits(item, self.functions, self.marks)
+            found = check_limits(item, self.functions, self.marks, _moto_ports(item))
             # The summary marks the environments that broke a limit.
             self.broken = found.broken
             for key, marks in found.broken.items():  # reported by whoever made them
@@ -438,3 +438,13 @@ class PluginState:
 
 
 STATE_KEY: pytest.StashKey[PluginState] = pytest.StashKey()
+
+
+def _moto_ports(item: pytest.Item) -> frozenset[int]:
+    """The port of the session's moto server (process isolation), for via="aws"."""
+    from urllib.parse import urlsplit
+
+    state = item.config.stash.get(STATE_KEY, None)
+    servers = state.moto_servers.current if state is not None else None
+    port = urlsplit(servers.url).port if servers is not None else None
+    return frozenset() if port is None else frozenset({port})
