@@ -41,6 +41,7 @@ _EXPORTS = {
     "ElasticsearchService": "pytest_lambda_context.services.elasticsearch.service",
     "AwsService": "pytest_lambda_context.services.aws",
     "UncountedConnectionsWarning": "pytest_lambda_context.plugin.uncounted",
+    "ProjectAwsFixtureWarning": "pytest_lambda_context.plugin.aws_fixture",
 }
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "MarshalError",
     "NetworkBlockedError",
     "PluginClock",
+    "ProjectAwsFixtureWarning",
     "RequestTooLargeError",
     "ResponseTooLargeError",
     "RuntimeExitError",
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
     from pytest_lambda_context.observe.guard import BlockedLookupError, NetworkBlockedError
     from pytest_lambda_context.observe.proxy import TcpProxy
     from pytest_lambda_context.plugin import factories
+    from pytest_lambda_context.plugin.aws_fixture import ProjectAwsFixtureWarning
     from pytest_lambda_context.plugin.uncounted import UncountedConnectionsWarning
     from pytest_lambda_context.runtime.clock import PluginClock
     from pytest_lambda_context.runtime.context import LambdaContext

@@ -278,3 +278,88 @@ def test_a_plain_session_imports_only_the_entry_module_of_the_package(
             "pytest_lambda_context.services.datastores",
             "pytest_lambda_context.services.datastores.registry",
         ]
+
+
+# moto's documented conftest (ten public projects use exactly this): the project's own
+# `aws` wins over the plugin's, and the plugin keeps working around it.
+MOTO_CONFTEST = """
+import os
+
+import boto3
+import pytest
+from moto import mock_aws
+
+
+@pytest.fixture(scope="function")
+def aws_credentials():
+    os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+    os.environ["AWS_SECURITY_TOKEN"] = "testing"
+    os.environ["AWS_SESSION_TOKEN"] = "testing"
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+
+
+@pytest.fixture(scope="function")
+def aws(aws_credentials):
+    with mock_aws():
+        yield boto3.client("s3", region_name="us-east-1")
+"""
+
+BUCKETS_HANDLER = """
+import boto3
+
+def handler(event, context):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    return sorted(bucket["Name"] for bucket in s3.list_buckets()["Buckets"])
+"""
+
+USES_OWN_AWS = """
+import pytest
+
+@pytest.mark.lambda_handler("app.main.handler")
+def test_handler_sees_the_projects_moto(aws, lambda_function):
+    aws.create_bucket(Bucket="mine")
+    assert lambda_function.invoke({}) == ["mine"]
+
+def test_plain(aws):
+    assert aws.list_buckets()["Buckets"] == []
+"""
+
+
+def test_a_projects_own_aws_fixture_wins_beside_lambda_function(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("moto")
+    pytester.makeconftest(MOTO_CONFTEST)
+    pytester.makepyfile(**{"app/__init__": "", "app/main": BUCKETS_HANDLER})
+    pytester.makepyfile(test_own_aws=USES_OWN_AWS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_projects_own_aws_fixture_with_process_isolation_is_said_once(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("moto")
+    pytester.makeconftest(MOTO_CONFTEST)
+    pytester.makepyfile(
+        **{"app/__init__": "", "app/main": "def handler(event, context):\n    return 1\n"}
+    )
+    pytester.makepyfile(
+        test_own_aws="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.main.handler", isolation="process")
+        def test_x(aws, lambda_function):
+            assert lambda_function.invoke({}) == 1
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ProjectAwsFixtureWarning: the aws fixture of this test is the project's own (it "
+            "wins over pytest-lambda-context's): whatever it mocks is mocked in the test "
+            "process only*"
+        ]
+    )

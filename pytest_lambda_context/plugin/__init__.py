@@ -418,8 +418,15 @@ def tcp_proxy(pytestconfig: pytest.Config) -> Iterator[Callable[..., TcpProxy]]:
 
 
 @pytest.fixture
-def aws(request: pytest.FixtureRequest) -> Iterator[AwsService]:
-    """moto active for the test, fake credentials and region; ``aws.clients_created()``."""
+def _lambda_aws(request: pytest.FixtureRequest) -> Iterator[AwsService]:
+    # The plugin reads its moto service through this name: a project's own `aws`
+    # fixture (moto's documented conftest has one) wins, and the plugin works around it.
     from pytest_lambda_context.plugin.aws_fixture import aws_fixture
 
     yield from aws_fixture(request, _state(request.config))
+
+
+@pytest.fixture
+def aws(_lambda_aws: AwsService) -> AwsService:
+    """moto active for the test, fake credentials and region; ``aws.clients_created()``."""
+    return _lambda_aws

@@ -15,7 +15,7 @@ from pytest_lambda_context.observe import clients
 from pytest_lambda_context.plugin.session import PluginState, TestFunctions
 from pytest_lambda_context.services.aws import AwsService, MissingDependencyError
 
-__all__ = ["aws_fixture", "prepare_function"]
+__all__ = ["OWN_FIXTURE", "ProjectAwsFixtureWarning", "aws_fixture", "prepare_function"]
 
 T = TypeVar("T")
 
@@ -43,10 +43,34 @@ def prepare_function(request: pytest.FixtureRequest, config: FunctionConfig) -> 
     """
     clients.install()
     request.addfinalizer(clients.uninstall)
-    if "aws" not in request.fixturenames:
+    if OWN_FIXTURE not in request.fixturenames:
+        if "aws" in request.fixturenames and not config.capabilities.in_test_process:
+            _warn_project_aws(request)
         return FunctionWiring()
-    service: AwsService = request.getfixturevalue("aws")
+    service: AwsService = request.getfixturevalue(OWN_FIXTURE)
     return _failing_on_missing(lambda: service.prepare(config))
+
+
+# What the plugin's `aws` fixture stands on (the name a project's own `aws` does not have).
+OWN_FIXTURE = "_lambda_aws"
+
+
+class ProjectAwsFixtureWarning(pytest.PytestWarning):
+    """A project's own ``aws`` fixture is used with a function outside the test process."""
+
+    __module__ = "pytest_lambda_context"
+
+
+def _warn_project_aws(request: pytest.FixtureRequest) -> None:
+    request.node.warn(
+        ProjectAwsFixtureWarning(
+            "the aws fixture of this test is the project's own (it wins over "
+            "pytest-lambda-context's): whatever it mocks is mocked in the test process only, "
+            "and this function's code runs in worker processes (process isolation), where "
+            "it is not. Use module isolation for it, or name your fixture otherwise to get "
+            "the plugin's aws fixture (moto for workers too)."
+        )
+    )
 
 
 def _failing_on_missing(action: Callable[[], T]) -> T:
