@@ -39,7 +39,7 @@ MARKER_LINES = (
     "lambda_handler(handler, **config): which handler, and LambdaFunction options",
     "cold_start(): lambda_env is a new execution environment (the default)",
     "warm_start(): lambda_env is the environment earlier tests of this module warmed",
-    "max_connections(n, *, per='environment', host=None, port=None): fail when an "
+    "max_connections(n, *, per='environment', via=None, host=None, port=None): fail when an "
     "environment/invocation/the test opened more than n connections",
     "max_clients(n, *, per='environment', service=None): fail when function code created "
     "more than n boto3 clients",
