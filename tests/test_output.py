@@ -29,7 +29,7 @@ def counter_project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def test_the_first_warm_start_tests_first_invocation_is_the_cold_start(counter_project):
+def test_the_first_warm_start_tests_environment_was_initialised_ahead(counter_project):
     counter_project.makepyfile(
         test_warm="""
         import pytest
@@ -38,24 +38,68 @@ def test_the_first_warm_start_tests_first_invocation_is_the_cold_start(counter_p
 
         def test_first(lambda_env):
             assert lambda_env.state == "warm"  # initialised ahead, by the fixture
+            assert lambda_env.init_duration_ms is not None
             lambda_env.invoke({})
             (invocation,) = lambda_env.invocations
-            assert invocation.cold
-            assert invocation.init_duration_ms == lambda_env.init_duration_ms
-            assert "Init Duration" in invocation.report_line
+            # As Lambda records an environment initialised ahead of its first request.
+            assert not invocation.cold
+            assert invocation.init_duration_ms is None
+            assert "Init Duration" not in invocation.report_line
 
         def test_second(lambda_env):
             lambda_env.invoke({})
-            assert [i.cold for i in lambda_env.invocations] == [True, False]
+            assert [i.cold for i in lambda_env.invocations] == [False, False]
         """
     )
     report = counter_project.path / "report.json"
     result = counter_project.runpytest("-p", "no:cacheprovider", f"--lambda-report={report}")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["app-main (*): 1 environment (1 cold start), 2 invocations*"])
+    result.stdout.fnmatch_lines(
+        ["app-main (*): 1 environment (0 cold starts, 1 initialised ahead), 2 invocations*"]
+    )
     records = json.loads(report.read_text())["functions"]
-    invocations = records[-1]["environments"][0]["invocations"]
-    assert [i["cold"] for i in invocations] == [True, False]
+    (environment,) = records[-1]["environments"]
+    assert [i["cold"] for i in environment["invocations"]] == [False, False]
+    assert environment["init_duration_ms"] is not None
+
+
+def test_init_then_invoke_is_warm_as_on_lambda(counter_project):
+    counter_project.makepyfile(
+        test_init="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.main.handler")
+        def test_init(lambda_function):
+            environment = lambda_function.cold_start()
+            environment.init()
+            environment.invoke({})
+            lambda_function.invoke({})  # routed to the same, warm environment
+            assert [i.cold for i in environment.invocations] == [False, False]
+            assert lambda_function.cold_starts == 0
+            assert environment.logs[-1].startswith("REPORT")
+            assert "Init Duration" not in "".join(environment.logs)
+        """
+    )
+    counter_project.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_the_summary_counts_provisioned_environments_apart(counter_project):
+    counter_project.makepyfile(
+        test_mixed="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.main.handler")
+        def test_mixed(lambda_function):
+            lambda_function.provision(2)
+            lambda_function.invoke({})
+            lambda_function.cold_start().invoke({})
+        """
+    )
+    result = counter_project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["app-main (*): 3 environments (1 cold start, 2 provisioned), 2 invocations*"]
+    )
 
 
 def test_provisioned_environments_report_no_cold_start(counter_project):

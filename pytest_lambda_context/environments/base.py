@@ -252,10 +252,11 @@ class ExecutionEnvironment:
                 self.busy = False
                 if self._pending_warnings:
                     self._issue_warnings()
-            # On demand, Lambda reports the init with the first invocation (cold, with
-            # Init Duration) even when it ran ahead, as for a warm_start test's
-            # environment; provisioned environments were initialised ahead of traffic.
-            self._report_init = self.initialization_type == "on-demand"
+            # An init that ran ahead of traffic (provisioned, or Lambda's proactive
+            # initialisation of an on-demand environment) is not reported by the first
+            # invocation: it is warm, with no Init Duration; the environment's
+            # init_duration_ms has the init.
+            self._report_init = False
             self.last_used = self.spec.clock.monotonic()
 
     def invoke(self, event: Any) -> Any:

@@ -433,11 +433,9 @@ class LambdaFunction:
     # -- results -------------------------------------------------------------------
     @property
     def cold_starts(self) -> int:
-        return sum(
-            1
-            for e in self.environments
-            if e.init_duration_ms is not None or e.restore_duration_ms is not None
-        )
+        """Invocations that were cold starts (their init, or a SnapStart restore, in
+        front); an init run ahead of traffic (``provision()``, ``init()``) is not one."""
+        return sum(1 for invocation in self.invocations if invocation.cold)
 
     def clients_created(self, service: str | None = None) -> int:
         return sum(

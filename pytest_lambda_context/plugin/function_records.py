@@ -21,11 +21,14 @@ __all__ = ["function_record"]
 
 @dataclass
 class _Warm:
-    """An environment's warm invocations in one test, and how many opened anew."""
+    """An environment's invocations in one test: its cold start, its warm invocations
+    and how many of those opened a connection or created a client anew."""
 
     invocations: int = 0
     opening_connections: int = 0
     creating_clients: int = 0
+    # Invocations that were cold starts (with their init or restore): 0 or 1 per test.
+    cold: int = 0
 
 
 def function_record(
@@ -43,6 +46,7 @@ def function_record(
         environment["warm_invocations"] = counts.invocations
         environment["warm_opening_connections"] = counts.opening_connections
         environment["warm_creating_clients"] = counts.creating_clients
+        environment["cold_starts"] = counts.cold
         environment["limits_broken"] = broken.get(environment["id"], [])
     data["limits_broken"] = broken.get(None, [])
     # Requests refused past max_concurrency: they reached no environment.
@@ -54,11 +58,12 @@ def function_record(
 def _warm_counts(invocations: Iterable[Invocation]) -> dict[str, _Warm]:
     counts: dict[str, _Warm] = {}
     for invocation in invocations:
-        if invocation.cold:
-            continue
         entry = counts.get(invocation.environment_id)
         if entry is None:
             entry = counts[invocation.environment_id] = _Warm()
+        if invocation.cold:
+            entry.cold += 1
+            continue
         entry.invocations += 1
         entry.opening_connections += invocation.connections_opened > 0
         entry.creating_clients += invocation.clients_created > 0

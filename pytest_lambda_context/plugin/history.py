@@ -53,6 +53,7 @@ class EnvironmentHistory:
     warm_invocations: int = 0
     warm_opening_connections: int = 0
     warm_creating_clients: int = 0
+    cold_starts: int = 0
     limits_broken: list[str] = field(default_factory=list)
 
     @property
@@ -103,8 +104,19 @@ class EnvironmentHistory:
 
     @property
     def cold_start(self) -> bool:
-        """It had a cold start: an init, or a SnapStart restore (which has none)."""
-        return self.init_duration_ms is not None or self.restore_duration_ms is not None
+        """An invocation of it was a cold start: with its init, or a SnapStart restore."""
+        return self.cold_starts > 0
+
+    @property
+    def initialised_ahead(self) -> bool:
+        """Its init ran ahead of traffic (provisioned, ``init()``, a warm_start test's
+        first environment) and no invocation reported it: not a cold start."""
+        return self.init_duration_ms is not None and not self.cold_start
+
+    @property
+    def provisioned(self) -> bool:
+        """Initialised ahead as provisioned concurrency (or Managed Instances) does."""
+        return self.initialised_ahead and self.initialization_type != "on-demand"
 
     @property
     def used(self) -> bool:
@@ -162,6 +174,7 @@ class FunctionHistory:
             environment.warm_invocations += data.get("warm_invocations", 0)
             environment.warm_opening_connections += data.get("warm_opening_connections", 0)
             environment.warm_creating_clients += data.get("warm_creating_clients", 0)
+            environment.cold_starts += data.get("cold_starts", 0)
             environment.limits_broken += data.get("limits_broken", [])
         self.throttled += len(record.get("throttles", ()))
         self.test_marks += [

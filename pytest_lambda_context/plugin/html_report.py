@@ -49,11 +49,12 @@ LEGEND = (
 )
 SHOWN_OPTIONS = ("lambda_es", "lambda_isolation", "lambda_start", "lambda_network")
 # Kinds of invocation whose figure is left out for a function that had none.
-RARE = ("error", "timeout", "throttled", "restored")
+RARE = ("error", "timeout", "throttled", "restored", "initialised_ahead")
 FIGURES = (
     ("tests", "tests"),
     ("environments", "environments"),
     ("cold_starts", "cold starts"),
+    ("initialised_ahead", "initialised ahead"),
     ("invocations", "invocations"),
     ("warm_invocations", "warm"),
     ("error_invocations", "errors"),

@@ -33,15 +33,23 @@ def summary_lines(history: SessionHistory) -> list[str]:
         environments = function.used
         if not environments and not function.test_marks and not function.throttled:
             continue  # made, never invoked: nothing to say
-        # A SnapStart restore is a cold start too, with no init of its own.
+        # A SnapStart restore is a cold start too, with no init of its own; an init
+        # that ran ahead of traffic is not one (Lambda reports it apart).
         cold = sum(1 for e in environments if e.cold_start)
+        provisioned = sum(1 for e in environments if e.provisioned)
+        ahead = sum(1 for e in environments if e.initialised_ahead) - provisioned
+        starts = [
+            _count(cold, "cold start"),
+            *([f"{provisioned} provisioned"] if provisioned else []),
+            *([f"{ahead} initialised ahead"] if ahead else []),
+        ]
         invocations = sum(e.invocation_count for e in environments)
         throttled = function.throttled
         inits = [e.init_duration_ms for e in environments if e.init_duration_ms is not None]
         init = f", init {statistics.median(inits):.1f} ms median" if inits else ""
         lines.append(
             f"{name} ({handler}, {isolation}): {_count(len(environments), 'environment')} "
-            f"({_count(cold, 'cold start')}), {_count(invocations, 'invocation')}"
+            f"({', '.join(starts)}), {_count(invocations, 'invocation')}"
             f"{f', {throttled} throttled' if throttled else ''}{init}"
         )
         lines += _spread("connections", [e.connections for e in environments])

@@ -186,6 +186,8 @@ class _EnvironmentCounts(TypedDict, total=False):
     warm_invocations: int
     warm_opening_connections: int
     warm_creating_clients: int
+    # Invocations that were cold starts (an init or a SnapStart restore in front).
+    cold_starts: int
     limits_broken: list[str]
 
 
