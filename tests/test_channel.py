@@ -29,6 +29,7 @@ from pytest_lambda_context.environments.channel import (
     ReapRequest,
     RestoreRequest,
     ServingForks,
+    ShutdownReady,
     ShutdownRequest,
     SnapshotRequest,
     WorkerConfig,
@@ -82,7 +83,8 @@ SAMPLES: list[Message] = [
         offset=-1.0,
     ),
     ForkServerRequest(),
-    ShutdownRequest(),
+    ShutdownRequest(grace=0.5),
+    ShutdownReady(sigterm_handled=True),
     PhaseReply(
         kind=OutcomeKind.INIT_ERROR,
         hooks_ms=None,

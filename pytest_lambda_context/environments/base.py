@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, cast
 from pytest_lambda_context.environments.code_root_hint import code_root_hint
 from pytest_lambda_context.environments.config import ALWAYS_INHERITED
 from pytest_lambda_context.environments.test_side_patches import test_caller
+from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.connections import (
     ConnectionEvent,
     ConnectionLog,
     merge_seen_twice,
 )
 from pytest_lambda_context.observe.drivers import DriversUsed
+from pytest_lambda_context.observe.scope import Scope
 from pytest_lambda_context.runtime.context import reserved_environment
 from pytest_lambda_context.runtime.errors import (
     ERROR_CLASSES,
@@ -58,6 +60,11 @@ __all__ = ["ExecutionEnvironment", "encode_request", "init_limit"]
 _RESTORE_ERRORS = (OutcomeKind.SNAPSTART_ERROR, OutcomeKind.SNAPSTART_TIMEOUT)
 # Outcomes after which the runtime is gone (the next invocation is a cold start), and
 # the environment's shutdown_reason as the reports show it.
+# Shutdowns whose runtime is gone or broken: no code of the function runs at them, and
+# the runtime ended inside a live environment (its connections closed as it ended).
+_ABRUPT_SHUTDOWNS = frozenset(
+    {"timeout", "exit", "init error", "interrupted", "could not start", "snapshot failed"}
+)
 _SHUTDOWN_REASONS = {
     OutcomeKind.TIMEOUT: "timeout",
     OutcomeKind.RUNTIME_EXIT: "exit",
@@ -146,6 +153,11 @@ class ExecutionEnvironment:
         # invocation has returned (so -W error fails the invoke, not function code).
         self._pending_warnings: list[tuple[type[Warning], str]] = []
         self.shutdown_reason: str | None = None
+        # The shutdown phase: seconds of grace it gave (0: killed at once), and whether
+        # function code's SIGTERM handler ran in it.
+        self._grace = 0.0
+        self._discarded = False
+        self.sigterm_handled = False
         self.init_duration_ms: float | None = None
         self.init_error: dict[str, Any] | None = None
         # SnapStart: an environment restored from the snapshot has no init of its own.
@@ -276,9 +288,26 @@ class ExecutionEnvironment:
     def shutdown(self, reason: str = "shutdown") -> None:
         if self.state == "shutdown":
             return
+        # Lambda's shutdown phase: SIGTERM and a grace period with extensions, for a
+        # runtime that is still there (not after a timeout, a crash or a failed init).
+        graceful = self.state == "warm" and reason not in _ABRUPT_SHUTDOWNS
+        self._grace = self.spec.shutdown_grace if graceful else 0.0
+        # Discarded whole (not a runtime that ended inside a live environment): the
+        # ends of its connections never reach their servers.
+        self._discarded = reason not in _ABRUPT_SHUTDOWNS
         self.state = "shutdown"
         self.shutdown_reason = reason
         self._release()
+
+    def shutdown_grace(self) -> float:
+        """Seconds function code's SIGTERM handler gets at this shutdown (0: killed)."""
+        return self._grace
+
+    def _leave_connections_open(self, scope: Scope) -> None:
+        """A discarded environment's connections stay open on their servers' side (a
+        runtime that exited or timed out inside a live environment closed its own)."""
+        if self._discarded:
+            _taps.killed(scope)
 
     def _check_usable(self) -> None:
         if self.state == "shutdown":

@@ -10,7 +10,8 @@ Process isolation has two kinds of link (see :mod:`~pytest_lambda_context.enviro
   :func:`send_message` / :func:`recv_message`): :class:`InitRequest`,
   :class:`InvokeRequest`, :class:`SnapshotRequest`, :class:`RestoreRequest`,
   :class:`ForkServerRequest` and :class:`ShutdownRequest` from the test process;
-  :class:`PhaseReply`, :class:`InvokeReply` and :class:`ServingForks` back. A worker that
+  :class:`PhaseReply`, :class:`InvokeReply`, :class:`ServingForks` and
+  :class:`ShutdownReady` back. A worker that
   forks others (a SnapStart snapshot, a Managed Instances environment) also answers
   :class:`ForkRequest` and :class:`ReapRequest` on its channel, as the template does.
 
@@ -51,6 +52,7 @@ __all__ = [
     "Reaped",
     "RestoreRequest",
     "ServingForks",
+    "ShutdownReady",
     "ShutdownRequest",
     "SnapshotRequest",
     "WorkerConfig",
@@ -177,7 +179,19 @@ class ForkServerRequest(NamedTuple):
 
 
 class ShutdownRequest(NamedTuple):
-    """Exit now, running atexit handlers (coverage data, say)."""
+    """Lambda's shutdown phase: SIGTERM to function code's handler, if ``grace`` (the
+    seconds it and the code's other threads may still run), then answer
+    :class:`ShutdownReady` and wait to be ended. Function code's atexit callbacks never
+    run (the worker ends in ``os._exit``, which saves coverage data first)."""
+
+    grace: float
+
+
+class ShutdownReady(NamedTuple):
+    """The answer to :class:`ShutdownRequest`: what ran, now end the worker."""
+
+    # Function code's SIGTERM handler was called (False: it had none, or no grace).
+    sigterm_handled: bool
 
 
 class PhaseReply(NamedTuple):
@@ -239,6 +253,7 @@ Message: TypeAlias = (
     | PhaseReply
     | InvokeReply
     | ServingForks
+    | ShutdownReady
 )
 # The wire tag of each type is its place here: append, never reorder (the template and
 # its workers always run the same copy of this module, but a reader of a dump should
@@ -259,6 +274,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     PhaseReply,
     InvokeReply,
     ServingForks,
+    ShutdownReady,
 )
 _TAGS: dict[type[Message], int] = {kind: tag for tag, kind in enumerate(MESSAGE_TYPES)}
 _PICKLE = pickle.HIGHEST_PROTOCOL

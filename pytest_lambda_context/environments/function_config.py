@@ -43,13 +43,18 @@ from pytest_lambda_context.runtime.handler import module_name_of
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.template import WorkerTemplate
 
-__all__ = ["MARKER_OPTIONS", "OPTION_NAMES", "FunctionConfig", "FunctionWiring"]
+__all__ = ["MARKER_OPTIONS", "OPTION_NAMES", "SHUTDOWN_GRACE", "FunctionConfig", "FunctionWiring"]
 
 # What the plugin supplies around the user's options: not part of what makes two
 # functions the same for warm reuse, and not a marker option.
 _WIRING = {"wiring": True}
 # An option the session decides (an ini option, a fixture), not the lambda_handler marker.
 _SESSION = {"marker": False}
+
+
+# Lambda's shutdown phase: with no extension the runtime is killed; with internal
+# extensions only it gets SIGTERM and 500 ms, with external ones 2,000 ms.
+SHUTDOWN_GRACE: dict[str | None, float] = {None: 0.0, "internal": 0.5, "external": 2.0}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +117,11 @@ class FunctionConfig:
     """Lambda Managed Instances: runtime processes per environment (process isolation;
     None: the default model)."""
 
+    extensions: str | None = None
+    """Lambda extensions registered: None (the runtime is killed at shutdown: no
+    ``atexit``, no ``finally``, no signal handler runs), ``"internal"`` or
+    ``"external"`` (SIGTERM first, then ``shutdown_grace`` seconds, then killed)."""
+
     network: str = field(default="allow", metadata=_SESSION)
     """``"allow"`` or ``"loopback"``: where function code may connect (the plugin sets it
     from the lambda_network option, and the aws fixture)."""
@@ -170,6 +180,12 @@ class FunctionConfig:
         # {postgres_url} and the like come from fixtures wired in later (see ``wired``);
         # a name that nothing can supply is wrong already.
         check_placeholders(env, self.placeholders, services_later=True)
+        if self.extensions not in SHUTDOWN_GRACE:
+            raise ValueError(
+                f"extensions={self.extensions!r} is not valid; choose None (no extension: "
+                "the runtime is killed at shutdown), 'internal' or 'external' (SIGTERM and "
+                "a grace period of 500 ms or 2,000 ms first)"
+            )
         object.__setattr__(self, "env", MappingProxyType(env))
         object.__setattr__(self, "code_root_prefix", self.code_root.rstrip(os.sep) + os.sep)
 
@@ -217,6 +233,11 @@ class FunctionConfig:
             search_paths=search_paths,
             **given,
         )
+
+    @property
+    def shutdown_grace(self) -> float:
+        """Seconds between SIGTERM and the kill at shutdown (0: killed at once)."""
+        return SHUTDOWN_GRACE[self.extensions]
 
     @property
     def capabilities(self) -> Isolation:

@@ -512,9 +512,32 @@ class ModuleEnvironment(ExecutionEnvironment):
         outcome.output = self._output
         return outcome
 
+    def _run_sigterm_handler(self, grace: float) -> None:
+        """Lambda's shutdown phase with extensions: the SIGTERM handler this
+        environment's code installed runs, in the environment, for at most ``grace``
+        seconds (the code's own threads are not stopped: see the docs)."""
+        handler = self._private.signals.get(signal.SIGTERM)
+        if not callable(handler):
+            return
+        self._enter(None, evict=False)
+        try:
+            _with_timeout(grace, handler, signal.SIGTERM, None)
+        except (PluginInterrupt, RealInterrupt):
+            self._exit()
+            raise
+        except BaseException:
+            pass
+        self.sigterm_handled = True
+        self._collect(self._exit(), None)
+
     def _release(self) -> None:
-        # As when Lambda ends an environment: its connections close now, and nothing
-        # of its code stays reachable from the test process.
+        grace = self.shutdown_grace()
+        if grace and self._handler_module is not None:
+            self._run_sigterm_handler(grace)
+        # As when Lambda ends an environment: its connections close now (on their
+        # servers' side too, unless it was discarded whole), and nothing of its code
+        # stays reachable from the test process.
+        self._leave_connections_open(self._scope)
         _connections.close_sockets(self._scope)
         self._modules.clear()
         self._handler = None

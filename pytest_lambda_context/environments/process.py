@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from pytest_lambda_context.environments import sandbox, test_side_patches
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.environments.channel import (
+    ChannelError,
     InitRequest,
     InvokeReply,
     InvokeRequest,
@@ -36,6 +37,7 @@ from pytest_lambda_context.environments.channel import (
     PhaseReply,
     RestoreRequest,
     ServingForks,
+    ShutdownReady,
     ShutdownRequest,
     WorkerConfig,
     expect,
@@ -445,15 +447,26 @@ class ProcessEnvironment(ExecutionEnvironment):
     def _stop_worker(self) -> None:
         channel = self._channel
         if self.shutdown_reason in ("timeout", "exit") or channel is None:
+            self._leave_connections_open(self._proxy_scope)
             self._wait_exit(grace=0.0)
             return
-        # Let it exit by itself, so its atexit handlers (coverage data, say) run.
+        # Lambda's shutdown phase (SIGTERM and the grace period, with extensions), in
+        # the worker; then it is ended as Lambda discards an environment.
+        grace = self.shutdown_grace()
         try:
             self._thaw()
-            channel.settimeout(_EXIT_GRACE)
-            send_message(channel, ShutdownRequest())
-        except OSError:
-            self._kill()
+            channel.settimeout(grace + _EXIT_GRACE)
+            send_message(channel, ShutdownRequest(grace=grace))
+            until = time.monotonic() + grace + _EXIT_GRACE
+            ready = expect(recv_message(channel, until), ShutdownReady)
+            self.sigterm_handled = ready.sigterm_handled
+        except (OSError, EOFError, ChannelError):
+            pass  # gone already, or still in its SIGTERM handler past the grace period
+        self._leave_connections_open(self._proxy_scope)
+        # Told nothing more, the worker ends in os._exit (no atexit callbacks of
+        # function code; coverage data saved), else it is killed.
+        channel.close()
+        self._channel = None
         self._wait_exit()
 
     def _max_memory_used_mb(self) -> int:

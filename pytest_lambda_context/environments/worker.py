@@ -15,7 +15,6 @@ the test process may still signal it.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import gc
@@ -27,6 +26,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +47,8 @@ from pytest_lambda_context.environments.channel import (
     ReapRequest,
     RestoreRequest,
     ServingForks,
+    ShutdownReady,
+    ShutdownRequest,
     SnapshotRequest,
     WorkerConfig,
     expect,
@@ -426,10 +428,12 @@ class _Worker:
             elif isinstance(request, ForkServerRequest):
                 self.then = self.serve_runtime_processes
                 reply, exit_status = ServingForks(max_rss_kb=_max_rss_kb()), None
-            else:  # shutdown: let atexit handlers (coverage, say) run, skip the teardown
+            else:  # Lambda's shutdown phase; then the test process ends this worker
+                grace = request.grace if isinstance(request, ShutdownRequest) else 0.0
+                handled = _shutdown_phase(grace)
                 _flush()
-                atexit._run_exitfuncs()
-                return 0
+                send_message(channel, ShutdownReady(sigterm_handled=handled))
+                continue
             if os.getpid() != serving:
                 # A child that function code forked, back from the handler (or the init
                 # code) it was forked in: it ends here with the status Python would give
@@ -760,6 +764,27 @@ def _child_status(reply: InvokeReply | PhaseReply | ServingForks, exit_status: i
     if isinstance(reply, ServingForks) or reply.kind is OutcomeKind.OK:
         return 0
     return 1
+
+
+def _shutdown_phase(grace: float) -> bool:
+    """With extensions (``grace`` > 0): function code's SIGTERM handler runs, and its
+    other threads until the grace period ends, as on Lambda; whether a handler ran.
+    Without them nothing of function code runs: no handler, no atexit callback."""
+    if grace <= 0:
+        return False
+    handler = signal.getsignal(signal.SIGTERM)
+    if not callable(handler):
+        # SIG_DFL: the runtime dies of it at once, which is what comes next anyway.
+        return False
+    deadline = time.monotonic() + grace
+    try:
+        # Past the grace period the test process kills this worker mid-handler.
+        signal.raise_signal(signal.SIGTERM)
+    except BaseException:
+        return True
+    if threading.active_count() > 1:
+        time.sleep(max(0.0, deadline - time.monotonic()))
+    return True
 
 
 def _max_rss_kb() -> int:

@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from pytest_lambda_context.observe import taps
-from pytest_lambda_context.observe.scope import mark_internal_thread
+from pytest_lambda_context.observe.scope import Scope, mark_internal_thread
 
 __all__ = ["DropMode", "ProxyCounter", "TcpProxy"]
 
@@ -44,7 +44,9 @@ class _Connection:
         "cut_mode",
         "done",
         "last_activity",
+        "lingering",
         "lock",
+        "owner",
         "peer",
         "threads",
         "upstream",
@@ -60,6 +62,11 @@ class _Connection:
         self.lock = threading.Lock()
         self.done = 0  # relay threads finished; the last one closes the sockets
         self.threads: list[threading.Thread] = []
+        # The scope of the environment whose code opened it (None: not function code's).
+        self.owner: Scope | None = None
+        # Its environment was killed: the server's side stays open when the client's
+        # ends, as a server never hears of a runtime that Lambda killed.
+        self.lingering = False
 
     def sockets(self) -> list[socket.socket]:
         return [self.client] if self.upstream is None else [self.client, self.upstream]
@@ -95,6 +102,16 @@ class _Connection:
                 self.cut_mode = "fin"
             for sock in self.sockets():
                 _quiet_shutdown(sock, socket.SHUT_RDWR)
+
+
+def _closed_by_client(client: socket.socket) -> bool:
+    """Whether the client has closed its end (an EOF or a reset waits to be read)."""
+    try:
+        return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # open, nothing sent
+    except OSError:
+        return True  # reset, or already closed here
 
 
 def _quiet_shutdown(sock: socket.socket, how: int) -> None:
@@ -237,6 +254,13 @@ class TcpProxy:
     def open_now(self) -> int:
         return len(self._connections)
 
+    @property
+    def lingering(self) -> int:
+        """Connections left open on the server's side by environments that were killed
+        (counted in ``open_now`` too)."""
+        with self._lock:
+            return sum(1 for c in self._connections if c.lingering)
+
     def mark(self) -> int:
         """A point to count from: pass it to :meth:`since`."""
         return self.opened
@@ -321,6 +345,33 @@ class TcpProxy:
         with self._lock:
             self.expired += cut
         return cut
+
+    def linger(self, scope: Scope) -> int:
+        """Keep the server's side of ``scope``'s connections open when their client
+        ends (its environment is being killed); how many. A connection its code has
+        closed already (the end is waiting to be read) ends as it was closed."""
+        with self._lock:
+            owned = [c for c in self._connections if c.owner is scope and c.cut_mode is None]
+        count = 0
+        closing = []
+        for conn in owned:
+            if _closed_by_client(conn.client):
+                closing.append(conn)
+            else:
+                conn.lingering = True
+                count += 1
+        # What its code closed is gone by the time the shutdown returns (open_now).
+        for conn in closing:
+            for thread in list(conn.threads):
+                thread.join(timeout=1.0)
+        return count
+
+    def end_lingering(self) -> int:
+        """Close the server's side of every connection left open by a killed
+        environment (as the server's own keepalive would, one day); how many."""
+        with self._lock:
+            lingering = [c for c in self._connections if c.lingering]
+        return sum(conn.cut("fin") for conn in lingering)
 
     # --- internals ----------------------------------------------------------------
 
@@ -409,8 +460,9 @@ class TcpProxy:
                 return False  # the listener was shut down
             client.setblocking(True)  # never inherit non-blocking mode or a default timeout
             # Whose is it: asked now, while the client waits for its first answer.
-            taps.attribute(self.name, (self.listen_host, self._port), (peer[0], peer[1]))
+            owner = taps.attribute(self.name, (self.listen_host, self._port), (peer[0], peer[1]))
             conn = _Connection(client, peer, self.clock())
+            conn.owner = owner
             with self._lock:
                 self.opened += 1
                 self._connections.add(conn)
@@ -479,6 +531,8 @@ class TcpProxy:
                 if n == 0:
                     eof = True
                     break
+                if conn.lingering and not upstream:
+                    continue  # the client is gone for good: what the server says is lost
                 if conn.cut_mode is not None:
                     if conn.cut_mode == "blackhole" and upstream:
                         continue  # swallow what the client sends; it gets no answer
@@ -496,15 +550,29 @@ class TcpProxy:
                     time.sleep(self.latency)
                 dst.sendall(view[:n])
         except OSError:
-            # A reset from either side: pass it on to the other, as a router would.
-            conn.cut("rst")
+            if conn.lingering and upstream:
+                pass  # the killed client's end: the server never hears of it
+            elif conn.lingering and conn.cut_mode is None:
+                # Writing to the killed client failed: keep the server's side open.
+                self._discard_until_cut(conn, src, buffer)
+            else:
+                # A reset from either side: pass it on to the other, as a router would.
+                conn.cut("rst")
         else:
-            if eof and conn.cut_mode is None:
+            if eof and conn.lingering and upstream:
+                pass  # the killed client's end: the server never hears of it
+            elif eof and conn.cut_mode is None:
                 # Half-close: forward the FIN, keep relaying the other direction.
                 _quiet_shutdown(dst, socket.SHUT_WR)
         finally:
             view.release()
             self._finish(conn)
+
+    @staticmethod
+    def _discard_until_cut(conn: _Connection, upstream: socket.socket, buffer: bytearray) -> None:
+        with contextlib.suppress(OSError):
+            while conn.cut_mode is None and upstream.recv_into(buffer):
+                pass
 
     def _finish(self, conn: _Connection) -> None:
         with conn.lock:

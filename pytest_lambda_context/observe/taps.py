@@ -30,6 +30,7 @@ __all__ = [
     "LIVE_PROXIES",
     "Settling",
     "attribute",
+    "killed",
     "register_process",
     "settle",
     "track",
@@ -40,6 +41,10 @@ __all__ = [
 class Settling(Protocol):
     def settle(self) -> None:
         """Accept and attribute every connection waiting in the listen queue."""
+
+    def linger(self, scope: Scope) -> int:
+        """The connections of ``scope`` stay open on the server's side when their
+        client ends (see :func:`killed`); how many."""
 
 
 _lock = threading.Lock()
@@ -76,8 +81,21 @@ def settle() -> None:
             proxy.settle()
 
 
-def attribute(proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]) -> None:
-    """A proxy accepted a connection from ``peer``: record it for the code that opened it."""
+def killed(scope: Scope) -> int:
+    """The environment of ``scope`` is about to be killed, as Lambda kills a runtime.
+
+    Its connections are not closed by anyone: the server never hears of their end, so
+    each proxy keeps its side of them open (``open_now``) until it is cut (an idle
+    timeout, a drop, the proxy's close). Connections its code closed before are gone.
+    Returns how many were left open.
+    """
+    settle()
+    return sum(proxy.linger(scope) for proxy in list(LIVE_PROXIES))
+
+
+def attribute(proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]) -> Scope | None:
+    """A proxy accepted a connection from ``peer``: record it for the code that opened
+    it; that code's scope (None: the test's or the plugin's own connection)."""
     scope: Scope | None = None
     local = False
     line_unknown = None
@@ -95,7 +113,7 @@ def attribute(proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]) -
         scope = ACTIVE_SLOT[0]
         local = True
     if scope is None:
-        return  # the test's own code, or the plugin's: not counted
+        return None  # the test's own code, or the plugin's: not counted
     frame = _waiting_line(scope) if local else None
     scope.events.append(
         ConnectionEvent(
@@ -112,6 +130,7 @@ def attribute(proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]) -
             line_unknown=line_unknown,
         )
     )
+    return scope
 
 
 def _waiting_line(scope: Scope) -> str | None:

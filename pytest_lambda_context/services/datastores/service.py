@@ -163,6 +163,8 @@ class DatastoreService:
     def end(self) -> None:
         """The holder is done: its clients closed, its database removed unless a warm
         environment still uses it (then at :meth:`close`)."""
+        # Connections of killed environments end with the test that killed them.
+        self.proxy.end_lingering()
         self._close_clients()
         database = self._database
         self._database = self._server.endpoint.database

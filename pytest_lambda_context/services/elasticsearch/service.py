@@ -148,7 +148,9 @@ class ElasticsearchService:
 
     # -- life cycle ----------------------------------------------------------------
     def reset_counts(self) -> None:
-        """Count from now on (each test gets its own ``es.connections``)."""
+        """Count from now on (each test gets its own ``es.connections``); connections
+        of environments an earlier test killed end now."""
+        self.proxy.end_lingering()
         self.connections.reset()
 
     def close(self) -> None:
