@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import secrets
 import threading
@@ -11,6 +12,11 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments import test_side_patches
+from pytest_lambda_context.environments.async_events import (
+    ASYNC_REQUEST_LIMIT,
+    AsyncEvent,
+    EventQueue,
+)
 from pytest_lambda_context.environments.base import ExecutionEnvironment, encode_request
 from pytest_lambda_context.environments.config import check_number
 from pytest_lambda_context.environments.function_config import FunctionConfig
@@ -18,7 +24,12 @@ from pytest_lambda_context.environments.placeholders import check_placeholders, 
 from pytest_lambda_context.environments.registry import environment_class
 from pytest_lambda_context.environments.spec import InitializationType
 from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
-from pytest_lambda_context.runtime.errors import LambdaError, TooManyRequestsError, error_payload
+from pytest_lambda_context.runtime.errors import (
+    LambdaError,
+    RequestTooLargeError,
+    TooManyRequestsError,
+    error_payload,
+)
 from pytest_lambda_context.runtime.records import FunctionRecord, Invocation
 
 if TYPE_CHECKING:
@@ -31,6 +42,23 @@ __all__ = ["LambdaFunction"]
 _log = logging.getLogger("pytest_lambda_context")
 # REPORT lines each function puts on the pytest_lambda_context logger.
 REPORT_LINES_LOGGED = 5
+
+
+def _encode_async_request(event: Any, request_id: str) -> Any:
+    """The event as the Invoke API takes an asynchronous one; RequestTooLargeError
+    over its 1 MB limit."""
+    __tracebackhide__ = True
+    body = encode_request(event, request_id)
+    size = len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > ASYNC_REQUEST_LIMIT:
+        message = (
+            f"Request must be smaller than {ASYNC_REQUEST_LIMIT} bytes for the "
+            "InvokeFunction operation (an asynchronous invocation)"
+        )
+        raise RequestTooLargeError(
+            error_payload(message, "RequestEntityTooLargeException", request_id)
+        )
+    return body
 
 
 class LambdaFunction:
@@ -83,6 +111,8 @@ class LambdaFunction:
         self._released: list[ExecutionEnvironment] = []
         # Requests refused past max_concurrency (TooManyRequestsException payloads).
         self.throttles: list[dict[str, Any]] = []
+        # Asynchronous events waiting for their next attempt (invoke_async).
+        self._events = EventQueue()
 
     # -- configuration: ``config`` has it all; these are what reports show -------------
     @property
@@ -132,6 +162,52 @@ class LambdaFunction:
         ):
             raise self._throttle()
         return self._route()._invoke(body)
+
+    def invoke_async(self, event: Any, *, max_retry_attempts: int = 2) -> str:
+        """Invoke asynchronously, as S3, SNS or EventBridge do (an ``Event`` invocation):
+        returns the request id at once; nothing is raised for what the function does.
+
+        The event runs now, routed as ``invoke`` routes. If it fails (an error, a
+        timeout, the runtime exiting), Lambda retries it up to ``max_retry_attempts``
+        times (0 to 2): about 1 and 2 minutes later on the function's clock, so the
+        retries run in ``idle()``; each attempt has the same request id and is an
+        ``Invocation`` with ``attempt`` 0, 1, 2. An event over 1 MB is a
+        RequestTooLargeError. Attempts still waiting at ``close()`` never run.
+        """
+        __tracebackhide__ = True
+        check_number("max_retry_attempts", max_retry_attempts, minimum=0, maximum=2, integer=True)
+        self._check_open()
+        request_id = self.next_request_id()
+        body = _encode_async_request(event, request_id)
+        self._events.add(
+            AsyncEvent(
+                request_id=request_id,
+                body=body,
+                attempt=0,
+                retries_left=max_retry_attempts,
+                due=self.config.clock.monotonic(),
+            )
+        )
+        self._run_due_events()
+        return request_id
+
+    def _run_due_events(self) -> None:
+        """Run the asynchronous events whose time has come; queue the retries of those
+        that fail."""
+        clock = self.config.clock
+        while (event := self._events.take_due(clock.monotonic())) is not None:
+            limit = self.config.max_concurrency
+            if limit is not None and self._busy_count() >= limit:
+                # Throttled: Lambda keeps the event and tries again later.
+                event.due = clock.monotonic() + 1.0
+                self._events.add(event)
+                return
+            try:
+                self._route()._invoke(event.body, event.request_id, event.attempt)
+            except LambdaError:
+                retry = self._events.retry_of(event, clock.monotonic())
+                if retry is not None:
+                    self._events.add(retry)
 
     def _busy_count(self) -> int:
         return sum(1 for e in self.environments if e.busy)
@@ -262,6 +338,8 @@ class LambdaFunction:
         check_number("idle time", total, minimum=0)
         self.config.clock.advance(total)
         self._expire_idle()
+        if self._events:
+            self._run_due_events()
 
     def _expire_idle(self) -> None:
         """Shut down environments idle past ``idle_timeout``, as Lambda reclaims them.

@@ -82,6 +82,8 @@ class Invocation:
     output: list[str] = field(default_factory=list)
     # "timeout" or "error" (the runtime exited): the REPORT line's Status field.
     status: str | None = None
+    # An asynchronous event's attempt: 0 the first, 1 and 2 Lambda's retries.
+    attempt: int = 0
 
     @property
     def billed_duration_ms(self) -> int:
