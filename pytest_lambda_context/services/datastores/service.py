@@ -152,7 +152,9 @@ class DatastoreService:
 
     # -- life cycle ----------------------------------------------------------------
     def begin(self) -> None:
-        """A new holder (a test): counts from now, and a new, empty database."""
+        """A new holder (a test): counts from now, and a new, empty database; the
+        connections that environments killed in an earlier test left open end now."""
+        self.proxy.end_lingering()
         self.connections.reset()
         self._made += 1
         name = f"{self._prefix}{self._made}"
@@ -163,7 +165,8 @@ class DatastoreService:
     def end(self) -> None:
         """The holder is done: its clients closed, its database removed unless a warm
         environment still uses it (then at :meth:`close`)."""
-        # Connections of killed environments end with the test that killed them.
+        # Connections of killed environments end with the test that killed them (those
+        # its functions leave after this, when the next test begins).
         self.proxy.end_lingering()
         self._close_clients()
         database = self._database
