@@ -29,6 +29,7 @@ from pytest_lambda_context.runtime.errors import (
     RequestTooLargeError,
     TooManyRequestsError,
     error_payload,
+    service_error,
 )
 from pytest_lambda_context.runtime.records import FunctionRecord, Invocation
 
@@ -44,20 +45,18 @@ _log = logging.getLogger("pytest_lambda_context")
 REPORT_LINES_LOGGED = 5
 
 
-def _encode_async_request(event: Any, request_id: str) -> Any:
+def _encode_async_request(event: Any) -> Any:
     """The event as the Invoke API takes an asynchronous one; RequestTooLargeError
     over its 1 MB limit."""
     __tracebackhide__ = True
-    body = encode_request(event, request_id)
+    body = encode_request(event)
     size = len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if size > ASYNC_REQUEST_LIMIT:
         message = (
             f"Request must be smaller than {ASYNC_REQUEST_LIMIT} bytes for the "
             "InvokeFunction operation (an asynchronous invocation)"
         )
-        raise RequestTooLargeError(
-            error_payload(message, "RequestEntityTooLargeException", request_id)
-        )
+        raise RequestTooLargeError(service_error("RequestEntityTooLargeException", message))
     return body
 
 
@@ -177,8 +176,8 @@ class LambdaFunction:
         __tracebackhide__ = True
         check_number("max_retry_attempts", max_retry_attempts, minimum=0, maximum=2, integer=True)
         self._check_open()
+        body = _encode_async_request(event)
         request_id = self.next_request_id()
-        body = _encode_async_request(event, request_id)
         self._events.add(
             AsyncEvent(
                 request_id=request_id,

@@ -201,10 +201,10 @@ class ModuleEnvironment(ExecutionEnvironment):
     # shutdown) take turns, whichever test thread starts them, so that no thread ever
     # runs with another's os.environ, sys.modules or working directory left in place.
     # Re-entrant: a handler may invoke another function.
-    def _invoke(self, event: Any) -> Any:
+    def _invoke(self, event: Any, request_id: str | None = None, attempt: int = 0) -> Any:
         __tracebackhide__ = True
         with _PHASES:
-            return super()._invoke(event)
+            return super()._invoke(event, request_id, attempt)
 
     def init(self) -> None:
         __tracebackhide__ = True
