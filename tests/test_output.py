@@ -6,6 +6,7 @@ Each message is checked as a user sees it, in a real pytest run (pytester).
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ElementTree
 
 import pytest
 
@@ -556,3 +557,35 @@ def test_a_missing_handler_is_said_without_the_plugins_frames(pytester):
     )
     assert "pytest_lambda_context" not in result.stdout.str()
     assert "session.py" not in result.stdout.str()
+
+
+def test_per_test_figures_reach_junit_xml(counter_project):
+    counter_project.makepyfile(
+        test_figures="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.main.handler")
+        def test_two_environments(lambda_function):
+            lambda_function.invoke({})
+            lambda_function.invoke({})
+            lambda_function.cold_start().invoke({})
+
+        def test_without_a_function():
+            pass
+        """
+    )
+    xml_path = counter_project.path / "junit.xml"
+    result = counter_project.runpytest("-p", "no:cacheprovider", f"--junitxml={xml_path}")
+    result.assert_outcomes(passed=2)
+    cases = {case.get("name"): case for case in ElementTree.parse(xml_path).iter("testcase")}
+    properties = {
+        p.get("name"): p.get("value") for p in cases["test_two_environments"].iter("property")
+    }
+    assert properties == {
+        "lambda_environments": "2",
+        "lambda_cold_starts": "2",
+        "lambda_invocations": "3",
+        "lambda_connections": "0",
+        "lambda_boto3_clients": "0",
+    }
+    assert not list(cases["test_without_a_function"].iter("property"))

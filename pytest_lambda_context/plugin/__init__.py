@@ -287,9 +287,14 @@ def pytest_runtest_makereport(
     state = _used_state(item.config)
     if state is None:
         return report
-    if call.when == "teardown":
-        state.send_records(report)  # under xdist, to the controller
     tracked = _tracked(item)
+    if call.when == "teardown":
+        if tracked is not None and tracked.functions:
+            # On the teardown report, where JUnit XML reads a test's properties.
+            figures = tracked.figures()
+            item.user_properties.extend(figures)
+            report.user_properties.extend(figures)
+        state.send_records(report)  # under xdist, to the controller
     if report.failed and tracked is not None:
         lines = tracked.report_lines()
         if lines:

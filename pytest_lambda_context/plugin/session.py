@@ -109,6 +109,24 @@ class TestFunctions:
             if found.problems:
                 pytest.fail("\n".join(found.problems), pytrace=False)
 
+    def figures(self) -> list[tuple[str, int]]:
+        """The test's figures as ``user_properties`` (JUnit XML, pytest-html show them):
+        environments that served its invocations, cold starts, invocations,
+        connections opened and boto3 clients created, over the functions it made."""
+        functions = self.functions
+        environments = {
+            (id(function), invocation.environment_id)
+            for function in functions
+            for invocation in function.invocations
+        }
+        return [
+            ("lambda_environments", len(environments)),
+            ("lambda_cold_starts", sum(f.cold_starts for f in functions)),
+            ("lambda_invocations", sum(len(f.invocations) for f in functions)),
+            ("lambda_connections", sum(f.connections.opened() for f in functions)),
+            ("lambda_boto3_clients", sum(f.clients_created() for f in functions)),
+        ]
+
     def report_lines(self) -> list[str]:
         """A failing test's REPORT lines: the first and last few, and how many between."""
         if not self.functions:
