@@ -36,6 +36,7 @@ _EXPORTS = {
     "TcpProxy": "pytest_lambda_context.observe.proxy",
     "TestSidePatchWarning": "pytest_lambda_context.environments.test_side_patches",
     "SharedTmpWarning": "pytest_lambda_context.environments.shared_tmp",
+    "SharedConnectionWarning": "pytest_lambda_context.observe.shared_connections",
     "IsolationLeakWarning": "pytest_lambda_context.environments.leaks",
     "EmbeddedElasticsearch": "pytest_lambda_context.services.elasticsearch.embedded",
     "ElasticsearchService": "pytest_lambda_context.services.elasticsearch.service",
@@ -68,6 +69,7 @@ __all__ = [
     "RequestTooLargeError",
     "ResponseTooLargeError",
     "RuntimeExitError",
+    "SharedConnectionWarning",
     "SharedTmpWarning",
     "SnapStartError",
     "SnapStartTimeoutError",
@@ -88,6 +90,7 @@ if TYPE_CHECKING:
     from pytest_lambda_context.observe.connections import ConnectionEvent, ConnectionLog
     from pytest_lambda_context.observe.guard import BlockedLookupError, NetworkBlockedError
     from pytest_lambda_context.observe.proxy import TcpProxy
+    from pytest_lambda_context.observe.shared_connections import SharedConnectionWarning
     from pytest_lambda_context.plugin import factories
     from pytest_lambda_context.plugin.aws_fixture import ProjectAwsFixtureWarning
     from pytest_lambda_context.plugin.uncounted import UncountedConnectionsWarning

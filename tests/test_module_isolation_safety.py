@@ -341,3 +341,93 @@ def test_a_listening_socket_of_function_code_ends_with_its_environment(pytester)
         """,
     )
     run(pytester).assert_outcomes(passed=2)
+
+
+SHARED_CLIENT = {
+    "shared/__init__.py": "",
+    # A client memoized in a package outside the code root (as a layer's would be).
+    "shared/client.py": """
+        import os, socket
+
+        _SOCK = None
+
+        def ping():
+            global _SOCK
+            if _SOCK is None:
+                _SOCK = socket.create_connection(("127.0.0.1", int(os.environ["ECHO_PORT"])))
+            _SOCK.sendall(b"ping")
+            return _SOCK.recv(16).decode()
+    """,
+    "app/fn.py": """
+        import os, socket
+        from shared import client
+
+        OWN = []
+
+        def handler(event, context):
+            if event.get("own"):
+                if not OWN:
+                    OWN.append(socket.create_connection(("127.0.0.1", int(os.environ["ECHO_PORT"]))))
+                OWN[0].sendall(b"ping")
+                return OWN[0].recv(16).decode()
+            return client.ping()
+    """,
+}
+
+SHARED_TESTS = """
+    import socket, threading
+    import pytest
+    from pytest_lambda_context import SharedConnectionWarning
+
+    @pytest.fixture
+    def echo_port():
+        server = socket.create_server(("127.0.0.1", 0))
+        def serve():
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                threading.Thread(target=echo, args=(conn,), daemon=True).start()
+        def echo(conn):
+            with conn:
+                while data := conn.recv(16):
+                    conn.sendall(data)
+        threading.Thread(target=serve, daemon=True).start()
+        yield server.getsockname()[1]
+        server.close()
+
+    def make(make_lambda_function, port):
+        return make_lambda_function(
+            "fn.handler", code_root="app", env={"ECHO_PORT": str(port)}
+        )
+
+    def test_a_client_shared_by_environments_is_warned(make_lambda_function, echo_port):
+        function = make(make_lambda_function, echo_port)
+        assert function.cold_start().invoke({}) == "ping"
+        with pytest.warns(SharedConnectionWarning) as seen:
+            assert function.cold_start().invoke({}) == "ping"
+            function.cold_start().invoke({})
+        assert len(seen) == 1
+        message = str(seen[0].message)
+        assert "function code of fn (env-2) sent on a connection to 127.0.0.1:" in message
+        assert "that fn (env-1) opened" in message
+        assert "kept in module 'shared.client'" in message
+        assert "fresh_packages" in message and "isolation='process'" in message
+
+    def test_each_environments_own_client_is_not_warned(make_lambda_function, echo_port):
+        function = make(make_lambda_function, echo_port)
+        for _ in range(3):
+            assert function.cold_start().invoke({"own": True}) == "ping"
+        assert function.invoke({"own": True}) == "ping"
+"""
+
+
+def test_a_connection_opened_by_one_environment_and_used_by_another(pytester):
+    for name, text in SHARED_CLIENT.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    pytester.makepyfile(test_session=textwrap.dedent(SHARED_TESTS))
+    result = run(pytester, "-W", "error::pytest_lambda_context.SharedConnectionWarning")
+    result.assert_outcomes(passed=2)

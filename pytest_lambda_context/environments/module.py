@@ -36,6 +36,7 @@ from pytest_lambda_context.environments.leaks import (
 from pytest_lambda_context.environments.private_state import TRACKER, PrivateState
 from pytest_lambda_context.observe import connections as _connections
 from pytest_lambda_context.observe import netguard as _netguard
+from pytest_lambda_context.observe import shared_connections as _shared_connections
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.drivers import SharedProcessDriverWatch, loaded_c_drivers
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, Scope, set_scope
@@ -300,6 +301,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         scope = self._scope
         scope.request_id = request_id
         scope.events = []
+        if scope.shared:
+            scope.shared = []
         scope.thread = threading.get_ident()
         if _LIVE_PROXIES:
             _taps.settle()
@@ -371,6 +374,11 @@ class ModuleEnvironment(ExecutionEnvironment):
         watch = self._tmp_watch
         if watch.paths or watch.reads:
             self._warn_shared_tmp()
+        if scope.shared:
+            message = _shared_connections.message_for(scope.shared)
+            self._warn_once(
+                "shared connection warning", message, _shared_connections.SharedConnectionWarning
+            )
         return events
 
     def _warn_shared_tmp(self) -> None:
@@ -382,9 +390,11 @@ class ModuleEnvironment(ExecutionEnvironment):
         if watch.reads:
             self._warn_once("shared /tmp read warning", shared_tmp.read_warning_for(watch, name))
 
-    def _warn_once(self, key: str, message: str) -> None:
+    def _warn_once(
+        self, key: str, message: str, category: type[Warning] = shared_tmp.SharedTmpWarning
+    ) -> None:
         def warn() -> Callable[[], None]:
-            self._pending_warnings.append((shared_tmp.SharedTmpWarning, message))
+            self._pending_warnings.append((category, message))
             return _nothing
 
         self._sink.keep_until_close(key, warn)
@@ -612,6 +622,7 @@ class _ProcessHooks:
             # The guard first: the socket monitor calls through to what it wraps.
             _netguard.install()
             _connections.install()
+            _shared_connections.install()
             self.pid = os.getpid()
             self.real_exit = os._exit
             os._exit = self._exit_guard  # type: ignore[assignment]
@@ -650,6 +661,7 @@ class _ProcessHooks:
     def release(self) -> None:
         self.users -= 1
         if self.users == 0:
+            _shared_connections.uninstall()
             _connections.uninstall()
             _netguard.uninstall()
             if self.stray_due is not None:

@@ -36,6 +36,7 @@ from pytest_lambda_context.observe.guard import (
     lookup_allowed,
 )
 from pytest_lambda_context.observe.scope import Scope, active_scope
+from pytest_lambda_context.observe.shared_connections import own
 
 __all__ = [
     "BlockedLookupError",
@@ -358,6 +359,7 @@ def _connect(self: socket.socket, address: Any) -> None:
 
 
 def _remember(scope: Scope, sock: socket.socket) -> None:
+    own(sock, scope)
     sockets = scope.sockets
     if len(sockets) >= 64 and not len(sockets) & 63:
         # Drop the references of sockets already gone, now and then.

@@ -46,6 +46,9 @@ class Scope:
     # Module isolation: what notices writes under the literal /tmp (environments'
     # shared_tmp.TmpWatch); None: not watched.
     tmp_watch: Any = None
+    # Module isolation: uses of another environment's connection during the current
+    # call (shared_connections.SharedConnection), renewed with ``events``.
+    shared: list[Any] = field(default_factory=list)
 
 
 # Per thread: ``internal`` (a thread of the plugin's own) and what monitors note.

@@ -1,0 +1,173 @@
+"""A connection opened by one environment and used by another (module isolation).
+
+On Lambda a connection belongs to the environment (the process) that opened it. In
+module isolation the environments share the test process, so a client memoized in a
+module that is not imported afresh per environment (a shared package outside the code
+root, as a layer would be) is handed to every environment: the second one sends on the
+first one's connection, and per-environment connection counts come out wrong.
+
+While module-isolated functions exist, the socket monitor notes which environment
+connected each socket (:func:`own`), and ``send``/``sendall`` of Python sockets check
+that the environment running now is that one. A use by another is noted in its scope
+(``scope.shared``) and the environment warns once per function after the call.
+"""
+
+from __future__ import annotations
+
+import gc
+import socket
+import sys
+import weakref
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope
+
+__all__ = [
+    "SharedConnection",
+    "SharedConnectionWarning",
+    "install",
+    "message_for",
+    "own",
+    "uninstall",
+]
+
+
+class SharedConnectionWarning(UserWarning):
+    """Function code in module isolation sent on a connection that another environment
+    opened (a client kept in a module shared by all environments)."""
+
+
+@dataclass(frozen=True)
+class SharedConnection:
+    """One use of another environment's connection."""
+
+    opened_by: str  # "function (env-1)"
+    used_by: str
+    peer: str
+    holder: str | None  # the module that keeps the client, when found
+
+
+# The scope that connected each socket of function code (weak: sockets come and go).
+_OWNERS: weakref.WeakKeyDictionary[socket.socket, Scope] = weakref.WeakKeyDictionary()
+# What socket.socket's own dictionary held for each wrapped name (_MISSING: nothing).
+_original: dict[str, Any] = {}
+_saved: dict[str, Any] = {}
+_MISSING = object()
+_users = [0]
+
+
+def own(sock: socket.socket, scope: Scope) -> None:
+    """``sock`` was connected by function code in ``scope``."""
+    if _users[0]:
+        _OWNERS[sock] = scope
+
+
+def _check(sock: socket.socket) -> None:
+    scope = ACTIVE_SLOT[0]
+    if scope is None or THREAD_FLAGS.__dict__.get("internal"):
+        return
+    owner = _OWNERS.get(sock)
+    if owner is None or owner is scope or owner.environment_id == scope.environment_id:
+        return
+    shared = scope.shared
+    if len(shared) >= 3:
+        return
+    try:
+        peer = "{}:{}".format(*sock.getpeername()[:2])
+    except (OSError, TypeError, IndexError):
+        peer = "?"
+    shared.append(
+        SharedConnection(
+            f"{owner.function_name} ({owner.environment_id})",
+            f"{scope.function_name} ({scope.environment_id})",
+            peer,
+            _holder(sock, scope.code_root),
+        )
+    )
+    # One note per socket is enough: it is the same environment's from now on.
+    _OWNERS[sock] = scope
+
+
+def _send(sock: socket.socket, *args: Any) -> Any:
+    if ACTIVE_SLOT[0] is not None:
+        _check(sock)
+    return _original["send"](sock, *args)
+
+
+def _sendall(sock: socket.socket, *args: Any) -> Any:
+    if ACTIVE_SLOT[0] is not None:
+        _check(sock)
+    return _original["sendall"](sock, *args)
+
+
+def _holder(sock: socket.socket, code_root: str) -> str | None:
+    """The module that keeps ``sock`` reachable (through its client), outside the
+    function's code: searched a few references deep, only when a warning is due."""
+    modules: dict[int, str] = {}
+    for module_name, module in list(sys.modules.items()):
+        if isinstance(module, ModuleType):
+            modules[id(vars(module))] = module_name
+    seen = {id(sock)}
+    level: list[Any] = [sock]
+    for _ in range(8):
+        following: list[Any] = []
+        for item in level:
+            for referrer in gc.get_referrers(item):
+                if referrer is level or referrer is following or id(referrer) in seen:
+                    continue
+                seen.add(id(referrer))
+                name = modules.get(id(referrer))
+                if name is not None:
+                    path = getattr(sys.modules.get(name), "__file__", None) or ""
+                    if not path.startswith(code_root):
+                        return name
+                    continue
+                if isinstance(referrer, (dict, list, tuple, set)) or hasattr(referrer, "__dict__"):
+                    following.append(referrer)
+        level = following[:200]
+        if not level:
+            break
+    return None
+
+
+def message_for(uses: list[SharedConnection]) -> str:
+    first = uses[0]
+    where = f" kept in module {first.holder!r}" if first.holder else ""
+    return (
+        f"function code of {first.used_by} sent on a connection to "
+        f"{first.peer} that {first.opened_by} opened: a client{where} is shared by every "
+        "module-isolated environment, where on Lambda each environment (a process of its "
+        "own) opens its own. Connection counts per environment are wrong while it is. "
+        "Remedies: create the client in the function's own code (under code_root, "
+        "imported afresh per environment), name its package in fresh_packages, or use "
+        "isolation='process'."
+    )
+
+
+def install() -> None:
+    """Watch sends (refcounted)."""
+    _users[0] += 1
+    if _users[0] == 1:
+        cls = socket.socket
+        for name, wrapper in (("send", _send), ("sendall", _sendall)):
+            _saved[name] = cls.__dict__.get(name, _MISSING)
+            _original[name] = getattr(cls, name)
+            setattr(cls, name, wrapper)
+
+
+def uninstall() -> None:
+    _users[0] -= 1
+    if _users[0] == 0:
+        cls = socket.socket
+        for name, wrapper in (("send", _send), ("sendall", _sendall)):
+            if cls.__dict__.get(name) is wrapper:
+                previous = _saved[name]
+                if previous is _MISSING:
+                    delattr(cls, name)
+                else:
+                    setattr(cls, name, previous)
+        _original.clear()
+        _saved.clear()
+        _OWNERS.clear()
