@@ -252,11 +252,16 @@ def test_process_wide_changes_are_put_back_and_named(pytester):
         import builtins, decimal, gc, random, socket, sys
         import pytest
 
+        STATE = []
+
         @pytest.mark.lambda_handler("app.handler.handler")
         def test_leak(lambda_function):
+            random.seed(7)
+            STATE.append(random.getstate())
             lambda_function.invoke({"action": "leak"})
 
         def test_later():
+            assert random.getstate() == STATE[0]  # as before the handler's random.seed(1)
             assert socket.getdefaulttimeout() is None
             assert decimal.getcontext().prec == 28
             assert gc.isenabled()

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from pytest_lambda_context.observe.scope import ACTIVE_SLOT
+
 try:
     import resource
 except ImportError:  # not POSIX
@@ -84,7 +86,8 @@ def _read_decimal() -> Any:
     if decimal is None:
         return None
     context = decimal.getcontext()
-    # The context is mutated in place (getcontext().prec = 5): its fields are the state.
+    # The context is mutated in place (getcontext().prec = 5): its fields are the state
+    # (not its flags, which ordinary arithmetic sets).
     return (
         context.prec,
         context.rounding,
@@ -92,7 +95,7 @@ def _read_decimal() -> Any:
         context.Emax,
         context.capitals,
         context.clamp,
-        tuple(sorted((k.__name__, v) for k, v in context.traps.items())),
+        dict(context.traps),
     )
 
 
@@ -101,7 +104,6 @@ def _put_decimal(saved: Any) -> None:
     if decimal is None or saved is None:
         return
     prec, rounding, emin, emax, capitals, clamp, traps = saved
-    by_name = {k.__name__: k for k in decimal.getcontext().traps}
     decimal.setcontext(
         decimal.Context(
             prec=prec,
@@ -110,20 +112,9 @@ def _put_decimal(saved: Any) -> None:
             Emax=emax,
             capitals=capitals,
             clamp=clamp,
-            traps=[by_name[name] for name, on in traps if on],
+            traps=[signal for signal, on in traps.items() if on],
         )
     )
-
-
-def _read_random() -> Any:
-    random = _loaded("random")
-    return None if random is None else random.getstate()
-
-
-def _put_random(saved: Any) -> None:
-    random = _loaded("random")
-    if random is not None and saved is not None:
-        random.setstate(saved)
 
 
 def _read_locale() -> Any:
@@ -210,7 +201,6 @@ def _read_builtins() -> Any:
 PIECES: tuple[Piece, ...] = (
     Piece("socket.setdefaulttimeout()", socket.getdefaulttimeout, socket.setdefaulttimeout),
     Piece("the decimal context (decimal.getcontext())", _read_decimal, _put_decimal),
-    Piece("random's state (random.seed())", _read_random, _put_random, quiet=True),
     Piece("the locale (locale.setlocale())", _read_locale, _put_locale),
     Piece("the garbage collector (gc.disable(), gc.set_threshold())", _read_gc, _put_gc),
     # faulthandler writes to a descriptor pytest chose: not ours to re-enable.
@@ -233,14 +223,60 @@ PIECES: tuple[Piece, ...] = (
 )
 
 
+class _RandomSeeds:
+    """``random.seed``/``random.setstate`` by function code: the state before the first
+    one is put back (quietly: drawing numbers changes it too, but only seeding makes
+    the test's sequence depend on function code). Reading the whole state at every
+    cold start would cost more than the rest of the snapshot together."""
+
+    def __init__(self) -> None:
+        self.saved: Any = None
+        self.module: ModuleType | None = None
+        self.originals: dict[str, Any] = {}
+
+    def watch(self) -> None:
+        random = _loaded("random")
+        if random is None:
+            return
+        self.module = random
+        self.saved = None
+        for name in ("seed", "setstate"):
+            original = self.originals[name] = getattr(random, name)
+            setattr(random, name, self._wrap(original))
+
+    def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if self.saved is None and ACTIVE_SLOT[0] is not None and self.module is not None:
+                self.saved = self.module.getstate()
+            return original(*args, **kwargs)
+
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        return wrapper
+
+    def restore(self) -> None:
+        random = self.module
+        if random is None:
+            return
+        for name, original in self.originals.items():
+            if getattr(getattr(random, name), "__wrapped__", None) is original:
+                setattr(random, name, original)
+        self.originals.clear()
+        if self.saved is not None:
+            random.setstate(self.saved)
+            self.saved = None
+        self.module = None
+
+
 class Snapshot:
     """The process-wide state before function code ran; :meth:`restore` puts back what
     changed since and says what it was."""
 
-    __slots__ = ("builtins", "modules", "values")
+    __slots__ = ("builtins", "modules", "random", "values")
 
     def __init__(self, modules: Mapping[str, ModuleType | None]) -> None:
         self.values = [piece.read() for piece in PIECES]
+        self.random = _RandomSeeds()
+        self.random.watch()
         self.builtins = _read_builtins()
         # sys.modules as it was (the function's own modules are left out at restore).
         self.modules = dict(modules)
@@ -265,6 +301,7 @@ class Snapshot:
                     put_back = False
             if not (piece.quiet and put_back):
                 leaks.append(Leak(piece.name, put_back))
+        self.random.restore()
         leaks.extend(self._restore_builtins())
         leaks.extend(self._restore_modules())
         return leaks
@@ -272,6 +309,8 @@ class Snapshot:
     def _restore_builtins(self) -> list[Leak]:
         namespace = builtins.__dict__
         saved = self.builtins
+        if len(namespace) == len(saved) and saved.items() <= namespace.items():
+            return []  # (C speed: the common case)
         changed = [
             name for name, value in saved.items() if namespace.get(name, _MISSING) is not value
         ]
@@ -287,7 +326,9 @@ class Snapshot:
 
     def _restore_modules(self) -> list[Leak]:
         modules = sys.modules
-        leaks = []
+        leaks: list[Leak] = []
+        if self.modules.items() <= modules.items():
+            return leaks  # nothing removed or replaced (C speed: the common case)
         for name, module in self.modules.items():
             now = modules.get(name, _MISSING)
             # Only entries blocked (None) or removed: a module imported anew under the
