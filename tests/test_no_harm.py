@@ -363,3 +363,54 @@ def test_a_projects_own_aws_fixture_with_process_isolation_is_said_once(
             "process only*"
         ]
     )
+
+
+SAME_HANDLER_TWO_FOLDERS = """
+import pytest
+
+@pytest.mark.parametrize("folder", ["orders", "billing"])
+def test_each(make_lambda_function, folder):
+    function = make_lambda_function("app.lambda_handler", code_root=folder)
+    assert function.invoke({}) == folder
+
+def test_both(make_lambda_function):
+    orders = make_lambda_function("app.lambda_handler", code_root="orders")
+    billing = make_lambda_function("app.lambda_handler", code_root="billing")
+    assert [orders.invoke({}), billing.invoke({})] == ["orders", "billing"]
+"""
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_two_folders_with_the_same_handler_are_two_functions(
+    pytester: pytest.Pytester, isolation: str
+) -> None:
+    for folder in ("orders", "billing"):
+        pytester.makepyfile(
+            **{
+                f"{folder}/app": "import os\n\ndef lambda_handler(event, context):\n"
+                "    return os.path.basename(os.path.dirname(__file__))\n"
+            }
+        )
+    pytester.makepyfile(test_two=SAME_HANDLER_TWO_FOLDERS)
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        f"--lambda-isolation={isolation}",
+        "--lambda-report=report.json",
+        "--lambda-html=report.html",
+    )
+    result.assert_outcomes(passed=3)
+    # The summary: one line each, told apart by the code root.
+    result.stdout.fnmatch_lines(
+        [
+            f"app-lambda_handler ?orders? (app.lambda_handler, {isolation}): 2 environments*",
+            f"app-lambda_handler ?billing? (app.lambda_handler, {isolation}): 2 environments*",
+        ],
+        consecutive=False,
+    )
+    report = json.loads((pytester.path / "report.json").read_text())
+    roots = {record["code_root"].rstrip("/").rsplit("/", 1)[-1] for record in report["functions"]}
+    assert roots == {"orders", "billing"}
+    page = (pytester.path / "report.html").read_text()
+    assert page.count('<section class="function"') == 2
+    assert "app-lambda_handler [orders]" in page and "app-lambda_handler [billing]" in page

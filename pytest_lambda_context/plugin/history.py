@@ -11,6 +11,7 @@ JSON report and the HTML timelines all read the same ``SessionHistory``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -33,11 +34,13 @@ __all__ = [
 
 
 class FunctionKey(NamedTuple):
-    """What makes two tests' functions one function in the reports."""
+    """What makes two tests' functions one function in the reports: two folders that
+    each hold ``app.lambda_handler`` are two functions (the code root tells them apart)."""
 
     function_name: str
     handler: str
     isolation: str
+    code_root: str
 
 
 @dataclass
@@ -142,6 +145,9 @@ class FunctionHistory:
 
     def __init__(self, key: FunctionKey) -> None:
         self.key = key
+        # How the reports name it: the function name, and its code root where another
+        # function of the session has the same name, handler and isolation.
+        self.label = key.function_name
         self.records: list[FunctionRecord] = []
         # Tests in the order they first appear, and where each one is in that order.
         self.tests: list[str] = []
@@ -196,12 +202,32 @@ class SessionHistory:
         self.records = records
         functions: dict[FunctionKey, FunctionHistory] = {}
         for record in records:
-            key = FunctionKey(record["function_name"], record["handler"], record["isolation"])
+            key = FunctionKey(
+                record["function_name"],
+                record["handler"],
+                record["isolation"],
+                record.get("code_root", ""),
+            )
             function = functions.get(key)
             if function is None:
                 function = functions[key] = FunctionHistory(key)
             function.add(record)
         self.functions = list(functions.values())
+        seen: dict[tuple[str, str, str], int] = {}
+        for function in self.functions:
+            name = function.key[:3]
+            seen[name] = seen.get(name, 0) + 1
+        for function in self.functions:
+            if seen[function.key[:3]] > 1:
+                function.label = f"{function.key.function_name} [{_shown(function.key.code_root)}]"
+
+
+def _shown(code_root: str) -> str:
+    """A code root as a person reads it: relative to the current folder when under it."""
+    if not code_root:
+        return "?"
+    relative = os.path.relpath(code_root)
+    return code_root if relative.startswith("..") else relative
 
 
 def per_invocation_pattern(warm: int, opening: int) -> bool:

@@ -29,7 +29,7 @@ def summary_lines(history: SessionHistory) -> list[str]:
     a mark for each environment that broke a limit or opened a connection per invocation."""
     lines = []
     for function in history.functions:
-        name, handler, isolation = function.key
+        name, handler, isolation = function.label, function.key.handler, function.key.isolation
         environments = function.used
         if not environments and not function.test_marks and not function.throttled:
             continue  # made, never invoked: nothing to say

@@ -176,7 +176,7 @@ def _timeline(function: FunctionHistory) -> Timeline:
     segments, breaks, columns = _place(items, len(lanes), tests)
     bars = [item.bar for item in items]
     _mark_lanes(lanes, used, lane_of, bars)
-    name, handler, isolation = function.key
+    name, handler, isolation = function.label, function.key.handler, function.key.isolation
     return Timeline(
         function_name=name,
         handler=handler,
