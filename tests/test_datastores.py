@@ -610,3 +610,45 @@ def test_clients_per_call(lambda_function, aws):
             "them with @pytest.mark.max_clients(n)*"
         ]
     )
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_warm_start_keeps_a_tcp_proxy_alive_into_the_next_test(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest, isolation: str
+) -> None:
+    # The issue's case: a proxy fixture of the project's own, and a warm environment that
+    # keeps its connection through that proxy into the next test.
+    pytest.importorskip("psycopg")
+    outer: DatastoreService = request.getfixturevalue("postgres")
+    for name, text in handler_files("postgres").items():
+        (pytester.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / name).write_text(text)
+    endpoint = outer.direct_endpoint
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        pytestmark = [
+            pytest.mark.warm_start,
+            pytest.mark.lambda_handler(
+                "app.memoized.handler",
+                env={{"DB_URL": "postgresql://{endpoint.user}@{{proxy:pg}}/{endpoint.database}"}},
+            ),
+        ]
+
+        @pytest.fixture
+        def pg(tcp_proxy):
+            return tcp_proxy("{endpoint.host}", {endpoint.port}, name="pg")
+
+        def test_first(pg, lambda_env):
+            assert lambda_env.invoke({{}}) == 1
+            assert pg.connections.opened == 1
+
+        @pytest.mark.max_connections(0)
+        def test_second(pg, lambda_env):
+            assert lambda_env.invoke({{}}) == 1  # the connection through the first proxy
+            assert pg.connections.opened == 0
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--lambda-isolation={isolation}")
+    result.assert_outcomes(passed=2)

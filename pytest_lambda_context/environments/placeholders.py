@@ -78,7 +78,9 @@ def _unknown(key: str, value: str, name: str, suppliers: Suppliers) -> str:
         proxy = name[len(PROXY_PREFIX) :]
         return (
             f"{start}, but this test has no tcp_proxy named {proxy!r}: {hint}make one before "
-            f"the first invocation, tcp_proxy(host, port, name={proxy!r}) (known: {shown or 'none'})"
+            f"the first invocation, tcp_proxy(host, port, name={proxy!r}) (known: {shown or 'none'}); "
+            "lambda_env makes its environment when it is set up: list the fixture that makes "
+            "the proxy before lambda_env"
         )
     service = ""
     if _SERVICE.fullmatch(name):

@@ -342,7 +342,19 @@ def lambda_function(
 
 
 @pytest.fixture(scope="module")
-def _lambda_warm_pool() -> Iterator[dict[Any, ExecutionEnvironment]]:
+def _lambda_kept_proxies() -> Iterator[list[Callable[[], None]]]:
+    """Closers of the tcp_proxy proxies that warm environments of this module may still
+    use: they outlive their test, and close after the environments (module end)."""
+    closers: list[Callable[[], None]] = []
+    yield closers
+    while closers:
+        closers.pop()()
+
+
+@pytest.fixture(scope="module")
+def _lambda_warm_pool(
+    _lambda_kept_proxies: list[Callable[[], None]],
+) -> Iterator[dict[Any, ExecutionEnvironment]]:
     pool: dict[Any, ExecutionEnvironment] = {}
     yield pool
     for environment in pool.values():
@@ -354,12 +366,15 @@ def lambda_env(
     request: pytest.FixtureRequest,
     lambda_function: LambdaFunction,
     _lambda_warm_pool: dict[Any, ExecutionEnvironment],
+    _lambda_kept_proxies: list[Callable[[], None]],
 ) -> Iterator[ExecutionEnvironment]:
     """An environment of ``lambda_function``: new (cold_start) or left warm by an earlier test."""
     from pytest_lambda_context.plugin.warm_start import lambda_env_for
 
     start = str(request.config.stash[options.RESOLVED]["lambda_start"])
-    yield from lambda_env_for(request, lambda_function, _lambda_warm_pool, start)
+    yield from lambda_env_for(
+        request, lambda_function, _lambda_warm_pool, start, _lambda_kept_proxies
+    )
 
 
 @pytest.fixture

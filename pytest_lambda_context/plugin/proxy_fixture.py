@@ -99,11 +99,26 @@ class ProxyFactory:
             self.placeholders[PROXY_PREFIX + name] = lambda: "{}:{}".format(*proxy.address)
         return proxy
 
+    def hand_over(self, closers: list[Callable[[], None]]) -> None:
+        """Give the proxies made so far to ``closers`` (a warm environment may use them
+        after this test): they are no longer closed with this factory."""
+        while self._made:
+            proxy, unsubscribe = self._made.pop()
+            closers.append(_closer(proxy, unsubscribe))
+
     def close(self) -> None:
         while self._made:
             proxy, unsubscribe = self._made.pop()
             unsubscribe()
             proxy.close()
+
+
+def _closer(proxy: TcpProxy, unsubscribe: Callable[[], None]) -> Callable[[], None]:
+    def close() -> None:
+        unsubscribe()
+        proxy.close()
+
+    return close
 
 
 def proxy_factory(state: PluginState) -> Iterator[ProxyFactory]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,8 +21,13 @@ def lambda_env_for(
     function: LambdaFunction,
     pool: dict[Any, Any],
     default_start: str,
+    kept_proxies: list[Callable[[], None]],
 ) -> Iterator[ExecutionEnvironment]:
-    """``default_start``: the lambda_start option, for a test without a start marker."""
+    """``default_start``: the lambda_start option, for a test without a start marker;
+    ``kept_proxies``: where this test's proxies go when its environment is kept."""
+    # Set up before this fixture, torn down after it: the proxies are still there when
+    # the environment is parked, and can be handed over with it.
+    proxies = request.getfixturevalue("tcp_proxy") if "tcp_proxy" in request.fixturenames else None
     key = function.config_key()
     parked: ExecutionEnvironment | None = pool.pop(key, None)
     start = closest_start(request.node) or default_start
@@ -42,3 +47,5 @@ def lambda_env_for(
     if environment.state == "warm" and environment.serves(function):
         function.release(environment)
         pool[key] = environment
+        if proxies is not None:  # it may use them in the next test: they live on
+            proxies.hand_over(kept_proxies)
