@@ -18,6 +18,7 @@ from pytest_lambda_context.environments.async_events import (
     EventQueue,
 )
 from pytest_lambda_context.environments.base import ExecutionEnvironment, encode_request
+from pytest_lambda_context.environments.chaos import ChaosRouter
 from pytest_lambda_context.environments.config import check_number
 from pytest_lambda_context.environments.function_config import FunctionConfig
 from pytest_lambda_context.environments.placeholders import check_placeholders, fill_placeholders
@@ -112,6 +113,8 @@ class LambdaFunction:
         self.throttles: list[dict[str, Any]] = []
         # Asynchronous events waiting for their next attempt (invoke_async).
         self._events = EventQueue()
+        # Chaos routing (--lambda-chaos, the lambda_chaos marker): its random choices.
+        self._chaos = None if config.chaos_seed is None else ChaosRouter(config.chaos_seed)
 
     # -- configuration: ``config`` has it all; these are what reports show -------------
     @property
@@ -236,7 +239,10 @@ class LambdaFunction:
         self._expire_idle()
         # An environment takes as many requests at once as it has runtime processes.
         needed = -(-allowed // (self.config.per_environment_concurrency or 1))
-        targets = self._idle_environments()[:needed]
+        if self._chaos is not None:
+            targets = self._chaos.targets(self._chaos_idle(), needed)
+        else:
+            targets = self._idle_environments()[:needed]
         while len(targets) < needed:
             targets.append(self._new_environment("on-demand"))
         # In flight at once: the event at position i is the (i % concurrency)-th request
@@ -364,9 +370,20 @@ class LambdaFunction:
         live.sort(key=lambda e: (e.state == "warm", e.last_used), reverse=True)
         return live
 
+    def _chaos_idle(self) -> list[ExecutionEnvironment]:
+        """The idle environments, after chaos routing reclaimed some of them."""
+        assert self._chaos is not None
+        idle = self._idle_environments()
+        for environment in self._chaos.recycled(idle):
+            environment.shutdown("recycled (chaos routing)")
+        return [e for e in idle if e.state != "shutdown"]
+
     def _route(self) -> ExecutionEnvironment:
         if self.config.idle_timeout is not None:
             self._expire_idle()
+        if self._chaos is not None:
+            chosen = self._chaos.choose(self._chaos_idle())
+            return chosen if chosen is not None else self._new_environment("on-demand")
         # A busy environment (its handler is the caller, say) takes no second request.
         for environment in reversed(self.environments):
             if environment.state == "warm" and not environment.busy:

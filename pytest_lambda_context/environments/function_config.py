@@ -153,6 +153,10 @@ class FunctionConfig:
     credentials: Mapping[str, str] = field(default_factory=dict, metadata=_WIRING)
     """The execution role's credentials, which Lambda sets (the aws fixture's fakes)."""
 
+    chaos_seed: str | None = field(default=None, metadata=_WIRING)
+    """Chaos routing: the seed of this function's routing choices (None: Lambda's usual
+    routing; see environments/chaos.py)."""
+
     code_root_prefix: str = field(init=False, metadata=_WIRING)
     """``code_root`` with one trailing separator: what module paths are matched against."""
 

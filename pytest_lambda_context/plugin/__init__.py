@@ -44,6 +44,8 @@ MARKER_LINES = (
     "max_clients(n, *, per='environment', service=None): fail when function code created "
     "more than n boto3 clients",
     "docker(): the test needs a Docker engine; skipped when none answers",
+    "lambda_chaos(seed=None): route invoke/invoke_many adversarially (any idle environment "
+    "or a new one, idle ones recycled), reproducibly; seed=None: the session's seed",
 )
 # Markers that make a test one that uses the plugin (`docker` is a common name).
 _OWN_MARKERS = frozenset(
@@ -299,6 +301,15 @@ def pytest_runtest_makereport(
         lines = tracked.report_lines()
         if lines:
             report.sections.append(("lambda-context invocations", "\n".join(lines)))
+        if tracked.chaos_seed is not None:
+            seed = tracked.chaos_seed
+            report.sections.append(
+                (
+                    "lambda-context chaos routing",
+                    f"chaos routing seed {seed}: replay this routing with "
+                    f"--lambda-chaos={seed} or @pytest.mark.lambda_chaos(seed={seed})",
+                )
+            )
     return report
 
 

@@ -162,6 +162,12 @@ def docker() -> dict[str, Any]:
     return {}
 
 
+def lambda_chaos(seed: int | None = None) -> dict[str, Any]:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise TypeError(f"seed must be a whole number >= 0 or None, not {seed!r}")
+    return {"seed": seed}
+
+
 def _check_limit(n: Any, per: Any) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise TypeError(f"n must be a whole number >= 0, not {n!r}")
@@ -179,6 +185,11 @@ MARKERS: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
     ),
     "max_clients": (max_clients, "fail when function code created more than n boto3 clients"),
     "docker": (docker, "the test needs a Docker engine; skipped when none answers"),
+    "lambda_chaos": (
+        lambda_chaos,
+        "route invoke/invoke_many adversarially (any idle environment or a new one, idle "
+        "ones recycled), reproducibly; seed=None: the session's seed",
+    ),
 }
 
 

@@ -88,6 +88,12 @@ def _package_names(value: str) -> str | None:
     return None
 
 
+def _seed(value: str) -> str | None:
+    if not value.isdigit():
+        return f"{value!r} is not a seed: give a whole number, such as --lambda-chaos=1234"
+    return None
+
+
 def _datastore_url(name: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         from pytest_lambda_context.services.datastores.registry import kind
@@ -193,6 +199,13 @@ OPTIONS: tuple[Option, ...] = (
         "isolation (names separated by spaces or commas), besides the default "
         "aws_lambda_powertools and aws_embedded_metrics.",
         check=_package_names,
+    ),
+    Option(
+        "lambda_chaos",
+        "Chaos routing with this seed (a whole number): invoke and invoke_many send each "
+        "request to any idle environment or to a new one, and recycle idle ones, legally "
+        "but adversarially; the same seed replays the same routing.",
+        check=_seed,
     ),
     *_datastore_options(),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -45,6 +46,8 @@ class TestFunctions:
         self.broken: dict[int, dict[str | None, list[str]]] = {}
         # Functions of wider-scoped fixtures this test uses -> who made (and reports) them.
         self.owners: dict[int, TestFunctions] = {}
+        # Chaos routing: the seed its functions were routed with (None: chaos was off).
+        self.chaos_seed: int | None = None
 
     @classmethod
     def of(cls, item: pytest.Item) -> TestFunctions:
@@ -172,6 +175,7 @@ class PluginState:
             Callable[[pytest.FixtureRequest, FunctionConfig], FunctionWiring]
         ] = []
         self.function_preparers.append(self._prepare_worker_pool)
+        self._chaos_seed: int | None = None
         # lambda_handler markers whose function config was built at collection.
         self._checked: set[str] = set()
 
@@ -225,6 +229,23 @@ class PluginState:
             )
         return handler, {}
 
+    def chaos_seed_for(self, node: pytest.Item | pytest.Collector) -> int | None:
+        """The chaos routing seed for functions made under ``node`` (None: chaos is off):
+        its nearest lambda_chaos marker's, else the lambda_chaos option's."""
+        marker = node.get_closest_marker("lambda_chaos")
+        if marker is not None:
+            seed: int | None = marker_arguments(marker)["seed"]
+            return self.session_chaos_seed() if seed is None else seed
+        option = self.options.get("lambda_chaos")
+        return None if not option else int(option)
+
+    def session_chaos_seed(self) -> int:
+        """The lambda_chaos option's seed, else one drawn for this session."""
+        if self._chaos_seed is None:
+            option = self.options.get("lambda_chaos")
+            self._chaos_seed = int(option) if option else secrets.randbelow(10**6)
+        return self._chaos_seed
+
     def check_function(self, item: pytest.Item, arguments: dict[str, Any]) -> None:
         """Build the config of the function a ``lambda_handler`` marker names, as the
         test would make it: a bad value fails collection, not the test's setup."""
@@ -277,6 +298,12 @@ class PluginState:
             given.setdefault("clock", self.clock)
             given.setdefault("tmp_root", self.environments_tmp(request))
             given.setdefault("host_paths", [self.pytest_basetemp(request)])
+            seed = self.chaos_seed_for(request.node)
+            if seed is not None:
+                from pytest_lambda_context.environments.chaos import function_seed
+
+                tracked.chaos_seed = seed
+                given.setdefault("chaos_seed", function_seed(seed, request.node.nodeid, len(made)))
             built = FunctionConfig.build(handler, given)
             # Each fixture sees the same config and says what it adds; ``wired`` merges.
             built = built.wired(prepare(request, built) for prepare in self.function_preparers)
@@ -383,6 +410,11 @@ class PluginState:
         line = f"lambda-context: isolation={o['lambda_isolation']}, start={o['lambda_start']}"
         extras = [text for text in (extra() for extra in self.header_extras) if text]
         lines = [", ".join([line, *extras])]
+        if o.get("lambda_chaos"):
+            seed = o["lambda_chaos"]
+            lines.append(
+                f"lambda-context: chaos routing, seed {seed} (replay with --lambda-chaos={seed})"
+            )
         if verbose or checks_connections:
             from pytest_lambda_context.plugin.uncounted import header_line
 
