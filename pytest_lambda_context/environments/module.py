@@ -199,19 +199,9 @@ class ModuleEnvironment(ExecutionEnvironment):
         )
 
     # Module-isolated environments share one process: their phases (init, invocations,
-    # shutdown) take turns, whichever test thread starts them, so that no thread ever
-    # runs with another's os.environ, sys.modules or working directory left in place.
-    # Re-entrant: a handler may invoke another function.
-    def _invoke(self, event: Any, request_id: str | None = None, attempt: int = 0) -> Any:
-        __tracebackhide__ = True
-        with _PHASES:
-            return super()._invoke(event, request_id, attempt)
-
-    def init(self) -> None:
-        __tracebackhide__ = True
-        with _PHASES:
-            super().init()
-
+    # shutdown) take turns under _PHASES, whichever test thread starts them, so that no
+    # thread ever runs with another's os.environ, sys.modules or working directory left
+    # in place. Re-entrant: a handler may invoke another function.
     def shutdown(self, reason: str = "shutdown") -> None:
         with _PHASES:
             super().shutdown(reason)
@@ -401,6 +391,10 @@ class ModuleEnvironment(ExecutionEnvironment):
 
     # -- init and invoke -----------------------------------------------------------
     def _run_init(self, request_id: str | None) -> Outcome:
+        with _PHASES:
+            return self._run_init_now(request_id)
+
+    def _run_init_now(self, request_id: str | None) -> Outcome:
         limit = self.phase_limit
         # A retried init starts from scratch, as in a restarted runtime.
         self._modules.clear()
@@ -481,7 +475,14 @@ class ModuleEnvironment(ExecutionEnvironment):
         # a new X-Ray trace header in the environment.
         self._runtime_logging.log.request_id = request_id
         self._environ_data[self._trace_key] = self._trace_headers.next()
-        self._enter(request_id, evict=False)
+        # Acquired and released by hand (see shutdown): a with block costs more here.
+        phases = _PHASES
+        phases.acquire()
+        try:
+            self._enter(request_id, evict=False)
+        except BaseException:
+            phases.release()
+            raise
         outcome: Outcome
         try:
             if spec.clock.shift:
@@ -517,7 +518,10 @@ class ModuleEnvironment(ExecutionEnvironment):
         finally:
             if _HOOKS.forked:  # an interrupt on its way out of a forked child
                 _end_forked_child(None)
-            events = self._exit()
+            try:
+                events = self._exit()
+            finally:
+                phases.release()
         outcome.events = events
         outcome.output = self._output
         return outcome
