@@ -17,6 +17,9 @@ class Section:
     bars: list[tuple[str, int, str]] = field(default_factory=list)
     # test -> whether its segment is hidden (style display: none, set by the filter).
     segments: dict[str, bool] = field(default_factory=dict)
+    # Tests whose segment is marked failed, and each segment's label as drawn.
+    failed: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
     figures: dict[str, str] = field(default_factory=dict)
     shutdowns: list[str] = field(default_factory=list)
     # Why each "!" mark is there (its tooltip).
@@ -66,6 +69,10 @@ class _Parser(HTMLParser):
         elif tag == "g" and "segment" in a.get("class", "").split() and section:
             self.segment = a["data-test"]
             section.segments[self.segment] = "display: none" in a.get("style", "")
+            if "failed" in a.get("class", "").split():
+                section.failed.append(self.segment)
+        elif tag == "text" and a.get("class") == "label" and section:
+            self.capture, self.text = "label", ""
         elif tag == "g" and "inv" in a.get("class", "").split() and section:
             section.bars.append((a["data-kind"], int(a["data-b"]), self.segment or ""))
         elif tag == "circle" and "conn" in a.get("class", "") and section:
@@ -112,6 +119,7 @@ class _Parser(HTMLParser):
             "option": "option",
             "data": "script",
             "shown": "span",
+            "label": "text",
         }[self.capture]
         if tag != done:
             return
@@ -130,10 +138,14 @@ class _Parser(HTMLParser):
             section.data = json.loads(self.text)
         elif self.capture == "shown":
             self.page.shown = self.text
+        elif self.capture == "label" and section and self.segment:
+            section.labels[self.segment] = self.text
         self.capture = None
 
     def handle_data(self, data: str) -> None:
-        if self.capture is not None and not (self.capture == "shutdown" and self.title_depth):
+        if self.capture is not None and not (
+            self.capture in ("shutdown", "label") and self.title_depth
+        ):
             self.text += data
 
 

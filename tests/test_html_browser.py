@@ -169,3 +169,38 @@ def test_errors_and_timeouts_are_painted_in_their_own_colours(
     assert filtered.rows_with_run(COLOURS["cold"], RUN) >= BAR_ROWS
     for kind in ("error", "timeout", "warm", "throttled"):
         assert filtered.rows_with_run(COLOURS[kind], RUN) < BAR_ROWS, kind
+
+
+def test_failed_tests_only_shows_the_failed_tests_part(pytester: pytest.Pytester) -> None:
+    chromium()
+    pytester.makepyfile(**{"app/__init__": "", "app/main": "def handler(e, c):\n    return 1\n"})
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        test_outcomes="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.main.handler")
+        @pytest.mark.parametrize("case", ["ok", "bad"])
+        def test_case(lambda_function, case):
+            lambda_function.invoke({})
+            assert case == "ok"
+        """
+    )
+    report = pytester.path / "report.html"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--lambda-html={report}")
+    result.assert_outcomes(passed=1, failed=1)
+    everything = parse(dump_dom(report)).sections[0]
+    assert everything.segments == {
+        "test_outcomes.py::test_case[ok]": False,
+        "test_outcomes.py::test_case[bad]": False,
+    }
+    page = parse(dump_dom(report, "#failed=1"))
+    (section,) = page.sections
+    assert section.failed == ["test_outcomes.py::test_case[bad]"]
+    assert section.segments == {
+        "test_outcomes.py::test_case[ok]": True,  # hidden
+        "test_outcomes.py::test_case[bad]": False,
+    }
+    assert page.body["data-filter"] == "failed"
+    assert page.shown == "shown: 1 function, 1 invocation"
+    assert section.labels["test_outcomes.py::test_case[bad]"].endswith("[bad]")

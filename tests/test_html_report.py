@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from _kinds_project import HANDLER, write_kinds_project
 from _report_page import parse
 
 from pytest_lambda_context.plugin.history import SessionHistory
+from pytest_lambda_context.plugin.html_report import short_label
 from pytest_lambda_context.plugin.timeline import timelines
 
 pytest_plugins = ["pytester"]
@@ -184,3 +186,72 @@ def test_the_summarys_marks_are_on_the_lanes_too(report_project):
     result.stdout.fnmatch_lines(
         [f"    ! env-1 in test_marked.py::test_a_client_per_invocation: {why}"]
     )
+
+
+OUTCOMES = """
+import pytest
+
+@pytest.mark.lambda_handler("app.main.handler")
+@pytest.mark.parametrize("case", ["ok", "bad"])
+def test_a_rather_long_name_for_a_test_of_the_handler(lambda_function, case):
+    lambda_function.invoke({})
+    assert case == "ok"
+
+@pytest.mark.lambda_handler("app.main.handler")
+def test_passes(lambda_function):
+    lambda_function.invoke({})
+    lambda_function.invoke({})
+"""
+FAILED = "test_outcomes.py::test_a_rather_long_name_for_a_test_of_the_handler[bad]"
+
+
+def outcomes_report(pytester: pytest.Pytester) -> Path:
+    pytester.makepyfile(**{"app/__init__": "", "app/main": "def handler(e, c):\n    return 1\n"})
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(test_outcomes=OUTCOMES)
+    page = pytester.path / "report.html"
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--lambda-html={page}")
+    result.assert_outcomes(passed=2, failed=1)
+    return page
+
+
+def test_a_failed_test_is_marked_and_its_label_keeps_its_parametrize_id(pytester):
+    text = outcomes_report(pytester).read_text()
+    page = parse(text)
+    (section,) = page.sections
+    assert section.failed == [FAILED]
+    label = section.labels[FAILED]
+    assert label.startswith("\u2717 ") and label.endswith("\u2026[bad]")
+    assert section.labels[FAILED.replace("[bad]", "[ok]")].endswith("[ok]")
+    # Every test but the first begins with a rule across the lanes.
+    assert text.count('class="test-boundary"') == 2
+    assert "(failed)</option>" in text
+    assert 'id="failed-filter">' in text and "(1 failed)" in text
+    # The failed tests' own figures, for the "failed tests only" filter.
+    assert section.data["failed_figures"]["tests"] == 1
+    assert section.data["failed_figures"]["invocations"] == 1
+    assert section.data["figures"]["invocations"] == 4
+
+
+def test_without_failed_tests_the_filter_is_disabled(report_project):
+    page = report_project.path / "report.html"
+    report_project.runpytest("-p", "no:cacheprovider", f"--lambda-html={page}")
+    text = page.read_text()
+    assert 'id="failed-filter" disabled>' in text
+    assert not parse(text).sections[0].failed
+
+
+@pytest.mark.parametrize(
+    ("name", "room", "shown"),
+    [
+        ("test_short[ok]", 20, "test_short[ok]"),
+        ("test_a_rather_long_name[ok]", 14, "test_a_ra\u2026[ok]"),
+        ("test_a_rather_long_name[bad]", 15, "test_a_ra\u2026[bad]"),
+        ("test_a_rather_long_name[bad]", 6, "\u2026[bad]"),
+        ("test_a_rather_long_name_without_id", 10, "test_a_ra\u2026"),
+        ("test_x[a_very_long_parametrize_id]", 10, "test_x[a_\u2026"),
+    ],
+)
+def test_a_short_label_keeps_the_parametrize_id_while_it_fits(name, room, shown):
+    assert short_label(name, room) == shown
+    assert len(shown) <= room

@@ -290,6 +290,8 @@ def pytest_runtest_makereport(
     if state is None:
         return report
     tracked = _tracked(item)
+    if report.failed and call.when != "teardown" and tracked is not None:
+        tracked.failed = True  # before the fixtures' teardown makes the records
     if call.when == "teardown":
         if tracked is not None and tracked.functions:
             # On the teardown report, where JUnit XML reads a test's properties.

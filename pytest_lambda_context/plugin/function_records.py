@@ -37,6 +37,7 @@ def function_record(
     broken: dict[str | None, list[str]],
     *,
     invocations: bool,
+    failed: bool = False,
 ) -> FunctionRecord:
     """``broken``: environment id (None: the test as a whole) -> the limits it broke."""
     data = function.to_dict(invocations=invocations)
@@ -51,7 +52,7 @@ def function_record(
     data["limits_broken"] = broken.get(None, [])
     # Requests refused past max_concurrency: they reached no environment.
     data["throttles"] = [dict(payload) for payload in function.throttles]
-    record: FunctionRecord = {"test": test, **data}
+    record: FunctionRecord = {"test": test, "failed": failed, **data}
     return record
 
 

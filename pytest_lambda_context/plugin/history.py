@@ -157,6 +157,8 @@ class FunctionHistory:
         # (uid, request id) -> the first test whose record has the invocation: its own.
         self.owner: dict[tuple[str, str], int] = {}
         self.throttled = 0
+        # Tests that failed (their setup or body).
+        self.failed_tests: set[str] = set()
         # Limits a test broke as a whole (per="test"), one line each.
         self.test_marks: list[str] = []
 
@@ -183,6 +185,8 @@ class FunctionHistory:
             environment.cold_starts += data.get("cold_starts", 0)
             environment.limits_broken += data.get("limits_broken", [])
         self.throttled += len(record.get("throttles", ()))
+        if record.get("failed"):
+            self.failed_tests.add(test)
         self.test_marks += [
             f"{test}: broke {limit} in the test as a whole"
             for limit in record.get("limits_broken", [])

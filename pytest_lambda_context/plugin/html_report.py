@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pytest_lambda_context.plugin.history import SessionHistory
     from pytest_lambda_context.runtime.records import ConnectionRecord
 
-__all__ = ["render", "write_html"]
+__all__ = ["render", "short_label", "write_html"]
 
 COLUMN = 14  # px per column
 BAR_WIDTH = 10
@@ -82,8 +82,10 @@ def render(history: SessionHistory, header: dict[str, Any]) -> str:
     """The whole page: session line, filter and legend, then a section per function."""
     charts = timelines(history)
     tests: list[str] = []
+    failed: set[str] = set()
     for chart in charts:
         tests += [s.test for s in chart.segments if s.test not in tests]
+        failed.update(s.test for s in chart.segments if s.failed)
     invocations = sum(chart.figures["invocations"] for chart in charts)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     # The choices that shape what the timelines show (not where files were written).
@@ -97,7 +99,10 @@ def render(history: SessionHistory, header: dict[str, Any]) -> str:
         f"{_count(invocations, 'invocation')}; generated {generated} by "
         f"pytest-lambda-context {_version()}" + (f"; {options}" if options else "")
     )
-    tests_shown = "".join(f"<option value={_attr(t)}>{_text(t)}</option>" for t in tests)
+    tests_shown = "".join(
+        f"<option value={_attr(t)}>{_text(t)}{' (failed)' if t in failed else ''}</option>"
+        for t in tests
+    )
     names: list[str] = []
     for chart in charts:
         names += [chart.function_name] if chart.function_name not in names else []
@@ -117,6 +122,9 @@ def render(history: SessionHistory, header: dict[str, Any]) -> str:
         f'<option value="">all functions</option>{functions_shown}</select>'
         '<label for="test-filter">Test</label>'
         f'<select id="test-filter"><option value="">all tests</option>{tests_shown}</select>'
+        '<label class="check"><input type="checkbox" id="failed-filter"'
+        f"{'' if failed else ' disabled'}> failed tests only "
+        f'<span class="note">({len(failed)} failed)</span></label>'
         '<span id="shown" class="note"></span></div>\n'
         f"{_legend()}\n"
         '<svg width="0" height="0" aria-hidden="true" style="position:absolute">'
@@ -169,6 +177,7 @@ def _section(chart: Timeline, number: int) -> str:
         "width": width,
         "figures": chart.figures,
         "test_figures": chart.test_figures,
+        "failed_figures": chart.failed_figures,
         "bars": bars,
     }
     note = ""
@@ -221,16 +230,38 @@ def _segments(chart: Timeline, height: int, data: list[dict[str, Any]]) -> str:
         x0 = segment.first_column * COLUMN
         x1 = max(segment.end_column * COLUMN, x0 + COLUMN)
         name = segment.test.rpartition("::")[2] or segment.test
-        room = max(1, (x1 - x0) // 6)
-        shown = name if len(name) <= room else name[: max(1, room - 1)] + "\u2026"
+        mark = "\u2717 " if segment.failed else ""
+        shown = mark + short_label(name, max(1, (x1 - x0) // 6 - len(mark)))
+        # Where one test's part begins: a rule across every lane (its lanes are shared).
+        boundary = (
+            f'<line class="test-boundary" x1="{x0}" x2="{x0}" y1="0" y2="{height}"/>'
+            if index
+            else ""
+        )
+        outcome = " failed" if segment.failed else ""
         parts.append(
-            f'<g class="segment" data-test={_attr(segment.test)} data-x0="{x0}" data-x1="{x1}">'
+            f'<g class="segment{outcome}" data-test={_attr(segment.test)} '
+            f'data-x0="{x0}" data-x1="{x1}">'
             f'<rect class="band" x="{x0}" y="0" width="{x1 - x0}" height="{height}" '
-            f'opacity="{0.0 if index % 2 else 1.0}"/>'
-            f'<text x="{x0 + 2}" y="12"><title>{_text(segment.test)}</title>{_text(shown)}</text>'
+            f'opacity="{0.0 if index % 2 and not segment.failed else 1.0}"/>{boundary}'
+            f'<text class="label" x="{x0 + 2}" y="12"><title>{_text(segment.test)}'
+            f"{' (failed)' if segment.failed else ''}</title>{_text(shown)}</text>"
             f"{''.join(inner[segment.test])}</g>"
         )
     return "".join(parts)
+
+
+def short_label(name: str, room: int) -> str:
+    """``name`` in ``room`` characters: a test function's name cut in its middle, its
+    parametrize id (``[ok]``, ``[bad]``: what tells its cases apart) kept whole while it
+    fits; the full node id is in the label's tooltip."""
+    if len(name) <= room:
+        return name
+    base, bracket, rest = name.partition("[")
+    ident = bracket + rest
+    if ident and len(ident) + 1 <= room:
+        return base[: room - len(ident) - 1] + "\u2026" + ident
+    return name[: max(1, room - 1)] + "\u2026"
 
 
 def _bar(bar: Bar, number: int, data: dict[str, Any]) -> str:

@@ -48,6 +48,8 @@ class TestFunctions:
         self.owners: dict[int, TestFunctions] = {}
         # Chaos routing: the seed its functions were routed with (None: chaos was off).
         self.chaos_seed: int | None = None
+        # The test failed (its setup or body): the reports mark it.
+        self.failed = False
 
     @classmethod
     def of(cls, item: pytest.Item) -> TestFunctions:
@@ -330,6 +332,7 @@ class PluginState:
                             request.node.nodeid,
                             tracked.broken.get(id(function), {}),
                             invocations=self.keeps_invocations,
+                            failed=tracked.failed,
                         )
                     )
                 if failures:

@@ -12,6 +12,7 @@ break. Exact durations are in each bar's details.
 from __future__ import annotations
 
 import heapq
+import math
 import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,7 @@ class Segment:
     test: str
     first_column: int
     end_column: int  # exclusive
+    failed: bool = False
 
 
 @dataclass
@@ -126,6 +128,18 @@ class Timeline:
     # Per test: the same figures, for the report's filter.
     test_figures: dict[str, dict[str, Any]]
     left_out: int = 0
+    # The figures of its failed tests only (None: none failed), for "failed only".
+    failed_figures: dict[str, Any] | None = None
+
+
+def label_columns(test: str) -> int:
+    """Columns a test's part needs at least, so that its label can show the test's
+    parametrize id (``[ok]``, ``[bad]``), which tells its cases apart: about 2.3
+    characters per column, room for a mark and an ellipsis, at most 12 columns."""
+    ident = test.rpartition("::")[2].partition("[")[2]
+    if not ident:
+        return 0
+    return min(12, math.ceil((len(ident) + 4) / 2.3))
 
 
 def pause_label(seconds: float) -> str:
@@ -169,11 +183,18 @@ def _timeline(function: FunctionHistory) -> Timeline:
         by_test.setdefault(bar.test, []).append(bar)
     figures = figures_of(every, len(by_test))
     test_figures = {test: figures_of(bars, 1) for test, bars in by_test.items()}
+    failed = function.failed_tests
+    failed_bars = [bar for bar in every if bar.test in failed]
+    failed_figures = (
+        figures_of(failed_bars, len({bar.test for bar in failed_bars})) if failed_bars else None
+    )
     items = _runs_joined(items)
     left_out = sum(item.bar.count for item in items[MAX_BARS:])
     items = items[:MAX_BARS]
     _keep_room_for_marks(items, used)
     segments, breaks, columns = _place(items, len(lanes), tests)
+    for segment in segments:
+        segment.failed = segment.test in failed
     bars = [item.bar for item in items]
     _mark_lanes(lanes, used, lane_of, bars)
     name, handler, isolation = function.label, function.key.handler, function.key.isolation
@@ -189,6 +210,7 @@ def _timeline(function: FunctionHistory) -> Timeline:
         figures=figures,
         test_figures=test_figures,
         left_out=left_out,
+        failed_figures=failed_figures,
     )
 
 
@@ -433,6 +455,7 @@ def _place(
             latest_end = max(latest_end, item.end)
             index += 1
         end = max([frontier, *lane_next, *(free for _, free in ended)])
+        end = max(end, first + label_columns(tests[test_index]))
         segments.append(Segment(tests[test_index], first, end))
         column = end + SEGMENT_GAP_COLUMNS
     return segments, breaks, max(0, column - SEGMENT_GAP_COLUMNS)

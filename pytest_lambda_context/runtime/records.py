@@ -218,6 +218,7 @@ class _TestCounts(TypedDict, total=False):
     # Added by the plugin: the test that made the function, limits it broke as a whole
     # (per="test"), requests throttled past max_concurrency (Lambda's error payloads).
     test: str
+    failed: bool  # the test failed (in its setup or body)
     limits_broken: list[str]
     throttles: list[dict[str, Any]]
 

@@ -5,6 +5,7 @@
   var tip = document.getElementById("tip");
   var tests = document.getElementById("test-filter");
   var functionSelect = document.getElementById("function-filter");
+  var failedOnly = document.getElementById("failed-filter");
   var shown = document.getElementById("shown");
 
   function dataOf(section) {
@@ -111,31 +112,37 @@
     });
   }
 
-  function filter(test, name) {
+  function filter(test, name, failed) {
     var functions = 0;
     var invocations = 0;
     sections.forEach(function (section) {
       var data = dataOf(section);
       var svg = section.querySelector("svg.chart");
       var segments = Array.prototype.slice.call(svg.querySelectorAll("g.segment"));
-      var matching = segments.filter(function (g) { return !test || g.getAttribute("data-test") === test; });
+      var matching = segments.filter(function (g) {
+        return (!test || g.getAttribute("data-test") === test) &&
+          (!failed || g.classList.contains("failed"));
+      });
       segments.forEach(function (g) { g.style.display = matching.indexOf(g) >= 0 ? "" : "none"; });
       section.hidden = matching.length === 0 || (name && section.getAttribute("data-function") !== name);
       if (section.hidden) return;
       functions += 1;
-      var figures = test ? data.test_figures[test] : data.figures;
+      var figures = test ? data.test_figures[test] : failed ? data.failed_figures : data.figures;
       invocations += figures.invocations;
       setFigures(section, figures);
-      var x0 = test ? Number(matching[0].getAttribute("data-x0")) : 0;
-      var x1 = test ? Number(matching[0].getAttribute("data-x1")) : data.width;
+      // Zoomed to the parts shown (one test's, or the failed tests' first to last).
+      var zoom = test || failed;
+      var x0 = zoom ? Number(matching[0].getAttribute("data-x0")) : 0;
+      var x1 = zoom ? Number(matching[matching.length - 1].getAttribute("data-x1")) : data.width;
       var height = Number(svg.getAttribute("height"));
       svg.setAttribute("viewBox", x0 + " 0 " + (x1 - x0) + " " + height);
       svg.setAttribute("width", String(x1 - x0));
     });
     shown.textContent = "shown: " + functions + (functions === 1 ? " function, " : " functions, ") +
       invocations + (invocations === 1 ? " invocation" : " invocations");
-    document.body.setAttribute("data-filter", (name ? "function=" + name : "") +
-      (name && test ? " " : "") + (test ? "test=" + test : ""));
+    document.body.setAttribute("data-filter", [
+      name ? "function=" + name : "", test ? "test=" + test : "", failed ? "failed" : ""
+    ].filter(Boolean).join(" "));
   }
 
   function choose(select, value) {
@@ -152,20 +159,23 @@
     });
     choose(tests, wanted.test || "");
     choose(functionSelect, wanted["function"] || "");
-    filter(tests.value, functionSelect.value);
+    failedOnly.checked = wanted.failed === "1" && !failedOnly.disabled;
+    filter(tests.value, functionSelect.value, failedOnly.checked);
   }
 
   function changed() {
     var parts = [];
     if (functionSelect.value) parts.push("function=" + encodeURIComponent(functionSelect.value));
     if (tests.value) parts.push("test=" + encodeURIComponent(tests.value));
+    if (failedOnly.checked) parts.push("failed=1");
     if (window.history && window.history.replaceState) {
       window.history.replaceState(null, "", "#" + parts.join("&"));
     }
-    filter(tests.value, functionSelect.value);
+    filter(tests.value, functionSelect.value, failedOnly.checked);
   }
 
   tests.addEventListener("change", changed);
+  failedOnly.addEventListener("change", changed);
   functionSelect.addEventListener("change", changed);
   window.addEventListener("hashchange", fromHash);
   fromHash();
