@@ -12,7 +12,8 @@ import pytest
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
 HANDLER = """
-    import atexit, builtins, decimal, faulthandler, gc, os, random, socket, sys, threading
+    import atexit, builtins, decimal, faulthandler, gc, locale, os, random, resource, socket
+    import sys, threading
 
     atexit.register(print, "ATEXIT OF INIT RAN")
     LISTENING = []
@@ -49,6 +50,13 @@ HANDLER = """
             if hasattr(sys, "set_int_max_str_digits"):  # 3.11, and 3.10's later patches
                 sys.set_int_max_str_digits(1000)
             random.seed(1)
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft - 1, hard))
+            sys.unraisablehook = lambda unraisable: None
+            sys.setprofile(lambda *args: None)
+            threading.settrace(lambda *args: None)
+            locale.setlocale(locale.LC_NUMERIC, event["locale"])
+            builtins.ADDED_BY_THE_HANDLER = True
         if action == "disable faulthandler":
             faulthandler.disable()
         if action == "atexit":
@@ -249,16 +257,21 @@ def test_process_wide_changes_are_put_back_and_named(pytester):
     write_project(
         pytester,
         """
-        import builtins, decimal, gc, random, socket, sys
+        import builtins, decimal, gc, locale, random, resource, socket, sys, threading
         import pytest
 
         STATE = []
+        NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)
+        HOOK, PROFILE, TRACE = sys.unraisablehook, sys.getprofile(), threading.gettrace()
+        NUMERIC = locale.setlocale(locale.LC_NUMERIC)
+        # A locale other than the test's, so that the change is one.
+        OTHER = "C" if NUMERIC != "C" else "C.UTF-8"
 
         @pytest.mark.lambda_handler("app.handler.handler")
         def test_leak(lambda_function):
             random.seed(7)
             STATE.append(random.getstate())
-            lambda_function.invoke({"action": "leak"})
+            lambda_function.invoke({"action": "leak", "locale": OTHER})
 
         def test_later():
             assert random.getstate() == STATE[0]  # as before the handler's random.seed(1)
@@ -270,6 +283,12 @@ def test_process_wide_changes_are_put_back_and_named(pytester):
             assert sys.displayhook is sys.__displayhook__
             if hasattr(sys, "get_int_max_str_digits"):
                 assert sys.get_int_max_str_digits() == 4300
+            assert resource.getrlimit(resource.RLIMIT_NOFILE) == NOFILE
+            assert sys.unraisablehook is HOOK  # pytest's own
+            assert sys.getprofile() is PROFILE
+            assert threading.gettrace() is TRACE
+            assert locale.setlocale(locale.LC_NUMERIC) == NUMERIC
+            assert not hasattr(builtins, "ADDED_BY_THE_HANDLER")
         """,
     )
     result = run(pytester)
@@ -283,6 +302,10 @@ def test_process_wide_changes_are_put_back_and_named(pytester):
         "int max str digits",
         "sys.unraisablehook, sys.displayhook or sys.breakpointhook",
         "builtins.print (replaced or deleted)",
+        "builtins.ADDED_BY_THE_HANDLER (added)",
+        "RLIMIT_NOFILE",
+        "trace and profile functions",
+        "the locale",
     ):
         assert what in text, what
     # Drawing random numbers is ordinary use: put back without a word.
