@@ -414,3 +414,47 @@ def test_two_folders_with_the_same_handler_are_two_functions(
     page = (pytester.path / "report.html").read_text()
     assert page.count('<section class="function"') == 2
     assert "app-lambda_handler [orders]" in page and "app-lambda_handler [billing]" in page
+
+
+OUTCOMES_HANDLER = """
+import pytest
+
+def handler(event, context):
+    if event["what"] == "skip":
+        pytest.skip("the handler skipped")
+    if event["what"] == "fail":
+        pytest.fail("the handler failed", pytrace=False)
+    return "ran"
+"""
+
+
+def test_pytests_outcomes_raised_in_handler_code_are_pytests(pytester: pytest.Pytester) -> None:
+    # Module isolation: pytest.skip/fail (and pytest-timeout's timeout, a pytest.fail)
+    # raised where function code runs are the test's outcome, not the runtime's crash.
+    pytester.makepyfile(**{"app/__init__": "", "app/main": OUTCOMES_HANDLER})
+    pytester.makepyfile(
+        test_outcomes="""
+        import pytest
+
+        pytestmark = pytest.mark.lambda_handler("app.main.handler")
+
+        def test_skips(lambda_function):
+            lambda_function.invoke({"what": "skip"})
+
+        def test_fails(lambda_function):
+            lambda_function.invoke({"what": "fail"})
+
+        def test_runs(lambda_function):
+            assert lambda_function.invoke({"what": "nothing"}) == "ran"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rsf")
+    result.assert_outcomes(passed=1, skipped=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED *the handler skipped",
+            "FAILED test_outcomes.py::test_fails - Failed: the handler failed",
+        ],
+        consecutive=False,
+    )
+    assert "Runtime.ExitError" not in result.stdout.str()

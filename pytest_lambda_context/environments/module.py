@@ -52,6 +52,7 @@ from pytest_lambda_context.runtime.handler import (
     call_handler,
     crash_payload,
     import_handler,
+    is_test_outcome,
     timeout_payload,
 )
 from pytest_lambda_context.runtime.logging_setup import (
@@ -432,6 +433,9 @@ class ModuleEnvironment(ExecutionEnvironment):
             self._exit()
             raise
         except BaseException as exc:
+            if is_test_outcome(exc):  # pytest.skip/fail in init code: the test's outcome
+                self._exit()
+                raise
             # Init code that exits (or raises KeyboardInterrupt, GeneratorExit...) ends
             # the runtime: an init error, as on Lambda.
             outcome = Outcome(

@@ -40,6 +40,7 @@ __all__ = [
     "exit_payload",
     "exit_status",
     "import_handler",
+    "is_test_outcome",
     "module_name_of",
     "timeout_payload",
 ]
@@ -70,6 +71,17 @@ class PluginInterrupt(BaseException):
 
 class RealInterrupt(KeyboardInterrupt):
     """A Ctrl-C that really arrived (SIGINT): it stops pytest, whatever code it hits."""
+
+
+def is_test_outcome(exc: BaseException) -> bool:
+    """pytest's own outcome exceptions (``pytest.skip``, ``pytest.fail``, ``pytest.exit``,
+    ``pytest.xfail``; pytest-timeout's timeout is a ``pytest.fail``) raised where function
+    code runs: the test's outcome, passed on as pytest's, never the runtime's crash.
+    Known by class, not imported: this layer does not import pytest."""
+    return any(
+        cls.__name__ == "OutcomeException" and cls.__module__ == "_pytest.outcomes"
+        for cls in type(exc).__mro__
+    )
 
 
 def exit_code(exc: BaseException) -> int:
@@ -265,6 +277,8 @@ def call_handler(
     except (PluginInterrupt, RealInterrupt):
         raise
     except BaseException as exc:
+        if is_test_outcome(exc):
+            raise
         # SystemExit, os._exit, KeyboardInterrupt, GeneratorExit...: the runtime ends.
         payload = crash_payload(exc, request_id)
         return Outcome(
