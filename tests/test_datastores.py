@@ -652,3 +652,35 @@ def test_warm_start_keeps_a_tcp_proxy_alive_into_the_next_test(
     )
     result = pytester.runpytest("-p", "no:cacheprovider", f"--lambda-isolation={isolation}")
     result.assert_outcomes(passed=2)
+
+
+def test_each_xdist_worker_has_a_server_of_its_own(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    pytest.importorskip("xdist")
+    out = tmp_path_factory.mktemp("servers")
+    monkeypatch.setenv("PLC_SERVERS_OUT", str(out))
+    pytester.makepyfile(
+        """
+        import os, pathlib, pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_it(redis, n):
+            assert redis.client().dbsize() == 0  # a database of its own
+            redis.client().set("made", n)
+            out = pathlib.Path(os.environ["PLC_SERVERS_OUT"])
+            worker = os.environ["PYTEST_XDIST_WORKER"]
+            (out / f"{worker}-{n}").write_text(redis.direct_url.rsplit("/", 1)[0])
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=6)
+    servers: dict[str, set[str]] = {}
+    for path in out.iterdir():
+        servers.setdefault(path.name.split("-")[0], set()).add(path.read_text())
+    # One server per worker, used by all its tests; none shared between workers.
+    assert sorted(servers) == ["gw0", "gw1"]
+    assert all(len(urls) == 1 for urls in servers.values())
+    assert servers["gw0"] != servers["gw1"]
