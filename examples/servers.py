@@ -1,7 +1,8 @@
 """A real PostgreSQL and a real Redis for tests, started from the machine's own binaries.
 
-Used by the example project (examples/conftest.py) and by the plugin's own tests
-(tests/conftest.py loads this file): the servers run on a free 127.0.0.1 port, in a
+Used by the plugin's own tests of ``tcp_proxy`` in front of a server that is not the
+plugin's (tests/conftest.py loads this file); the example project uses the plugin's
+``postgres``/``redis`` fixtures. The servers run on a free 127.0.0.1 port, in a
 temporary folder, without persistence, and stop when the test session ends.
 
 - PostgreSQL: ``initdb`` and ``pg_ctl`` from PATH or Debian's /usr/lib/postgresql/*/bin

@@ -1,9 +1,10 @@
 """db_app.memoized: one PostgreSQL connection per environment, counted although libpq
-opens it in C: DATABASE_URL points at the postgres fixture's tcp_proxy."""
+opens it in C: DATABASE_URL is the postgres fixture's URL,
+through its counting proxy."""
 
 import pytest
 
-DATABASE = {"DATABASE_URL": "postgresql://postgres@{proxy:postgres}/postgres"}
+DATABASE = {"DATABASE_URL": "{postgres_url}"}
 pytestmark = pytest.mark.lambda_handler("db_app.memoized.handler", env=DATABASE)
 
 

@@ -11,7 +11,7 @@ The failure (strict xfail: it must fail) reads:
 
 import pytest
 
-DATABASE = {"DATABASE_URL": "postgresql://postgres@{proxy:postgres}/postgres"}
+DATABASE = {"DATABASE_URL": "{postgres_url}"}
 pytestmark = pytest.mark.lambda_handler("db_app.per_invocation.handler", env=DATABASE)
 
 

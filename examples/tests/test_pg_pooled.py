@@ -2,7 +2,7 @@
 
 import pytest
 
-DATABASE = {"DATABASE_URL": "postgresql://postgres@{proxy:postgres}/postgres"}
+DATABASE = {"DATABASE_URL": "{postgres_url}"}
 pytestmark = pytest.mark.lambda_handler("db_app.pooled.handler", env=DATABASE)
 
 
