@@ -591,6 +591,7 @@ class ExecutionEnvironment:
             "isolation": self.isolation,
             "state": self.state,
             "shutdown_reason": self.shutdown_reason,
+            "sigterm_handled": self.sigterm_handled,
             "initialization_type": self.initialization_type,
             "init_duration_ms": self.init_duration_ms,
             "restore_duration_ms": self.restore_duration_ms,

@@ -152,6 +152,7 @@ class InvocationRecord(TypedDict):
     started_at: float | None
     output: list[str]
     status: str | None
+    attempt: int  # an asynchronous event's: 0, then its retries 1 and 2
     billed_duration_ms: int
     report_line: str
 
@@ -201,6 +202,9 @@ class EnvironmentRecord(_EnvironmentCounts):
     isolation: str
     state: str
     shutdown_reason: str | None
+    # The shutdown phase: whether function code's SIGTERM handler ran (with extensions),
+    # else the runtime was killed.
+    sigterm_handled: bool
     initialization_type: str
     init_duration_ms: float | None
     restore_duration_ms: float | None
