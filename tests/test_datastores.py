@@ -640,7 +640,7 @@ def test_warm_start_keeps_a_tcp_proxy_alive_into_the_next_test(
         def pg(tcp_proxy):
             return tcp_proxy("{endpoint.host}", {endpoint.port}, name="pg")
 
-        def test_first(pg, lambda_env):
+        def test_first(lambda_env, pg):  # the proxy's fixture after lambda_env
             assert lambda_env.invoke({{}}) == 1
             assert pg.connections.opened == 1
 

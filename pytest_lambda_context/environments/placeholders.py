@@ -79,8 +79,8 @@ def _unknown(key: str, value: str, name: str, suppliers: Suppliers) -> str:
         return (
             f"{start}, but this test has no tcp_proxy named {proxy!r}: {hint}make one before "
             f"the first invocation, tcp_proxy(host, port, name={proxy!r}) (known: {shown or 'none'}); "
-            "lambda_env makes its environment when it is set up: list the fixture that makes "
-            "the proxy before lambda_env"
+            "lambda_env makes its environment when it is set up: make the proxy in a fixture "
+            "of the test, not in its body"
         )
     service = ""
     if _SERVICE.fullmatch(name):
