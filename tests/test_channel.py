@@ -27,6 +27,7 @@ from pytest_lambda_context.environments.channel import (
     Ready,
     Reaped,
     ReapRequest,
+    ReleaseRequest,
     RestoreRequest,
     ServingForks,
     ShutdownReady,
@@ -64,6 +65,7 @@ SAMPLES: list[Message] = [
         coverage=CoverageHandoff(
             config="{}", root="/r", data_file="/r/.coverage", source=None, private_folder=None
         ),
+        pool=2,
     ),
     Ready(pid=4242, preloaded=["json", "ssl"]),
     ForkRequest(own_tmp="/tmp/own", expose=("/code", "/venv")),
@@ -71,6 +73,7 @@ SAMPLES: list[Message] = [
     ReapRequest(pid=4243, block=False),
     Reaped(status=None),
     Reaped(status=9),
+    ReleaseRequest(pid=4244, grace=1.5, remove="/tmp/env-3"),
     InitRequest(config=CONFIG, request_id="req-1", offset=3600.5),
     InitRequest(config=CONFIG, request_id=None, offset=0.0),
     InvokeRequest(request_id="req-2", event={"q": [1, 2.5, None]}, deadline_ms=1.5e12, offset=0.0),

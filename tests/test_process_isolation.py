@@ -273,7 +273,8 @@ def test_environment_variables_cwd_sys_path_and_tmpdir(make, root, monkeypatch):
     tmp_a, tmp_b = ra["env"]["TMPDIR"], rb["env"]["TMPDIR"]
     assert tmp_a != tmp_b and os.path.isdir(tmp_a)
     a.shutdown()
-    assert not os.path.exists(tmp_a)
+    # Removed by the template once the worker has exited, off the test's path.
+    assert wait_for(lambda: not os.path.exists(tmp_a))
 
 
 def test_a_handler_that_changes_os_environ_leaves_the_test_process_alone(make):
@@ -584,7 +585,8 @@ def test_many_cold_starts_leave_no_fd_or_process_behind(make):
         pids.append(environment.invoke({})["pid"])
         environment.shutdown()
     assert len(os.listdir("/proc/self/fd")) == before
-    assert all(gone(pid) for pid in pids)
+    # Reaped by the template as they exit, off the test's path.
+    assert wait_for(lambda: all(gone(pid) for pid in pids))
 
 
 def test_a_function_without_a_pool_starts_and_stops_its_own_template(root):

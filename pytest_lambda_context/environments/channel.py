@@ -50,6 +50,7 @@ __all__ = [
     "Ready",
     "ReapRequest",
     "Reaped",
+    "ReleaseRequest",
     "RestoreRequest",
     "ServingForks",
     "ShutdownReady",
@@ -80,6 +81,8 @@ class Hello(NamedTuple):
     preload: list[str]
     # The session's coverage, for every worker to measure alike (None: not measured).
     coverage: CoverageHandoff | None
+    # How many blank workers to keep forked ahead (environments/blank_pool.py).
+    pool: int
 
 
 class Ready(NamedTuple):
@@ -113,6 +116,19 @@ class ReapRequest(NamedTuple):
 class Reaped(NamedTuple):
     # The raw wait status (os.waitpid's), or None: still running and not ``block``.
     status: int | None
+
+
+class ReleaseRequest(NamedTuple):
+    """The test process is done with worker ``pid`` (told to shut down, or killed):
+    reap it once it exits, ending its process group past ``grace`` seconds, then remove
+    ``remove``. Not answered: the test does not wait for it."""
+
+    pid: int
+    grace: float
+    # The environment's own /tmp folder (None: not the worker's to remove). Removed
+    # once the worker's mount namespace is gone: before, each of its bind mounts makes
+    # the removal wait for the kernel (~5 ms a folder).
+    remove: str | None
 
 
 # --- an environment's channel ----------------------------------------------------------
@@ -254,6 +270,7 @@ Message: TypeAlias = (
     | InvokeReply
     | ServingForks
     | ShutdownReady
+    | ReleaseRequest
 )
 # The wire tag of each type is its place here: append, never reorder (the template and
 # its workers always run the same copy of this module, but a reader of a dump should
@@ -275,6 +292,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     InvokeReply,
     ServingForks,
     ShutdownReady,
+    ReleaseRequest,
 )
 _TAGS: dict[type[Message], int] = {kind: tag for tag, kind in enumerate(MESSAGE_TYPES)}
 _PICKLE = pickle.HIGHEST_PROTOCOL

@@ -68,6 +68,9 @@ class ForkServer(ProcessEnvironment):
             return int(signal.SIGKILL)
         return reply.status
 
+    def release_worker(self, pid: int, grace: float, remove: str | None = None) -> bool:
+        return False  # the environment reaps its runtime processes itself, through reap()
+
     def _ask(
         self, message: ForkRequest | ReapRequest, fds: list[int], expected: type[Answer]
     ) -> Answer | None:

@@ -89,6 +89,11 @@ class Forker(Protocol):
 
     def reap(self, pid: int, block: bool = True) -> int | None: ...
 
+    def release_worker(self, pid: int, grace: float, remove: str | None = None) -> bool:
+        """Reap ``pid`` and remove ``remove`` off the test's path (True), or leave both
+        to the caller (False)."""
+        ...
+
 
 class ProcessEnvironment(ExecutionEnvironment):
     isolation = "process"
@@ -128,6 +133,8 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._channel: socket.socket | None = None
         self._pidfd: int | None = None
         self._reaped = False
+        # Its /tmp folder is the template's to remove (see _stop_worker).
+        self._tmp_handed_over = False
         self._frozen = False
         self._busy = False
         self._max_rss_kb = 0
@@ -441,33 +448,49 @@ class ProcessEnvironment(ExecutionEnvironment):
             if self._pidfd is not None:
                 os.close(self._pidfd)
                 self._pidfd = None
-            if self._owns_tmpdir:
+            if self._owns_tmpdir and not self._tmp_handed_over:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     def _stop_worker(self) -> None:
         channel = self._channel
         if self.shutdown_reason in ("timeout", "exit") or channel is None:
             self._leave_connections_open(self._proxy_scope)
-            self._wait_exit(grace=0.0)
+            self._kill()
+            self._hand_over(grace=0.0)
             return
-        # Lambda's shutdown phase (SIGTERM and the grace period, with extensions), in
-        # the worker; then it is ended as Lambda discards an environment.
         grace = self.shutdown_grace()
-        try:
-            self._thaw()
-            channel.settimeout(grace + _EXIT_GRACE)
-            send_message(channel, ShutdownRequest(grace=grace))
-            until = time.monotonic() + grace + _EXIT_GRACE
-            ready = expect(recv_message(channel, until), ShutdownReady)
-            self.sigterm_handled = ready.sigterm_handled
-        except (OSError, EOFError, ChannelError):
-            pass  # gone already, or still in its SIGTERM handler past the grace period
+        self._thaw()
+        if grace > 0:
+            # Lambda's shutdown phase (SIGTERM and the grace period, with extensions), in
+            # the worker; then it is ended as Lambda discards an environment. Without
+            # extensions nothing of function code runs: nothing to wait for here.
+            try:
+                channel.settimeout(grace + _EXIT_GRACE)
+                send_message(channel, ShutdownRequest(grace=grace))
+                until = time.monotonic() + grace + _EXIT_GRACE
+                ready = expect(recv_message(channel, until), ShutdownReady)
+                self.sigterm_handled = ready.sigterm_handled
+            except (OSError, EOFError, ChannelError):
+                pass  # gone already, or still in its SIGTERM handler past the grace period
         self._leave_connections_open(self._proxy_scope)
         # Told nothing more, the worker ends in os._exit (no atexit callbacks of
         # function code; coverage data saved), else it is killed.
         channel.close()
         self._channel = None
-        self._wait_exit()
+        self._hand_over(grace=_EXIT_GRACE)
+
+    def _hand_over(self, grace: float) -> None:
+        """Leave the ending worker to the template (reaped as it exits, its group ended
+        past ``grace``, its /tmp removed), off the test's path; or, where the template
+        cannot take it, wait for it here."""
+        assert self.pid is not None
+        remove = self._tmpdir if self._owns_tmpdir else None
+        if self._template.release_worker(self.pid, grace, remove):
+            # This process never signals it again.
+            self._reaped = True
+            self._tmp_handed_over = remove is not None
+            return
+        self._wait_exit(grace)
 
     def _max_memory_used_mb(self) -> int:
         return self._max_rss_kb // 1024

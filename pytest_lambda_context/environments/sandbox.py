@@ -23,8 +23,10 @@ from collections.abc import Iterable
 __all__ = [
     "TMP",
     "become_subreaper",
+    "bind_private_tmp",
     "children",
     "end_descendants",
+    "enter_namespaces",
     "enter_private_tmp",
     "outermost_under_tmp",
 ]
@@ -74,12 +76,21 @@ def enter_private_tmp(own: str, expose: Iterable[str]) -> str | None:
     Must run in a single-threaded process (a fresh fork). Returns None on success,
     else why the kernel refused (``/tmp`` is then the host's, unchanged).
     """
+    return enter_namespaces() or bind_private_tmp(own, expose)
+
+
+def enter_namespaces() -> str | None:
+    """Enter a mount namespace of this process's own (in a user namespace unless root).
+
+    The first half of :func:`enter_private_tmp`, which a pre-forked worker does before
+    it knows its environment (see :func:`bind_private_tmp`). Must run in a
+    single-threaded process; it clears the parent-death signal. None on success, else
+    why the kernel refused.
+    """
     if not sys.platform.startswith("linux"):
         return f"private /tmp needs Linux namespaces (this is {sys.platform})"
-    own = os.path.realpath(own)
     if os.path.realpath(TMP) != TMP:
         return f"{TMP} is a link to {os.path.realpath(TMP)}"
-    shown = outermost_under_tmp([*expose, own])
     libc = _c()
     uid, gid = os.geteuid(), os.getegid()
     try:
@@ -98,6 +109,18 @@ def enter_private_tmp(own: str, expose: Iterable[str]) -> str | None:
                     file.write(text)
         # Our mounts stay ours; the host's still reach us.
         _check(libc.mount(None, b"/", None, _MS_REC | _MS_SLAVE, None), "mount --make-rslave /")
+    except OSError as exc:
+        return f"the kernel refused a private {TMP} ({exc.strerror or exc})"
+    return None
+
+
+def bind_private_tmp(own: str, expose: Iterable[str]) -> str | None:
+    """In the namespace :func:`enter_namespaces` entered: bind ``own`` over ``/tmp``,
+    with ``expose`` bound back in at their paths. None on success, else why not."""
+    own = os.path.realpath(own)
+    shown = outermost_under_tmp([*expose, own])
+    libc = _c()
+    try:
         for path in shown:
             point = os.path.join(own, os.path.relpath(path, TMP))
             if os.path.isdir(path):

@@ -142,6 +142,9 @@ class SnapStart:
             return int(signal.SIGKILL)
         return snapshot.reap(pid, block)
 
+    def release_worker(self, pid: int, grace: float, remove: str | None = None) -> bool:
+        return False  # restores are reaped through the snapshot's reap()
+
     # -- lifetime ------------------------------------------------------------------
     def hold(self) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ from pytest_lambda_context.environments.channel import (
     Ready,
     Reaped,
     ReapRequest,
+    ReleaseRequest,
     expect,
     recv_packet,
     send_packet,
@@ -31,10 +32,13 @@ from pytest_lambda_context.environments.channel import (
 from pytest_lambda_context.environments.interpreter import PACKAGE_PARENT, python_command
 from pytest_lambda_context.environments.worker import PRELOAD
 
-__all__ = ["PACKAGE_PARENT", "WorkerTemplate", "sys_path"]
+__all__ = ["PACKAGE_PARENT", "POOL_SIZE", "WorkerTemplate", "sys_path"]
 
 # How long the template may take to import the preloaded libraries.
 _READY_TIMEOUT = 120.0
+# Blank workers kept forked ahead: the cold starts a test makes in a row (invoke_many
+# and provision() take more at once; those past the pool are forked as they come).
+POOL_SIZE = 2
 # What the template runs: the worker module's main, imported (not run as __main__:
 # freezegun ignores its callers' modules by name, and "__main__" frames under a handler
 # would count as a library's and hide the moved clock from it).
@@ -48,9 +52,15 @@ class WorkerTemplate:
     """
 
     def __init__(
-        self, preload: Sequence[str] = PRELOAD, *, coverage_root: str | None = None
+        self,
+        preload: Sequence[str] = PRELOAD,
+        *,
+        coverage_root: str | None = None,
+        pool: int = POOL_SIZE,
     ) -> None:
         self.preload = list(preload)
+        # Blank workers the template keeps forked ahead (0: each fork starts from scratch).
+        self.pool = pool
         # Where the session's coverage configuration's relative paths point (pytest's
         # invocation folder); the coverage measuring this process is looked up at start.
         self.coverage_root = coverage_root
@@ -102,7 +112,10 @@ class WorkerTemplate:
             theirs.close()
         self._control = ours
         self.pid = self._process.pid
-        send_packet(ours, Hello(sys_path=sys_path(), preload=self.preload, coverage=self._coverage))
+        hello = Hello(
+            sys_path=sys_path(), preload=self.preload, coverage=self._coverage, pool=self.pool
+        )
+        send_packet(ours, hello)
 
     def _wait_ready(self) -> socket.socket:
         self._start()
@@ -204,6 +217,24 @@ class WorkerTemplate:
                 self._discard()
                 return int(signal.SIGKILL)
             return expect(reply, Reaped).status
+
+    def release_worker(self, pid: int, grace: float, remove: str | None = None) -> bool:
+        """Leave worker ``pid`` (told to shut down, or killed) to the template: it reaps
+        it once it exits, ends its process group past ``grace`` seconds, then removes
+        the folder ``remove``. True if handed over (nothing to wait for here); False:
+        reap it (and remove the folder) yourself."""
+        with self._lock:
+            control = self._control
+            # A measuring worker saves its data file as it exits, and pytest-cov
+            # combines the files it finds at the end of the session, maybe before the
+            # template is closed: the test waits for it, as it always did.
+            if control is None or not self._ready or self._coverage is not None:
+                return False
+            try:
+                send_packet(control, ReleaseRequest(pid=pid, grace=grace, remove=remove))
+            except OSError:
+                return False
+            return True
 
     def __repr__(self) -> str:
         return f"<WorkerTemplate pid={self.pid} ready={self._ready} closed={self._closed}>"

@@ -22,16 +22,19 @@ import importlib
 import os
 import pickle
 import resource
+import select
+import shutil
 import signal
 import socket
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_lambda_context.environments import sandbox, worker_coverage
+from pytest_lambda_context.environments.blank_pool import BlankPool, BlankWorker
 from pytest_lambda_context.environments.channel import (
     Forked,
     ForkRequest,
@@ -45,6 +48,7 @@ from pytest_lambda_context.environments.channel import (
     Ready,
     Reaped,
     ReapRequest,
+    ReleaseRequest,
     RestoreRequest,
     ServingForks,
     ShutdownReady,
@@ -180,10 +184,24 @@ def _serve(control: socket.socket) -> int:
         fds: list[int] = []
         return recv_packet(control, fds), fds
 
-    def fork(fd: int, request: ForkRequest) -> int:
-        return _fork(control, fd, request.own_tmp, request.expose, coverage=coverage)
+    def fork_blank(others: Sequence[socket.socket]) -> BlankWorker:
+        return _fork_blank([control, *others], coverage)
 
-    return serve_forks(receive, lambda message: send_packet(control, message), fork)
+    pool = BlankPool(hello.pool, fork_blank)  # filled in quiet moments (serve_forks)
+
+    def fork(fd: int, request: ForkRequest) -> int:
+        pid = pool.hand_out(fd, request)
+        if pid is None:
+            inherited = [control, *pool.sockets()]
+            pid = _fork(inherited, fd, request.own_tmp, request.expose, coverage=coverage)
+        return pid
+
+    try:
+        return serve_forks(
+            receive, lambda message: send_packet(control, message), fork, pool, control.fileno()
+        )
+    finally:
+        pool.close()
 
 
 # What forks a worker for a fork request: gets the channel's fd and the request.
@@ -194,16 +212,30 @@ def serve_forks(
     receive: Callable[[], tuple[Message | None, list[int]]],
     reply: Callable[[Message], None],
     fork: Fork,
+    pool: BlankPool | None = None,
+    watch: int | None = None,
 ) -> int:
     """Answer fork and reap requests until the test process lets go.
 
     The template does this, and so does a worker that stands in for it: a SnapStart
     snapshot (its forks are restores) and a Managed Instances environment (its forks
-    are the environment's runtime processes).
+    are the environment's runtime processes). The template's ``pool`` of blank
+    workers is refilled after each answer, while the test process goes on; workers
+    released to it are reaped between requests (``watch``: the fd requests arrive on).
     """
     live: set[int] = set()
+    releases = _Releases()
+
+    def forget(pids: list[int]) -> None:
+        if pids:
+            live.difference_update(pids)
+            _end_orphans(live | pool.pids() if pool is not None else live)
+
     try:
         while True:
+            if watch is not None:
+                refill = pool.fill_one if pool is not None and pool.short() else None
+                forget(releases.wait(watch, refill))
             try:
                 request, fds = receive()
             except (OSError, EOFError):
@@ -219,19 +251,94 @@ def serve_forks(
                     os.close(fd)
                 status = _reap(request.pid, request.block)
                 if status is not None:
-                    live.discard(request.pid)
-                    _end_orphans(live)
+                    forget([request.pid])
                 response = Reaped(status=status)
+            elif isinstance(request, ReleaseRequest):
+                releases.add(request)
+                continue  # not answered
             else:  # None: the test process is gone or done, so are the forked workers
                 break
             reply(response)
     finally:
+        # Workers told to shut down get the rest of their grace (atexit handlers that
+        # save coverage data, say); the others are killed now.
+        live.difference_update(releases.wait(None))
         for pid in live:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
         _end_orphans(set())
     return 0
+
+
+# How long the template waits for a quiet moment before it forks a blank worker: the
+# cold start that asked for the last one goes on meanwhile (its init, its first
+# invocation), and a fork would compete with it for the CPU.
+_IDLE = 0.005
+
+
+class _Releases:
+    """Workers the test process let go of: reaped as they exit, their process group
+    ended then (or past their grace), off the test's path."""
+
+    def __init__(self) -> None:
+        # pid -> (its pidfd, or -1 where there is none; its deadline, time.monotonic)
+        self.waiting: dict[int, tuple[int, float]] = {}
+        self.remove: dict[int, str] = {}
+
+    def add(self, request: ReleaseRequest) -> None:
+        pid = request.pid
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (OSError, AttributeError):  # gone already, or no pidfd: at the deadline
+            pidfd = -1
+        self.waiting[pid] = (pidfd, time.monotonic() + request.grace)
+        if request.remove is not None:
+            self.remove[pid] = request.remove
+
+    def wait(self, watch: int | None, idle: Callable[[], bool] | None = None) -> list[int]:
+        """Reap released workers until ``watch`` is readable (None: until all are
+        reaped); the pids reaped.
+
+        ``idle``: work for the quiet moments (refilling the pool), one piece each time
+        nothing has happened for _IDLE seconds; it says whether more remains.
+        """
+        reaped: list[int] = []
+        busy = idle is not None
+        while self.waiting or busy:
+            now = time.monotonic()
+            for pid, (_, deadline) in list(self.waiting.items()):
+                if deadline <= now:
+                    reaped.append(self._finish(pid))
+            fds = {fd: pid for pid, (fd, _) in self.waiting.items() if fd >= 0}
+            timeouts = [_IDLE] if busy else []
+            if self.waiting:
+                timeouts.append(max(0.0, min(d for _, d in self.waiting.values()) - now))
+            if not timeouts:
+                break
+            watched = [*fds] if watch is None else [watch, *fds]
+            readable, _, _ = select.select(watched, [], [], min(timeouts))
+            reaped.extend(self._finish(fds[fd]) for fd in readable if fd in fds)
+            if watch is not None and watch in readable:
+                break
+            if busy and not readable and idle is not None:
+                busy = idle()
+        return reaped
+
+    def _finish(self, pid: int) -> int:
+        pidfd, _ = self.waiting.pop(pid)
+        # Before the wait, while the pid (and its group's id) cannot be reused: what
+        # its handler started in its group ends with it, as Lambda's sandbox does.
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+        if pidfd >= 0:
+            os.close(pidfd)
+        folder = self.remove.pop(pid, None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        return pid
 
 
 def _end_orphans(live: set[int]) -> None:
@@ -263,7 +370,7 @@ def _reap(pid: int, block: bool) -> int | None:
 
 
 def _fork(
-    control: socket.socket,
+    inherited: Sequence[socket.socket],
     channel_fd: int,
     own_tmp: str | None = None,
     expose: tuple[str, ...] = (),
@@ -273,8 +380,9 @@ def _fork(
 ) -> int:
     """Fork a worker that serves the channel ``channel_fd``; its pid.
 
-    Every worker process starts here, whoever forks it (see serve_forks); ``serve``
-    is what it does with its channel (default: a fresh environment's requests).
+    Every worker process starts here or in :func:`_fork_blank`, whoever forks it (see
+    serve_forks); ``serve`` is what it does with its channel (default: a fresh
+    environment's requests). ``inherited``: the forker's sockets, closed in the child.
     """
     template = os.getpid()
     pid = os.fork()
@@ -290,7 +398,8 @@ def _fork(
     try:
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
-        control.close()
+        for sock in inherited:
+            sock.close()
         coverage_data = worker_coverage.data_folder(coverage)
         if coverage_data is not None:  # its data files' folder stays the host's
             expose = (*expose, coverage_data)
@@ -319,6 +428,75 @@ def _fork(
         # Lambda's sandbox goes as a whole: so does everything this environment started.
         sandbox.end_descendants(os.getpid())
         os._exit(status)
+
+
+def _fork_blank(inherited: Sequence[socket.socket], coverage: Any) -> BlankWorker:
+    """Fork a blank worker for the template's pool (see blank_pool): all of a worker's
+    set-up that does not depend on its environment, then a wait for the fork request
+    that names it."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    template = os.getpid()
+    pid = os.fork()
+    if pid:
+        theirs.close()
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # as in _fork
+        return pid, ours
+    status = 70
+    try:
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
+        for sock in (*inherited, ours):
+            sock.close()
+        # Before the death signal: entering a user namespace would clear it.
+        refused = sandbox.enter_namespaces()
+        set_parent_death_signal()
+        if os.getppid() != template:
+            os._exit(1)
+        sandbox.become_subreaper()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        gc.unfreeze()
+        if coverage is not None:
+            worker_coverage.start_in_worker(coverage)
+        _install_monitors()
+        fds: list[int] = []
+        message = recv_packet(theirs, fds)
+        theirs.close()
+        if message is None or not fds:  # the template let go of its pool
+            status = 0
+        else:
+            request = expect(message, ForkRequest)
+            expose = request.expose
+            coverage_data = worker_coverage.data_folder(coverage)
+            if coverage_data is not None:
+                expose = (*expose, coverage_data)
+            if request.own_tmp is None:
+                tmp_refused: str | None = "not asked"
+            else:
+                tmp_refused = refused or sandbox.bind_private_tmp(request.own_tmp, expose)
+            status = _serve_fresh(socket.socket(fileno=fds[0]), tmp_refused)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            import traceback
+
+            traceback.print_exc()
+    finally:
+        _flush()
+        sandbox.end_descendants(os.getpid())
+        os._exit(status)
+
+
+def _install_monitors() -> None:
+    """The network guard, then the connection and client monitors (once per process)."""
+    from pytest_lambda_context.observe import clients, connections, netguard
+
+    # Below the socket layer (_socket, UDP, name lookups, threads it starts); first,
+    # as the socket monitor calls through to what it wraps.
+    netguard.install()
+    connections.install()
+    # boto3/botocore clients made by function code are counted here too (the aws
+    # fixture's accounting); it patches botocore only, and only once imported.
+    clients.install()
 
 
 def _serve_fresh(channel: socket.socket, tmp_refused: str | None) -> int:
@@ -454,7 +632,7 @@ class _Worker:
                 return self.then()
 
     def init(self, request: InitRequest) -> tuple[PhaseReply, int | None]:
-        from pytest_lambda_context.observe import clients, connections, netguard
+        from pytest_lambda_context.observe import connections
         from pytest_lambda_context.observe.scope import set_scope
         from pytest_lambda_context.runtime.clock import shifted_clock
         from pytest_lambda_context.runtime.handler import InitFailure, import_handler
@@ -469,13 +647,8 @@ class _Worker:
         sys.path[:] = config.sys_path
         os.chdir(config.code_root)
         _refresh_finders(config.code_root_prefix)
-        # Below the socket layer (_socket, UDP, name lookups, threads it starts); first,
-        # as the socket monitor calls through to what it wraps.
-        netguard.install()
-        connections.install()
-        # boto3/botocore clients made by function code are counted here too (the aws
-        # fixture's accounting); it patches botocore only, and only once imported.
-        clients.install()  # boto3/botocore clients of function code (botocore patched lazily)
+        if not connections.installed():  # a blank worker of the pool has them already
+            _install_monitors()
         self._install_runtime(config.environ)
         # request_id None: connections of the init phase are the init's, not the
         # first invocation's (ConnectionEvent's contract).
@@ -596,7 +769,7 @@ class _Worker:
         def restore(fd: int, request: ForkRequest) -> int:
             state = snapshot_runtime.capture()
             return _fork(
-                channel,
+                [channel],
                 fd,
                 request.own_tmp,
                 request.expose,
@@ -640,7 +813,7 @@ class _Worker:
         refused = self.tmp_refused
 
         def runtime_process(fd: int, _request: ForkRequest) -> int:
-            return _fork(channel, fd, None, (), lambda ch, _: _Worker(ch, refused).serve())
+            return _fork([channel], fd, None, (), lambda ch, _: _Worker(ch, refused).serve())
 
         return self._serve_forks(runtime_process)
 
