@@ -459,3 +459,46 @@ def test_a_connection_opened_by_one_environment_and_used_by_another(pytester):
     pytester.makepyfile(test_session=textwrap.dedent(SHARED_TESTS))
     result = run(pytester, "-W", "error::pytest_lambda_context.SharedConnectionWarning")
     result.assert_outcomes(passed=2)
+
+
+def test_a_library_patched_by_init_code_is_put_back_and_named(pytester):
+    pytest.importorskip("aws_xray_sdk")
+    (pytester.path / "traced.py").write_text(
+        textwrap.dedent(
+            """
+            from aws_xray_sdk.core import patch, xray_recorder
+
+            xray_recorder.configure(context_missing="IGNORE_ERROR", sampling=False)
+            patch(["botocore"])  # as patch_all() does, for botocore
+
+            def handler(event, context):
+                return "traced"
+            """
+        )
+    )
+    pytester.makepyfile(
+        test_session="""
+        import botocore.client
+        import pytest
+
+        ORIGINAL = botocore.client.BaseClient.__dict__["_make_api_call"]
+
+        @pytest.mark.lambda_handler("traced.handler")
+        def test_traced(lambda_function):
+            assert lambda_function.invoke({}) == "traced"
+            # While the environment lives, the test sees its patch (one process).
+            assert botocore.client.BaseClient.__dict__["_make_api_call"] is not ORIGINAL
+
+        def test_later():
+            assert botocore.client.BaseClient.__dict__["_make_api_call"] is ORIGINAL
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*IsolationLeakWarning*",
+            "*Put back when the environment shut down: "
+            "botocore.client.BaseClient._make_api_call (replaced by function code*",
+        ]
+    )

@@ -341,6 +341,76 @@ class Snapshot:
         return leaks
 
 
+# Where tracing and APM libraries patch (X-Ray's patch_all, Datadog, OpenTelemetry's
+# instrumentations): (module, class, or None for the module's own functions). Only
+# these are compared, and only around an init phase (where patch_all() is called):
+# comparing every loaded class at every cold start would cost milliseconds.
+_PATCHED_OFTEN: tuple[tuple[str, str | None], ...] = (
+    ("botocore.client", "BaseClient"),
+    ("botocore.endpoint", "Endpoint"),
+    ("aiobotocore.client", "AioBaseClient"),
+    ("requests.sessions", "Session"),
+    ("requests.adapters", "HTTPAdapter"),
+    ("http.client", "HTTPConnection"),
+    ("http.client", "HTTPResponse"),
+    ("urllib3.connectionpool", "HTTPConnectionPool"),
+    ("httpx", "Client"),
+    ("httpx", "AsyncClient"),
+    ("sqlite3", None),
+    ("psycopg2", None),
+    ("pymysql", None),
+    ("pymongo.collection", "Collection"),
+)
+
+
+class PatchWatch:
+    """Methods of shared libraries that function code replaced during an init phase:
+    put back at the end (when still the function code's) and named."""
+
+    def __init__(self) -> None:
+        # (owner, name) -> (original, what function code put there)
+        self.patches: dict[tuple[Any, str], tuple[Any, Any]] = {}
+
+    @staticmethod
+    def before() -> list[tuple[Any, dict[str, Any]]]:
+        owners: list[tuple[Any, dict[str, Any]]] = []
+        for module_name, class_name in _PATCHED_OFTEN:
+            module = sys.modules.get(module_name)
+            if module is None:
+                continue
+            owner = module if class_name is None else getattr(module, class_name, None)
+            if owner is not None:
+                owners.append((owner, dict(vars(owner))))
+        return owners
+
+    def after(self, owners: list[tuple[Any, dict[str, Any]]]) -> None:
+        for owner, saved in owners:
+            now = vars(owner)
+            for name, original in saved.items():
+                value = now.get(name, _MISSING)
+                if value is original or name.startswith("__") or not callable(original):
+                    continue
+                key = (owner, name)
+                first = self.patches.get(key, (original, None))[0]
+                self.patches[key] = (first, value)
+
+    def restore(self) -> list[Leak]:
+        leaks = []
+        for (owner, name), (original, patched) in self.patches.items():
+            where = f"{getattr(owner, '__module__', '')}.{getattr(owner, '__qualname__', '')}"
+            if isinstance(owner, ModuleType):
+                where = owner.__name__
+            current = vars(owner).get(name, _MISSING)
+            put_back = current is patched
+            if put_back:
+                setattr(owner, name, original)
+            leaks.append(
+                Leak(f"{where}.{name} (replaced by function code, as patch_all() does)", put_back)
+            )
+        self.patches.clear()
+        return leaks
+
+
 class LeakWatch:
     """Held by each module-isolated environment from its first init to its shutdown:
     the snapshot is taken when the first joins, compared when the last leaves."""
@@ -348,6 +418,7 @@ class LeakWatch:
     def __init__(self) -> None:
         self.users = 0
         self.snapshot: Snapshot | None = None
+        self.patch_watch = PatchWatch()
         # The functions whose environments lived meanwhile (one of them changed it).
         self.functions: list[str] = []
 
@@ -366,7 +437,7 @@ class LeakWatch:
         if self.users or self.snapshot is None:
             return [], []
         snapshot, self.snapshot = self.snapshot, None
-        return snapshot.restore(), self.functions
+        return [*snapshot.restore(), *self.patch_watch.restore()], self.functions
 
 
 LEAK_WATCH = LeakWatch()

@@ -407,6 +407,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         # request_id None in the scope: what init code opens belongs to the init phase,
         # even when an invocation triggered it (the payloads still name the request).
         self._enter(None, evict=True)
+        patchable = LEAK_WATCH.patch_watch.before()
         started = time.perf_counter()
         outcome: Outcome
         try:
@@ -448,6 +449,7 @@ class ModuleEnvironment(ExecutionEnvironment):
             outcome = Outcome(OutcomeKind.OK, duration_ms=ms_since(started))
         if _HOOKS.forked:
             _end_forked_child(outcome)
+        LEAK_WATCH.patch_watch.after(patchable)
         set_aside = list(self._outer.displaced)
         outcome.events = self._exit()
         outcome.output = self._output
