@@ -684,3 +684,23 @@ def test_each_xdist_worker_has_a_server_of_its_own(
     assert sorted(servers) == ["gw0", "gw1"]
     assert all(len(urls) == 1 for urls in servers.values())
     assert servers["gw0"] != servers["gw1"]
+
+
+def test_es_supplies_host_and_port_placeholders_too(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("elasticsearch")
+    pytester.makepyfile(
+        app_env="import os\ndef handler(event, context):\n    return dict(os.environ)\n",
+        test_it="""
+import pytest
+
+@pytest.mark.lambda_handler(
+    "app_env.handler", env={"ES": "{es_host}:{es_port}", "URL": "{es_url}"}
+)
+def test_it(lambda_function, es):
+    env = lambda_function.invoke({})
+    assert env["ES"] == "{}:{}".format(*es.proxy.address)
+    assert env["URL"] == es.url == f"http://{env['ES']}"
+""",
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--lambda-es=embedded")
+    result.assert_outcomes(passed=1)
