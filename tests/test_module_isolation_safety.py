@@ -502,3 +502,48 @@ def test_a_library_patched_by_init_code_is_put_back_and_named(pytester):
             "botocore.client.BaseClient._make_api_call (replaced by function code*",
         ]
     )
+
+
+def test_a_thread_of_function_code_that_invokes_while_its_handler_waits(pytester):
+    (pytester.path / "waiter.py").write_text(
+        textwrap.dedent(
+            """
+            import threading
+
+            OTHER = []  # set by the test: another function
+
+            def handler(event, context):
+                box = []
+
+                def call():
+                    try:
+                        box.append(OTHER[0].invoke({}))
+                    except RuntimeError as exc:
+                        box.append(str(exc))
+
+                thread = threading.Thread(target=call)
+                thread.start()
+                thread.join()  # the classic fan-out, waiting for its thread
+                return box[0]
+
+            def other(event, context):
+                return "other"
+            """
+        )
+    )
+    pytester.makepyfile(
+        test_session="""
+        from pytest_lambda_context import LambdaFunction
+
+        def test_fan_out():
+            with LambdaFunction("waiter.other", code_root=".", timeout=1) as other, \
+                    LambdaFunction("waiter.handler", code_root=".", timeout=5) as waiter:
+                environment = waiter.cold_start()
+                environment.init()
+                environment.module.OTHER.append(other)
+                message = environment.invoke({})
+            assert "invoked from a thread that function code started" in message
+            assert "isolation='process'" in message
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)

@@ -39,7 +39,7 @@ from pytest_lambda_context.observe import netguard as _netguard
 from pytest_lambda_context.observe import shared_connections as _shared_connections
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.drivers import SharedProcessDriverWatch, loaded_c_drivers
-from pytest_lambda_context.observe.scope import ACTIVE_SLOT, Scope, set_scope
+from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope, set_scope
 from pytest_lambda_context.observe.taps import LIVE_PROXIES as _LIVE_PROXIES
 from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
 from pytest_lambda_context.runtime.context import LambdaContext, TraceHeaders
@@ -391,9 +391,29 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._sink.keep_until_close(key, warn)
 
     # -- init and invoke -----------------------------------------------------------
+    def _wait_turn(self) -> None:
+        """Wait for the phase running now to end. A thread that function code started
+        waits at most this function's timeout: its own environment's handler may be
+        waiting for it (joining it), which would never end."""
+        if THREAD_FLAGS.__dict__.get("owner") is None:
+            _PHASES.acquire()
+            return
+        if not _PHASES.acquire(timeout=self.spec.timeout):
+            raise RuntimeError(
+                f"{self.spec.function_name} was invoked from a thread that function code "
+                "started, while another module-isolated invocation was running: in module "
+                "isolation invocations take turns in the test process, and the running one "
+                "may be waiting for this thread. Invoke from the handler's own thread, or use "
+                "isolation='process'."
+            )
+
     def _run_init(self, request_id: str | None) -> Outcome:
-        with _PHASES:
+        if not _PHASES.acquire(False):
+            self._wait_turn()
+        try:
             return self._run_init_now(request_id)
+        finally:
+            _PHASES.release()
 
     def _run_init_now(self, request_id: str | None) -> Outcome:
         limit = self.phase_limit
@@ -483,7 +503,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._environ_data[self._trace_key] = self._trace_headers.next()
         # Acquired and released by hand (see shutdown): a with block costs more here.
         phases = _PHASES
-        phases.acquire()
+        if not phases.acquire(False):
+            self._wait_turn()
         try:
             self._enter(request_id, evict=False)
         except BaseException:
