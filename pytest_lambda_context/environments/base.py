@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import asdict, is_dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from pytest_lambda_context.environments.code_root_hint import code_root_hint
 from pytest_lambda_context.environments.config import ALWAYS_INHERITED
@@ -65,6 +65,22 @@ _RESTORE_ERRORS = (OutcomeKind.SNAPSTART_ERROR, OutcomeKind.SNAPSTART_TIMEOUT)
 _ABRUPT_SHUTDOWNS = frozenset(
     {"timeout", "exit", "init error", "interrupted", "could not start", "snapshot failed"}
 )
+
+
+class _Counts(NamedTuple):
+    """What function code opened and created in one phase."""
+
+    connections: int
+    clients: int
+
+
+_NO_COUNTS = _Counts(0, 0)
+# The REPORT line's Status field for an invocation that ended in one of these.
+_REPORT_STATUS = {
+    OutcomeKind.TIMEOUT: "timeout",
+    OutcomeKind.RUNTIME_EXIT: "error",
+    OutcomeKind.INIT_ERROR: "error",
+}
 _SHUTDOWN_REASONS = {
     OutcomeKind.TIMEOUT: "timeout",
     OutcomeKind.RUNTIME_EXIT: "exit",
@@ -466,22 +482,18 @@ class ExecutionEnvironment:
         __tracebackhide__ = True
         if outcome.echo:
             _replay(outcome.echo)
-        connections, clients = (
-            self._collect(outcome.events, request_id) if outcome.events else (0, 0)
-        )
+        counts = self._collect(outcome.events, request_id) if outcome.events else _NO_COUNTS
         kind = outcome.kind
         if kind is OutcomeKind.OK:
             result = decode_result(outcome.result, outcome.raw)
             self._record(
                 request_id,
                 cold=cold,
-                result=result,
-                duration_ms=outcome.duration_ms,
-                init_ms=init_ms,
-                connections=connections,
-                clients=clients,
                 started_at=started_at,
-                output=outcome.output,
+                outcome=outcome,
+                result=result,
+                init_ms=init_ms,
+                counts=counts,
             )
             return result
         error = outcome.payload
@@ -489,18 +501,11 @@ class ExecutionEnvironment:
         self._record(
             request_id,
             cold=cold,
-            error=error,
-            duration_ms=outcome.duration_ms,
-            init_ms=init_ms,
-            connections=connections,
-            clients=clients,
             started_at=started_at,
-            output=outcome.output,
-            status="timeout"
-            if kind is OutcomeKind.TIMEOUT
-            else "error"
-            if kind in (OutcomeKind.RUNTIME_EXIT, OutcomeKind.INIT_ERROR)
-            else None,
+            outcome=outcome,
+            error=error,
+            init_ms=init_ms,
+            counts=counts,
         )
         if kind in _SHUTDOWN_REASONS:
             # As on Lambda: the runtime is gone, the next invocation is a cold start.
@@ -511,9 +516,9 @@ class ExecutionEnvironment:
             raise exc_class(error, hint=hint) from None
         raise exc_class(error) from outcome.exc or _remote_cause(error)
 
-    def _collect(self, events: list[Any], request_id: str | None) -> tuple[int, int]:
+    def _collect(self, events: list[Any], request_id: str | None) -> _Counts:
         if not events:
-            return 0, 0
+            return _NO_COUNTS
         # A connection both the socket layer and a proxy saw is one connection.
         events = merge_seen_twice(events)
         connections = clients = 0
@@ -528,7 +533,7 @@ class ExecutionEnvironment:
                 clients += 1
                 self.clients.append(event)
                 self._sink.record_client(event)
-        return connections, clients
+        return _Counts(connections, clients)
 
     def _record(
         self,
@@ -536,18 +541,22 @@ class ExecutionEnvironment:
         *,
         cold: bool,
         started_at: float,
+        outcome: Outcome | None = None,
         result: Any = None,
         error: dict[str, Any] | None = None,
-        duration_ms: float = 0.0,
         init_ms: float | None = None,
-        connections: int = 0,
-        clients: int = 0,
-        output: list[str] | None = None,
-        status: str | None = None,
+        counts: _Counts = _NO_COUNTS,
     ) -> None:
         """Keep the invocation's record and pass it on to the function; ``started_at``:
-        when its invoke phase began, on the clock handler code sees; ``status``: the
-        REPORT line's Status field ("timeout", or "error" when the runtime exited)."""
+        when its invoke phase began, on the clock handler code sees; ``outcome``: how
+        the invoke phase ended (None: it never ran), which gives the duration, the output
+        and, for an error, the REPORT line's Status ("timeout", or "error" when the
+        runtime exited)."""
+        duration_ms, output, status = 0.0, None, None
+        if outcome is not None:
+            duration_ms, output = outcome.duration_ms, outcome.output
+            if error is not None:
+                status = _REPORT_STATUS.get(outcome.kind)
         invocation = Invocation(
             request_id=request_id,
             environment_id=self.id,
@@ -560,8 +569,8 @@ class ExecutionEnvironment:
             init_duration_ms=init_ms if cold else None,
             restore_duration_ms=self.restore_duration_ms if cold else None,
             billed_restore_duration_ms=self.billed_restore_duration_ms if cold else None,
-            connections_opened=connections,
-            clients_created=clients,
+            connections_opened=counts.connections,
+            clients_created=counts.clients,
             started_at=started_at,
             output=output if output is not None else [],
             status=status,
