@@ -25,6 +25,10 @@ class Section:
     # Why each "!" mark is there (its tooltip).
     flags: list[str] = field(default_factory=list)
     marks: int = 0
+    # boto3 client marks (squares).
+    clients: int = 0
+    # Figures drawn hidden (a function with none of them).
+    hidden_figures: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,6 +81,10 @@ class _Parser(HTMLParser):
             section.bars.append((a["data-kind"], int(a["data-b"]), self.segment or ""))
         elif tag == "circle" and "conn" in a.get("class", "") and section:
             section.marks += 1
+        elif tag == "rect" and a.get("class") == "client" and section:
+            section.clients += 1
+        elif tag == "div" and "hidden" in a and section and not self._in_lanes:
+            self.hidden_div = True
         elif tag == "text" and "shutdown" in a.get("class", "") and section:
             self.capture, self.text = "shutdown", ""
         elif tag == "text" and a.get("class") == "mark" and section:
@@ -87,6 +95,9 @@ class _Parser(HTMLParser):
             self._in_lanes = True
         elif tag == "dd" and "data-figure" in a:
             self.capture, self.text, self.figure = "figure", "", a["data-figure"]
+            if self.hidden_div and section:
+                section.hidden_figures.append(a["data-figure"])
+            self.hidden_div = False
         elif tag == "select" or tag == "select":
             self.select = a.get("id", "")
         elif tag == "option":
@@ -100,6 +111,7 @@ class _Parser(HTMLParser):
             self.title_depth += 1
 
     _in_lanes = False
+    hidden_div = False
     select = ""
     select = ""
 

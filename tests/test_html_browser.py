@@ -204,3 +204,42 @@ def test_failed_tests_only_shows_the_failed_tests_part(pytester: pytest.Pytester
     assert page.body["data-filter"] == "failed"
     assert page.shown == "shown: 1 function, 1 invocation"
     assert section.labels["test_outcomes.py::test_case[bad]"].endswith("[bad]")
+
+
+CLIENT = (0x0F, 0x76, 0x6E)  # report.css .client
+LEGEND_CLIENT_PIXELS = 49  # the legend's 7 x 7 swatch
+
+
+def test_boto3_clients_are_painted_as_marks_of_their_own(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    chromium()
+    pytester.makepyfile(
+        **{
+            "app/__init__": "",
+            "app/per_call": (
+                "import boto3\n\ndef handler(event, context):\n"
+                "    boto3.client('s3')\n    boto3.client('dynamodb')\n    return 1\n"
+            ),
+        }
+    )
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        test_aws_report="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.per_call.handler")
+        def test_it(lambda_function, aws):
+            lambda_function.invoke({})
+            lambda_function.invoke({})
+        """
+    )
+    report = pytester.path / "report.html"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--lambda-html={report}")
+    result.assert_outcomes(passed=1)
+    (section,) = parse(dump_dom(report)).sections
+    assert section.clients == 4
+    assert section.marks == 0  # no connection dots
+    image = Screenshot(screenshot(report, tmp_path / "clients.png", width=900, height=600))
+    # Four 5 x 5 squares besides the legend's swatch (antialiased edges left out).
+    assert image.count(CLIENT) >= LEGEND_CLIENT_PIXELS + 4 * 16

@@ -255,3 +255,41 @@ def test_without_failed_tests_the_filter_is_disabled(report_project):
 def test_a_short_label_keeps_the_parametrize_id_while_it_fits(name, room, shown):
     assert short_label(name, room) == shown
     assert len(shown) <= room
+
+
+BOTO3 = """
+import boto3
+
+def handler(event, context):
+    boto3.client("s3")
+    boto3.client("dynamodb")
+    return 1
+"""
+
+
+def test_boto3_clients_are_drawn_and_counted_like_connections(pytester):
+    pytester.makepyfile(**{"app/__init__": "", "app/per_call": BOTO3})
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        test_aws_report="""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.per_call.handler")
+        def test_it(lambda_function, aws):
+            lambda_function.invoke({})
+            lambda_function.invoke({})
+        """
+    )
+    page_path = pytester.path / "report.html"
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--lambda-html={page_path}")
+    result.assert_outcomes(passed=1)
+    (section,) = parse(page_path.read_text()).sections
+    assert section.clients == 4  # two per invocation, each its own mark
+    assert section.figures["clients"] == "4"
+    assert section.figures["clients_max_per_environment"] == "4"
+    # No "connections 0" beside the client marks of an AWS function.
+    assert {"connections", "connections_max_per_environment"} <= set(section.hidden_figures)
+    assert "clients" not in section.hidden_figures
+    services = [c["service"] for bar in section.data["bars"] for c in bar["clients"]]
+    assert services == ["s3", "dynamodb", "s3", "dynamodb"]
+    assert section.data["bars"][0]["clients"][0]["frame"] == "app/per_call.py:4 in handler"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from pytest_lambda_context.runtime.records import (
+        ClientRecord,
         ConnectionRecord,
         EnvironmentRecord,
         FunctionRecord,
@@ -104,6 +105,12 @@ class EnvironmentHistory:
     @property
     def connection_events(self) -> list[ConnectionRecord]:
         return self.record["connection_events"]
+
+    @property
+    def client_events(self) -> list[ClientRecord]:
+        """The boto3 clients function code created (those another monitor reported,
+        which have no record of their own, left out)."""
+        return [c for c in self.record["clients"] if not isinstance(c, str)]
 
     @property
     def cold_start(self) -> bool:

@@ -18,7 +18,7 @@ from pytest_lambda_context.plugin.timeline import BREAK_COLUMNS, Bar, Timeline, 
 
 if TYPE_CHECKING:
     from pytest_lambda_context.plugin.history import SessionHistory
-    from pytest_lambda_context.runtime.records import ConnectionRecord
+    from pytest_lambda_context.runtime.records import ClientRecord, ConnectionRecord
 
 __all__ = ["render", "short_label", "write_html"]
 
@@ -66,7 +66,14 @@ FIGURES = (
     ("duration_max_ms", "max duration (ms)"),
     ("connections", "connections"),
     ("connections_max_per_environment", "most in one environment"),
+    ("clients", "boto3 clients"),
+    ("clients_max_per_environment", "most clients in one environment"),
 )
+# Figures shown only for a function that had some (boto3 clients), and those left out
+# for one that had clients but no connection (an AWS function: "connections 0" says
+# nothing there).
+CLIENT_FIGURES = ("clients", "clients_max_per_environment")
+CONNECTION_FIGURES = ("connections", "connections_max_per_environment")
 
 
 def write_html(path: str, history: SessionHistory, header: dict[str, Any]) -> None:
@@ -151,6 +158,7 @@ def _legend() -> str:
         '<li><span class="swatch init restore"></span>restore (in front of a restored '
         "one)</li>"
         '<li><span class="swatch conn"></span>connection opened</li>'
+        '<li><span class="swatch client"></span>boto3 client created</li>'
         '<li><span class="mark">!</span>broke a max_connections/max_clients limit, or a '
         "connection (client) in every warm invocation</li>"
         '<li><span class="shutdown">\u2715</span>environment shut down (timeout, crash, '
@@ -302,6 +310,19 @@ def _bar(bar: Bar, number: int, data: dict[str, Any]) -> str:
                 f'<circle class="conn" data-b="{number}" data-c="{index}" '
                 f'cx="{mx + 2 + slot * 3}" cy="{y + 4}" r="2.5"/>'
             )
+    # A boto3 client: a small square, after the connections' dots of the same phase.
+    clients = [(x, c) for c in range(len(bar.init_clients))]
+    clients += [
+        (x + bar.init_columns * COLUMN, len(bar.init_clients) + c) for c in range(len(bar.clients))
+    ]
+    for mx, index in clients:
+        slot = drawn.get(mx, 0)
+        drawn[mx] = slot + 1
+        if slot < MARKS_SHOWN:
+            parts.append(
+                f'<rect class="client" data-b="{number}" data-k="{index}" '
+                f'x="{mx + slot * 3}" y="{y + 1.5}" width="5" height="5"/>'
+            )
     return (
         f'<g class="inv kind-{bar.kind}-inv" data-b="{number}" data-kind="{bar.kind}" '
         f'tabindex="0">{"".join(parts)}</g>'
@@ -318,7 +339,14 @@ def _bar_data(bar: Bar) -> dict[str, Any]:
     details["connections"] = [_connection(event, "init") for event in bar.init_connections] + [
         _connection(event, "invocation") for event in bar.connections
     ]
+    details["clients"] = [_client(client, "init") for client in bar.init_clients] + [
+        _client(client, "invocation") for client in bar.clients
+    ]
     return details
+
+
+def _client(client: ClientRecord, phase: str) -> dict[str, str | None]:
+    return {"service": client["service"], "frame": client["frame"], "phase": phase}
 
 
 def _connection(event: ConnectionRecord, phase: str) -> dict[str, str | None]:
@@ -345,11 +373,18 @@ def _title_text(data: dict[str, Any]) -> str:
         parts.append(str(data["error_type"]))
     for connection in data["connections"]:
         parts.append(f"connection {connection['address']} at {connection['frame'] or '?'}")
+    for client in data["clients"]:
+        parts.append(f"boto3 {client['service']} client at {client['frame'] or '?'}")
     return "; ".join(parts)
 
 
 def _never(chart: Timeline, figure: str) -> bool:
-    return figure.removesuffix("_invocations") in RARE and not chart.figures.get(figure)
+    figures = chart.figures
+    if figure in CLIENT_FIGURES:
+        return not figures.get("clients")
+    if figure in CONNECTION_FIGURES:
+        return not figures.get("connections") and bool(figures.get("clients"))
+    return figure.removesuffix("_invocations") in RARE and not figures.get(figure)
 
 
 def _figure(value: Any) -> str:

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
         FunctionHistory,
         SessionHistory,
     )
-    from pytest_lambda_context.runtime.records import ConnectionRecord, InvocationRecord
+    from pytest_lambda_context.runtime.records import (
+        ClientRecord,
+        ConnectionRecord,
+        InvocationRecord,
+    )
 
 __all__ = ["KINDS", "Bar", "Lane", "Timeline", "figures_of", "kind_of", "timelines"]
 
@@ -72,6 +76,9 @@ class Bar:
     # Connections opened: during the init shown in front, then during the invocation.
     init_connections: list[ConnectionRecord] = field(default_factory=list)
     connections: list[ConnectionRecord] = field(default_factory=list)
+    # boto3 clients created, the same way: during the init shown, then the invocation.
+    init_clients: list[ClientRecord] = field(default_factory=list)
+    clients: list[ClientRecord] = field(default_factory=list)
     # Only an init: provisioned ahead of traffic, or initialised and never invoked.
     init_only: bool = False
     # Invocations this bar stands for: more than one for a run of quiet warm ones.
@@ -248,6 +255,9 @@ def _items(environment: EnvironmentHistory, lane: int, function: FunctionHistory
     connections: dict[str | None, list[ConnectionRecord]] = {}
     for event in environment.connection_events:
         connections.setdefault(event.get("request_id"), []).append(event)
+    clients: dict[str | None, list[ClientRecord]] = {}
+    for client in environment.client_events:
+        clients.setdefault(client["request_id"], []).append(client)
     init_shown = False
     items = []
     for order, invocation in enumerate(environment.invocations):
@@ -266,6 +276,8 @@ def _items(environment: EnvironmentHistory, lane: int, function: FunctionHistory
             init_columns=1 if with_init else 0,
             init_connections=connections.get(None, []) if with_init else [],
             connections=connections.get(invocation["request_id"], []),
+            init_clients=clients.get(None, []) if with_init else [],
+            clients=clients.get(invocation["request_id"], []),
         )
         started = invocation.get("started_at")
         if started is None:  # a record without times: keep the order it has
@@ -290,6 +302,7 @@ def _items(environment: EnvironmentHistory, lane: int, function: FunctionHistory
             details=details,
             init_columns=1,
             init_connections=connections.get(None, []),
+            init_clients=clients.get(None, []),
             init_only=True,
         )
         start = items[0].start - 1e-6 if items else float("-inf")
@@ -351,7 +364,9 @@ def _runs_joined(items: list[_Item]) -> list[_Item]:
         run.clear()
 
     for item in items:
-        quiet = item.bar.kind == "warm" and not item.bar.connections and not item.bar.init_columns
+        bar = item.bar
+        quiet = bar.kind == "warm" and not bar.connections and not bar.clients
+        quiet = quiet and not bar.init_columns
         same = run and (run[-1].lane, run[-1].test_index) == (item.lane, item.test_index)
         if not (quiet and (same or not run)):
             flush()
@@ -515,11 +530,15 @@ def figures_of(bars: list[Bar], tests: int) -> dict[str, Any]:
     ]
     durations = [float(b.details["duration_ms"]) for b in invocations if "duration_ms" in b.details]
     per_environment: dict[str, int] = {}
+    clients: dict[str, int] = {}
     for b in bars:
         if b.kind == "throttled":
             continue  # no environment
-        opened = len(b.connections) + len(b.init_connections)
-        per_environment[b.environment_uid] = per_environment.get(b.environment_uid, 0) + opened
+        uid = b.environment_uid
+        per_environment[uid] = (
+            per_environment.get(uid, 0) + len(b.connections) + len(b.init_connections)
+        )
+        clients[uid] = clients.get(uid, 0) + len(b.clients) + len(b.init_clients)
     return {
         "tests": tests,
         "environments": len(per_environment),
@@ -533,4 +552,6 @@ def figures_of(bars: list[Bar], tests: int) -> dict[str, Any]:
         "duration_max_ms": round(max(durations), 3) if durations else None,
         "connections": sum(per_environment.values()),
         "connections_max_per_environment": max(per_environment.values(), default=0),
+        "clients": sum(clients.values()),
+        "clients_max_per_environment": max(clients.values(), default=0),
     }

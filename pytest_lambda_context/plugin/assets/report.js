@@ -35,7 +35,12 @@
     return c.address + " opened at " + where + (c.phase === "init" ? " (init)" : "");
   }
 
-  function showTip(event, bar, connection) {
+  function clientText(c) {
+    var where = c.frame || "no line of the function's code on the stack";
+    return c.service + " created at " + where + (c.phase === "init" ? " (init)" : "");
+  }
+
+  function showTip(event, bar, connection, client) {
     tip.textContent = "";
     var head = document.createElement("div");
     head.className = "kind";
@@ -61,11 +66,16 @@
     rows.forEach(function (r) {
       if (r[1] !== undefined && r[1] !== null && r[1] !== "") table.appendChild(row(r[0], r[1]));
     });
-    var list = connection ? [connection] : bar.connections;
+    var one = connection || client;
+    var list = one ? (connection ? [connection] : []) : bar.connections;
     list.forEach(function (c, i) {
       table.appendChild(row(i === 0 ? (connection ? "connection" : "connections") : "", connectionText(c)));
     });
-    if (!connection && list.length === 0) table.appendChild(row("connections", "none opened"));
+    var clients = one ? (client ? [client] : []) : (bar.clients || []);
+    clients.forEach(function (c, i) {
+      table.appendChild(row(i === 0 ? (client ? "boto3 client" : "boto3 clients") : "", clientText(c)));
+    });
+    if (!one && list.length === 0 && clients.length === 0) table.appendChild(row("connections", "none opened"));
     tip.appendChild(table);
     tip.hidden = false;
     moveTip(event);
@@ -93,7 +103,9 @@
       if (!node) { tip.hidden = true; return; }
       var bar = dataOf(section).bars[Number(node.getAttribute("data-b"))];
       var c = node.getAttribute("data-c");
-      showTip(event, bar, c === null ? null : bar.connections[Number(c)]);
+      var k = node.getAttribute("data-k");
+      showTip(event, bar, c === null ? null : bar.connections[Number(c)],
+        k === null ? null : bar.clients[Number(k)]);
     }
     svg.addEventListener("mouseover", over);
     svg.addEventListener("focusin", function (event) {
