@@ -458,3 +458,45 @@ def test_pytests_outcomes_raised_in_handler_code_are_pytests(pytester: pytest.Py
         consecutive=False,
     )
     assert "Runtime.ExitError" not in result.stdout.str()
+
+
+ASYNCIO_RUN_HANDLER = """
+import asyncio
+
+async def work():
+    await asyncio.sleep(0)
+    return 3
+
+def handler(event, context):
+    return asyncio.run(work())
+"""
+
+
+def test_a_handler_that_calls_asyncio_run_works_from_an_async_test(
+    pytester: pytest.Pytester,
+) -> None:
+    # On Lambda no event loop runs around the handler; in module isolation function code
+    # runs on the test's thread, where an async test's loop is running.
+    pytest.importorskip("anyio")
+    pytester.makepyfile(**{"app/__init__": "", "app/main": ASYNCIO_RUN_HANDLER})
+    pytester.makepyfile(
+        test_async="""
+        import asyncio
+        import pytest
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        @pytest.mark.lambda_handler("app.main.handler")
+        async def test_async(lambda_function):
+            loop = asyncio.get_running_loop()
+            assert lambda_function.invoke({}) == 3
+            assert lambda_function.invoke({}) == 3
+            await asyncio.sleep(0)  # the test's own loop still runs, and is the same
+            assert asyncio.get_running_loop() is loop
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=1)

@@ -248,6 +248,18 @@ def _raised_in_function_code(exc: BaseException) -> bool:
     return False
 
 
+def _outside_the_event_loop(events: Any, function: Handler, event: Any, context: Any) -> Any:
+    """Call the handler with no event loop running around it, as on Lambda: an async
+    test's loop (module isolation runs function code on the test's thread) would make
+    the handler's own ``asyncio.run()`` fail. Put back when the handler returns."""
+    loop = events._get_running_loop()
+    events._set_running_loop(None)
+    try:
+        return function(event, context)
+    finally:
+        events._set_running_loop(loop)
+
+
 def call_handler(
     function: Handler, body: Any, context: Any, request_id: str, encoder: ResultEncoder
 ) -> Outcome:
@@ -258,7 +270,12 @@ def call_handler(
     __tracebackhide__ = True  # in a failure, pytest shows the handler's frames only
     started = time.perf_counter()
     try:
-        result = function(decode_event(body), context)
+        events = sys.modules.get("asyncio.events")  # not loaded: no loop can be running
+        if events is None or events._get_running_loop() is None:
+            # The handler is called here, in one frame: its stack trace shows this line.
+            result = function(decode_event(body), context)
+        else:
+            result = _outside_the_event_loop(events, function, decode_event(body), context)
     except Exception as exc:
         try:
             payload = error_payload(
