@@ -1,7 +1,7 @@
 """Process isolation: cold start, shutdown and warm round trip, as medians, against the
 previous design in the same run.
 
-    python benchmarks/bench_process.py [--cold 60] [--warm 5000] [--gap 20]
+    python benchmarks/bench_process.py [--cold 60] [--warm 5000] [--gap 20] [--trivial]
 
 Two templates run side by side, their cold starts alternating round by round so that
 the machine's load weighs on both alike:
@@ -15,7 +15,8 @@ the machine's load weighs on both alike:
 
 Cold: cold_start() + the first invoke() of a handler whose init imports elasticsearch
 and builds a client (no request), elasticsearch preloaded by the template: what the
-test waits for. Shutdown: environment.shutdown(), timed on its own. ``--gap`` ms pass
+test waits for. ``--trivial``: a handler with no init code, where what the pool saves
+(the fork and the worker's set-up) weighs most. Shutdown: environment.shutdown(), timed on its own. ``--gap`` ms pass
 between rounds, as a test's own code and fixtures would (the pool refills then).
 Warm: invoke() of a warm, frozen worker: SIGCONT, the request, the reply, SIGSTOP.
 
@@ -35,6 +36,7 @@ from _project import make_project
 from pytest_lambda_context import LambdaFunction
 from pytest_lambda_context.environments.template import WorkerTemplate
 
+TRIVIAL = {"fn/__init__.py": "", "fn/search.py": "def handler(event, context):\n    return 1\n"}
 FILES = {
     "fn/__init__.py": "",
     "fn/search.py": """
@@ -68,8 +70,9 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=60)
     parser.add_argument("--warm", type=int, default=5000)
     parser.add_argument("--gap", type=float, default=20.0, help="ms between rounds")
+    parser.add_argument("--trivial", action="store_true", help="a handler with no init")
     args = parser.parse_args()
-    root = make_project(FILES)
+    root = make_project(TRIVIAL if args.trivial else FILES)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     templates = {"ours": WorkerTemplate(), "reference": PreviousTemplate()}
     functions = {}
