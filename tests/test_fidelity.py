@@ -764,3 +764,42 @@ def test_lambdas_own_errors_carry_two_keys_and_awss_text(project, isolation):
     }
     assert fast.report_line.endswith(" ms\t")
     assert slow.report_line.endswith(" MB\tStatus: timeout")
+
+
+VARIABLES = """
+import os
+def handler(event, context):
+    return dict(os.environ)
+"""
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_the_defined_runtime_variables_are_set(project, isolation):
+    """Item 8, from AWS's "Defined runtime environment variables": the reserved ones
+    (refused in env) and those Lambda sets that env may override."""
+    root = project({"variables.py": VARIABLES})
+    with LambdaFunction(
+        "variables.handler",
+        code_root=root,
+        isolation=isolation,
+        env={"PYTHONPATH": "/opt/mine"},
+    ) as function:
+        environ = function.invoke({})
+    expected = {
+        "LAMBDA_RUNTIME_DIR": "/var/runtime",
+        "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+        "LAMBDA_TASK_ROOT": str(root),
+        "LD_LIBRARY_PATH": (
+            "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:"
+            f"{root}:{root}/lib:/opt/lib"
+        ),
+        "LC_CTYPE": "C.UTF-8",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+        "TZ": ":UTC",
+        # Not reserved: the function's own value wins.
+        "PYTHONPATH": "/opt/mine",
+    }
+    assert {name: environ.get(name) for name in expected} == expected
+    with pytest.raises(ValueError, match="Reserved keys used in this request: LAMBDA_RUNTIME_DIR"):
+        LambdaFunction("variables.handler", code_root=root, env={"LAMBDA_RUNTIME_DIR": "/x"})

@@ -67,6 +67,7 @@ HANDLERS = {
                 "init_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"],
                 "log_group": os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME"),
                 "log_stream": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+                "context_log": [context.log_group_name, context.log_stream_name],
                 "random": random.random(),
                 "token": secrets.token_hex(8),
                 "tmp": sorted(os.listdir(tempfile.gettempdir())),
@@ -177,6 +178,8 @@ def test_init_runs_once_in_the_snapshot_and_hooks_run_in_lambdas_order(
     assert first["init_type"] == "snap-start"
     # Not set in SnapStart functions (AWS's SnapStart monitoring page).
     assert first["log_group"] is None and first["log_stream"] is None
+    # The context reads them from the environment, as awslambdaric does: None too.
+    assert first["context_log"] == [None, None]
 
 
 def test_a_restore_reports_restore_duration_not_init_duration(

@@ -880,11 +880,15 @@ class _Worker:
 
         config = self.config
         request_id, event, offset = request.request_id, request.event, request.offset
+        environ = os.environ
         context = LambdaContext(
             aws_request_id=request_id,
             function_name=config.function_name,
             memory_limit_in_mb=config.memory_mb,
-            log_stream_name=config.log_stream_name,
+            # Read from the environment at each invocation, as awslambdaric reads them:
+            # None where Lambda leaves them unset (SnapStart).
+            log_group_name=environ.get("AWS_LAMBDA_LOG_GROUP_NAME"),
+            log_stream_name=environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
             region=config.region,
             deadline_ms=request.deadline_ms,
         )

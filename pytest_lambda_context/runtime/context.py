@@ -19,6 +19,8 @@ __all__ = [
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
+# Where Lambda's runtime and its libraries live (nothing of it is there here).
+RUNTIME_DIR = "/var/runtime"
 _PYTHON = f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -51,10 +53,13 @@ class LambdaContext:
         function_name: str = "test-function",
         memory_limit_in_mb: int = 128,
         timeout: float = 3.0,
-        log_stream_name: str = "2026/01/01/[$LATEST]00000000000000000000000000000000",
+        log_stream_name: str | None = "2026/01/01/[$LATEST]00000000000000000000000000000000",
         region: str = DEFAULT_REGION,
         deadline_ms: float | None = None,
+        log_group_name: str | None = "",
     ) -> None:
+        """``log_group_name`` "" means ``/aws/lambda/<function_name>``; None (as with
+        ``log_stream_name``) is what the runtime reads where the variable is unset."""
         self.aws_request_id = aws_request_id
         self.function_name = function_name
         self.function_version = "$LATEST"
@@ -63,7 +68,9 @@ class LambdaContext:
         )
         # A string, as Lambda's runtime gives it.
         self.memory_limit_in_mb = str(memory_limit_in_mb)
-        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_group_name = (
+            f"/aws/lambda/{function_name}" if log_group_name == "" else log_group_name
+        )
         self.log_stream_name = log_stream_name
         self.client_context: Any = None
         self.identity = CognitoIdentity()
@@ -129,7 +136,9 @@ def reserved_environment(
     initialization_type: str = "on-demand",
     region: str = DEFAULT_REGION,
 ) -> dict[str, str]:
-    """The variables Lambda sets in every execution environment."""
+    """The variables Lambda sets in every execution environment (AWS's "Defined runtime
+    environment variables"): the reserved ones, and those it sets that a function's
+    ``env`` may still override (PATH and LANG come from the test process)."""
     return {
         "_HANDLER": handler,
         "AWS_LAMBDA_FUNCTION_NAME": function_name,
@@ -142,7 +151,20 @@ def reserved_environment(
         "AWS_DEFAULT_REGION": region,
         "AWS_EXECUTION_ENV": _PYTHON,
         "LAMBDA_TASK_ROOT": task_root,
+        "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
+        # Where the Runtime API would be; nothing listens there (the plugin's runtime
+        # talks to the test process by its own channel).
+        "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
         "TZ": ":UTC",
+        # Not reserved: a function's env may set these.
+        "PYTHONPATH": RUNTIME_DIR,
+        "LD_LIBRARY_PATH": (
+            f"/var/lang/lib:/lib64:/usr/lib64:{RUNTIME_DIR}:{RUNTIME_DIR}/lib:"
+            f"{task_root}:{task_root}/lib:/opt/lib"
+        ),
+        "LC_CTYPE": "C.UTF-8",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
     }
 
 
