@@ -803,3 +803,105 @@ def test_the_defined_runtime_variables_are_set(project, isolation):
     assert {name: environ.get(name) for name in expected} == expected
     with pytest.raises(ValueError, match="Reserved keys used in this request: LAMBDA_RUNTIME_DIR"):
         LambdaFunction("variables.handler", code_root=root, env={"LAMBDA_RUNTIME_DIR": "/x"})
+
+
+CONTEXT_FIELDS = """
+import logging
+def handler(event, context):
+    logging.getLogger().warning("tenant's record")
+    client = context.client_context
+    return {
+        "client_context": repr(client),
+        "custom": None if client is None else client.custom,
+        "env": None if client is None else client.env,
+        "app_title": None if client is None or client.client is None else client.client.app_title,
+        "identity": repr(context.identity),
+        "identity_id": context.identity.cognito_identity_id,
+        "pool_id": context.identity.cognito_identity_pool_id,
+        "tenant_id": context.tenant_id,
+        "w3c": context.w3c(),
+    }
+"""
+CLIENT_CONTEXT = {
+    "client": {"installation_id": "i-1", "app_title": "Shop", "app_version_code": "7"},
+    "custom": {"cart": [1, 2]},
+    "env": {"platform": "Android"},
+    "w3c": {"traceparent": "00-abc-def-01", "baggage": 5, "other": "dropped"},
+}
+IDENTITY = {"cognitoIdentityId": "us-east-1:id", "cognitoIdentityPoolId": "us-east-1:pool"}
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+@pytest.mark.parametrize(
+    "passed",
+    [
+        {},
+        {"client_context": CLIENT_CONTEXT},
+        {"client_context": {"custom": {"k": "v"}}, "identity": IDENTITY, "tenant_id": "tenant-1"},
+        {"client_context": CLIENT_CONTEXT, "identity": IDENTITY, "tenant_id": "t 2@x.y"},
+    ],
+    ids=["nothing", "client-context", "partial", "everything"],
+)
+def test_what_a_caller_passes_reaches_the_context_as_awslambdaric_builds_it(
+    project, isolation, passed
+):
+    """invoke(event, client_context=, identity=, tenant_id=): compared with
+    awslambdaric's create_lambda_context fed the Runtime API headers Lambda sends."""
+    root = project({"fields.py": CONTEXT_FIELDS})
+    headers = {
+        "client_context": json.dumps(passed["client_context"])
+        if "client_context" in passed
+        else None,
+        "identity": json.dumps(passed["identity"]) if "identity" in passed else None,
+        "tenant_id": passed.get("tenant_id"),
+    }
+    env = {"AWS_LAMBDA_LOG_FORMAT": "JSON"}
+    run = run_awslambdaric(
+        root, "fields.handler", [{"request_id": "R", "body": "{}", **headers}], env
+    )
+    (posted,) = run.posted
+    (expected_record,) = [json.loads(line) for line in run.log_events if "tenant's record" in line]
+    with LambdaFunction("fields.handler", code_root=root, isolation=isolation, env=env) as function:
+        got = function.invoke({}, **passed)
+        (record,) = [
+            json.loads(line) for line in function.invocations[0].output if "tenant's record" in line
+        ]
+    assert got == posted.body
+    # The runtime's log records carry the request's tenant, as awslambdaric's do.
+    assert record.get("tenantId") == expected_record.get("tenantId") == passed.get("tenant_id")
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_tenants_requests_go_only_to_its_own_environments(project, isolation):
+    """Tenant isolation mode (AWS's "Tenant isolation"): an environment serves one tenant;
+    a tenant's request goes to an idle environment of that tenant, else a new one."""
+    root = project({"fields.py": CONTEXT_FIELDS})
+    with LambdaFunction("fields.handler", code_root=root, isolation=isolation) as function:
+        for tenant in ("a", "b", "a", None, "b"):
+            assert function.invoke({}, tenant_id=tenant)["tenant_id"] == tenant
+        by_environment = {
+            env.id: [i.cold for i in env.invocations] for env in function.environments
+        }
+        assert [env.tenant_id for env in function.environments] == ["a", "b", None]
+        assert by_environment == {"env-1": [True, False], "env-2": [True, False], "env-3": [True]}
+        with pytest.raises(ValueError, match="env-1 serves tenant_id='a', not 'b'"):
+            function.environments[0].invoke({}, tenant_id="b")
+
+
+@pytest.mark.parametrize(
+    ("passed", "error", "words"),
+    [
+        ({"client_context": ["not", "a", "dict"]}, TypeError, "client_context must be a dict"),
+        ({"client_context": {"client": "x"}}, TypeError, "'client' a dict"),
+        ({"client_context": {"custom": {"x": "y" * 3000}}}, ValueError, "at most 3583 bytes"),
+        ({"identity": {"id": "x"}}, TypeError, "{'cognitoIdentityId': '...'"),
+        ({"tenant_id": ""}, ValueError, "1 to 256 characters"),
+        ({"tenant_id": "no\\nnewline"}, ValueError, "tenant_id="),
+    ],
+)
+def test_what_a_caller_passes_is_checked_before_anything_runs(project, passed, error, words):
+    root = project({"fields.py": CONTEXT_FIELDS})
+    with LambdaFunction("fields.handler", code_root=root) as function:
+        with pytest.raises(error, match=re.escape(words)):
+            function.invoke({}, **passed)
+        assert function.environments == []

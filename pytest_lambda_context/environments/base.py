@@ -38,6 +38,7 @@ from pytest_lambda_context.runtime.errors import (
     service_error,
 )
 from pytest_lambda_context.runtime.handler import INIT_TIMEOUT, Outcome, timeout_payload
+from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders, invoke_headers
 from pytest_lambda_context.runtime.marshal import PayloadTooLarge, decode_result, encode_event
 from pytest_lambda_context.runtime.records import (
     ClientRecord,
@@ -180,6 +181,8 @@ class ExecutionEnvironment:
         self.init_error: dict[str, Any] | None = None
         # SnapStart: an environment restored from the snapshot has no init of its own.
         self.restore_duration_ms: float | None = None
+        # Tenant isolation mode: the tenant this environment serves (None: none).
+        self.tenant_id: str | None = None
         self.billed_restore_duration_ms: int | None = None
         self.invocations: list[Invocation] = []
         # The init phase's log events (and INIT_REPORT lines), before the first START.
@@ -246,7 +249,11 @@ class ExecutionEnvironment:
         attempt, afresh, as Lambda restarts the runtime."""
         raise NotImplementedError
 
-    def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+    def _run_invoke(
+        self, request_id: str, event: Any, deadline_ms: float, headers: InvokeHeaders | None
+    ) -> Outcome:
+        """Run one invocation; ``headers``: the caller's client context, identity and
+        tenant (None: none), for the context."""
         raise NotImplementedError
 
     def _release(self) -> None:
@@ -289,10 +296,38 @@ class ExecutionEnvironment:
             self._report_init = False
             self.last_used = self.spec.clock.monotonic()
 
-    def invoke(self, event: Any) -> Any:
-        """Invoke the handler in this environment; returns the result or raises LambdaError."""
+    def invoke(
+        self,
+        event: Any,
+        *,
+        client_context: dict[str, Any] | None = None,
+        identity: dict[str, str] | None = None,
+        tenant_id: str | None = None,
+    ) -> Any:
+        """Invoke the handler in this environment; returns the result or raises LambdaError.
+
+        ``client_context``, ``identity`` and ``tenant_id``: what a caller of the Invoke
+        API can pass (see ``LambdaFunction.invoke``); an environment serves one tenant.
+        """
         __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
-        return self._invoke(encode_request(event))
+        headers = invoke_headers(client_context, identity, tenant_id)
+        body = encode_request(event)
+        self.bind_tenant(tenant_id)
+        return self._invoke(body, headers=headers)
+
+    def bind_tenant(self, tenant_id: str | None) -> None:
+        """Tenant isolation mode: an environment serves the tenant of its first request
+        only (a ValueError names the environment's tenant otherwise)."""
+        if tenant_id == self.tenant_id:
+            return
+        if self.tenant_id is None and not self.invocations:
+            self.tenant_id = tenant_id
+            return
+        raise ValueError(
+            f"{self.id} serves tenant_id={self.tenant_id!r}, not {tenant_id!r}: in tenant "
+            "isolation mode Lambda never sends one tenant's request to another's "
+            "environment; use LambdaFunction.invoke(..., tenant_id=...), which routes by tenant"
+        )
 
     @property
     def logs(self) -> list[str]:
@@ -372,9 +407,16 @@ class ExecutionEnvironment:
         if outcome.echo:
             _replay(outcome.echo)
 
-    def _invoke(self, event: Any, request_id: str | None = None, attempt: int = 0) -> Any:
+    def _invoke(
+        self,
+        event: Any,
+        request_id: str | None = None,
+        attempt: int = 0,
+        headers: InvokeHeaders | None = None,
+    ) -> Any:
         """``request_id`` and ``attempt``: an asynchronous event's (the same request id
-        on each of its attempts)."""
+        on each of its attempts); ``headers``: the caller's client context, identity and
+        tenant."""
         __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
         # The warm path is written out flat: each call saved is a tenth of a microsecond.
         if self.state == "shutdown":
@@ -422,7 +464,7 @@ class ExecutionEnvironment:
                 deadline_ms = (
                     time.time() + clock.shift + spec.timeout - retried.duration_ms / 1000.0
                 ) * 1000.0
-            outcome = self._run_invoke(request_id, event, deadline_ms)
+            outcome = self._run_invoke(request_id, event, deadline_ms, headers)
             self.last_used = time.monotonic() + clock.offset
             if retried is not None:
                 outcome.duration_ms += retried.duration_ms

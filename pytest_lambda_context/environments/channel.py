@@ -34,6 +34,7 @@ from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.worker_coverage import CoverageHandoff
+    from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -170,6 +171,8 @@ class InvokeRequest(NamedTuple):
     # The invocation's deadline, in the function's (shifted) epoch milliseconds.
     deadline_ms: float
     offset: float
+    # The caller's client context, identity and tenant (None: none).
+    headers: InvokeHeaders | None = None
 
 
 class SnapshotRequest(NamedTuple):

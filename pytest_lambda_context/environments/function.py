@@ -32,6 +32,7 @@ from pytest_lambda_context.runtime.errors import (
     error_payload,
     service_error,
 )
+from pytest_lambda_context.runtime.invoke_headers import invoke_headers
 from pytest_lambda_context.runtime.records import FunctionRecord, Invocation
 
 if TYPE_CHECKING:
@@ -150,20 +151,34 @@ class LambdaFunction:
         return self.config.reuse_key()
 
     # -- routing -------------------------------------------------------------------
-    def invoke(self, event: Any) -> Any:
+    def invoke(
+        self,
+        event: Any,
+        *,
+        client_context: dict[str, Any] | None = None,
+        identity: dict[str, str] | None = None,
+        tenant_id: str | None = None,
+    ) -> Any:
         """Invoke as Lambda routes: the most recently used idle environment, else a cold start.
 
         Past ``max_concurrency`` busy environments the request is throttled
-        (TooManyRequestsError) and never reaches one.
+        (TooManyRequestsError) and never reaches one. ``client_context`` (a dict: the
+        Invoke API's ClientContext), ``identity`` (``{"cognitoIdentityId": ...,
+        "cognitoIdentityPoolId": ...}``) and ``tenant_id`` reach the handler's context as
+        on Lambda; with a ``tenant_id`` the request goes only to environments of that
+        tenant (tenant isolation mode), a new one if none is idle.
         """
         __tracebackhide__ = True
+        headers = invoke_headers(client_context, identity, tenant_id)
         body = encode_request(event)
         if (
             self.config.max_concurrency is not None
             and self._busy_count() >= self.config.max_concurrency
         ):
             raise self._throttle()
-        return self._route()._invoke(body)
+        environment = self._route(tenant_id)
+        environment.bind_tenant(tenant_id)
+        return environment._invoke(body, headers=headers)
 
     def invoke_async(self, event: Any, *, max_retry_attempts: int = 2) -> str:
         """Invoke asynchronously, as S3, SNS or EventBridge do (an ``Event`` invocation):
@@ -378,26 +393,39 @@ class LambdaFunction:
             environment.shutdown("recycled (chaos routing)")
         return [e for e in idle if e.state != "shutdown"]
 
-    def _route(self) -> ExecutionEnvironment:
+    def _route(self, tenant_id: str | None = None) -> ExecutionEnvironment:
         if self.config.idle_timeout is not None:
             self._expire_idle()
-        if self._chaos is not None:
+        if self._chaos is not None and tenant_id is None:
             chosen = self._chaos.choose(self._chaos_idle())
             return chosen if chosen is not None else self._new_environment("on-demand")
-        # A busy environment (its handler is the caller, say) takes no second request.
+        # A busy environment (its handler is the caller, say) takes no second request;
+        # an environment serves one tenant only (tenant isolation mode).
         for environment in reversed(self.environments):
-            if environment.state == "warm" and not environment.busy:
+            if (
+                environment.state == "warm"
+                and not environment.busy
+                and environment.tenant_id == tenant_id
+            ):
                 best = environment
                 for other in self.environments:
                     if (
                         other.state == "warm"
                         and not other.busy
+                        and other.tenant_id == tenant_id
                         and other.last_used > best.last_used
                     ):
                         best = other
                 return best
         for environment in self.environments:
-            if environment.state == "new" and not environment.busy:
+            if (
+                environment.state == "new"
+                and not environment.busy
+                and (
+                    environment.tenant_id == tenant_id
+                    or (environment.tenant_id is None and not environment.invocations)
+                )
+            ):
                 return environment
         return self._new_environment("on-demand")
 

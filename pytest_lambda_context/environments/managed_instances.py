@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         FunctionSink,
         InitializationType,
     )
+    from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders
 
 __all__ = ["INITIALIZATION_TYPE", "ManagedInstanceEnvironment", "RuntimeProcess"]
 
@@ -127,9 +128,11 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
             OutcomeKind.OK, duration_ms=duration, events=events, output=output, echo=echo
         )
 
-    def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+    def _run_invoke(
+        self, request_id: str, event: Any, deadline_ms: float, headers: InvokeHeaders | None
+    ) -> Outcome:
         process = self._idle.get()  # up to N requests at once; more wait for a process
-        outcome = process._run_invoke(request_id, event, deadline_ms)
+        outcome = process._run_invoke(request_id, event, deadline_ms, headers)
         if outcome.kind not in (OutcomeKind.TIMEOUT, OutcomeKind.RUNTIME_EXIT):
             self._idle.put(process)
         return outcome

@@ -42,7 +42,7 @@ from pytest_lambda_context.observe.drivers import SharedProcessDriverWatch, load
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope, set_scope
 from pytest_lambda_context.observe.taps import LIVE_PROXIES as _LIVE_PROXIES
 from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
-from pytest_lambda_context.runtime.context import LambdaContext, TraceHeaders
+from pytest_lambda_context.runtime.context import LambdaContext, TraceHeaders, apply_headers
 from pytest_lambda_context.runtime.handler import (
     ExitRequested,
     InitFailure,
@@ -55,6 +55,7 @@ from pytest_lambda_context.runtime.handler import (
     is_test_outcome,
     timeout_payload,
 )
+from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders
 from pytest_lambda_context.runtime.logging_setup import (
     UNHANDLED_EXCEPTION_WARNING,
     SwappedRuntimeLogging,
@@ -485,7 +486,9 @@ class ModuleEnvironment(ExecutionEnvironment):
             self._handler = self._handler_module = None
         return outcome
 
-    def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+    def _run_invoke(
+        self, request_id: str, event: Any, deadline_ms: float, headers: InvokeHeaders | None
+    ) -> Outcome:
         spec = self.spec
         if self._context is None:
             self._context = LambdaContext(
@@ -497,9 +500,15 @@ class ModuleEnvironment(ExecutionEnvironment):
                 deadline_ms=deadline_ms,
             )
         context = LambdaContext.renewed(self._context, request_id, deadline_ms)
-        # As the runtime does for each invocation: the request id for log records, and
-        # a new X-Ray trace header in the environment.
-        self._runtime_logging.log.request_id = request_id
+        # As the runtime does for each invocation: the request id (and tenant) for log
+        # records, and a new X-Ray trace header in the environment.
+        log = self._runtime_logging.log
+        log.request_id = request_id
+        if headers is not None:
+            apply_headers(context, headers)
+            log.tenant_id = headers.tenant_id
+        elif log.tenant_id is not None:
+            log.tenant_id = None
         self._environ_data[self._trace_key] = self._trace_headers.next()
         # Acquired and released by hand (see shutdown): a with block costs more here.
         phases = _PHASES

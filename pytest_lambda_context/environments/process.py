@@ -53,6 +53,7 @@ from pytest_lambda_context.runtime.handler import (
     exit_payload,
     timeout_payload,
 )
+from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
@@ -311,10 +312,12 @@ class ProcessEnvironment(ExecutionEnvironment):
         outcome.events = [*outcome.events, *proxied]
         return outcome
 
-    def _run_invoke(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+    def _run_invoke(
+        self, request_id: str, event: Any, deadline_ms: float, headers: InvokeHeaders | None
+    ) -> Outcome:
         self._warn_test_side_patches()
         with self._proxied(request_id) as proxied:
-            outcome = self._invoke_worker(request_id, event, deadline_ms)
+            outcome = self._invoke_worker(request_id, event, deadline_ms, headers)
         outcome.events = [*outcome.events, *proxied]
         return outcome
 
@@ -400,7 +403,9 @@ class ProcessEnvironment(ExecutionEnvironment):
         self.pid = None
         self._reaped = False
 
-    def _invoke_worker(self, request_id: str, event: Any, deadline_ms: float) -> Outcome:
+    def _invoke_worker(
+        self, request_id: str, event: Any, deadline_ms: float, headers: InvokeHeaders | None
+    ) -> Outcome:
         timeout = self.spec.timeout
         started = time.perf_counter()
         self._thaw()
@@ -410,6 +415,7 @@ class ProcessEnvironment(ExecutionEnvironment):
                 event=event,
                 deadline_ms=deadline_ms,
                 offset=self.spec.clock.shift,
+                headers=headers,
             )
             reply = self._request(request, timeout + _SLACK, InvokeReply)
         except TimeoutError:

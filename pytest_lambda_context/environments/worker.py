@@ -892,6 +892,13 @@ class _Worker:
             region=config.region,
             deadline_ms=request.deadline_ms,
         )
+        headers = request.headers
+        if headers is not None:
+            from pytest_lambda_context.runtime.context import apply_headers
+
+            apply_headers(context, headers)
+        # awslambdaric's _GLOBAL_TENANT_ID: the tenant of this request, for log records.
+        self.log.tenant_id = None if headers is None else headers.tenant_id
         scope = self.scope(request_id)
         # As the runtime does for each invocation: the request id for log records, and
         # a new X-Ray trace header in the environment.

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders
 
 __all__ = [
     "RESERVED_VARIABLES",
+    "Client",
+    "ClientContext",
     "LambdaContext",
     "TraceHeaders",
+    "apply_headers",
     "refuse_reserved",
     "reserved_environment",
     "trace_header",
@@ -21,6 +28,8 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
 # Where Lambda's runtime and its libraries live (nothing of it is there here).
 RUNTIME_DIR = "/var/runtime"
+# What context.w3c() may carry (awslambdaric's allowlist).
+_W3C_FIELDS = ("traceparent", "tracestate", "baggage")
 _PYTHON = f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -36,6 +45,48 @@ class CognitoIdentity:
             f"CognitoIdentity([cognito_identity_id={self.cognito_identity_id},"
             f"cognito_identity_pool_id={self.cognito_identity_pool_id}])"
         )
+
+
+class Client:
+    """``context.client_context.client``: the mobile SDK's client."""
+
+    __slots__ = (
+        "app_package_name",
+        "app_title",
+        "app_version_code",
+        "app_version_name",
+        "installation_id",
+    )
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.installation_id: Any = fields.get("installation_id")
+        self.app_title: Any = fields.get("app_title")
+        self.app_version_name: Any = fields.get("app_version_name")
+        self.app_version_code: Any = fields.get("app_version_code")
+        self.app_package_name: Any = fields.get("app_package_name")
+
+    def __repr__(self) -> str:
+        return (
+            f"Client([installation_id={self.installation_id},app_title={self.app_title},"
+            f"app_version_name={self.app_version_name},"
+            f"app_version_code={self.app_version_code},"
+            f"app_package_name={self.app_package_name}])"
+        )
+
+
+class ClientContext:
+    """``context.client_context``: ``custom``, ``env`` and ``client``."""
+
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.custom: Any = fields.get("custom")
+        self.env: Any = fields.get("env")
+        client = fields.get("client")
+        self.client: Client | None = None if client is None else Client(client)
+
+    def __repr__(self) -> str:
+        return f"ClientContext([custom={self.custom},env={self.env},client={self.client}])"
 
 
 class LambdaContext:
@@ -235,3 +286,23 @@ class TraceHeaders:
     def next(self) -> bytes:
         tag = self._tag
         return _TRACE_HEADER % (int(time.time()), tag, next(self._numbers), tag)
+
+
+def apply_headers(context: LambdaContext, headers: InvokeHeaders) -> None:
+    """Set the context's client context, identity, tenant and W3C fields from the
+    headers, as awslambdaric's ``create_lambda_context`` does."""
+    fields = json.loads(headers.client_context) if headers.client_context else None
+    w3c: dict[str, str] = {}
+    if isinstance(fields, dict) and "w3c" in fields:
+        raw = fields.pop("w3c")
+        if isinstance(raw, dict):
+            w3c = {k: raw[k] for k in _W3C_FIELDS if isinstance(raw.get(k), str)}
+    context._w3c_fields = w3c
+    context.client_context = None if fields is None else ClientContext(fields)
+    identity = CognitoIdentity()
+    if headers.cognito_identity:
+        given = json.loads(headers.cognito_identity)
+        identity.cognito_identity_id = given.get("cognitoIdentityId")
+        identity.cognito_identity_pool_id = given.get("cognitoIdentityPoolId")
+    context.identity = identity
+    context.tenant_id = headers.tenant_id
