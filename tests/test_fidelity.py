@@ -905,3 +905,29 @@ def test_what_a_caller_passes_is_checked_before_anything_runs(project, passed, e
         with pytest.raises(error, match=re.escape(words)):
             function.invoke({}, **passed)
         assert function.environments == []
+
+
+def test_the_fidelity_table_counts_true_and_names_real_tests():
+    """docs/fidelity.md: the count at the top of the table is the table's, every row is
+    ✔ or a stated gap, and every test a row names exists."""
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "fidelity.md").read_text(encoding="utf-8")
+    count = re.search(
+        r"<!-- fidelity-count -->\*\*(\d+) behaviours: (\d+) match \(✔\), (\d+) are "
+        r"documented gaps\.\*\*",
+        text,
+    )
+    assert count is not None
+    table = text[count.end() :].split("\n\n")[1]
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert all(len(row) == 3 for row in rows)
+    matches = [row for row in rows if row[1] == "✔"]
+    gaps = [row for row in rows if row[1].startswith("gap")]
+    assert (len(rows), len(matches), len(gaps)) == tuple(int(n) for n in count.groups())
+    for row in rows:
+        named = row[2].rstrip(" |").strip("`")
+        if named == "—":
+            assert row in gaps, f"a ✔ row must name its test: {row[0]}"
+            continue
+        file, _, test = named.partition("::")
+        assert f"def {test}(" in (root / "tests" / file).read_text(encoding="utf-8"), named
