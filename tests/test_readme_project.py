@@ -82,7 +82,12 @@ def _assert_shown(shown: list[str], output: str, project: Path) -> None:
 
 def _run(pytester: pytest.Pytester, command: list[str]) -> pytest.RunResult:
     assert command[0] == "pytest", command
-    return pytester.runpytest_subprocess(*command[1:], timeout=300)
+    # As on the reader's terminal: on CI (CI or BUILD_NUMBER set) pytest does not cut
+    # the short summary's lines to the width the README shows.
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("CI", "BUILD_NUMBER"):
+            patch.delenv(name, raising=False)
+        return pytester.runpytest_subprocess(*command[1:], timeout=300)
 
 
 @pytest.fixture

@@ -455,6 +455,7 @@ def _fork_blank(inherited: Sequence[socket.socket], coverage: Any) -> BlankWorke
             os._exit(1)
         sandbox.become_subreaper()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        connect_lines.install()  # as in _fork: a blank worker becomes a worker like any
         gc.unfreeze()
         if coverage is not None:
             worker_coverage.start_in_worker(coverage)
