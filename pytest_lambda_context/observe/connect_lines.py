@@ -24,10 +24,9 @@ import contextlib
 import os
 import signal
 import socket
-import sys
 from types import FrameType
 
-from pytest_lambda_context.observe.connections import ConnectLine, user_frame
+from pytest_lambda_context.observe.connections import ConnectLine, thread_frames, user_frame
 from pytest_lambda_context.observe.guard import is_loopback_host
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT
 
@@ -103,7 +102,7 @@ def current_line(code_root: str) -> tuple[str | None, str | None]:
     """The line of function code the threads are in now, or why there is none."""
     lines = {
         ident: found
-        for ident, top in sys._current_frames().items()
+        for ident, top in thread_frames().items()
         if (found := user_frame(code_root, top)) is not None
     }
     if not lines:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import gc
 import socket
 import sys
 import threading
@@ -239,6 +240,23 @@ def user_frame(code_root: str, frame: FrameType | None = None) -> str | None:
             return f"{relative}:{f.f_lineno} in {f.f_code.co_name}"
         f = f.f_back
     return None
+
+
+def thread_frames() -> dict[int, FrameType]:
+    """``sys._current_frames()``, safe to call from a thread of ours while others run.
+
+    Before Python 3.12 a garbage collection inside that call can deadlock the whole
+    process (CPython gh-106883: the collector frees a ``threading.local``, which takes
+    the lock the call holds); the proxy's accept thread hit it about one run in ten.
+    The collector is paused for the call, and only if it was running.
+    """
+    if sys.version_info >= (3, 12) or not gc.isenabled():
+        return sys._current_frames()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        gc.enable()
 
 
 # --- the monitor -------------------------------------------------------------------
