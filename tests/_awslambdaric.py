@@ -33,6 +33,7 @@ class RuntimeRun:
     posted: list[Posted] = field(default_factory=list)
     stdout: str = ""
     returncode: int = 0
+    stderr: str = ""  # the driver's own failures show here, not in the log events
 
     @property
     def log_events(self) -> list[str]:
@@ -76,7 +77,13 @@ def run_awslambdaric(
             timeout=60,
         )
         lines = out_path.read_text().splitlines() if out_path.exists() else []
-    run = RuntimeRun(stdout=done.stdout.decode("utf-8", "replace"), returncode=done.returncode)
+    run = RuntimeRun(
+        stdout=done.stdout.decode("utf-8", "replace"),
+        returncode=done.returncode,
+        stderr=done.stderr.decode("utf-8", "replace"),
+    )
+    if done.returncode and not lines:  # shown with a failing test's captured output
+        sys.stderr.write(f"awslambdaric's driver exited {done.returncode}:\n{run.stderr}")
     for line in lines:
         item = json.loads(line)
         if item["kind"] == "result":
