@@ -3,6 +3,7 @@ in both isolations: counting, placeholders, a database of each test's own, fault
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -252,6 +253,49 @@ def test_dropped(request):
 """,
     )
     result.assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize("kind", ["postgres"])
+def test_a_database_still_in_use_is_left_for_the_sessions_end(
+    pytester: pytest.Pytester, kind: str, server_url: str, request: pytest.FixtureRequest
+) -> None:
+    # PostgreSQL's DROP DATABASE waits 5 s for other sessions to leave: the plugin asks
+    # first, and leaves a database someone still uses to the end of the session.
+    names = pytester.path / "names.json"
+    result = inner(
+        pytester,
+        kind,
+        server_url,
+        f"""
+import json, psycopg
+NAMES, KEPT = [], []
+
+def teardown_module():
+    for connection in KEPT:
+        connection.close()
+
+def test_unused(request):
+    NAMES.append(request.getfixturevalue(KIND).db)
+
+def test_held(request):
+    service = request.getfixturevalue(KIND)
+    NAMES.append(service.db)
+    KEPT.append(psycopg.connect(service.url, autocommit=True))
+
+def test_after(request):
+    service = request.getfixturevalue(KIND)
+    rows = service.client().execute("select datname from pg_database").fetchall()
+    present = {{row[0] for row in rows}}
+    assert NAMES[0] not in present and NAMES[1] in present
+    with open({str(names)!r}, "w") as file:
+        json.dump(NAMES, file)
+""",
+    )
+    result.assert_outcomes(passed=3)
+    made = json.loads(names.read_text())
+    service: DatastoreService = request.getfixturevalue(kind)
+    rows = service.client().execute("select datname from pg_database").fetchall()
+    assert not set(made) & {row[0] for row in rows}
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
