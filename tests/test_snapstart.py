@@ -7,6 +7,7 @@ through the es fixture's counting proxy.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -158,6 +159,9 @@ def echo_server() -> Iterator[socket.socket]:
     acceptor.start()
     yield listener
     stop.set()
+    # close() alone does not wake a thread blocked in accept() on Linux: shutdown does.
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
     listener.close()
     acceptor.join(timeout=5)
 
