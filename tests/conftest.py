@@ -79,3 +79,11 @@ def engine(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> Iterator[FakeDoc
     with FakeDockerEngine(str(short_dir / "docker.sock")) as fake:
         monkeypatch.setenv("DOCKER_HOST", fake.url)
         yield fake
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Under xdist (addopts: --dist loadgroup) the tests that count a Docker engine's
+    # containers before and after run one after another, on one worker.
+    for item in items:
+        if item.get_closest_marker("docker") is not None:
+            item.add_marker(pytest.mark.xdist_group("docker"))

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real PostgreSQL, the same on every Python and pytest
+
 pytest.importorskip("psycopg")
 pytest.importorskip("psycopg2")
 

@@ -14,6 +14,8 @@ import pytest
 from pytest_lambda_context import HandlerError
 from pytest_lambda_context.services.datastores.service import DatastoreService
 
+pytestmark = pytest.mark.slow  # end to end, the same on every Python and pytest
+
 # The inner runs import it too: the class the plugin raises must be loaded before the
 # first of them, or pytester's module snapshot would make theirs another one.
 assert HandlerError.__module__ == "pytest_lambda_context.runtime.errors"

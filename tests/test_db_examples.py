@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # end to end, the same on every Python and pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

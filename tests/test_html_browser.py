@@ -23,6 +23,8 @@ from _kinds_project import write_kinds_project
 from _png import Screenshot
 from _report_page import parse
 
+pytestmark = pytest.mark.slow  # end to end, the same on every Python and pytest
+
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]

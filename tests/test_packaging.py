@@ -25,6 +25,8 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+pytestmark = pytest.mark.slow  # end to end, the same on every Python and pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Loading the plugin must not import any of these (SPEC, Packaging): a session that

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from test_docs import ROOT, Block, blocks
 
+pytestmark = pytest.mark.slow  # end to end, the same on every Python and pytest
+
 pytest_plugins = ["pytester"]
 
 SECTION = "## Use it in your project"

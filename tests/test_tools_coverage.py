@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from support import write_files
 
+pytestmark = pytest.mark.slow  # end to end, the same on every Python and pytest
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
 ROOT = Path(__file__).resolve().parents[1]
