@@ -186,12 +186,50 @@ def _put_max_str_digits(saved: Any) -> None:
         sys.set_int_max_str_digits(saved)
 
 
+class _PytestHook:
+    """A hook pytest installed. pytest 7 puts its own sys.unraisablehook in place for
+    each phase of each test (setup, call, teardown): one phase's is not another's
+    object, but swapping one for the other is pytest's doing, not function code's."""
+
+    __slots__ = ("hook",)
+
+    def __init__(self, hook: Any) -> None:
+        self.hook = hook
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _PytestHook)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _pytests(hook: Any) -> bool:
+    module = getattr(getattr(hook, "func", hook), "__module__", None) or ""
+    return module.startswith("_pytest.")
+
+
 def _read_hooks() -> Any:
-    return sys.unraisablehook, sys.displayhook, sys.breakpointhook
+    return tuple(
+        _PytestHook(hook) if _pytests(hook) else hook
+        for hook in (sys.unraisablehook, sys.displayhook, sys.breakpointhook)
+    )
 
 
 def _put_hooks(saved: Any) -> None:
-    sys.unraisablehook, sys.displayhook, sys.breakpointhook = saved
+    now = _read_hooks()
+    # Where both then and now are pytest's, now's stays: it is the current phase's.
+    unraisable, display, breakpoint_hook = (
+        current.hook
+        if isinstance(current, _PytestHook) and isinstance(then, _PytestHook)
+        else then.hook
+        if isinstance(then, _PytestHook)
+        else then
+        for then, current in zip(saved, now, strict=True)
+    )
+    sys.unraisablehook, sys.displayhook, sys.breakpointhook = (
+        unraisable,
+        display,
+        breakpoint_hook,
+    )
 
 
 def _read_builtins() -> Any:
