@@ -149,6 +149,7 @@ def test_the_watch_ignores_allowed_folders_and_bytecode_caches():
         "/tmp/own/x",
         "/tmp/code/app/state.json",
         "/tmp/lib/__pycache__/m.pyc",
+        "/tmp/lib/__pycache__",  # os.mkdir of the cache folder itself
         "/tmp/pytest-of-root/pytest-3/test_x0/marker",  # a tmp_path handed in
     ):
         watch.note(path)

@@ -28,6 +28,7 @@ _TMP_PREFIX = _TMP + os.sep
 # code through env), wherever the test made them: /tmp/pytest-of-<user>/...
 _PYTEST_TEMP = f"{_TMP_PREFIX}pytest-of-"
 _PYCACHE = f"{os.sep}__pycache__{os.sep}"
+_PYCACHE_FOLDER = f"{os.sep}__pycache__"
 # open() flags that create or change a file.
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # Other audit events that change the file system: the positions of their paths.
@@ -74,8 +75,10 @@ class TmpWatch:
         if (
             (text == _TMP or text.startswith(_TMP_PREFIX))
             and not (text + os.sep).startswith(self.allowed)
-            # Python's import machinery caching bytecode (of a library under /tmp).
+            # Python's import machinery caching bytecode (of a library under /tmp): the
+            # files, and the folder it makes for them.
             and _PYCACHE not in text
+            and not text.endswith(_PYCACHE_FOLDER)
         ):
             return text
         return None
