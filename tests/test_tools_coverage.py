@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from support import write_files
 
-pytestmark = pytest.mark.slow  # end to end, the same on every Python and pytest
-
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only"),
+    pytest.mark.slow,  # end to end, the same on every Python and pytest
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_PACKAGES = ("app", "es_app", "aws_app")
