@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 from support import write_project
 
 HANDLERS = {
@@ -160,3 +163,25 @@ def test_the_watch_ignores_allowed_folders_and_bytecode_caches():
     watch.note(Path("/tmp/own2/x"))  # a sibling of an allowed folder is not inside it
     watch.note("/tmp/cache.json")
     assert watch.paths == ["/tmp/cache.json", "/tmp/own2/x"]
+
+
+def test_reading_python_source_under_tmp_is_not_reading_shared_data() -> None:
+    # A traceback reads the source of each frame: with an editable install of a package
+    # under /tmp, that is no file an earlier environment left there.
+    import tempfile
+
+    from pytest_lambda_context.environments.shared_tmp import TmpWatch
+
+    folder = tempfile.mkdtemp(prefix="plc-src-", dir="/tmp")
+    try:
+        source = os.path.join(folder, "module.py")
+        data = os.path.join(folder, "state.json")
+        for path in (source, data):
+            with open(path, "w") as file:
+                file.write("x")
+        watch = TmpWatch(())
+        watch.note_read(source)
+        watch.note_read(data)
+        assert watch.reads == [data]
+    finally:
+        shutil.rmtree(folder)

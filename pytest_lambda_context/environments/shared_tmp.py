@@ -29,6 +29,9 @@ _TMP_PREFIX = _TMP + os.sep
 _PYTEST_TEMP = f"{_TMP_PREFIX}pytest-of-"
 _PYCACHE = f"{os.sep}__pycache__{os.sep}"
 _PYCACHE_FOLDER = f"{os.sep}__pycache__"
+# Python source, read by imports and by tracebacks (an editable install of a package
+# under /tmp is on no sys.path entry): code, not an environment's data.
+_SOURCE_SUFFIXES = (".py", ".pyc")
 # open() flags that create or change a file.
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # Other audit events that change the file system: the positions of their paths.
@@ -95,7 +98,11 @@ class TmpWatch:
         shared = self._shared(path)
         if shared is None or os.path.abspath(shared) in self.written:
             return
-        if shared.startswith(_code_folders()) or not os.path.isfile(shared):
+        if (
+            shared.endswith(_SOURCE_SUFFIXES)  # source read for a traceback (linecache)
+            or shared.startswith(_code_folders())
+            or not os.path.isfile(shared)
+        ):
             return  # a module imported from under /tmp, or a cache miss (as on Lambda)
         reads = self.reads
         if len(reads) < _KEPT and shared not in reads:
