@@ -215,20 +215,14 @@ def _read_hooks() -> Any:
 
 
 def _put_hooks(saved: Any) -> None:
-    now = _read_hooks()
-    # Where both then and now are pytest's, now's stays: it is the current phase's.
-    unraisable, display, breakpoint_hook = (
-        current.hook
-        if isinstance(current, _PytestHook) and isinstance(then, _PytestHook)
-        else then.hook
-        if isinstance(then, _PytestHook)
-        else then
-        for then, current in zip(saved, now, strict=True)
-    )
+    def chosen(then: Any, current: Any) -> Any:
+        if not isinstance(then, _PytestHook):
+            return then
+        # pytest's then and now: now's stays, it is the current phase's.
+        return current.hook if isinstance(current, _PytestHook) else then.hook
+
     sys.unraisablehook, sys.displayhook, sys.breakpointhook = (
-        unraisable,
-        display,
-        breakpoint_hook,
+        chosen(then, current) for then, current in zip(saved, _read_hooks(), strict=True)
     )
 
 

@@ -28,7 +28,6 @@ _TMP_PREFIX = _TMP + os.sep
 # code through env), wherever the test made them: /tmp/pytest-of-<user>/...
 _PYTEST_TEMP = f"{_TMP_PREFIX}pytest-of-"
 _PYCACHE = f"{os.sep}__pycache__{os.sep}"
-_PYCACHE_FOLDER = f"{os.sep}__pycache__"
 # Python source, read by imports and by tracebacks (an editable install of a package
 # under /tmp is on no sys.path entry): code, not an environment's data.
 _SOURCE_SUFFIXES = (".py", ".pyc")
@@ -79,9 +78,8 @@ class TmpWatch:
             (text == _TMP or text.startswith(_TMP_PREFIX))
             and not (text + os.sep).startswith(self.allowed)
             # Python's import machinery caching bytecode (of a library under /tmp): the
-            # files, and the folder it makes for them.
-            and _PYCACHE not in text
-            and not text.endswith(_PYCACHE_FOLDER)
+            # files, and the folder it makes for them (hence the trailing separator).
+            and _PYCACHE not in text + os.sep
         ):
             return text
         return None

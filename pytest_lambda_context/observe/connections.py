@@ -247,7 +247,7 @@ def thread_frames() -> dict[int, FrameType]:
 
     Before Python 3.12 a garbage collection inside that call can deadlock the whole
     process (CPython gh-106883: the collector frees a ``threading.local``, which takes
-    the lock the call holds); the proxy's accept thread hit it about one run in ten.
+    the lock the call holds); the proxy's accept thread hit it in 5 of 32 runs of one test.
     The collector is paused for the call, and only if it was running.
     """
     if sys.version_info >= (3, 12) or not gc.isenabled():
