@@ -500,3 +500,58 @@ def test_a_handler_that_calls_asyncio_run_works_from_an_async_test(
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
     result.assert_outcomes(passed=1)
+
+
+WARNING_HANDLER = """
+import warnings
+
+warnings.warn("said at init", UserWarning)
+
+def handler(event, context):
+    warnings.warn("said by the handler", UserWarning)
+    warnings.warn("old API", DeprecationWarning)
+    if event.get("own filter"):
+        warnings.simplefilter("error")  # function code's own choice stays its own
+    return "ran"
+"""
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_a_warning_in_function_code_is_logged_as_on_lambda_whatever_the_sessions_filters(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, isolation: str
+) -> None:
+    # The docs' ini example: filterwarnings = error. Lambda runs Python's default filters
+    # and writes a shown warning to the log stream; the test keeps its own filters.
+    pytester.makepyfile(**{"app/__init__": "", "app/main": WARNING_HANDLER})
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        test_warn=f"""
+        import warnings
+        import pytest
+
+        from pytest_lambda_context import HandlerError
+
+        pytestmark = pytest.mark.lambda_handler("app.main.handler", isolation={isolation!r})
+
+        def test_logged_not_raised(lambda_function):
+            assert lambda_function.invoke({{}}) == "ran"
+            assert lambda_function.invoke({{"own filter": True}}) == "ran"
+            first, second = lambda_function.invocations
+            assert any("UserWarning: said by the handler" in line for line in first.logs)
+            assert not any("old API" in line for line in first.logs + second.logs)
+            environment = lambda_function.environments[0]
+            assert any("UserWarning: said at init" in line for line in environment.logs)
+            with pytest.raises(UserWarning):  # the test's filters are still pytest's
+                warnings.warn("the test's own", UserWarning)
+
+        def test_own_filter_kept_by_its_environment(lambda_function):
+            lambda_function.invoke({{"own filter": True}})
+            with pytest.raises(HandlerError) as raised:
+                lambda_function.invoke({{}})
+            assert raised.value.payload["errorType"] == "UserWarning"
+        """
+    )
+    # And Python's own -W, which a worker forked from the test process inherits.
+    monkeypatch.setenv("PYTHONWARNINGS", "error::UserWarning")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist")
+    result.assert_outcomes(passed=2)

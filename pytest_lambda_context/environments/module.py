@@ -240,8 +240,8 @@ class ModuleEnvironment(ExecutionEnvironment):
            ``os._exit`` guard stops.
         7. :class:`PrivateState`: working directory, umask, recursion limit,
            ``sys.excepthook``, signal handlers, the C environment and time zone (after
-           2: its array is built from os.environ's data), the logging registry and
-           the root logger's ``__dict__``.
+           2: its array is built from os.environ's data), warnings' filters and
+           display, the logging registry and the root logger's ``__dict__``.
         8. The runtime's logging: ``sys.stdout``/``sys.stderr`` and the root handlers
            and level. Inside 7: they are written into the root ``__dict__`` that 7
            swapped in, so the runtime's handlers are the environment's, not the test's.

@@ -2,7 +2,7 @@
 
 On Lambda each environment is its own process: its working directory, umask, signal
 handlers, recursion limit, ``sys.excepthook``, C-level environment (what subprocesses
-and ``time.tzset`` see), time zone and logging setup are its own. In module isolation
+and ``time.tzset`` see), time zone, warning filters and logging setup are its own. In module isolation
 the environments share the test process, so each one's share of that state is
 swapped in around its init and invocations and swapped out after: nothing function
 code changes reaches the test or another environment.
@@ -25,6 +25,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from pytest_lambda_context.runtime.warnings_setup import WarningsShare
 
 __all__ = ["TRACKER", "PrivateState", "Tracker"]
 
@@ -299,6 +301,7 @@ class PrivateState:
         self._c_address = 0
         self.zone: tuple[Any, ...] | None = None
         self.logging = _LoggingShare()
+        self.warnings = WarningsShare()
         self._outer_borrowed: dict[logging.Logger, dict[str, Any]] = {}
         # What enter() replaced, for exit() to put back.
         self._outer = _Outer()
@@ -332,7 +335,7 @@ class PrivateState:
     # Written out flat, each step a comparison first: this runs twice per invocation.
     # exit() undoes enter()'s steps in the reverse order: the tracker's active state,
     # working directory, umask, recursion limit, excepthook, signal handlers, the C
-    # environment (and with it the time zone), logging.
+    # environment (and with it the time zone), warnings' filters and display, logging.
     def enter(self) -> None:
         outer = self._outer
         tracker = TRACKER
@@ -371,12 +374,14 @@ class PrivateState:
             if self.zone != tracker.zone:
                 self._enter_zone()
         outer.environ = outer_environ
+        self.warnings.enter()
         self._enter_logging(outer)
 
     def exit(self) -> None:
         outer = self._outer
         tracker = TRACKER
         self._exit_logging(outer)
+        self.warnings.exit()
         outer_environ = outer.environ
         if outer_environ:
             pointer = tracker.environ

@@ -832,13 +832,17 @@ class _Worker:
 
     def _install_runtime(self, environ: dict[str, str]) -> None:
         """What the runtime sets up before the function's code: awslambdaric's logging,
-        stdout and stderr feeding the log stream, its marshaller."""
+        stdout and stderr feeding the log stream, its marshaller, Python's own warning
+        filters."""
         from pytest_lambda_context.runtime.log_stream import LogStream, StreamTee
         from pytest_lambda_context.runtime.logging_setup import (
             install_runtime_logging,
             runtime_log_settings,
         )
         from pytest_lambda_context.runtime.marshal import ResultEncoder
+        from pytest_lambda_context.runtime.warnings_setup import use_lambda_defaults
+
+        use_lambda_defaults()
 
         log = LogStream(write_through=False)
         log.targets[0], log.targets[1] = sys.stdout, sys.stderr
