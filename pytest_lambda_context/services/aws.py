@@ -112,9 +112,7 @@ class AwsService:
     def start(self) -> None:
         missing = _missing_dependency()
         if missing is not None:
-            raise MissingDependencyError(
-                f"the aws fixture needs moto and boto3 ({missing}): {INSTALL_HINT}"
-            )
+            raise MissingDependencyError(missing)
         from moto import mock_aws
         from moto.core.config import default_user_config
 
@@ -254,11 +252,21 @@ def _unmocked_message(url: str) -> str:
 
 
 def _missing_dependency() -> str | None:
+    """What the aws fixture lacks, said with what to install (None: nothing)."""
     try:
         import boto3  # noqa: F401
-        import moto  # noqa: F401
+        import moto
     except ImportError as exc:
-        return str(exc)
+        return f"the aws fixture needs moto and boto3 ({exc}): {INSTALL_HINT}"
+    if not hasattr(moto, "mock_aws"):
+        # The extra's floor is moto 4.2 so that installing the plugin never upgrades a
+        # project's moto 4 (whose per-service mocks 5 removed); the fixture needs 5.
+        version = getattr(moto, "__version__", "older than 5")
+        return (
+            f"the aws fixture needs moto 5 or later; this environment has moto {version}, "
+            "which has no mock_aws (your own moto 4 mocks, such as mock_s3, keep working "
+            "beside the plugin without the aws fixture): pip install 'moto[server]>=5'"
+        )
     return None
 
 
