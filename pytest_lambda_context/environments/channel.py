@@ -153,6 +153,8 @@ class WorkerConfig(NamedTuple):
     memory_mb: int
     region: str
     log_stream_name: str
+    # The layer folders to mount at /opt, in order (environments/layers.py).
+    layers: tuple[str, ...] = ()
 
 
 class InitRequest(NamedTuple):

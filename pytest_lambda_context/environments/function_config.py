@@ -35,6 +35,7 @@ from pytest_lambda_context.environments.config import (
     find_code_root,
     find_fresh_packages,
 )
+from pytest_lambda_context.environments.layers import check_layers
 from pytest_lambda_context.environments.placeholders import check_placeholders
 from pytest_lambda_context.environments.registry import Isolation, isolation_of
 from pytest_lambda_context.runtime.clock import PluginClock
@@ -122,6 +123,10 @@ class FunctionConfig:
     ``atexit``, no ``finally``, no signal handler runs), ``"internal"`` or
     ``"external"`` (SIGTERM first, then ``shutdown_grace`` seconds, then killed)."""
 
+    layers: tuple[str, ...] = ()
+    """Lambda layers: folders, each holding what a layer's zip holds, merged at ``/opt``
+    in order (a later layer's file wins; at most 5); see environments/layers.py."""
+
     network: str = field(default="allow", metadata=_SESSION)
     """``"allow"`` or ``"loopback"``: where function code may connect (the plugin sets it
     from the lambda_network option, and the aws fixture)."""
@@ -160,6 +165,9 @@ class FunctionConfig:
     code_root_prefix: str = field(init=False, metadata=_WIRING)
     """``code_root`` with one trailing separator: what module paths are matched against."""
 
+    layer_prefixes: tuple[str, ...] = field(init=False, metadata=_WIRING)
+    """Each of ``layers`` with one trailing separator (their modules are the function's)."""
+
     def __post_init__(self) -> None:
         check_handler(self.handler)
         capabilities = isolation_of(self.isolation)
@@ -181,6 +189,7 @@ class FunctionConfig:
         env = check_env(self.env)
         check_inherit_env(self.inherit_env)
         check_fresh_packages(self.fresh_packages)
+        object.__setattr__(self, "layers", check_layers(self.layers))
         # {postgres_url} and the like come from fixtures wired in later (see ``wired``);
         # a name that nothing can supply is wrong already.
         check_placeholders(env, self.placeholders, services_later=True)
@@ -192,6 +201,9 @@ class FunctionConfig:
             )
         object.__setattr__(self, "env", MappingProxyType(env))
         object.__setattr__(self, "code_root_prefix", self.code_root.rstrip(os.sep) + os.sep)
+        object.__setattr__(
+            self, "layer_prefixes", tuple(layer.rstrip(os.sep) + os.sep for layer in self.layers)
+        )
 
     @classmethod
     def build(cls, handler: str, options: Mapping[str, Any]) -> FunctionConfig:

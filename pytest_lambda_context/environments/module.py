@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments import shared_tmp
 from pytest_lambda_context.environments.base import ExecutionEnvironment
+from pytest_lambda_context.environments.layers import layer_sys_paths
 from pytest_lambda_context.environments.leaks import (
     LEAK_WATCH,
     IsolationLeakWarning,
@@ -94,18 +95,26 @@ def _module_path(module: ModuleType) -> str | None:
 
 
 def is_function_module(
-    name: str, module: ModuleType | None, code_root: str, fresh: frozenset[str] = frozenset()
+    name: str,
+    module: ModuleType | None,
+    code_root: str,
+    fresh: frozenset[str] = frozenset(),
+    layers: tuple[str, ...] = (),
 ) -> bool:
-    """Is this module the function's own code, or of a package in ``fresh``
-    (``fresh_packages``)? Either is imported afresh on every cold start."""
+    """Is this module the function's own code, of one of its ``layers`` (folder prefixes),
+    or of a package in ``fresh`` (``fresh_packages``)? Each is imported afresh on every
+    cold start."""
     if module is None:
         return False
     if name.partition(".")[0] in fresh:
         return True
     path = _module_path(module)
+    if path is None:
+        return False
+    if layers and path.startswith(layers):
+        return True  # a layer's site-packages too: it is in the function's deployment
     return (
-        path is not None
-        and path.startswith(code_root)
+        path.startswith(code_root)
         and not path.startswith(_OWN_PACKAGE_DIR)
         and not any(marker in path for marker in _THIRD_PARTY_MARKERS)
     )
@@ -179,7 +188,9 @@ class ModuleEnvironment(ExecutionEnvironment):
         # The last phase's log events (set when the environment's state is swapped out).
         self._output: list[str] = []
         code_root = spec.code_root
-        self._sys_path = [code_root, *(p for p in sys.path if p != code_root)]
+        # As Lambda's: the function's folder, then its layers' (see environments/layers.py).
+        own = [code_root, *layer_sys_paths(spec.layers)]
+        self._sys_path = [*own, *(p for p in sys.path if p not in own)]
         # C-level drivers (libpq, ...) loaded where this environment's code runs.
         self._drivers = SharedProcessDriverWatch()
         self._scope = Scope(
@@ -257,10 +268,11 @@ class ModuleEnvironment(ExecutionEnvironment):
             # of it that is loaded now (the test's own, or another environment's).
             code_root = self.spec.code_root_prefix
             fresh = self.spec.fresh_packages
+            layers = self.spec.layer_prefixes
             displaced = {
                 name: m
                 for name, m in list(modules.items())
-                if is_function_module(name, m, code_root, fresh)
+                if is_function_module(name, m, code_root, fresh, layers)
             }
             for name in displaced:
                 del modules[name]
@@ -354,9 +366,10 @@ class ModuleEnvironment(ExecutionEnvironment):
                 imported.append(name)
             code_root = self.spec.code_root_prefix
             fresh = self.spec.fresh_packages
+            layers = self.spec.layer_prefixes
             for name in imported:
                 module = modules.get(name)
-                if is_function_module(name, module, code_root, fresh):
+                if is_function_module(name, module, code_root, fresh, layers):
                     self._modules[name] = module  # type: ignore[assignment]
             # C-level drivers this call imported, or that the function's modules use.
             events.extend(self._drivers.news(imported, self._modules.values()))

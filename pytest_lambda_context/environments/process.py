@@ -44,6 +44,7 @@ from pytest_lambda_context.environments.channel import (
     recv_message,
     send_message,
 )
+from pytest_lambda_context.environments.layers import opt_sys_paths
 from pytest_lambda_context.environments.template import PACKAGE_PARENT, sys_path
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.scope import Scope
@@ -116,10 +117,12 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._template: Forker = template or sink.worker_template()
         environ = self._initial_environ()
         code_root = spec.code_root
+        # As Lambda's: the function's folder, then its layers at /opt (environments/layers.py).
+        own = [code_root, *(opt_sys_paths() if spec.layers else ())]
         self._config: WorkerConfig | None = WorkerConfig(
             environ=environ,
             tmpdir=self._tmpdir,
-            sys_path=[code_root, *(p for p in sys_path() if p != code_root)],
+            sys_path=[*own, *(p for p in sys_path() if p not in own)],
             code_root=code_root,
             code_root_prefix=spec.code_root_prefix,
             function_name=spec.function_name,
@@ -129,6 +132,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             memory_mb=spec.memory_mb,
             region=spec.region,
             log_stream_name=self.log_stream_name,
+            layers=spec.layers,
         )
         self.pid: int | None = None
         self._channel: socket.socket | None = None
@@ -162,6 +166,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             sys.base_prefix,
             *sys_path(),
             *spec.host_paths,
+            *spec.layers,  # mounted at /opt from where they are
             *(v for v in values if v.startswith(sandbox.TMP + os.sep)),
         ]
 

@@ -646,6 +646,8 @@ class _Worker:
         time.tzset()
         tempfile.tempdir = config.tmpdir
         sys.path[:] = config.sys_path
+        if config.layers:
+            self._mount_layers(config.layers)
         os.chdir(config.code_root)
         _refresh_finders(config.code_root_prefix)
         if not connections.installed():  # a blank worker of the pool has them already
@@ -829,6 +831,18 @@ class _Worker:
                 return None, []
 
         return serve_forks(receive, lambda message: send_message(channel, message), fork)
+
+    def _mount_layers(self, layers: tuple[str, ...]) -> None:
+        """The layers at /opt, in this environment's own mount namespace; where that is
+        refused, their own folders on sys.path in place of /opt's."""
+        from pytest_lambda_context.environments import layers as _layers
+
+        refused = self.tmp_refused or _layers.mount_layers(layers)
+        if refused is not None:
+            opt = _layers.opt_sys_paths()
+            own = _layers.layer_sys_paths(layers)
+            at = sys.path.index(opt[0])
+            sys.path[at : at + len(opt)] = own
 
     def _install_runtime(self, environ: dict[str, str]) -> None:
         """What the runtime sets up before the function's code: awslambdaric's logging,
