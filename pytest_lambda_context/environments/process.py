@@ -49,6 +49,7 @@ from pytest_lambda_context.environments.template import PACKAGE_PARENT, sys_path
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.scope import Scope
 from pytest_lambda_context.runtime.clock import ms_since
+from pytest_lambda_context.runtime.errors import service_error
 from pytest_lambda_context.runtime.handler import (
     Outcome,
     exit_payload,
@@ -76,10 +77,19 @@ _HAVE_PIDFD = hasattr(os, "pidfd_open")
 Reply = TypeVar("Reply", PhaseReply, InvokeReply, ServingForks)
 
 
+# How often the test process reads a busy worker's memory (see _receive).
+_MEMORY_POLL = 0.01
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
+
+
 class _Crashed(Exception):
-    def __init__(self, status: int) -> None:
+    """The worker is gone: its raw wait status; ``out_of_memory``: the test process
+    ended it for going past ``memory_mb``, as Lambda does."""
+
+    def __init__(self, status: int, out_of_memory: bool = False) -> None:
         super().__init__(status)
         self.status = status
+        self.out_of_memory = out_of_memory
 
 
 class Forker(Protocol):
@@ -143,6 +153,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._frozen = False
         self._busy = False
         self._max_rss_kb = 0
+        self._memory_limit_kb = spec.memory_mb * 1024
         # Stands for the worker here: proxies record its connections in it.
         self._proxy_scope = Scope(
             spec.function_name, env_id, None, spec.code_root_prefix, [], spec.network
@@ -222,6 +233,7 @@ class ProcessEnvironment(ExecutionEnvironment):
                 self._stdio = stdio
             else:
                 send_message(channel, message)
+            self._await_reply(channel, deadline)
             reply = expect(recv_message(channel, deadline), expected)
         except TimeoutError:
             raise
@@ -229,8 +241,26 @@ class ProcessEnvironment(ExecutionEnvironment):
             raise _Crashed(self._wait_exit()) from None
         finally:
             self._busy = False
+        if reply.max_rss_kb > self._memory_limit_kb:
+            # Past the limit between two reads and back under it by the reply: Lambda's
+            # kernel would have killed it at the peak.
+            raise self._out_of_memory()
         self._max_rss_kb = reply.max_rss_kb
         return reply
+
+    def _await_reply(self, channel: socket.socket, deadline: float) -> None:
+        """Wait until the reply starts to arrive, reading the worker's memory meanwhile:
+        past ``memory_mb`` it is killed as Lambda kills it (see _out_of_memory)."""
+        limit = self._memory_limit_kb
+        while not select.select([channel], [], [], _MEMORY_POLL)[0]:
+            if time.monotonic() >= deadline:
+                raise TimeoutError("no reply from the worker in time")
+            if self.pid is not None and _resident_kb(self.pid) > limit:
+                raise self._out_of_memory()
+
+    def _out_of_memory(self) -> _Crashed:
+        self._max_rss_kb = self._memory_limit_kb  # REPORT's Max Memory Used: the limit
+        return _Crashed(self._wait_exit(grace=0.0), out_of_memory=True)
 
     def _wait_exit(self, grace: float = _EXIT_GRACE) -> int:
         """Give the worker ``grace`` seconds to exit, then end it; its raw wait status."""
@@ -367,7 +397,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             outcome.duration_ms = ms_since(started)
             return outcome
         except _Crashed as crash:
-            payload = _crash_payload(crash.status, request_id)
+            payload = _crash_payload(crash, request_id)
             return Outcome(OutcomeKind.RUNTIME_EXIT, payload=payload, duration_ms=ms_since(started))
         except BaseException:
             self._abandon()
@@ -428,7 +458,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             payload = timeout_payload(request_id, timeout)
             return Outcome(OutcomeKind.TIMEOUT, payload=payload, duration_ms=timeout * 1000.0)
         except _Crashed as crash:
-            payload = _crash_payload(crash.status, request_id)
+            payload = _crash_payload(crash, request_id)
             return Outcome(OutcomeKind.RUNTIME_EXIT, payload=payload, duration_ms=ms_since(started))
         except BaseException:
             self._abandon()
@@ -518,13 +548,28 @@ def _stdio() -> tuple[tuple[int, int], ...]:
     return tuple((s.st_dev, s.st_ino) for s in stats)
 
 
-def _crash_payload(status: int, request_id: str | None) -> dict[str, Any]:
-    """Lambda's Runtime.ExitError for a worker that ended on its own or by a signal."""
-    code = os.waitstatus_to_exitcode(status)
+def _crash_payload(crash: _Crashed, request_id: str | None) -> dict[str, Any]:
+    """Lambda's Runtime.ExitError for a worker that ended on its own or by a signal, or
+    its Runtime.OutOfMemory for one killed past its memory size."""
+    if crash.out_of_memory:
+        prefix = f"RequestId: {request_id} Error: " if request_id else ""
+        return service_error(
+            "Runtime.OutOfMemory", prefix + "Runtime exited with error: signal: killed"
+        )
+    code = os.waitstatus_to_exitcode(crash.status)
     if code >= 0:
         return exit_payload(code, request_id)
     name = (signal.strsignal(-code) or f"signal {-code}").lower()
     return exit_payload(f"signal: {name}", request_id)
+
+
+def _resident_kb(pid: int) -> int:
+    """The process's resident memory (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_KB
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _process_state(pid: int) -> str | None:

@@ -1,0 +1,82 @@
+"""memory_mb: process isolation kills an environment that goes past it, as Lambda does
+(Runtime.OutOfMemory, Max Memory Used at the limit, the next invocation cold); module
+isolation reports it and does not enforce it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import FunctionMaker, function_maker, write_files
+
+from pytest_lambda_context import InitError, RuntimeExitError
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+HANDLER = """
+import os
+
+HELD = []
+if os.environ.get("AT_INIT_MB"):
+    HELD.append(bytearray(int(os.environ["AT_INIT_MB"]) * 1024 * 1024))
+
+def handler(event, context):
+    if event.get("mb"):
+        HELD.append(bytearray(event["mb"] * 1024 * 1024))
+        if event.get("free"):
+            HELD.clear()  # a peak, gone by the time the invocation returns
+    return len(HELD)
+"""
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[FunctionMaker]:
+    code = write_files(tmp_path / "task", {"app.py": HANDLER})
+    with function_maker("app.handler", code_root=code) as maker:
+        yield maker
+
+
+@pytest.mark.parametrize("free", [False, True], ids=["held", "peak"])
+def test_an_environment_past_its_memory_is_killed_as_lambda_kills_it(
+    make: FunctionMaker, free: bool
+) -> None:
+    function = make(isolation="process", memory_mb=128)
+    assert function.invoke({}) == 0
+    with pytest.raises(RuntimeExitError) as raised:
+        function.invoke({"mb": 200, "free": free})
+    failed = function.invocations[-1]
+    assert raised.value.payload == {
+        "errorType": "Runtime.OutOfMemory",
+        "errorMessage": (
+            f"RequestId: {failed.request_id} Error: Runtime exited with error: signal: killed"
+        ),
+    }
+    assert "\tMax Memory Used: 128 MB\tStatus: error\tError Type: Runtime.OutOfMemory" in (
+        failed.report_line
+    )
+    assert function.environments[0].state == "shutdown"
+    assert function.invoke({}) == 0
+    assert function.invocations[-1].cold
+
+
+def test_under_its_memory_size_nothing_happens(make: FunctionMaker) -> None:
+    function = make(isolation="process", memory_mb=512)
+    assert function.invoke({"mb": 200}) == 1
+    assert function.invoke({}) == 1  # the same warm environment
+    assert 200 < function.invocations[-1].max_memory_used_mb < 512
+
+
+def test_an_init_past_the_memory_size_is_an_init_failure(make: FunctionMaker) -> None:
+    function = make(isolation="process", memory_mb=128, env={"AT_INIT_MB": "200"})
+    with pytest.raises(InitError) as raised:
+        function.invoke({})
+    assert raised.value.payload["errorType"] == "Runtime.OutOfMemory"
+
+
+def test_module_isolation_reports_the_memory_and_does_not_enforce_it(
+    make: FunctionMaker,
+) -> None:
+    function = make(memory_mb=128)
+    assert function.invoke({"mb": 200}) == 1
