@@ -428,7 +428,12 @@ def test_throttling_past_max_concurrency(project, monkeypatch):
         with pytest.raises(HandlerError) as failure:
             function.invoke({"outer": True})
         assert failure.value.error_type == "TooManyRequestsError"
-        assert function.throttles[0]["errorType"] == "TooManyRequestsException"
+        # The Invoke API's answer: its type and message, nothing else.
+        assert function.throttles[0].error == {
+            "errorType": "TooManyRequestsException",
+            "errorMessage": "Rate Exceeded.",
+        }
+        assert function.throttles[0].request_id.endswith("2")  # the second request
         assert len(function.environments) == 1
 
 

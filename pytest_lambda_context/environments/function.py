@@ -29,11 +29,10 @@ from pytest_lambda_context.runtime.errors import (
     LambdaError,
     RequestTooLargeError,
     TooManyRequestsError,
-    error_payload,
     service_error,
 )
 from pytest_lambda_context.runtime.invoke_headers import invoke_headers
-from pytest_lambda_context.runtime.records import FunctionRecord, Invocation
+from pytest_lambda_context.runtime.records import FunctionRecord, Invocation, Throttle
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.snapstart import SnapStart
@@ -111,7 +110,7 @@ class LambdaFunction:
         # Environments handed on to a later test: still reported as this function's.
         self._released: list[ExecutionEnvironment] = []
         # Requests refused past max_concurrency (TooManyRequestsException payloads).
-        self.throttles: list[dict[str, Any]] = []
+        self.throttles: list[Throttle] = []
         # Asynchronous events waiting for their next attempt (invoke_async).
         self._events = EventQueue()
         # Chaos routing (--lambda-chaos, the lambda_chaos marker): its random choices.
@@ -231,10 +230,8 @@ class LambdaFunction:
 
     def _throttle(self) -> TooManyRequestsError:
         # Lambda's answer when the function's concurrency is used up.
-        payload = error_payload(
-            "Rate Exceeded.", "TooManyRequestsException", self.next_request_id()
-        )
-        self.throttles.append(payload)
+        payload = service_error("TooManyRequestsException", "Rate Exceeded.")
+        self.throttles.append(Throttle(self.next_request_id(), payload))
         return TooManyRequestsError(payload)
 
     def invoke_many(self, events: Iterable[Any], *, concurrency: int) -> list[Any]:

@@ -51,7 +51,7 @@ def function_record(
         environment["limits_broken"] = broken.get(environment["id"], [])
     data["limits_broken"] = broken.get(None, [])
     # Requests refused past max_concurrency: they reached no environment.
-    data["throttles"] = [dict(payload) for payload in function.throttles]
+    data["throttles"] = [throttle.to_dict() for throttle in function.throttles]
     record: FunctionRecord = {"test": test, "failed": failed, **data}
     return record
 

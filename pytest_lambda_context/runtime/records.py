@@ -15,6 +15,7 @@ __all__ = [
     "Invocation",
     "InvocationRecord",
     "OutcomeKind",
+    "Throttle",
     "billed_duration_ms",
 ]
 
@@ -131,6 +132,20 @@ class Invocation:
 
 
 # -- the records the reports are made of (plain data: the JSON report's format) -------
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """A request throttled past ``max_concurrency``: it reached no environment.
+    ``error`` is Lambda's answer (``errorType`` and ``errorMessage`` only, as the Invoke
+    API sends it); the request id is the plugin's, for the reports' timeline."""
+
+    request_id: str
+    error: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the reports keep it: the request id beside Lambda's two keys."""
+        return {"requestId": self.request_id, **self.error}
 
 
 class InvocationRecord(TypedDict):
