@@ -36,6 +36,7 @@ from pytest_lambda_context.environments.leaks import (
 )
 from pytest_lambda_context.environments.private_state import TRACKER, PrivateState
 from pytest_lambda_context.observe import connections as _connections
+from pytest_lambda_context.observe import descriptors as _descriptors
 from pytest_lambda_context.observe import netguard as _netguard
 from pytest_lambda_context.observe import shared_connections as _shared_connections
 from pytest_lambda_context.observe import taps as _taps
@@ -602,6 +603,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         # stays reachable from the test process.
         self._leave_connections_open(self._scope)
         _connections.close_sockets(self._scope)
+        _descriptors.release(self._scope)
         self._modules.clear()
         self._handler = None
         self._handler_module = None
@@ -675,6 +677,7 @@ class _ProcessHooks:
             # The guard first: the socket monitor calls through to what it wraps.
             _netguard.install()
             _connections.install()
+            _descriptors.install()
             _shared_connections.install()
             self.pid = os.getpid()
             self.real_exit = os._exit
@@ -715,6 +718,7 @@ class _ProcessHooks:
         self.users -= 1
         if self.users == 0:
             _shared_connections.uninstall()
+            _descriptors.uninstall()
             _connections.uninstall()
             _netguard.uninstall()
             if self.stray_due is not None:

@@ -40,6 +40,9 @@ class Scope:
     # Weak references to the sockets function code connected, so that shutting an
     # environment down closes them, as the end of a Lambda environment does.
     sockets: list[Any] = field(default_factory=list)
+    # Module isolation: descriptors function code opened with os calls, by number, with
+    # the (device, inode) they named (see observe/descriptors.py).
+    descriptors: dict[int, tuple[int, int]] = field(default_factory=dict)
     # The thread that runs the function code (threading.get_ident()), so that a proxy
     # can read the line of code waiting on a connection that C code opened.
     thread: int = 0
