@@ -29,6 +29,7 @@ from pytest_lambda_context.observe.connections import (
 )
 from pytest_lambda_context.observe.drivers import DriversUsed
 from pytest_lambda_context.observe.scope import Scope
+from pytest_lambda_context.runtime.clock import real_monotonic
 from pytest_lambda_context.runtime.context import reserved_environment
 from pytest_lambda_context.runtime.errors import (
     ERROR_CLASSES,
@@ -465,7 +466,7 @@ class ExecutionEnvironment:
                     time.time() + clock.shift + spec.timeout - retried.duration_ms / 1000.0
                 ) * 1000.0
             outcome = self._run_invoke(request_id, event, deadline_ms, headers)
-            self.last_used = time.monotonic() + clock.offset
+            self.last_used = real_monotonic() + clock.offset
             if retried is not None:
                 outcome.duration_ms += retried.duration_ms
                 if retried.output:
@@ -627,7 +628,7 @@ class ExecutionEnvironment:
         Read at most every 10 ms: the peak only grows, and a system call per warm
         invocation would be a good part of its cost.
         """
-        now = time.monotonic()
+        now = real_monotonic()
         if now - self._memory_read_at > 0.01:
             # Linux reports ru_maxrss in KiB.
             self._memory_mb = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)

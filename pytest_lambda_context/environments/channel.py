@@ -26,10 +26,10 @@ from __future__ import annotations
 import pickle
 import socket
 import struct
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
 
+from pytest_lambda_context.runtime.clock import real_monotonic
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
@@ -422,7 +422,7 @@ def _recv(
 
 
 def _set_timeout(sock: socket.socket, deadline: float) -> None:
-    remaining = deadline - time.monotonic()
+    remaining = deadline - real_monotonic()
     if remaining <= 0:
         # Not settimeout(0): that makes the socket non-blocking (BlockingIOError).
         raise TimeoutError("no reply before the deadline")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-import time
 from typing import Any, TypeVar
 
 from pytest_lambda_context.environments.channel import (
@@ -32,6 +31,7 @@ from pytest_lambda_context.environments.channel import (
     send_message,
 )
 from pytest_lambda_context.environments.process import ProcessEnvironment
+from pytest_lambda_context.runtime.clock import real_monotonic
 
 __all__ = ["ForkServer"]
 
@@ -82,7 +82,7 @@ class ForkServer(ProcessEnvironment):
             try:
                 channel.settimeout(_ANSWER_TIMEOUT)
                 send_message(channel, message, fds)
-                reply = recv_message(channel, time.monotonic() + _ANSWER_TIMEOUT)
+                reply = recv_message(channel, real_monotonic() + _ANSWER_TIMEOUT)
             except (OSError, EOFError):
                 return None
             finally:

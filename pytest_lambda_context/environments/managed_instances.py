@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import queue
 import shutil
-import time
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.environments.fork_server import ForkServer
 from pytest_lambda_context.environments.process import ProcessEnvironment
+from pytest_lambda_context.runtime.clock import real_monotonic
 from pytest_lambda_context.runtime.handler import Outcome
 from pytest_lambda_context.runtime.records import OutcomeKind
 
@@ -101,7 +101,7 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
         )
 
     def _run_init(self, request_id: str | None) -> Outcome:
-        started = time.perf_counter()
+        started = real_monotonic()
         self._server.start_serving()
         # The runtime starts all its processes at once; each runs the function's init.
         with ThreadPoolExecutor(max_workers=len(self.processes)) as pool:
@@ -110,7 +110,7 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
         # Every runtime process's init output, in the environment's one log stream.
         output = [line for outcome in outcomes for line in outcome.output or ()]
         echo = [chunk for outcome in outcomes for chunk in outcome.echo or ()]
-        duration = (time.perf_counter() - started) * 1000.0
+        duration = (real_monotonic() - started) * 1000.0
         for outcome in outcomes:
             if outcome.kind is not OutcomeKind.OK:
                 return Outcome(

@@ -43,7 +43,7 @@ from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.drivers import SharedProcessDriverWatch, loaded_c_drivers
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope, set_scope
 from pytest_lambda_context.observe.taps import LIVE_PROXIES as _LIVE_PROXIES
-from pytest_lambda_context.runtime.clock import ms_since, shifted_clock
+from pytest_lambda_context.runtime.clock import ms_since, real_monotonic, shifted_clock
 from pytest_lambda_context.runtime.context import LambdaContext, TraceHeaders, apply_headers
 from pytest_lambda_context.runtime.handler import (
     ExitRequested,
@@ -443,7 +443,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         # even when an invocation triggered it (the payloads still name the request).
         self._enter(None, evict=True)
         patchable = LEAK_WATCH.patch_watch.before()
-        started = time.perf_counter()
+        started = real_monotonic()
         outcome: Outcome
         try:
             with shifted_clock(spec.clock.shift, spec.code_root_prefix):

@@ -48,7 +48,7 @@ from pytest_lambda_context.environments.layers import opt_sys_paths
 from pytest_lambda_context.environments.template import PACKAGE_PARENT, sys_path
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.scope import Scope
-from pytest_lambda_context.runtime.clock import ms_since
+from pytest_lambda_context.runtime.clock import ms_since, real_monotonic, test_clock_skew
 from pytest_lambda_context.runtime.errors import service_error
 from pytest_lambda_context.runtime.handler import (
     Outcome,
@@ -222,7 +222,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         """
         channel = self._channel
         assert channel is not None
-        deadline = time.monotonic() + timeout
+        deadline = real_monotonic() + timeout
         self._busy = True
         try:
             channel.settimeout(timeout)
@@ -253,7 +253,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         past ``memory_mb`` it is killed as Lambda kills it (see _out_of_memory)."""
         limit = self._memory_limit_kb
         while not select.select([channel], [], [], _MEMORY_POLL)[0]:
-            if time.monotonic() >= deadline:
+            if real_monotonic() >= deadline:
                 raise TimeoutError("no reply from the worker in time")
             if self.pid is not None and _resident_kb(self.pid) > limit:
                 raise self._out_of_memory()
@@ -280,8 +280,8 @@ class ProcessEnvironment(ExecutionEnvironment):
         if self._pidfd is not None:
             select.select([self._pidfd], [], [], grace)  # readable once it has exited
             return
-        until = time.monotonic() + grace
-        while time.monotonic() < until and _process_state(self.pid) not in (None, "Z"):
+        until = real_monotonic() + grace
+        while real_monotonic() < until and _process_state(self.pid) not in (None, "Z"):
             time.sleep(0.002)
 
     def _kill(self) -> None:
@@ -384,8 +384,8 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._template.ready()
         if self.pid is not None:
             self._discard_worker()  # a retried init runs in a new runtime process
-        started = time.perf_counter()
-        offset = self.spec.clock.shift
+        started = real_monotonic()
+        offset = self.spec.clock.shift + test_clock_skew()
         try:
             self._spawn()
             reply = self._request(
@@ -442,14 +442,14 @@ class ProcessEnvironment(ExecutionEnvironment):
         self, request_id: str, event: Any, deadline_ms: float, headers: InvokeHeaders | None
     ) -> Outcome:
         timeout = self.spec.timeout
-        started = time.perf_counter()
+        started = real_monotonic()
         self._thaw()
         try:
             request = InvokeRequest(
                 request_id=request_id,
                 event=event,
                 deadline_ms=deadline_ms,
-                offset=self.spec.clock.shift,
+                offset=self.spec.clock.shift + test_clock_skew(),
                 headers=headers,
             )
             reply = self._request(request, timeout + _SLACK, InvokeReply)
@@ -508,7 +508,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             try:
                 channel.settimeout(grace + _EXIT_GRACE)
                 send_message(channel, ShutdownRequest(grace=grace))
-                until = time.monotonic() + grace + _EXIT_GRACE
+                until = real_monotonic() + grace + _EXIT_GRACE
                 ready = expect(recv_message(channel, until), ShutdownReady)
                 self.sigterm_handled = ready.sigterm_handled
             except (OSError, EOFError, ChannelError):

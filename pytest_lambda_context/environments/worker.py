@@ -64,6 +64,7 @@ from pytest_lambda_context.environments.channel import (
 from pytest_lambda_context.environments.worker_debugger import explain_debugger_quit
 from pytest_lambda_context.observe import connect_lines
 from pytest_lambda_context.observe.drivers import DriverWatch
+from pytest_lambda_context.runtime.clock import real_monotonic
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 __all__ = [
@@ -292,7 +293,7 @@ class _Releases:
             pidfd = os.pidfd_open(pid)
         except (OSError, AttributeError):  # gone already, or no pidfd: at the deadline
             pidfd = -1
-        self.waiting[pid] = (pidfd, time.monotonic() + request.grace)
+        self.waiting[pid] = (pidfd, real_monotonic() + request.grace)
         if request.remove is not None:
             self.remove[pid] = request.remove
 
@@ -306,7 +307,7 @@ class _Releases:
         reaped: list[int] = []
         busy = idle is not None
         while self.waiting or busy:
-            now = time.monotonic()
+            now = real_monotonic()
             for pid, (_, deadline) in list(self.waiting.items()):
                 if deadline <= now:
                     reaped.append(self._finish(pid))
@@ -657,7 +658,7 @@ class _Worker:
         # first invocation's (ConnectionEvent's contract).
         scope = self.scope(None)
         set_scope(scope)
-        started = time.perf_counter()
+        started = real_monotonic()
         exit_status = None
         try:
             with shifted_clock(request.offset, config.code_root_prefix):
@@ -675,7 +676,7 @@ class _Worker:
             kind, payload = OutcomeKind.RUNTIME_EXIT, crash_payload(exc, request_id)
         finally:
             set_scope(None)
-        duration = (time.perf_counter() - started) * 1000.0
+        duration = (real_monotonic() - started) * 1000.0
         scope.events.extend(self.drivers.news())
         output, echo = self._end_phase()
         reply = PhaseReply(
@@ -733,7 +734,7 @@ class _Worker:
             )
         finally:
             set_scope(None)
-        duration = (time.perf_counter() - self.restored_at) * 1000.0
+        duration = (real_monotonic() - self.restored_at) * 1000.0
         reply = PhaseReply(
             kind=kind,
             hooks_ms=duration,
@@ -751,7 +752,7 @@ class _Worker:
         """SnapStart: init has run; run the before-snapshot hooks, then serve restores."""
         from pytest_lambda_context.environments import snapshot_runtime, stale_connections
 
-        self.restored_at = time.perf_counter()
+        self.restored_at = real_monotonic()
         # Exit status 64 when a before-snapshot hook fails, as AWS's runtime client's.
         reply, status = self.run_hooks(
             snapshot_runtime.run_before_snapshot, "Runtime.BeforeSnapshotError", offset, 64
@@ -785,7 +786,7 @@ class _Worker:
         """A restored environment: the snapshot's memory, as a Lambda restore leaves it."""
         from pytest_lambda_context.environments import snapshot_runtime, stale_connections
 
-        self.restored_at = time.perf_counter()
+        self.restored_at = real_monotonic()
         snapshot_runtime.resume(state)
         stale_connections.break_inherited(self.inherited)
         self.channel = channel
@@ -979,14 +980,14 @@ def _shutdown_phase(grace: float) -> bool:
     if not callable(handler):
         # SIG_DFL: the runtime dies of it at once, which is what comes next anyway.
         return False
-    deadline = time.monotonic() + grace
+    deadline = real_monotonic() + grace
     try:
         # Past the grace period the test process kills this worker mid-handler.
         signal.raise_signal(signal.SIGTERM)
     except BaseException:
         return True
     if threading.active_count() > 1:
-        time.sleep(max(0.0, deadline - time.monotonic()))
+        time.sleep(max(0.0, deadline - real_monotonic()))
     return True
 
 

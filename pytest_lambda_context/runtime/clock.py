@@ -8,7 +8,38 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["PluginClock", "shifted_clock"]
+__all__ = ["PluginClock", "real_monotonic", "real_time", "shifted_clock", "test_clock_skew"]
+
+_MONOTONIC = time.CLOCK_MONOTONIC
+_REALTIME = time.CLOCK_REALTIME
+_NO_SKEW = 0.01
+
+
+def real_monotonic() -> float:
+    """Seconds on the monotonic clock, which no clock library moves: freezegun leaves
+    ``clock_gettime`` alone and time-machine patches it for ``CLOCK_REALTIME`` only.
+    Durations, deadlines and idle times are measured on it, so a test's ``freeze_time``
+    neither stops them nor makes a wait endless."""
+    return time.clock_gettime(_MONOTONIC)
+
+
+def real_time() -> float:
+    """The real wall clock, whatever freezegun or time-machine make ``time.time()`` say."""
+    travel = sys.modules.get("time_machine")
+    if travel is not None and travel.escape_hatch.is_travelling():
+        return float(travel.escape_hatch.time.time())
+    return time.clock_gettime(_REALTIME)
+
+
+def test_clock_skew() -> float:
+    """How far the test's clock is from real time (freezegun's ``freeze_time`` or
+    time-machine's ``travel`` in the test; 0.0 without). A worker process shifts its
+    function's clock by it, so that function code sees the test's time in both
+    isolations."""
+    skew = time.time() - real_time()
+    # Two readings of one clock differ by a fraction of a microsecond: under 10 ms is
+    # no clock library at work, and the worker's clock then stays unpatched (cheaper).
+    return skew if abs(skew) >= _NO_SKEW else 0.0
 
 
 class PluginClock:
@@ -27,7 +58,7 @@ class PluginClock:
         self._listeners: list[Callable[[], None]] = []
 
     def monotonic(self) -> float:
-        return time.monotonic() + self.offset
+        return real_monotonic() + self.offset
 
     def time(self) -> float:
         return time.time() + self.shift
@@ -104,5 +135,5 @@ def shifted_clock(offset: float, code_root: str) -> Iterator[None]:
 
 
 def ms_since(started: float) -> float:
-    """Milliseconds elapsed since ``started``, a ``time.perf_counter()`` reading."""
-    return (time.perf_counter() - started) * 1000.0
+    """Milliseconds elapsed since ``started``, a :func:`real_monotonic` reading."""
+    return (time.clock_gettime(_MONOTONIC) - started) * 1000.0

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from pytest_lambda_context.runtime.clock import ms_since
+from pytest_lambda_context.runtime.clock import ms_since, real_monotonic
 from pytest_lambda_context.runtime.errors import error_payload, service_error, stack_trace
 from pytest_lambda_context.runtime.marshal import (
     MarshalFailure,
@@ -268,7 +267,7 @@ def call_handler(
     its own way.
     """
     __tracebackhide__ = True  # in a failure, pytest shows the handler's frames only
-    started = time.perf_counter()
+    started = real_monotonic()
     try:
         events = sys.modules.get("asyncio.events")  # not loaded: no loop can be running
         if events is None or events._get_running_loop() is None:
