@@ -133,6 +133,29 @@ def test_pytest_cov_sees_handler_lines_run_in_workers(pytester: pytest.Pytester)
     assert sorted(p.name for p in pytester.path.glob(".coverage*")) == [".coverage"]
 
 
+def test_pytest_cov_says_no_false_no_data_warning_under_w_error(
+    pytester: pytest.Pytester,
+) -> None:
+    # The test process runs none of app's code (the workers do): coverage would say
+    # "No data was collected" for data that is there, and -W error made it an error.
+    write_files(pytester.path, HANDLER)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--lambda-isolation=process",
+        "--cov=app",
+        "-W",
+        "error",
+        "tests/test_orders.py::test_bulk",
+        timeout=300,
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    output = result.stdout.str() + result.stderr.str()
+    assert "No data was collected" not in output
+    assert "INTERNALERROR" not in output
+    result.stdout.fnmatch_lines(["app/orders.py *"])
+
+
 def test_a_process_forked_by_function_code_measures_too(pytester: pytest.Pytester) -> None:
     # Any fork of a worker (function code's, a SnapStart restore's) starts its own
     # measurement and saves it when it ends in os._exit.

@@ -111,6 +111,12 @@ def session_coverage(root: str | None = None) -> CoverageHandoff | None:
             stacklevel=2,
         )
         return None
+    # The workers run the measured code and save its data; this process may run none
+    # of it, and coverage would then say "No data was collected" (an error under
+    # -W error) about data that is there.
+    quiet = _names(session.get_option("run:disable_warnings"))
+    if "no-data-collected" not in quiet:
+        session.set_option("run:disable_warnings", [*quiet, "no-data-collected"])
     root = os.path.abspath(root or os.getcwd())
     data_file = os.path.join(root, os.path.expanduser(config.data_file))
     private_folder = None
