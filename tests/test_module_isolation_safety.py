@@ -4,6 +4,8 @@ IsolationLeakWarning. Each test runs a real pytest session over real handler fil
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 import textwrap
 
@@ -385,6 +387,12 @@ SHARED_CLIENT = {
             global _SOCK
             if _SOCK is None:
                 _SOCK = socket.create_connection(("127.0.0.1", int(os.environ["ECHO_PORT"])))
+                if os.environ.get("ECHO_TLS"):  # as an HTTPS or rediss:// client does
+                    import ssl
+                    context = ssl.create_default_context()
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                    _SOCK = context.wrap_socket(_SOCK)
             _SOCK.sendall(b"ping")
             return _SOCK.recv(16).decode()
     """,
@@ -397,7 +405,14 @@ SHARED_CLIENT = {
         def handler(event, context):
             if event.get("own"):
                 if not OWN:
-                    OWN.append(socket.create_connection(("127.0.0.1", int(os.environ["ECHO_PORT"]))))
+                    sock = socket.create_connection(("127.0.0.1", int(os.environ["ECHO_PORT"])))
+                    if os.environ.get("ECHO_TLS"):
+                        import ssl
+                        context = ssl.create_default_context()
+                        context.check_hostname = False
+                        context.verify_mode = ssl.CERT_NONE
+                        sock = context.wrap_socket(sock)
+                    OWN.append(sock)
                 OWN[0].sendall(b"ping")
                 return OWN[0].recv(16).decode()
             return client.ping()
@@ -405,13 +420,19 @@ SHARED_CLIENT = {
 }
 
 SHARED_TESTS = """
-    import socket, threading
+    import os, socket, ssl, threading
     import pytest
     from pytest_lambda_context import SharedConnectionWarning
+
+    TLS = os.environ.get("ECHO_TLS")
 
     @pytest.fixture
     def echo_port():
         server = socket.create_server(("127.0.0.1", 0))
+        if TLS:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain("cert.pem", "key.pem")
+            server = context.wrap_socket(server, server_side=True)
         def serve():
             while True:
                 try:
@@ -428,8 +449,9 @@ SHARED_TESTS = """
         server.close()
 
     def make(make_lambda_function, port):
+        tls = {"ECHO_TLS": "1"} if TLS else {}
         return make_lambda_function(
-            "fn.handler", code_root="app", env={"ECHO_PORT": str(port)}
+            "fn.handler", code_root="app", env={"ECHO_PORT": str(port), **tls}
         )
 
     def test_a_client_shared_by_environments_is_warned(make_lambda_function, echo_port):
@@ -453,12 +475,22 @@ SHARED_TESTS = """
 """
 
 
-def test_a_connection_opened_by_one_environment_and_used_by_another(pytester):
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_connection_opened_by_one_environment_and_used_by_another(pytester, monkeypatch, tls):
     for name, text in SHARED_CLIENT.items():
         path = pytester.path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
     pytester.makepyfile(test_session=textwrap.dedent(SHARED_TESTS))
+    if tls:
+        if shutil.which("openssl") is None:
+            pytest.skip("the TLS case needs the openssl command for a self-signed certificate")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "cert.pem"],
+            cwd=pytester.path, check=True, capture_output=True,
+        )  # fmt: skip
+        monkeypatch.setenv("ECHO_TLS", "1")
     result = run(pytester, "-W", "error::pytest_lambda_context.SharedConnectionWarning")
     result.assert_outcomes(passed=2)
 

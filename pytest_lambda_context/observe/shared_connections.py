@@ -7,8 +7,9 @@ root, as a layer would be) is handed to every environment: the second one sends 
 first one's connection, and per-environment connection counts come out wrong.
 
 While module-isolated functions exist, the socket monitor notes which environment
-connected each socket (:func:`own`), and ``send``/``sendall`` of Python sockets check
-that the environment running now is that one. A use by another is noted in its scope
+connected each socket (:func:`own`; a TLS socket made over it is its too), and
+``send``/``sendall`` of Python sockets, plain or TLS, check that the environment
+running now is that one. C drivers (libpq) send below Python: their sharing is not seen. A use by another is noted in its scope
 (``scope.shared``) and the environment warns once per function after the call.
 """
 
@@ -146,24 +147,58 @@ def message_for(uses: list[SharedConnection]) -> str:
     )
 
 
+def _tls_send(sock: socket.socket, *args: Any) -> Any:
+    if ACTIVE_SLOT[0] is not None:
+        _check(sock)
+    return _original["tls.send"](sock, *args)
+
+
+def _tls_sendall(sock: socket.socket, *args: Any) -> Any:
+    if ACTIVE_SLOT[0] is not None:
+        _check(sock)
+    return _original["tls.sendall"](sock, *args)
+
+
+def _wrap_socket(context: Any, sock: Any, *args: Any, **kwargs: Any) -> Any:
+    # TLS over a connected socket is a new socket object on the same connection: it
+    # belongs to whoever connected the plain one.
+    wrapped = _original["tls.wrap_socket"](context, sock, *args, **kwargs)
+    owner = _OWNERS.get(sock)
+    if owner is not None:
+        _OWNERS[wrapped] = owner
+    return wrapped
+
+
+def _patches() -> list[tuple[type, str, str, Any]]:
+    """(class, attribute, key, wrapper): plain sockets' sends, and TLS sockets' (their
+    class overrides send and sendall) with the wrapping that makes one."""
+    import ssl  # HTTPS clients have it loaded; installed only when used
+
+    return [
+        (socket.socket, "send", "send", _send),
+        (socket.socket, "sendall", "sendall", _sendall),
+        (ssl.SSLSocket, "send", "tls.send", _tls_send),
+        (ssl.SSLSocket, "sendall", "tls.sendall", _tls_sendall),
+        (ssl.SSLContext, "wrap_socket", "tls.wrap_socket", _wrap_socket),
+    ]
+
+
 def install() -> None:
     """Watch sends (refcounted)."""
     _users[0] += 1
     if _users[0] == 1:
-        cls = socket.socket
-        for name, wrapper in (("send", _send), ("sendall", _sendall)):
-            _saved[name] = cls.__dict__.get(name, _MISSING)
-            _original[name] = getattr(cls, name)
+        for cls, name, key, wrapper in _patches():
+            _saved[key] = cls.__dict__.get(name, _MISSING)
+            _original[key] = getattr(cls, name)
             setattr(cls, name, wrapper)
 
 
 def uninstall() -> None:
     _users[0] -= 1
     if _users[0] == 0:
-        cls = socket.socket
-        for name, wrapper in (("send", _send), ("sendall", _sendall)):
+        for cls, name, key, wrapper in _patches():
             if cls.__dict__.get(name) is wrapper:
-                previous = _saved[name]
+                previous = _saved[key]
                 if previous is _MISSING:
                     delattr(cls, name)
                 else:
