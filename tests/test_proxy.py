@@ -385,3 +385,19 @@ def test_close_cuts_everything_and_frees_descriptors(echo: EchoServer) -> None:
     assert open_fds() <= before + 1
     with pytest.raises(RuntimeError, match="closed"):
         proxy.start()
+
+
+def test_a_client_that_sent_its_goodbye_then_closed_counts_as_closed() -> None:
+    # A driver's last message (PostgreSQL's Terminate) can still wait to be relayed in
+    # front of the client's end when an environment's shutdown asks: the end is seen.
+    from pytest_lambda_context.observe.proxy import _closed_by_client
+
+    server = socket.create_server(("127.0.0.1", 0))
+    with server, socket.create_connection(server.getsockname()) as client:
+        accepted, _ = server.accept()
+        with accepted:
+            assert not _closed_by_client(accepted)
+            client.sendall(b"X\x00\x00\x00\x04")
+            client.close()
+            assert wait_for(lambda: _closed_by_client(accepted))
+            assert accepted.recv(1, socket.MSG_PEEK) == b"X"  # the goodbye still waits

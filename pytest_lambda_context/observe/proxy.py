@@ -104,14 +104,30 @@ class _Connection:
                 _quiet_shutdown(sock, socket.SHUT_RDWR)
 
 
+# Linux's TCP states (include/net/tcp_states.h) after the peer's FIN or a reset.
+_PEER_ENDED = frozenset({7, 8, 9})  # TCP_CLOSE, TCP_CLOSE_WAIT, TCP_LAST_ACK
+
+
 def _closed_by_client(client: socket.socket) -> bool:
-    """Whether the client has closed its end (an EOF or a reset waits to be read)."""
+    """Whether the client has closed its end (an EOF or a reset waits to be read).
+
+    The connection's TCP state says so even when the client's last bytes (a
+    driver's goodbye message, such as PostgreSQL's Terminate) still wait to be relayed
+    in front of its end, which a peek would see first."""
     try:
+        if (
+            _TCP_INFO is not None
+            and client.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0] in _PEER_ENDED
+        ):
+            return True
         return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except BlockingIOError:
         return False  # open, nothing sent
     except OSError:
         return True  # reset, or already closed here
+
+
+_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
 
 
 def _quiet_shutdown(sock: socket.socket, how: int) -> None:
