@@ -101,3 +101,39 @@ def test_an_environment_kept_warm_across_tests_stays_on_its_lane(project):
 )
 def test_the_kind_of_a_bar_is_its_most_telling_fact(invocation, kind):
     assert kind_of(invocation) == kind
+
+
+LIFECYCLE = {
+    "fn/__init__.py": "",
+    "fn/main.py": """
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)  # closes its clients
+
+        def handler(event, context):
+            if event.get("fail"):
+                raise RuntimeError("not yet")
+            return "ok"
+    """,
+}
+
+
+def test_shutdowns_show_their_kind_and_async_retries_their_attempt(project):
+    root = project(LIFECYCLE)
+    with LambdaFunction("fn.main.handler", code_root=root, extensions="internal") as graceful:
+        graceful.invoke({})
+        graceful.environments[0].shutdown("idle timeout")
+        graceful.invoke_async({"fail": True}, max_retry_attempts=1)
+        graceful.idle(minutes=3)  # Lambda's retry comes about a minute later
+    with LambdaFunction("fn.main.handler", code_root=root, function_name="killed") as killed:
+        killed.invoke({})
+        killed.environments[0].shutdown("idle timeout")
+    charts = {
+        c.function_name: c for c in timelines(SessionHistory([record(graceful), record(killed)]))
+    }
+    graceful_chart, killed_chart = charts["fn-main"], charts["killed"]
+    (first, *_) = graceful_chart.lanes
+    assert first.shutdowns[0][2] == "idle timeout: SIGTERM (its handler ran), then killed"
+    assert killed_chart.lanes[0].shutdowns[0][2] == "idle timeout: killed"
+    attempts = [bar.details.get("attempt") for bar in graceful_chart.bars]
+    assert 1 in attempts

@@ -353,6 +353,18 @@ class ExecutionEnvironment:
         self.shutdown_reason = reason
         self._release()
 
+    @property
+    def shutdown_kind(self) -> str | None:
+        """How its shutdown went, as Lambda's would: "killed" (no extension registered,
+        or a runtime already gone), or SIGTERM first (with extensions); None while it
+        lives."""
+        if self.state != "shutdown":
+            return None
+        if not self._grace:
+            return "killed"
+        handler = "its handler ran" if self.sigterm_handled else "no handler"
+        return f"SIGTERM ({handler}), then killed"
+
     def shutdown_grace(self) -> float:
         """Seconds function code's SIGTERM handler gets at this shutdown (0: killed)."""
         return self._grace
@@ -644,6 +656,7 @@ class ExecutionEnvironment:
             "state": self.state,
             "shutdown_reason": self.shutdown_reason,
             "sigterm_handled": self.sigterm_handled,
+            "shutdown_kind": self.shutdown_kind,
             "initialization_type": self.initialization_type,
             "init_duration_ms": self.init_duration_ms,
             "restore_duration_ms": self.restore_duration_ms,

@@ -91,6 +91,10 @@ class EnvironmentHistory:
         return self.record["shutdown_reason"]
 
     @property
+    def shutdown_kind(self) -> str | None:
+        return self.record.get("shutdown_kind")
+
+    @property
     def initialization_type(self) -> str:
         return self.record["initialization_type"]
 

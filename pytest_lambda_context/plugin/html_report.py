@@ -162,7 +162,8 @@ def _legend() -> str:
         '<li><span class="mark">!</span>broke a max_connections/max_clients limit, or a '
         "connection (client) in every warm invocation</li>"
         '<li><span class="shutdown">\u2715</span>environment shut down (timeout, crash, '
-        "idle timeout)</li><li>one lane per execution environment; bars in order of time, "
+        "idle timeout, chaos); \u21bbN: async retry N</li>"
+        "<li>one lane per execution environment; bars in order of time, "
         "overlapping ones side by side; hover for details</li></ul>"
     )
 
@@ -295,6 +296,12 @@ def _bar(bar: Bar, number: int, data: dict[str, Any]) -> str:
             parts.append(
                 f'<text class="count" x="{bx + width / 2}" y="{y + BAR_TOP + 11}" '
                 f'text-anchor="middle">\u00d7{bar.count}</text>'
+            )
+        elif bar.details.get("attempt"):
+            # Lambda's retry of a failed asynchronous event: which one, on the bar.
+            parts.append(
+                f'<text class="count" x="{bx + width / 2}" y="{y + BAR_TOP + 11}" '
+                f'text-anchor="middle">\u21bb{bar.details["attempt"]}</text>'
             )
     marks = [(x, c) for c in range(len(bar.init_connections))]
     marks += [

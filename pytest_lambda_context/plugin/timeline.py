@@ -43,7 +43,13 @@ MAX_BARS = 2000
 RUN_LENGTH = 4
 RUN_COLUMNS = 3
 # Shutdown reasons worth a mark: the routine ones (end of the test) are not.
-NOTABLE_SHUTDOWNS = ("timeout", "exit", "init error", "idle timeout")
+NOTABLE_SHUTDOWNS = (
+    "timeout",
+    "exit",
+    "init error",
+    "idle timeout",
+    "recycled (chaos routing)",
+)
 
 
 def kind_of(invocation: InvocationRecord) -> str:
@@ -435,6 +441,10 @@ def _details(
     reason = environment.shutdown_reason
     if reason:
         details["shutdown_reason"] = reason
+        details["shutdown_kind"] = environment.shutdown_kind
+    if invocation is not None and invocation.get("attempt"):
+        # An asynchronous event's retry by Lambda (attempt 1 or 2; 0 is the first try).
+        details["attempt"] = invocation["attempt"]
     return details
 
 
@@ -508,7 +518,8 @@ def _mark_lanes(
         reason = environment.shutdown_reason
         lane = lanes[lane_of[uid]]
         if reason in NOTABLE_SHUTDOWNS:
-            lane.shutdowns.append((after, final.test, str(reason)))
+            kind = environment.shutdown_kind
+            lane.shutdowns.append((after, final.test, f"{reason}: {kind}" if kind else str(reason)))
             after += 1
         why = "; ".join(environment.reasons())
         if why:

@@ -60,7 +60,8 @@
       ["init duration", ms(bar.init_duration_ms)],
       ["restore duration", ms(bar.restore_duration_ms)],
       ["error", bar.error_type ? bar.error_type + ": " + bar.error_message : null],
-      ["shut down", bar.shutdown_reason && bar.shutdown_reason !== "closed" ? bar.shutdown_reason : null],
+      ["async attempt", bar.attempt ? "retry " + bar.attempt + " of 2 (Lambda's retry of a failed event)" : null],
+      ["shut down", bar.shutdown_reason ? (bar.shutdown_reason !== "closed" ? bar.shutdown_reason + ": " : "") + (bar.shutdown_kind || "") : null],
       ["marked", bar.marked]
     ];
     rows.forEach(function (r) {
