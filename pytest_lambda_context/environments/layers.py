@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any
 
 __all__ = [
     "MAX_LAYERS",
@@ -40,7 +39,7 @@ _MS_REMOUNT = 32
 _MS_BIND = 4096
 
 
-def check_layers(layers: Any) -> tuple[str, ...]:
+def check_layers(layers: object) -> tuple[str, ...]:
     """The layers as absolute folder paths, in order; a clear error for anything else."""
     if layers is None:
         return ()
@@ -49,10 +48,9 @@ def check_layers(layers: Any) -> tuple[str, ...]:
             f"layers must be a list of folders, not one path ({layers!r}): "
             f"layers=[{os.fspath(layers)!r}]"
         )
-    try:
-        given = list(layers)
-    except TypeError:
-        raise TypeError(f"layers must be a list of folder paths, not {layers!r}") from None
+    if not isinstance(layers, Iterable):
+        raise TypeError(f"layers must be a list of folder paths, not {layers!r}")
+    given: list[object] = list(layers)
     folders: list[str] = []
     for layer in given:
         if not isinstance(layer, (str, os.PathLike)):

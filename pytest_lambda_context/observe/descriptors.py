@@ -20,7 +20,8 @@ import contextlib
 import os
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar, cast
 
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope
 
@@ -35,7 +36,10 @@ _OWN_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.
 
 _lock = threading.Lock()
 _refcount = 0
-_saved: dict[str, Any] = {}
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+# The os functions replaced, by name, to put back.
+_saved: dict[str, Callable[..., object]] = {}
 
 
 def _note(fd: int) -> None:
@@ -50,14 +54,14 @@ def _note(fd: int) -> None:
         scope.descriptors[fd] = (stat.st_dev, stat.st_ino)
 
 
-def _forget(fd: Any) -> None:
+def _forget(fd: object) -> None:
     scope = ACTIVE_SLOT[0]
     if scope is not None and isinstance(fd, int):
         scope.descriptors.pop(fd, None)
 
 
-def _opening(original: Any) -> Any:
-    def opening(*args: Any, **kwargs: Any) -> Any:
+def _opening(original: Callable[_P, int]) -> Callable[_P, int]:
+    def opening(*args: _P.args, **kwargs: _P.kwargs) -> int:
         fd = original(*args, **kwargs)
         if ACTIVE_SLOT[0] is not None:
             _note(fd)
@@ -67,8 +71,8 @@ def _opening(original: Any) -> Any:
     return opening
 
 
-def _opening_pair(original: Any) -> Any:
-    def opening_pair(*args: Any, **kwargs: Any) -> Any:
+def _opening_pair(original: Callable[_P, tuple[int, int]]) -> Callable[_P, tuple[int, int]]:
+    def opening_pair(*args: _P.args, **kwargs: _P.kwargs) -> tuple[int, int]:
         pair = original(*args, **kwargs)
         if ACTIVE_SLOT[0] is not None:
             _note(pair[0])
@@ -79,9 +83,9 @@ def _opening_pair(original: Any) -> Any:
     return opening_pair
 
 
-def _dup2(original: Any) -> Any:
-    def dup2(fd: int, fd2: int, *args: Any, **kwargs: Any) -> Any:
-        result = original(fd, fd2, *args, **kwargs)
+def _dup2(original: Callable[..., int]) -> Callable[..., int]:
+    def dup2(fd: int, fd2: int, inheritable: bool = True) -> int:
+        result = original(fd, fd2, inheritable)
         if ACTIVE_SLOT[0] is not None:
             _note(fd2)
         return result
@@ -90,9 +94,9 @@ def _dup2(original: Any) -> Any:
     return dup2
 
 
-def _dropping(original: Any) -> Any:
+def _dropping(original: Callable[..., _R]) -> Callable[..., _R]:
     # os.close: closed by its owner; os.fdopen: a file object owns it now.
-    def dropping(fd: Any, *args: Any, **kwargs: Any) -> Any:
+    def dropping(fd: object, *args: object, **kwargs: object) -> _R:
         if ACTIVE_SLOT[0] is not None:
             _forget(fd)
         return original(fd, *args, **kwargs)
@@ -101,8 +105,8 @@ def _dropping(original: Any) -> Any:
     return dropping
 
 
-def _replacements() -> dict[str, Any]:
-    found: dict[str, Any] = {}
+def _replacements() -> dict[str, Callable[..., object]]:
+    found: dict[str, Callable[..., object]] = {}
     for name in _OPENING:
         if hasattr(os, name):
             found[name] = _opening(getattr(os, name))
@@ -152,7 +156,7 @@ def release(scope: Scope) -> int:
     if not noted:
         return 0
     # The os functions themselves, not the noting wrappers.
-    real_open = _saved.get("open", os.open)
+    real_open = cast("Callable[..., int]", _saved.get("open", os.open))
     real_dup2 = _saved.get("dup2", os.dup2)
     real_close = _saved.get("close", os.close)
     released = 0

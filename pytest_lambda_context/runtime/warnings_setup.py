@@ -32,6 +32,11 @@ LAMBDA_FILTERS: tuple[tuple[str, None, type[Warning], str | None, int], ...] = (
     ("ignore", None, ResourceWarning, None, 0),
 )
 
+# warnings' private display hooks (_showwarnmsg_impl) are read through the module object.
+_WARNINGS: Any = warnings
+_Filter = tuple[str, object, type[Warning], object, int]
+_ShowMessage = Callable[[warnings.WarningMessage], None]
+
 # The filters' cache is keyed by a version that rebinding warnings.filters does not bump.
 _filters_mutated: Callable[[], None] = getattr(warnings, "_filters_mutated", lambda: None)
 
@@ -54,7 +59,7 @@ def show_warning(
         stream.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
-def _show_message(message: Any) -> None:
+def _show_message(message: warnings.WarningMessage) -> None:
     # What warnings._showwarnmsg_impl does, for a WarningMessage.
     show_warning(
         message.message,
@@ -78,13 +83,13 @@ class WarningsShare:
     __slots__ = ("_outer", "filters", "show", "show_message")
 
     def __init__(self) -> None:
-        self.filters: list[Any] = list(LAMBDA_FILTERS)
-        self.show: Callable[..., None] = warnings._showwarning_orig  # type: ignore[attr-defined]
-        self.show_message: Callable[[Any], None] = _show_message
-        self._outer: tuple[list[Any], Callable[..., None], Callable[[Any], None]] | None = None
+        self.filters: list[_Filter] = list(LAMBDA_FILTERS)
+        self.show: Callable[..., None] = _WARNINGS._showwarning_orig
+        self.show_message: _ShowMessage = _show_message
+        self._outer: tuple[list[_Filter], Callable[..., None], _ShowMessage] | None = None
 
     def enter(self) -> None:
-        module: Any = warnings
+        module = _WARNINGS
         self._outer = (module.filters, module.showwarning, module._showwarnmsg_impl)
         module.filters = self.filters
         module.showwarning = self.show
@@ -95,7 +100,7 @@ class WarningsShare:
         outer = self._outer
         if outer is None:
             return
-        module: Any = warnings
+        module = _WARNINGS
         self.filters = module.filters
         self.show = module.showwarning
         self.show_message = module._showwarnmsg_impl
@@ -107,7 +112,7 @@ class WarningsShare:
 def use_lambda_defaults() -> None:
     """Set this process's warnings up as a fresh Lambda runtime's (a worker forked from
     the test process inherits the session's filters and pytest's recorder)."""
-    module: Any = warnings
+    module = _WARNINGS
     module.filters = list(LAMBDA_FILTERS)
     module.showwarning = module._showwarning_orig
     module._showwarnmsg_impl = _show_message
