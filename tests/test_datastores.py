@@ -178,8 +178,11 @@ def test_per_invocation(lambda_function):
         f"--lambda-isolation={isolation}",
     )
     result.assert_outcomes(passed=1, failed=1)
+    how = "local (the machine's binaries (auto))" if kind == "redis" else "url (*_url given)"
     result.stdout.fnmatch_lines(
         [
+            # Which server, and why, said when the fixture first starts it.
+            f"lambda-context: {kind}: {how}, * at 127.0.0.1:*",
             "*@pytest.mark.max_connections(1) exceeded by function app-per_invocation*",
             "*env-1 created 3 connections (limit 1):",
             f"*through proxy '{kind}'*",

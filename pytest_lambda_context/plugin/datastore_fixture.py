@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pytest
 
 from pytest_lambda_context.environments.function_config import FunctionConfig, FunctionWiring
+from pytest_lambda_context.plugin import terminal
 from pytest_lambda_context.plugin.session import PluginState
 from pytest_lambda_context.services.datastores import backends, registry
 from pytest_lambda_context.services.datastores.backends import Choice, ServerUnavailable
@@ -83,6 +84,11 @@ def start_service(
     if wrong is not None:
         service.close()
         pytest.fail(wrong, pytrace=False)
+    endpoint = server.endpoint
+    terminal.say(state.config)(
+        f"{name or kind.name}: {server.backend} ({reason}), {kind.title} at "
+        f"{endpoint.host}:{endpoint.port}"
+    )
     return service
 
 

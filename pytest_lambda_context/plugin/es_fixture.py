@@ -5,11 +5,11 @@ Imported only when a test uses them (or when the header line is written).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
+from pytest_lambda_context.plugin import terminal
 from pytest_lambda_context.plugin.session import PluginState
 from pytest_lambda_context.services.elasticsearch import backends
 from pytest_lambda_context.services.elasticsearch.backends import BackendError
@@ -40,27 +40,12 @@ def header_line(state: PluginState) -> str:
     return f"es: {decision.backend} ({decision.reason})"
 
 
-def _say(config: pytest.Config) -> Callable[[str], None]:
-    """Write a line to the terminal now, even from inside a captured fixture."""
-
-    def say(text: str) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None:
-            return  # an xdist worker, or -p no:terminal
-        capture = config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            reporter.ensure_newline()
-            reporter.write_line(f"lambda-context: {text}")
-
-    return say
-
-
 def session_service(state: PluginState) -> Iterator[ElasticsearchService]:
     """Body of the session-scoped fixture: decide, start, yield, stop."""
     # pytest.fail outside the except blocks: the message alone, no chained traceback.
     if not backends.is_installed("elasticsearch"):
         pytest.fail(_INSTALL_CLIENT, pytrace=False)
-    say = _say(state.config)
+    say = terminal.say(state.config)
     failure = None
     try:
         cheap = backends.decide_cheaply(state.options)
