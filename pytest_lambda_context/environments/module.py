@@ -136,13 +136,22 @@ class _FunctionModules:
         self._layers = spec.layer_prefixes
         self._known: dict[str, tuple[int, bool]] = {}
 
-    def __call__(self, name: str, module: ModuleType | None) -> bool:
-        known = self._known.get(name)
-        if known is not None and known[0] == id(module):
-            return known[1]
-        verdict = is_function_module(name, module, self._code_root, self._fresh, self._layers)
-        self._known[name] = (id(module), verdict)
-        return verdict
+    def loaded(self, modules: dict[str, ModuleType]) -> dict[str, ModuleType]:
+        """The function's modules among ``modules`` (sys.modules), by name."""
+        known = self._known
+        found: dict[str, ModuleType] = {}
+        for name, module in list(modules.items()):
+            entry = known.get(name)
+            if entry is None or entry[0] != id(module):
+                verdict = is_function_module(
+                    name, module, self._code_root, self._fresh, self._layers
+                )
+                known[name] = (id(module), verdict)
+                if verdict:
+                    found[name] = module
+            elif entry[1]:
+                found[name] = module
+        return found
 
 
 _FUNCTION_MODULES: dict[tuple[str, frozenset[str], tuple[str, ...]], _FunctionModules] = {}
@@ -302,8 +311,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         if evict:
             # A cold start imports the function's code afresh: set aside every copy
             # of it that is loaded now (the test's own, or another environment's).
-            known = _function_modules(self.spec)
-            displaced = {name: m for name, m in list(modules.items()) if known(name, m)}
+            displaced = _function_modules(self.spec).loaded(modules)
             for name in displaced:
                 del modules[name]
         else:
