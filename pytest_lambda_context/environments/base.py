@@ -64,6 +64,8 @@ _RESTORE_ERRORS = (OutcomeKind.SNAPSTART_ERROR, OutcomeKind.SNAPSTART_TIMEOUT)
 # the environment's shutdown_reason as the reports show it.
 # Shutdowns whose runtime is gone or broken: no code of the function runs at them, and
 # the runtime ended inside a live environment (its connections closed as it ended).
+# Shutdowns after which Lambda resets the environment (a new runtime, the same /tmp).
+_RESETS = frozenset({"timeout", "exit"})
 _ABRUPT_SHUTDOWNS = frozenset(
     {"timeout", "exit", "init error", "interrupted", "could not start", "snapshot failed"}
 )
@@ -156,9 +158,11 @@ class ExecutionEnvironment:
         initialization_type: InitializationType,
         variables: dict[str, str],
         tmpdir: str | None = None,
+        owns_tmpdir: bool | None = None,
     ) -> None:
         """``variables``: the function's own ``env``, placeholders filled in; ``tmpdir``:
-        a /tmp folder shared with others (a Managed Instances environment's), not ours."""
+        a /tmp folder shared with others (a Managed Instances environment's), not ours,
+        unless ``owns_tmpdir`` (the /tmp of an environment Lambda reset, handed on)."""
         self.spec = spec
         self._sink = sink
         self.id = env_id
@@ -205,7 +209,7 @@ class ExecutionEnvironment:
         self.log_stream_name = f"2026/01/01/[$LATEST]{secrets.token_hex(16)}"
         self._function_variables = variables
         # Lambda gives each environment its own /tmp.
-        self._owns_tmpdir = tmpdir is None
+        self._owns_tmpdir = tmpdir is None if owns_tmpdir is None else owns_tmpdir
         self._tmpdir = tmpdir or tempfile.mkdtemp(
             prefix=f"lambda-{spec.function_name}-{env_id}-", dir=spec.tmp_root
         )
@@ -351,6 +355,11 @@ class ExecutionEnvironment:
         self._discarded = reason not in _ABRUPT_SHUTDOWNS
         self.state = "shutdown"
         self.shutdown_reason = reason
+        if reason in _RESETS and self._owns_tmpdir:
+            # Lambda resets the environment: its runtime starts again, its /tmp stays.
+            # The next environment of the function takes the folder on.
+            self._owns_tmpdir = False
+            self._sink.keep_tmp(self._tmpdir)
         self._release()
 
     @property

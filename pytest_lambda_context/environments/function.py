@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -111,6 +112,8 @@ class LambdaFunction:
         self._released: list[ExecutionEnvironment] = []
         # Requests refused past max_concurrency (TooManyRequestsException payloads).
         self.throttles: list[Throttle] = []
+        # /tmp folders of environments Lambda reset, for the next ones (see keep_tmp).
+        self._reset_tmps: list[str] = []
         # Asynchronous events waiting for their next attempt (invoke_async).
         self._events = EventQueue()
         # Chaos routing (--lambda-chaos, the lambda_chaos marker): its random choices.
@@ -476,11 +479,26 @@ class LambdaFunction:
 
             environment = RestoredEnvironment(self.spec, self, env_id, variables, self._snapshots())
         else:
+            # The /tmp of an environment Lambda reset, if one waits (see keep_tmp).
+            tmp = self._reset_tmps.pop(0) if self._reset_tmps else None
             environment = environment_class(self.capabilities)(
-                self.spec, self, env_id, initialization_type, variables
+                self.spec,
+                self,
+                env_id,
+                initialization_type,
+                variables,
+                tmpdir=tmp,
+                owns_tmpdir=True,
             )
         self.environments.append(environment)
         return environment
+
+    def keep_tmp(self, path: str) -> None:
+        if self.config.snap_start or self.config.per_environment_concurrency is not None:
+            # Their environments make their /tmp their own way: nothing takes it on.
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        self._reset_tmps.append(path)
 
     def adopt(self, environment: ExecutionEnvironment) -> None:
         """Take over a live environment of an equal function (warm reuse across tests)."""
@@ -582,6 +600,9 @@ class LambdaFunction:
                 self._resources.pop()()
             except Exception as exc:
                 errors.append(exc)
+        for path in self._reset_tmps:
+            shutil.rmtree(path, ignore_errors=True)
+        self._reset_tmps.clear()
         if errors:
             raise errors[0]
 

@@ -207,8 +207,11 @@ class ModuleEnvironment(ExecutionEnvironment):
         env_id: str,
         initialization_type: InitializationType,
         variables: dict[str, str],
+        *,
+        tmpdir: str | None = None,
+        owns_tmpdir: bool | None = None,
     ) -> None:
-        super().__init__(spec, sink, env_id, initialization_type, variables)
+        super().__init__(spec, sink, env_id, initialization_type, variables, tmpdir, owns_tmpdir)
         # The SIGALRM handler and socket monitor are held for the function's lifetime.
         self._hooks_held = False
         self._modules: dict[str, ModuleType] = {}
@@ -646,7 +649,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._handler_module = None
         self._context = None
         self._outer = _Outer()  # nothing of the test's kept alive by a gone environment
-        shutil.rmtree(self._tmpdir, ignore_errors=True)
+        if self._owns_tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
         self._private.release()
         if TRACKER.environ is None:
             self._restore_c_environment()

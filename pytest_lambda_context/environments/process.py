@@ -122,8 +122,9 @@ class ProcessEnvironment(ExecutionEnvironment):
         *,
         template: Forker | None = None,
         tmpdir: str | None = None,
+        owns_tmpdir: bool | None = None,
     ) -> None:
-        super().__init__(spec, sink, env_id, initialization_type, variables, tmpdir)
+        super().__init__(spec, sink, env_id, initialization_type, variables, tmpdir, owns_tmpdir)
         self._template: Forker = template or sink.worker_template()
         environ = self._initial_environ()
         code_root = spec.code_root

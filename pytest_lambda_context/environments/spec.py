@@ -36,6 +36,10 @@ class FunctionSink(Protocol):
 
     def record_client(self, event: Any) -> None: ...
 
+    def keep_tmp(self, path: str) -> None:
+        """The /tmp folder of an environment Lambda reset (a timeout, a crash): the
+        function's next environment takes it on, as the reset environment keeps it."""
+
     def keep_until_close(self, key: str, acquire: Callable[[], Callable[[], None]]) -> None:
         """Once per function and ``key``: call ``acquire``; what it returns runs at close."""
 
