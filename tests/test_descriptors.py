@@ -22,6 +22,14 @@ import os
 KEPT = []
 
 def handler(event, context):
+    if event.get("silence"):  # C output muted for a moment, then stdout put back
+        saved = os.dup(1)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+        os.dup2(saved, 1)
+        os.close(saved)
+        return None
     read_end, write_end = os.pipe()
     lock = os.open(event["lock"], os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)  # held for the environment's life, as a cache lock
@@ -69,3 +77,11 @@ def test_descriptors_left_open_are_released_at_shutdown(
     finally:
         os.close(mine_read)
         os.close(mine_write)
+
+
+def test_standard_streams_redirected_and_put_back_stay_the_tests(make: FunctionMaker) -> None:
+    before = {fd: _target(fd) for fd in (0, 1, 2)}
+    function = make()
+    function.invoke({"silence": True})
+    function.close()
+    assert {fd: _target(fd) for fd in (0, 1, 2)} == before

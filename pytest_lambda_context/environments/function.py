@@ -480,7 +480,10 @@ class LambdaFunction:
             environment = RestoredEnvironment(self.spec, self, env_id, variables, self._snapshots())
         else:
             # The /tmp of an environment Lambda reset, if one waits (see keep_tmp).
-            tmp = self._reset_tmps.pop(0) if self._reset_tmps else None
+            try:  # (invoke_many's lanes make environments from several threads)
+                tmp: str | None = self._reset_tmps.pop(0)
+            except IndexError:
+                tmp = None
             environment = environment_class(self.capabilities)(
                 self.spec,
                 self,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "MAX_LAYERS",
@@ -94,27 +95,58 @@ def layer_sys_paths(layers: Iterable[str]) -> list[str]:
     ]
 
 
-def mount_layers(layers: tuple[str, ...]) -> str | None:
+# statvfs flags a bind mount inherits and a read-only remount must repeat (a user
+# namespace may not drop them), with the mount flags that set them.
+_LOCKED = (
+    (os.ST_NOSUID, 2),  # MS_NOSUID
+    (os.ST_NODEV, 4),  # MS_NODEV
+    (os.ST_NOEXEC, 8),  # MS_NOEXEC
+    (os.ST_NOATIME, 1024),  # MS_NOATIME
+    (os.ST_NODIRATIME, 2048),  # MS_NODIRATIME
+    (getattr(os, "ST_RELATIME", 4096), 1 << 21),  # MS_RELATIME
+)
+_MNT_DETACH = 2
+
+
+def _under_opt(path: str) -> bool:
+    return path == OPT or path.startswith(OPT + os.sep)
+
+
+def mount_layers(layers: tuple[str, ...], needed: Iterable[str]) -> str | None:
     """Mount ``layers`` read-only at ``/opt`` (in the worker's own mount namespace).
-    None on success, else why not (``/opt`` is then unchanged)."""
+    None on success, else why not (``/opt`` is then unchanged). ``needed``: paths the
+    worker still reads (the interpreter, its libraries, the code): if one is under
+    ``/opt`` (a Python from setup-python or conda, a venv in /opt), mounting over it
+    would hide it, and the layers go on ``sys.path`` instead."""
     import ctypes
 
     if not sys.platform.startswith("linux"):
         return f"layers at {OPT} need Linux mount namespaces (this is {sys.platform})"
     if not os.path.isdir(OPT):
         return f"this machine has no {OPT} folder to mount the layers on"
+    hidden = sorted({p for p in needed if p and _under_opt(os.path.realpath(p))})
+    if hidden:
+        return f"{OPT} holds what the worker needs ({hidden[0]}): mounting there would hide it"
     libc = ctypes.CDLL(None, use_errno=True)
     opt = OPT.encode()
     if len(layers) == 1:
         source = os.fsencode(layers[0])
-        done = libc.mount(source, opt, None, _MS_BIND, None) == 0 and (
-            libc.mount(None, opt, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None) == 0
-        )
-    else:
-        # overlayfs: the leftmost lower folder is on top, so the last layer goes first.
-        options = "lowerdir=" + ":".join(reversed(layers))
-        done = libc.mount(b"overlay", opt, b"overlay", _MS_RDONLY, os.fsencode(options)) == 0
-    if done:
+        if libc.mount(source, opt, None, _MS_BIND, None) != 0:
+            return f"the kernel refused to mount the layers at {OPT} ({_error(ctypes)})"
+        flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY
+        found = os.statvfs(layers[0]).f_flag
+        flags |= sum(mount_flag for stat_flag, mount_flag in _LOCKED if found & stat_flag)
+        if libc.mount(None, opt, None, flags, None) != 0:
+            reason = _error(ctypes)
+            libc.umount2(opt, _MNT_DETACH)  # never leave it mounted writable
+            return f"the kernel refused to make the layers at {OPT} read-only ({reason})"
         return None
-    errno = ctypes.get_errno()
-    return f"the kernel refused to mount the layers at {OPT} ({os.strerror(errno)})"
+    # overlayfs: the leftmost lower folder is on top, so the last layer goes first.
+    options = "lowerdir=" + ":".join(reversed(layers))
+    if libc.mount(b"overlay", opt, b"overlay", _MS_RDONLY, os.fsencode(options)) != 0:
+        return f"the kernel refused to mount the layers at {OPT} ({_error(ctypes)})"
+    return None
+
+
+def _error(ctypes: Any) -> str:
+    return os.strerror(ctypes.get_errno())

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
@@ -112,10 +113,10 @@ def is_function_module(
     path = _module_path(module)
     if path is None:
         return False
-    if layers and path.startswith(layers):
-        return True  # a layer's site-packages too: it is in the function's deployment
+    # Third-party packages (site-packages, in the code root or a layer) stay shared, as
+    # the test's own are: C extensions among them cannot be imported twice.
     return (
-        path.startswith(code_root)
+        (path.startswith(code_root) or (bool(layers) and path.startswith(layers)))
         and not path.startswith(_OWN_PACKAGE_DIR)
         and not any(marker in path for marker in _THIRD_PARTY_MARKERS)
     )
@@ -134,7 +135,8 @@ class _FunctionModules:
         self._code_root = spec.code_root_prefix
         self._fresh = spec.fresh_packages
         self._layers = spec.layer_prefixes
-        self._known: dict[str, tuple[int, bool]] = {}
+        # name -> (a weak reference to the module judged, the verdict)
+        self._known: dict[str, tuple[weakref.ref[ModuleType], bool]] = {}
 
     def loaded(self, modules: dict[str, ModuleType]) -> dict[str, ModuleType]:
         """The function's modules among ``modules`` (sys.modules), by name."""
@@ -142,15 +144,16 @@ class _FunctionModules:
         found: dict[str, ModuleType] = {}
         for name, module in list(modules.items()):
             entry = known.get(name)
-            if entry is None or entry[0] != id(module):
-                verdict = is_function_module(
-                    name, module, self._code_root, self._fresh, self._layers
-                )
-                known[name] = (id(module), verdict)
-                if verdict:
+            if entry is not None and entry[0]() is module:
+                if entry[1]:
                     found[name] = module
-            elif entry[1]:
+                continue
+            verdict = is_function_module(name, module, self._code_root, self._fresh, self._layers)
+            if verdict:
                 found[name] = module
+            # Not a module (None, or an object put there): judged each time.
+            with contextlib.suppress(TypeError):
+                known[name] = (weakref.ref(module), verdict)
         return found
 
 

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
         InitializationType,
     )
 
-__all__ = ["ProcessEnvironment"]
+__all__ = ["ProcessEnvironment", "WorkerCrashed"]
 
 # As in module isolation: Lambda gives the init phase 10 seconds.
 # Past the function's timeout, how long the reply may take to cross the channel.
@@ -77,12 +77,12 @@ _HAVE_PIDFD = hasattr(os, "pidfd_open")
 Reply = TypeVar("Reply", PhaseReply, InvokeReply, ServingForks)
 
 
-# How often the test process reads a busy worker's memory (see _receive).
-_MEMORY_POLL = 0.01
+# How often (ms) the test process reads a busy worker's memory (see _await_reply).
+_MEMORY_POLL_MS = 10
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
 
 
-class _Crashed(Exception):
+class WorkerCrashed(Exception):
     """The worker is gone: its raw wait status; ``out_of_memory``: the test process
     ended it for going past ``memory_mb``, as Lambda does."""
 
@@ -90,6 +90,20 @@ class _Crashed(Exception):
         super().__init__(status)
         self.status = status
         self.out_of_memory = out_of_memory
+
+    def payload(self, request_id: str | None) -> dict[str, Any]:
+        """Lambda's Runtime.ExitError for a worker that ended on its own or by a signal,
+        or its Runtime.OutOfMemory for one killed past its memory size."""
+        if self.out_of_memory:
+            prefix = f"RequestId: {request_id} Error: " if request_id else ""
+            return service_error(
+                "Runtime.OutOfMemory", prefix + "Runtime exited with error: signal: killed"
+            )
+        code = os.waitstatus_to_exitcode(self.status)
+        if code >= 0:
+            return exit_payload(code, request_id)
+        name = (signal.strsignal(-code) or f"signal {-code}").lower()
+        return exit_payload(f"signal: {name}", request_id)
 
 
 class Forker(Protocol):
@@ -219,7 +233,7 @@ class ProcessEnvironment(ExecutionEnvironment):
     def _request(self, message: Message, timeout: float, expected: type[Reply]) -> Reply:
         """Send ``message``, wait for the worker's reply of type ``expected``.
 
-        Raises TimeoutError past ``timeout`` seconds, _Crashed if the worker is gone.
+        Raises TimeoutError past ``timeout`` seconds, WorkerCrashed if the worker is gone.
         """
         channel = self._channel
         assert channel is not None
@@ -239,7 +253,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         except TimeoutError:
             raise
         except (EOFError, OSError):  # the worker is gone, or going
-            raise _Crashed(self._wait_exit()) from None
+            raise WorkerCrashed(self._wait_exit()) from None
         finally:
             self._busy = False
         if reply.max_rss_kb > self._memory_limit_kb:
@@ -253,15 +267,17 @@ class ProcessEnvironment(ExecutionEnvironment):
         """Wait until the reply starts to arrive, reading the worker's memory meanwhile:
         past ``memory_mb`` it is killed as Lambda kills it (see _out_of_memory)."""
         limit = self._memory_limit_kb
-        while not select.select([channel], [], [], _MEMORY_POLL)[0]:
+        poller = select.poll()  # not select(): descriptors past 1023 are common here
+        poller.register(channel, select.POLLIN)
+        while not poller.poll(_MEMORY_POLL_MS):
             if real_monotonic() >= deadline:
                 raise TimeoutError("no reply from the worker in time")
             if self.pid is not None and _resident_kb(self.pid) > limit:
                 raise self._out_of_memory()
 
-    def _out_of_memory(self) -> _Crashed:
+    def _out_of_memory(self) -> WorkerCrashed:
         self._max_rss_kb = self._memory_limit_kb  # REPORT's Max Memory Used: the limit
-        return _Crashed(self._wait_exit(grace=0.0), out_of_memory=True)
+        return WorkerCrashed(self._wait_exit(grace=0.0), out_of_memory=True)
 
     def _wait_exit(self, grace: float = _EXIT_GRACE) -> int:
         """Give the worker ``grace`` seconds to exit, then end it; its raw wait status."""
@@ -397,8 +413,8 @@ class ProcessEnvironment(ExecutionEnvironment):
             outcome = self._init_timed_out(request_id)
             outcome.duration_ms = ms_since(started)
             return outcome
-        except _Crashed as crash:
-            payload = _crash_payload(crash, request_id)
+        except WorkerCrashed as crash:
+            payload = crash.payload(request_id)
             return Outcome(OutcomeKind.RUNTIME_EXIT, payload=payload, duration_ms=ms_since(started))
         except BaseException:
             self._abandon()
@@ -458,8 +474,8 @@ class ProcessEnvironment(ExecutionEnvironment):
             self._kill()
             payload = timeout_payload(request_id, timeout)
             return Outcome(OutcomeKind.TIMEOUT, payload=payload, duration_ms=timeout * 1000.0)
-        except _Crashed as crash:
-            payload = _crash_payload(crash, request_id)
+        except WorkerCrashed as crash:
+            payload = crash.payload(request_id)
             return Outcome(OutcomeKind.RUNTIME_EXIT, payload=payload, duration_ms=ms_since(started))
         except BaseException:
             self._abandon()
@@ -547,21 +563,6 @@ class ProcessEnvironment(ExecutionEnvironment):
 def _stdio() -> tuple[tuple[int, int], ...]:
     stats = os.fstat(1), os.fstat(2)
     return tuple((s.st_dev, s.st_ino) for s in stats)
-
-
-def _crash_payload(crash: _Crashed, request_id: str | None) -> dict[str, Any]:
-    """Lambda's Runtime.ExitError for a worker that ended on its own or by a signal, or
-    its Runtime.OutOfMemory for one killed past its memory size."""
-    if crash.out_of_memory:
-        prefix = f"RequestId: {request_id} Error: " if request_id else ""
-        return service_error(
-            "Runtime.OutOfMemory", prefix + "Runtime exited with error: signal: killed"
-        )
-    code = os.waitstatus_to_exitcode(crash.status)
-    if code >= 0:
-        return exit_payload(code, request_id)
-    name = (signal.strsignal(-code) or f"signal {-code}").lower()
-    return exit_payload(f"signal: {name}", request_id)
 
 
 def _resident_kb(pid: int) -> int:

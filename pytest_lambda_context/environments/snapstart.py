@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_lambda_context.environments.channel import PhaseReply, RestoreRequest, SnapshotRequest
 from pytest_lambda_context.environments.fork_server import ForkServer
-from pytest_lambda_context.environments.process import ProcessEnvironment
+from pytest_lambda_context.environments.process import ProcessEnvironment, WorkerCrashed
 from pytest_lambda_context.runtime.clock import test_clock_skew
 from pytest_lambda_context.runtime.errors import InitError, LambdaError, error_payload
 from pytest_lambda_context.runtime.handler import Outcome, timeout_payload
@@ -80,6 +80,8 @@ class SnapshotProcess(ForkServer):
             reply = self._request(request, max(remaining, 0.001), PhaseReply)
         except TimeoutError:
             self._fail(timeout_payload(None, self.init_timeout, init=True))
+        except WorkerCrashed as crash:  # it exited, or went past memory_mb
+            self._fail(crash.payload(None))
         except (OSError, EOFError):
             self._fail(error_payload("the snapshot process died", "Runtime.ExitError", None))
         self._collect(reply.events, None)

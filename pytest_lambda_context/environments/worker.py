@@ -838,7 +838,14 @@ class _Worker:
         refused, their own folders on sys.path in place of /opt's."""
         from pytest_lambda_context.environments import layers as _layers
 
-        refused = self.tmp_refused or _layers.mount_layers(layers)
+        needed = [
+            sys.prefix,
+            sys.base_prefix,
+            sys.exec_prefix,
+            self.config.code_root,
+            *(p for p in sys.path if not p.startswith(_layers.OPT + os.sep)),
+        ]
+        refused = self.tmp_refused or _layers.mount_layers(layers, needed)
         if refused is not None:
             opt = _layers.opt_sys_paths()
             own = _layers.layer_sys_paths(layers)

@@ -11,7 +11,10 @@ At shutdown :func:`release` points each one that still names the same file at
 ``/dev/null`` (``dup2``) rather than closing it: the file, pipe or lock is released,
 while the number stays taken, so that a Python object that still owns it (``os.fdopen``
 of it, kept alive by a thread) can never close a number the test has reused since.
-``os.close`` and ``os.fdopen`` of a noted descriptor drop it from the note.
+``os.close`` and ``os.fdopen`` of a noted descriptor drop it from the note. Noted are
+only calls on the thread running function code, not from the plugin's own frames, and
+never the standard streams; ``dup2`` is not wrapped (its target is often a number the
+caller does not own, as when redirecting stdout and back).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar, cast
+from types import FrameType
+from typing import ParamSpec, TypeVar
 
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope
 
@@ -33,8 +37,13 @@ _OPENING_PAIR = ("pipe", "pipe2", "openpty")
 
 # The plugin's own calls (a cached working-directory descriptor) are not function code's.
 _OWN_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_STDLIB = os.path.dirname(os.__file__) + os.sep
 
 _lock = threading.Lock()
+# Who noted each descriptor still noted (to forget it whoever closes it).
+_NOTED: dict[int, Scope] = {}
+# /dev/null, open while installed: what released descriptors are pointed at.
+_null = [-1]
 _refcount = 0
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -44,20 +53,34 @@ _saved: dict[str, Callable[..., object]] = {}
 
 def _note(fd: int) -> None:
     scope = ACTIVE_SLOT[0]
-    if scope is None or THREAD_FLAGS.__dict__.get("internal"):
+    if (
+        scope is None
+        or fd <= 2  # the standard streams are never function code's to keep
+        or scope.thread != threading.get_ident()  # the test's own threads, say
+        or THREAD_FLAGS.__dict__.get("internal")
+    ):
         return
-    # _note's caller is a wrapper below; its caller made the call.
-    if sys._getframe(2).f_code.co_filename.startswith(_OWN_PACKAGE):
+    # Who called: the first frame above the standard library's (tempfile, subprocess)
+    # from the wrapper's caller on. The plugin's own calls are not function code's.
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(8):
+        if frame is None or not frame.f_code.co_filename.startswith(_STDLIB):
+            break
+        frame = frame.f_back
+    if frame is not None and frame.f_code.co_filename.startswith(_OWN_PACKAGE):
         return
     with contextlib.suppress(OSError):
         stat = os.fstat(fd)
         scope.descriptors[fd] = (stat.st_dev, stat.st_ino)
+        _NOTED[fd] = scope
 
 
 def _forget(fd: object) -> None:
-    scope = ACTIVE_SLOT[0]
-    if scope is not None and isinstance(fd, int):
-        scope.descriptors.pop(fd, None)
+    # Closed by whoever: forgotten by the scope that noted it, active or not.
+    if isinstance(fd, int):
+        scope = _NOTED.pop(fd, None)
+        if scope is not None:
+            scope.descriptors.pop(fd, None)
 
 
 def _opening(original: Callable[_P, int]) -> Callable[_P, int]:
@@ -83,21 +106,10 @@ def _opening_pair(original: Callable[_P, tuple[int, int]]) -> Callable[_P, tuple
     return opening_pair
 
 
-def _dup2(original: Callable[..., int]) -> Callable[..., int]:
-    def dup2(fd: int, fd2: int, inheritable: bool = True) -> int:
-        result = original(fd, fd2, inheritable)
-        if ACTIVE_SLOT[0] is not None:
-            _note(fd2)
-        return result
-
-    dup2.__wrapped__ = original  # type: ignore[attr-defined]
-    return dup2
-
-
 def _dropping(original: Callable[..., _R]) -> Callable[..., _R]:
     # os.close: closed by its owner; os.fdopen: a file object owns it now.
     def dropping(fd: object, *args: object, **kwargs: object) -> _R:
-        if ACTIVE_SLOT[0] is not None:
+        if _NOTED:
             _forget(fd)
         return original(fd, *args, **kwargs)
 
@@ -113,7 +125,8 @@ def _replacements() -> dict[str, Callable[..., object]]:
     for name in _OPENING_PAIR:
         if hasattr(os, name):
             found[name] = _opening_pair(getattr(os, name))
-    found["dup2"] = _dup2(os.dup2)
+    # Not dup2: its target is a number the caller chose, often one it does not own
+    # (redirecting stdout and back).
     found["close"] = _dropping(os.close)
     found["fdopen"] = _dropping(os.fdopen)
     return found
@@ -126,6 +139,9 @@ def install() -> None:
         _refcount += 1
         if _refcount > 1:
             return
+        # Opened now, not at release: by then function code may have used up the
+        # process's descriptors, the very leak this module puts right.
+        _null[0] = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         for name, replacement in _replacements().items():
             _saved[name] = getattr(os, name)
             setattr(os, name, replacement)
@@ -143,6 +159,10 @@ def uninstall() -> None:
         for name, original in _saved.items():
             setattr(os, name, original)
         _saved.clear()
+        if _null[0] >= 0:
+            os.close(_null[0])
+            _null[0] = -1
+        _NOTED.clear()
 
 
 def installed() -> bool:
@@ -155,22 +175,19 @@ def release(scope: Scope) -> int:
     noted = scope.descriptors
     if not noted:
         return 0
-    # The os functions themselves, not the noting wrappers.
-    real_open = cast("Callable[..., int]", _saved.get("open", os.open))
-    real_dup2 = _saved.get("dup2", os.dup2)
-    real_close = _saved.get("close", os.close)
     released = 0
-    null = real_open(os.devnull, os.O_RDWR)
+    null = _null[0]
     try:
         for fd, identity in noted.items():
+            if _NOTED.get(fd) is scope:
+                del _NOTED[fd]
             try:
                 stat = os.fstat(fd)
             except OSError:
                 continue  # closed already
-            if (stat.st_dev, stat.st_ino) == identity:
-                real_dup2(null, fd, inheritable=False)
+            if null >= 0 and (stat.st_dev, stat.st_ino) == identity:
+                os.dup2(null, fd, inheritable=False)
                 released += 1
     finally:
-        real_close(null)
         noted.clear()
     return released

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pytest_lambda_context.observe import taps
 from pytest_lambda_context.observe.scope import Scope, mark_internal_thread
+from pytest_lambda_context.runtime.clock import real_monotonic
 
 __all__ = ["DropMode", "ProxyCounter", "TcpProxy"]
 
@@ -161,7 +162,7 @@ class ProxyCounter:
 class TcpProxy:
     """Relay ``listen_host:port`` to ``target_host:target_port``, counting and cutting.
 
-    ``clock`` (seconds, default ``time.monotonic``) is the clock idle time is measured
+    ``clock`` (seconds, default the real monotonic clock) is the clock idle time is measured
     on; the plugin passes its own, which jumps forward while environments are frozen.
     Each connection it accepts from function code is recorded in that function's
     connection log (see :mod:`.taps`), whatever code opened it.
@@ -184,7 +185,7 @@ class TcpProxy:
         # What the connection log calls it ("via"), and its {proxy:NAME} placeholder.
         self.name = name or f"{target_host}:{target_port}"
         self.idle_timeout = idle_timeout
-        self.clock: Callable[[], float] = clock or time.monotonic
+        self.clock: Callable[[], float] = clock or real_monotonic
         self.listen_host = listen_host
         # Seconds added before each chunk relayed towards the server; settable any time.
         self.latency = latency
@@ -220,11 +221,11 @@ class TcpProxy:
         """Stop listening, cut every connection and wait for the relay threads."""
         self._closed = True
         self._stop_listening()
-        deadline = time.monotonic() + 5.0
+        deadline = real_monotonic() + 5.0
         while True:
             with self._lock:
                 connections = list(self._connections)
-            if not connections or time.monotonic() > deadline:
+            if not connections or real_monotonic() > deadline:
                 break
             # Again each round: a relay that was still connecting upstream applies
             # the cut to its new socket, but only once it has one.

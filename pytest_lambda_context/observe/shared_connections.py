@@ -147,36 +147,44 @@ def message_for(uses: list[SharedConnection]) -> str:
     )
 
 
-def _tls_send(sock: socket.socket, *args: Any) -> Any:
+def _tls_send(sock: socket.socket, *args: Any, **kwargs: Any) -> Any:
     if ACTIVE_SLOT[0] is not None:
         _check(sock)
-    return _original["tls.send"](sock, *args)
+    return _original["tls.send"](sock, *args, **kwargs)
 
 
-def _tls_sendall(sock: socket.socket, *args: Any) -> Any:
+def _tls_sendall(sock: socket.socket, *args: Any, **kwargs: Any) -> Any:
     if ACTIVE_SLOT[0] is not None:
         _check(sock)
-    return _original["tls.sendall"](sock, *args)
+    return _original["tls.sendall"](sock, *args, **kwargs)
 
 
 def _wrap_socket(context: Any, sock: Any, *args: Any, **kwargs: Any) -> Any:
-    # TLS over a connected socket is a new socket object on the same connection: it
-    # belongs to whoever connected the plain one.
+    # TLS over a connected socket is a new socket object on the same connection (the
+    # plain one is detached): it belongs to whoever connected the plain one, and is
+    # closed with that environment as the plain one would have been.
     wrapped = _original["tls.wrap_socket"](context, sock, *args, **kwargs)
     owner = _OWNERS.get(sock)
     if owner is not None:
         _OWNERS[wrapped] = owner
+        owner.sockets.append(weakref.ref(wrapped))
     return wrapped
 
 
 def _patches() -> list[tuple[type, str, str, Any]]:
     """(class, attribute, key, wrapper): plain sockets' sends, and TLS sockets' (their
-    class overrides send and sendall) with the wrapping that makes one."""
-    import ssl  # HTTPS clients have it loaded; installed only when used
-
-    return [
+    class overrides send and sendall) with the wrapping that makes one, where this
+    Python has ssl."""
+    patches: list[tuple[type, str, str, Any]] = [
         (socket.socket, "send", "send", _send),
         (socket.socket, "sendall", "sendall", _sendall),
+    ]
+    try:
+        import ssl
+    except ImportError:  # a Python built without OpenSSL
+        return patches
+    return [
+        *patches,
         (ssl.SSLSocket, "send", "tls.send", _tls_send),
         (ssl.SSLSocket, "sendall", "tls.sendall", _tls_sendall),
         (ssl.SSLContext, "wrap_socket", "tls.wrap_socket", _wrap_socket),

@@ -220,8 +220,9 @@ class EnvironmentRecord(_EnvironmentCounts):
     # The shutdown phase: whether function code's SIGTERM handler ran (with extensions),
     # else the runtime was killed.
     sigterm_handled: bool
-    # How it ended: "killed" (no extension, or a runtime already gone) or "SIGTERM, then
-    # killed" (with extensions; the handler ran or not); None while it lives.
+    # How it ended: "killed" (no extension, or a runtime already gone), or with
+    # extensions "SIGTERM (its handler ran), then killed" or "SIGTERM (no handler), then
+    # killed"; None while it lives.
     shutdown_kind: str | None
     initialization_type: str
     init_duration_ms: float | None

@@ -36,6 +36,8 @@ LAMBDA_FILTERS: tuple[tuple[str, None, type[Warning], str | None, int], ...] = (
 _WARNINGS: Any = warnings
 _Filter = tuple[str, object, type[Warning], object, int]
 _ShowMessage = Callable[[warnings.WarningMessage], None]
+# Python's own showwarning (which then calls _showwarnmsg_impl), whatever replaced it.
+_SHOWWARNING: Callable[..., None] = getattr(warnings, "_showwarning_orig", warnings.showwarning)
 
 # The filters' cache is keyed by a version that rebinding warnings.filters does not bump.
 _filters_mutated: Callable[[], None] = getattr(warnings, "_filters_mutated", lambda: None)
@@ -84,7 +86,7 @@ class WarningsShare:
 
     def __init__(self) -> None:
         self.filters: list[_Filter] = list(LAMBDA_FILTERS)
-        self.show: Callable[..., None] = _WARNINGS._showwarning_orig
+        self.show: Callable[..., None] = _SHOWWARNING
         self.show_message: _ShowMessage = _show_message
         self._outer: tuple[list[_Filter], Callable[..., None], _ShowMessage] | None = None
 
@@ -114,6 +116,6 @@ def use_lambda_defaults() -> None:
     the test process inherits the session's filters and pytest's recorder)."""
     module = _WARNINGS
     module.filters = list(LAMBDA_FILTERS)
-    module.showwarning = module._showwarning_orig
+    module.showwarning = _SHOWWARNING
     module._showwarnmsg_impl = _show_message
     _filters_mutated()
