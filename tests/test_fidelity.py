@@ -651,9 +651,10 @@ def test_errors_and_results_match_awslambdaric_and_lambda(runtime_root, isolatio
     size limit on the fast path, an exception whose __str__ raises, a lone surrogate."""
     event = {"case": case}
     expected, _ = _awslambdaric_verdict(runtime_root, "cases.handler", event)
-    # A generous timeout: encoding 8 MB on a loaded machine is no timeout case.
+    # A generous timeout: encoding 8 MB on a loaded machine is no timeout case; and the
+    # memory for it (awslambdaric's run has no limit): these cases are not about memory.
     with LambdaFunction(
-        "cases.handler", code_root=runtime_root, isolation=isolation, timeout=60
+        "cases.handler", code_root=runtime_root, isolation=isolation, timeout=60, memory_mb=1024
     ) as function:
         got = _plugin_verdict(function, event)
     if expected == ("result", "\ud800") or got[0] == "error":

@@ -295,7 +295,7 @@ def test_idle_moves_the_clock_the_handler_sees(make):
 
 
 def test_max_memory_used_is_the_workers_peak(make):
-    function = make()
+    function = make(memory_mb=512)  # room for the 64 MB above the worker's own
     function.invoke({})
     baseline = function.invocations[0].max_memory_used_mb
     function.invoke({"action": "allocate", "mb": 64})
@@ -430,7 +430,7 @@ def test_a_crash_shuts_the_environment_down_and_the_next_invocation_is_cold(make
 
 
 def test_large_events_and_results_cross_the_channel(make):
-    function = make()
+    function = make(memory_mb=512)  # the event, its copies and the result: past 128 MB
     data = "x" * (5 * 1024 * 1024)
     assert function.invoke({"action": "echo", "text": "", "data": data})["echo"] == data
 
