@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -215,6 +216,9 @@ class ProcessEnvironment(ExecutionEnvironment):
         finally:
             theirs.close()
         self._channel = ours
+        # An environment dropped without a shutdown (a function never closed) still
+        # closes its channel, which ends its worker, without a ResourceWarning later.
+        weakref.finalize(self, ours.close)
         # Connections from this process (or its group) that reach a proxy are ours.
         _taps.register_process(self.pid, self._proxy_scope)
         if _HAVE_PIDFD:
