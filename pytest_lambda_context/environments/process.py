@@ -169,7 +169,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._frozen = False
         self._busy = False
         self._max_rss_kb = 0
-        self._memory_limit_kb = spec.memory_mb * 1024
+        self._memory_limit_kb = spec.memory_mb * 1024 if not _tracing_memory() else 1 << 62
         # Stands for the worker here: proxies record its connections in it.
         self._proxy_scope = Scope(
             spec.function_name, env_id, None, spec.code_root_prefix, [], spec.network
@@ -567,6 +567,15 @@ class ProcessEnvironment(ExecutionEnvironment):
 def _stdio() -> tuple[tuple[int, int], ...]:
     stats = os.fstat(1), os.fstat(2)
     return tuple((s.st_dev, s.st_ino) for s in stats)
+
+
+def _tracing_memory() -> bool:
+    """tracemalloc in the workers (they inherit PYTHONTRACEMALLOC) costs memory of its
+    own, several times the function's: the limit is not enforced then."""
+    tracemalloc = sys.modules.get("tracemalloc")
+    return bool(os.environ.get("PYTHONTRACEMALLOC")) or (
+        tracemalloc is not None and tracemalloc.is_tracing()
+    )
 
 
 def _resident_kb(pid: int) -> int:

@@ -197,7 +197,11 @@ def probe_docker(timeout: float = DOCKER_PROBE_TIMEOUT) -> DockerStatus:
                 raise OSError(f"GET /_ping answered {status}: {_api_message(body)}")
         else:
             # TLS or ssh: the docker SDK knows how (it is installed with testcontainers).
-            _sdk_client(endpoint, timeout).ping()
+            client = _sdk_client(endpoint, timeout)
+            try:
+                client.ping()
+            finally:
+                client.close()
     except Exception as exc:  # any failure means: no engine we can use
         return DockerStatus(
             endpoint,
@@ -229,6 +233,8 @@ def _image_state(endpoint: DockerEndpoint, image: str) -> tuple[str, str]:
             except Exception:
                 client.images.get_registry_data(image)
                 return "pullable", f"image {image} can be pulled"
+            finally:
+                client.close()
         status, _ = _docker_api(endpoint, "GET", f"/images/{name}/json", DOCKER_PROBE_TIMEOUT)
         if status == 200:
             return "present", f"image {image} is present"
@@ -576,6 +582,10 @@ class ContainerBackend:
     def _remove(self) -> None:
         with contextlib.suppress(Exception):
             self.container.stop()
+        # stop() closes the engine client last, after the removal: when the removal
+        # failed, its connection would be left for the garbage collector.
+        with contextlib.suppress(Exception):
+            self.container.get_docker_client().client.close()
 
     def stop(self) -> None:
         self._remove()
