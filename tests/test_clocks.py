@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import FunctionMaker, function_maker, write_files
+from support import FunctionMaker, function_maker
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -50,8 +50,8 @@ CLOCKS: dict[str, Callable[[bool], AbstractContextManager[Any]]] = {
 
 
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[FunctionMaker]:
-    code = write_files(tmp_path / "task", {"app.py": HANDLER})
+def make(project: Callable[[dict[str, str]], Path]) -> Iterator[FunctionMaker]:
+    code = project({"app.py": HANDLER})
     with function_maker("app.handler", code_root=code, timeout=3.0) as maker:
         yield maker
 

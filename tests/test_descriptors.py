@@ -7,11 +7,11 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import FunctionMaker, function_maker, write_files
+from support import FunctionMaker, function_maker
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -41,8 +41,8 @@ def handler(event, context):
 
 
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[FunctionMaker]:
-    code = write_files(tmp_path / "task", {"app.py": HANDLER})
+def make(project: Callable[[dict[str, str]], Path]) -> Iterator[FunctionMaker]:
+    code = project({"app.py": HANDLER})
     with function_maker("app.handler", code_root=code) as maker:
         yield maker
 

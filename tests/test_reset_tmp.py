@@ -5,11 +5,11 @@ isolations; any other new environment starts with an empty one."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import FunctionMaker, function_maker, write_files
+from support import FunctionMaker, function_maker
 
 from pytest_lambda_context import InvocationTimeout, RuntimeExitError
 
@@ -39,8 +39,8 @@ def handler(event, context):
 
 
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[FunctionMaker]:
-    code = write_files(tmp_path / "task", {"app.py": HANDLER})
+def make(project: Callable[[dict[str, str]], Path]) -> Iterator[FunctionMaker]:
+    code = project({"app.py": HANDLER})
     with function_maker("app.handler", code_root=code, timeout=0.5) as maker:
         yield maker
 
