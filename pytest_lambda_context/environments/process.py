@@ -49,7 +49,7 @@ from pytest_lambda_context.environments.layers import opt_sys_paths
 from pytest_lambda_context.environments.template import PACKAGE_PARENT, sys_path
 from pytest_lambda_context.observe import taps as _taps
 from pytest_lambda_context.observe.scope import Scope
-from pytest_lambda_context.runtime.clock import ms_since, real_monotonic, test_clock_skew
+from pytest_lambda_context.runtime.clock import ms_since, real_monotonic, skew_of_the_tests_clock
 from pytest_lambda_context.runtime.errors import service_error
 from pytest_lambda_context.runtime.handler import (
     Outcome,
@@ -406,7 +406,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         if self.pid is not None:
             self._discard_worker()  # a retried init runs in a new runtime process
         started = real_monotonic()
-        offset = self.spec.clock.shift + test_clock_skew()
+        offset = self.spec.clock.shift + skew_of_the_tests_clock()
         try:
             self._spawn()
             reply = self._request(
@@ -470,7 +470,7 @@ class ProcessEnvironment(ExecutionEnvironment):
                 request_id=request_id,
                 event=event,
                 deadline_ms=deadline_ms,
-                offset=self.spec.clock.shift + test_clock_skew(),
+                offset=self.spec.clock.shift + skew_of_the_tests_clock(),
                 headers=headers,
             )
             reply = self._request(request, timeout + _SLACK, InvokeReply)

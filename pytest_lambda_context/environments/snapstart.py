@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pytest_lambda_context.environments.channel import PhaseReply, RestoreRequest, SnapshotRequest
 from pytest_lambda_context.environments.fork_server import ForkServer
 from pytest_lambda_context.environments.process import ProcessEnvironment, WorkerCrashed
-from pytest_lambda_context.runtime.clock import test_clock_skew
+from pytest_lambda_context.runtime.clock import skew_of_the_tests_clock
 from pytest_lambda_context.runtime.errors import InitError, LambdaError, error_payload
 from pytest_lambda_context.runtime.handler import Outcome, timeout_payload
 from pytest_lambda_context.runtime.records import OutcomeKind
@@ -76,7 +76,7 @@ class SnapshotProcess(ForkServer):
         remaining = self.init_timeout - (self.init_duration_ms or 0.0) / 1000.0
         self._thaw()  # init left it frozen, as an idle environment
         try:
-            request = SnapshotRequest(offset=self.spec.clock.shift + test_clock_skew())
+            request = SnapshotRequest(offset=self.spec.clock.shift + skew_of_the_tests_clock())
             reply = self._request(request, max(remaining, 0.001), PhaseReply)
         except TimeoutError:
             self._fail(timeout_payload(None, self.init_timeout, init=True))

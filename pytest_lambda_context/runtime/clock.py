@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["PluginClock", "real_monotonic", "real_time", "shifted_clock", "test_clock_skew"]
+__all__ = ["PluginClock", "real_monotonic", "real_time", "shifted_clock", "skew_of_the_tests_clock"]
 
 _MONOTONIC = time.CLOCK_MONOTONIC
 _REALTIME = time.CLOCK_REALTIME
@@ -31,7 +31,7 @@ def real_time() -> float:
     return time.clock_gettime(_REALTIME)
 
 
-def test_clock_skew() -> float:
+def skew_of_the_tests_clock() -> float:
     """How far the test's clock is from real time (freezegun's ``freeze_time`` or
     time-machine's ``travel`` in the test; 0.0 without). A worker process shifts its
     function's clock by it, so that function code sees the test's time in both
