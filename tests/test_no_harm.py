@@ -417,47 +417,135 @@ def test_two_folders_with_the_same_handler_are_two_functions(
 
 
 OUTCOMES_HANDLER = """
+import os
 import pytest
 
+if os.environ.get("SKIP_INIT"):
+    print("init code ran")
+    pytest.skip("the init code skipped")
+
+def fail_here():
+    pytest.fail("the handler failed")
+
 def handler(event, context):
+    print("handler ran", event["what"])
     if event["what"] == "skip":
         pytest.skip("the handler skipped")
     if event["what"] == "fail":
-        pytest.fail("the handler failed", pytrace=False)
-    return "ran"
+        pytest.fail("the handler failed quietly", pytrace=False)
+    if event["what"] == "fail-here":
+        fail_here()
+    if event["what"] == "xfail":
+        pytest.xfail("the handler xfailed")
+    return os.getpid()
 """
 
 
-def test_pytests_outcomes_raised_in_handler_code_are_pytests(pytester: pytest.Pytester) -> None:
-    # Module isolation: pytest.skip/fail (and pytest-timeout's timeout, a pytest.fail)
-    # raised where function code runs are the test's outcome, not the runtime's crash.
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_pytests_outcomes_raised_in_handler_code_are_pytests(
+    pytester: pytest.Pytester, isolation: str
+) -> None:
+    # pytest.skip/fail/xfail (and pytest-timeout's timeout, a pytest.fail) raised where
+    # function code runs are the test's outcome, not the runtime's crash, in both
+    # isolations; the environment stays warm; what the code printed is the test's.
     pytester.makepyfile(**{"app/__init__": "", "app/main": OUTCOMES_HANDLER})
     pytester.makepyfile(
-        test_outcomes="""
+        test_outcomes=f"""
         import pytest
 
-        pytestmark = pytest.mark.lambda_handler("app.main.handler")
+        pytestmark = pytest.mark.lambda_handler("app.main.handler", isolation={isolation!r})
 
         def test_skips(lambda_function):
-            lambda_function.invoke({"what": "skip"})
+            lambda_function.invoke({{"what": "skip"}})
 
         def test_fails(lambda_function):
-            lambda_function.invoke({"what": "fail"})
+            lambda_function.invoke({{"what": "fail"}})
 
-        def test_runs(lambda_function):
-            assert lambda_function.invoke({"what": "nothing"}) == "ran"
+        def test_fails_with_the_handlers_frame(lambda_function):
+            lambda_function.invoke({{"what": "fail-here"}})
+
+        def test_xfails(lambda_function):
+            lambda_function.invoke({{"what": "xfail"}})
+
+        def test_stays_warm(lambda_function):
+            with pytest.raises(pytest.skip.Exception, match="the handler skipped"):
+                lambda_function.invoke({{"what": "skip"}})
+            first = lambda_function.environments[0]
+            lambda_function.invoke({{"what": "nothing"}})
+            assert lambda_function.environments == [first]
+            # Warm: the skipped invocation was the environment's cold start.
+            assert [i.cold for i in lambda_function.invocations] == [False]
+
+        @pytest.mark.lambda_handler(
+            "app.main.handler", isolation={isolation!r}, env={{"SKIP_INIT": "1"}}
+        )
+        def test_skips_in_init_code(lambda_function):
+            lambda_function.invoke({{"what": "nothing"}})
         """
     )
-    result = pytester.runpytest("-p", "no:cacheprovider", "-rsf")
-    result.assert_outcomes(passed=1, skipped=1, failed=1)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rsfx", "-s")
+    result.assert_outcomes(passed=1, skipped=2, failed=2, xfailed=1)
     result.stdout.fnmatch_lines(
         [
-            "SKIPPED *the handler skipped",
-            "FAILED test_outcomes.py::test_fails - Failed: the handler failed",
+            "*handler ran fail-here*",
+            "*init code ran*",
+            # Where in function code, with its source, in both isolations.
+            "app/main.py:18: in handler",
+            "    fail_here()",
+            '>       pytest.fail("the handler failed")',
+            "E       Failed: the handler failed",
+            "app/main.py:9: Failed",
         ],
         consecutive=False,
     )
-    assert "Runtime.ExitError" not in result.stdout.str()
+    for summary in [  # in an order that differs across pytest versions
+        "SKIPPED *app/main.py:14: the handler skipped",
+        "SKIPPED *app/main.py:6: the init code skipped",
+        "XFAIL test_outcomes.py::test_xfails*the handler xfailed",
+        "FAILED test_outcomes.py::test_fails - Failed: the handler failed quietly",
+        "FAILED test_outcomes.py::test_fails_with_the_handlers_frame - Failed: the han*",
+    ]:
+        result.stdout.fnmatch_lines([summary])
+    output = result.stdout.str()
+    assert "Runtime.ExitError" not in output
+    assert "/_pytest/" not in output  # pytest's own frames are not function code's
+    # pytrace=False: the message alone, as pytest shows it for a test's own pytest.fail.
+    quiet = output.split("_ test_fails _")[1].split("_ test_fails_with_the_handlers_frame _")[0]
+    assert quiet.strip("_ \n") == "the handler failed quietly"
+    assert "handler ran skip" in output
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
+def test_pytest_exit_in_a_handler_ends_the_session_with_its_code(
+    pytester: pytest.Pytester, isolation: str
+) -> None:
+    pytester.makepyfile(
+        **{
+            "app/__init__": "",
+            "app/main": """
+                import pytest
+
+                def handler(event, context):
+                    pytest.exit("the handler stopped the session", returncode=3)
+            """,
+        }
+    )
+    pytester.makepyfile(
+        test_exit=f"""
+        import pytest
+
+        @pytest.mark.lambda_handler("app.main.handler", isolation={isolation!r})
+        def test_exits(lambda_function):
+            lambda_function.invoke({{}})
+
+        def test_never_runs():
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*Exit: the handler stopped the session*"])
+    result.assert_outcomes()
 
 
 ASYNCIO_RUN_HANDLER = """

@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import asdict, is_dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, cast
 
 from pytest_lambda_context.environments.code_root_hint import code_root_hint
 from pytest_lambda_context.environments.config import ALWAYS_INHERITED
@@ -41,6 +41,7 @@ from pytest_lambda_context.runtime.errors import (
 from pytest_lambda_context.runtime.handler import INIT_TIMEOUT, Outcome, timeout_payload
 from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders, invoke_headers
 from pytest_lambda_context.runtime.marshal import PayloadTooLarge, decode_result, encode_event
+from pytest_lambda_context.runtime.pytest_outcomes import RaisedOutcome, raise_outcome
 from pytest_lambda_context.runtime.records import (
     ClientRecord,
     ConnectionRecord,
@@ -422,6 +423,16 @@ class ExecutionEnvironment:
         if hint is not None:  # the cause's frames would be the plugin's and importlib's
             raise exc_class(outcome.payload, hint=hint) from None
         raise exc_class(outcome.payload) from outcome.exc or _remote_cause(outcome.payload)
+
+    def _raise_test_outcome(
+        self, raised: RaisedOutcome, echo: list[tuple[int, str]] | None
+    ) -> NoReturn:
+        """pytest.skip/fail/exit that function code raised in a worker process: raised
+        again here as pytest's, after what the code printed, as in module isolation."""
+        __tracebackhide__ = True
+        if echo:
+            _replay(echo)
+        raise_outcome(raised)
 
     def _take_output(self, outcome: Outcome, into: list[str]) -> None:
         if outcome.output:

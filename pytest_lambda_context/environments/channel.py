@@ -35,6 +35,7 @@ from pytest_lambda_context.runtime.records import OutcomeKind
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.worker_coverage import CoverageHandoff
     from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders
+    from pytest_lambda_context.runtime.pytest_outcomes import RaisedOutcome
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -235,6 +236,9 @@ class PhaseReply(NamedTuple):
     # None for SnapStart's hooks (their output goes with the next phase).
     output: list[str] | None
     echo: list[tuple[int, str]] | None
+    # pytest.skip/fail/exit raised by init code: the test's outcome (``kind`` is then
+    # INIT_ERROR, and the worker is to be discarded).
+    raised: RaisedOutcome | None = None
 
 
 class InvokeReply(NamedTuple):
@@ -250,6 +254,9 @@ class InvokeReply(NamedTuple):
     max_rss_kb: int
     output: list[str]
     echo: list[tuple[int, str]]
+    # pytest.skip/fail/exit raised by the handler: the test's outcome (``kind`` is then
+    # OK; the environment stays warm, as in module isolation).
+    raised: RaisedOutcome | None = None
 
 
 class ServingForks(NamedTuple):

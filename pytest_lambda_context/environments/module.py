@@ -55,7 +55,6 @@ from pytest_lambda_context.runtime.handler import (
     call_handler,
     crash_payload,
     import_handler,
-    is_test_outcome,
     timeout_payload,
 )
 from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders
@@ -64,6 +63,7 @@ from pytest_lambda_context.runtime.logging_setup import (
     SwappedRuntimeLogging,
 )
 from pytest_lambda_context.runtime.marshal import ResultEncoder
+from pytest_lambda_context.runtime.pytest_outcomes import is_test_outcome
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
@@ -546,6 +546,7 @@ class ModuleEnvironment(ExecutionEnvironment):
     def _run_invoke(
         self, request_id: str, event: Any, deadline_ms: float, headers: InvokeHeaders | None
     ) -> Outcome:
+        __tracebackhide__ = True  # pytest shows the user's frames, not the plugin's
         spec = self.spec
         if self._context is None:
             self._context = LambdaContext(
@@ -916,6 +917,7 @@ def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
     Signals reach only the main thread, and only between bytecodes: elsewhere, or in a
     long C call, the handler runs to completion (see docs: timeouts).
     """
+    __tracebackhide__ = True
     hooks = _HOOKS
     if hooks.previous_handler is None or threading.get_ident() != hooks.main_ident:
         return call(*args)

@@ -423,6 +423,10 @@ class ProcessEnvironment(ExecutionEnvironment):
         except BaseException:
             self._abandon()
             raise
+        if reply.raised is not None:
+            # Init code half run: the next init starts in a fresh runtime process.
+            self._discard_worker()
+            self._raise_test_outcome(reply.raised, reply.echo)
         self.tmp_refused = reply.tmp_refused
         kind = reply.kind
         if kind is OutcomeKind.OK:
@@ -486,6 +490,8 @@ class ProcessEnvironment(ExecutionEnvironment):
             raise
         if reply.kind is not OutcomeKind.RUNTIME_EXIT:  # reaped by the shutdown that follows
             self._freeze()
+        if reply.raised is not None:
+            self._raise_test_outcome(reply.raised, reply.echo)
         return Outcome(
             reply.kind,
             result=reply.result,

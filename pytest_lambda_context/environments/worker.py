@@ -65,6 +65,7 @@ from pytest_lambda_context.environments.worker_debugger import explain_debugger_
 from pytest_lambda_context.observe import connect_lines
 from pytest_lambda_context.observe.drivers import DriverWatch
 from pytest_lambda_context.runtime.clock import real_monotonic
+from pytest_lambda_context.runtime.pytest_outcomes import describe_outcome, is_test_outcome
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 __all__ = [
@@ -660,6 +661,7 @@ class _Worker:
         set_scope(scope)
         started = real_monotonic()
         exit_status = None
+        raised = None
         try:
             with shifted_clock(request.offset, config.code_root_prefix):
                 self.handler, _ = import_handler(config.handler)
@@ -668,12 +670,16 @@ class _Worker:
             kind, payload = OutcomeKind.INIT_ERROR, failure.payload
             self._report_init_failure(failure.payload)
         except BaseException as exc:
-            # Init code that exits (or raises KeyboardInterrupt, GeneratorExit...) takes
-            # the runtime down: report it, then really exit.
-            from pytest_lambda_context.runtime.handler import crash_payload, exit_code
+            if is_test_outcome(exc):  # pytest.skip/fail in init code: the test's outcome
+                raised = describe_outcome(exc)
+                kind, payload = OutcomeKind.INIT_ERROR, None
+            else:
+                # Init code that exits (or raises KeyboardInterrupt, GeneratorExit...)
+                # takes the runtime down: report it, then really exit.
+                from pytest_lambda_context.runtime.handler import crash_payload, exit_code
 
-            exit_status = exit_code(exc)
-            kind, payload = OutcomeKind.RUNTIME_EXIT, crash_payload(exc, request_id)
+                exit_status = exit_code(exc)
+                kind, payload = OutcomeKind.RUNTIME_EXIT, crash_payload(exc, request_id)
         finally:
             set_scope(None)
         duration = (real_monotonic() - started) * 1000.0
@@ -689,6 +695,7 @@ class _Worker:
             tmp_refused=self.tmp_refused,
             output=output,
             echo=echo,
+            raised=raised,
         )
         return reply, exit_status
 
@@ -903,7 +910,7 @@ class _Worker:
         from pytest_lambda_context.observe.scope import set_scope
         from pytest_lambda_context.runtime.clock import shifted_clock
         from pytest_lambda_context.runtime.context import LambdaContext, trace_header
-        from pytest_lambda_context.runtime.handler import call_handler
+        from pytest_lambda_context.runtime.handler import Outcome, call_handler
 
         config = self.config
         request_id, event, offset = request.request_id, request.event, request.offset
@@ -933,6 +940,7 @@ class _Worker:
         self.trace_number += 1
         os.environ["_X_AMZN_TRACE_ID"] = trace_header(self.trace_tag, self.trace_number)
         set_scope(scope)
+        raised = None
         try:
             if offset:
                 with shifted_clock(offset, config.code_root_prefix):
@@ -941,6 +949,12 @@ class _Worker:
                 outcome = call_handler(self.handler, event, context, request_id, self.encoder)
             if outcome.kind in (OutcomeKind.HANDLER_ERROR, OutcomeKind.MARSHAL_ERROR):
                 self._report_error(outcome.payload)  # type: ignore[arg-type]
+        except BaseException as exc:
+            if not is_test_outcome(exc):
+                raise
+            # pytest.skip/fail in the handler (call_handler lets only these through).
+            raised = describe_outcome(exc)
+            outcome = Outcome(OutcomeKind.OK)
         finally:
             set_scope(None)
         exit_status = None
@@ -963,6 +977,7 @@ class _Worker:
             max_rss_kb=_max_rss_kb(),
             output=output,
             echo=echo,
+            raised=raised,
         )
         return reply, exit_status
 

@@ -24,6 +24,7 @@ from pytest_lambda_context.runtime.marshal import (
     decode_event,
     marshal_result,
 )
+from pytest_lambda_context.runtime.pytest_outcomes import is_test_outcome
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "exit_payload",
     "exit_status",
     "import_handler",
-    "is_test_outcome",
     "module_name_of",
     "timeout_payload",
 ]
@@ -70,17 +70,6 @@ class PluginInterrupt(BaseException):
 
 class RealInterrupt(KeyboardInterrupt):
     """A Ctrl-C that really arrived (SIGINT): it stops pytest, whatever code it hits."""
-
-
-def is_test_outcome(exc: BaseException) -> bool:
-    """pytest's own outcome exceptions (``pytest.skip``, ``pytest.fail``, ``pytest.exit``,
-    ``pytest.xfail``; pytest-timeout's timeout is a ``pytest.fail``) raised where function
-    code runs: the test's outcome, passed on as pytest's, never the runtime's crash.
-    Known by class, not imported: this layer does not import pytest."""
-    return any(
-        cls.__name__ == "OutcomeException" and cls.__module__ == "_pytest.outcomes"
-        for cls in type(exc).__mro__
-    )
 
 
 def exit_code(exc: BaseException) -> int:
@@ -223,6 +212,8 @@ def import_handler(handler: str) -> tuple[Any, ModuleType]:
     except InitFailure:
         raise
     except Exception as exc:
+        if is_test_outcome(exc):  # pytest.exit: an Exception, unlike pytest's others
+            raise
         raise _failure(str(exc), type(exc).__name__, exc) from None
     try:
         function = getattr(module, function_name)
@@ -276,6 +267,8 @@ def call_handler(
         else:
             result = _outside_the_event_loop(events, function, decode_event(body), context)
     except Exception as exc:
+        if is_test_outcome(exc):  # pytest.exit: an Exception, unlike pytest's others
+            raise
         try:
             payload = error_payload(
                 str(exc), type(exc).__name__, request_id, stack_trace(exc.__traceback__)
