@@ -14,7 +14,7 @@ import pytest
 from _fake_docker import FakeDockerEngine
 from support import write_files
 
-from pytest_lambda_context.services.elasticsearch import backends
+from pytest_lambda_context.services import docker_engine
 
 pytest_plugins = ["pytester"]
 
@@ -71,7 +71,7 @@ def short_dir() -> Iterator[Path]:
 def no_docker(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> None:
     """As on a machine without Docker, whatever this one has."""
     monkeypatch.delenv("DOCKER_HOST", raising=False)
-    monkeypatch.setattr(backends, "_default_sockets", lambda: [str(short_dir / "none.sock")])
+    monkeypatch.setattr(docker_engine, "_default_sockets", lambda: [str(short_dir / "none.sock")])
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from _fake_docker import FakeDockerEngine
 from support import free_port
 
 from pytest_lambda_context.runtime.clock import PluginClock
+from pytest_lambda_context.services.docker_engine import probe_docker
 from pytest_lambda_context.services.elasticsearch import backends
 from pytest_lambda_context.services.elasticsearch.backends import (
     DEFAULT_IMAGE,
@@ -28,7 +29,6 @@ from pytest_lambda_context.services.elasticsearch.backends import (
     UrlBackend,
     decide,
     decide_cheaply,
-    probe_docker,
     wait_until_ready,
 )
 from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch

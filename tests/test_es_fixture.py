@@ -13,6 +13,7 @@ from _fake_docker import FakeDockerEngine
 from support import free_port
 
 from pytest_lambda_context import LambdaFunction
+from pytest_lambda_context.services import docker_engine
 from pytest_lambda_context.services.elasticsearch import backends
 from pytest_lambda_context.services.elasticsearch.embedded import EmbeddedElasticsearch
 
@@ -387,10 +388,10 @@ def test_docker_marked_tests_run_when_an_engine_answers_probed_once(
 
 
 def _standin_image_present() -> str | None:
-    status = backends.probe_docker()
+    status = docker_engine.probe_docker()
     if not status.answered or status.endpoint is None:
         return status.detail
-    state, how = backends._image_state(status.endpoint, STANDIN_IMAGE)
+    state, how = docker_engine.image_state(status.endpoint, STANDIN_IMAGE)
     if state != "present":
         return f"{how}: build it with .ci/es-image/build.sh"
     return None
@@ -405,12 +406,12 @@ def standin_image() -> str:
 
 
 def _containers_of(image: str) -> list[str]:
-    status = backends.probe_docker()
+    status = docker_engine.probe_docker()
     assert status.endpoint is not None
     filters = json.dumps({"ancestor": [image]})
     from urllib.parse import quote
 
-    code, body = backends._docker_api(
+    code, body = docker_engine._docker_api(
         status.endpoint, "GET", f"/containers/json?all=1&filters={quote(filters)}", 5
     )
     assert code == 200

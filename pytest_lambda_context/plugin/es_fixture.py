@@ -11,6 +11,7 @@ import pytest
 
 from pytest_lambda_context.plugin import terminal
 from pytest_lambda_context.plugin.session import PluginState
+from pytest_lambda_context.services import docker_engine
 from pytest_lambda_context.services.elasticsearch import backends
 from pytest_lambda_context.services.elasticsearch.backends import BackendError
 from pytest_lambda_context.services.elasticsearch.service import (
@@ -35,7 +36,7 @@ def header_line(state: PluginState) -> str:
     except BackendError as exc:
         return f"es: misconfigured ({exc})"
     if decision is None:
-        endpoint = backends.docker_endpoint()
+        endpoint = docker_engine.docker_endpoint()
         return f"es: auto, decided at first use (a Docker engine may answer at {endpoint})"
     return f"es: {decision.backend} ({decision.reason})"
 
@@ -74,7 +75,7 @@ def docker_skip_reason(state: PluginState) -> str | None:
 
     Probed once per session."""
     if state.docker_probe is None:
-        state.docker_probe = backends.probe_docker()
+        state.docker_probe = docker_engine.probe_docker()
     status = state.docker_probe
     return None if status.answered else f"needs a Docker engine; {status.detail}"
 

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from pytest_lambda_context.runtime.context import LambdaContext
     from pytest_lambda_context.runtime.records import FunctionRecord
     from pytest_lambda_context.services.aws import MotoServers
-    from pytest_lambda_context.services.elasticsearch.backends import Decision, DockerStatus
+    from pytest_lambda_context.services.docker_engine import DockerStatus
+    from pytest_lambda_context.services.elasticsearch.backends import Decision
 
 __all__ = ["RECORDS_ATTRIBUTE", "STATE_KEY", "PluginState", "TestFunctions"]
 

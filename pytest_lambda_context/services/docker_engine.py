@@ -1,0 +1,206 @@
+"""The Docker engine, for the container backends: found and probed with the standard
+library (a raw ``GET /_ping`` on its socket), so that deciding ``auto`` imports neither
+the docker SDK nor testcontainers; whether it has (or can pull) an image; testcontainers'
+settings for machines without a registry."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import quote, urlsplit
+
+if TYPE_CHECKING:
+    import http.client
+
+__all__ = [
+    "DOCKER_PROBE_TIMEOUT",
+    "DockerEndpoint",
+    "DockerStatus",
+    "docker_endpoint",
+    "image_state",
+    "probe_docker",
+    "testcontainers_defaults",
+]
+
+# "A Docker engine answers within 1 s" (the spec): a hung engine must not stall a run.
+DOCKER_PROBE_TIMEOUT = 1.0
+# Asking the engine whether a registry has the image needs a registry round trip.
+_PULLABLE_TIMEOUT = 5.0
+
+
+class DockerEndpoint(NamedTuple):
+    """Where the Docker engine's API should be: a unix socket or plain TCP."""
+
+    url: str  # as the docker SDK takes it (base_url)
+    source: str  # where it came from, for messages
+
+    @property
+    def raw(self) -> bool:
+        """True if the standard library can talk to it (no TLS, no ssh)."""
+        tls = os.environ.get("DOCKER_TLS_VERIFY", "") not in ("", "0")
+        return self.url.startswith("unix://") or (self.url.startswith("tcp://") and not tls)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def _default_sockets() -> list[str]:
+    paths = ["/var/run/docker.sock"]
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        paths.append(os.path.join(runtime, "docker.sock"))  # rootless Docker
+    paths.append(os.path.expanduser("~/.docker/run/docker.sock"))  # Docker Desktop
+    return paths
+
+
+def docker_endpoint(environ: Mapping[str, str] | None = None) -> DockerEndpoint | None:
+    """DOCKER_HOST if set, else the first Docker socket that exists; None if neither."""
+    environ = os.environ if environ is None else environ
+    host = environ.get("DOCKER_HOST", "").strip()
+    if host:
+        return DockerEndpoint(host, "DOCKER_HOST")
+    for path in _default_sockets():
+        if os.path.exists(path):
+            return DockerEndpoint(f"unix://{path}", "default socket")
+    return None
+
+
+def _unix_connection(path: str, timeout: float) -> http.client.HTTPConnection:
+    import http.client
+
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return UnixHTTPConnection("localhost", timeout=timeout)
+
+
+def _docker_api(
+    endpoint: DockerEndpoint, method: str, path: str, timeout: float
+) -> tuple[int, bytes]:
+    """One request to the engine's API; OSError if it cannot be reached in time."""
+    import http.client  # lazily: ssl and email make it the costliest import here
+
+    conn: http.client.HTTPConnection
+    if endpoint.url.startswith("unix://"):
+        conn = _unix_connection(endpoint.url[len("unix://") :], timeout)
+    else:
+        parts = urlsplit(endpoint.url.replace("tcp://", "http://", 1))
+        conn = http.client.HTTPConnection(
+            parts.hostname or "localhost", parts.port or 2375, timeout=timeout
+        )
+    try:
+        conn.request(method, path, headers={"Host": "docker"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    except http.client.HTTPException as exc:
+        raise OSError(f"not a Docker API answer: {exc!r}") from exc
+    finally:
+        conn.close()
+
+
+def _api_message(body: bytes) -> str:
+    try:
+        return str(json.loads(body)["message"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace").strip()[:200]
+
+
+class DockerStatus(NamedTuple):
+    endpoint: DockerEndpoint | None
+    answered: bool
+    detail: str  # "answered in 3 ms" or why not
+
+
+def probe_docker(timeout: float = DOCKER_PROBE_TIMEOUT) -> DockerStatus:
+    """Does a Docker engine answer within ``timeout``? Never imports the docker SDK for
+    the usual unix-socket or plain-TCP engines."""
+    endpoint = docker_endpoint()
+    if endpoint is None:
+        return DockerStatus(
+            None,
+            False,
+            "no Docker engine found: DOCKER_HOST is unset and there is no socket at "
+            f"{' or '.join(_default_sockets())}",
+        )
+    began = time.perf_counter()
+    try:
+        if endpoint.raw:
+            status, body = _docker_api(endpoint, "GET", "/_ping", timeout)
+            if status != 200:
+                raise OSError(f"GET /_ping answered {status}: {_api_message(body)}")
+        else:
+            # TLS or ssh: the docker SDK knows how (it is installed with testcontainers).
+            client = _sdk_client(endpoint, timeout)
+            try:
+                client.ping()
+            finally:
+                client.close()
+    except Exception as exc:  # any failure means: no engine we can use
+        return DockerStatus(
+            endpoint,
+            False,
+            f"no Docker engine answered within {timeout:g} s at {endpoint} ({endpoint.source}): "
+            f"{exc}",
+        )
+    took = (time.perf_counter() - began) * 1000
+    return DockerStatus(endpoint, True, f"a Docker engine answered at {endpoint} in {took:.0f} ms")
+
+
+def _sdk_client(endpoint: DockerEndpoint, timeout: float) -> Any:
+    import docker
+
+    if endpoint.source == "DOCKER_HOST":
+        return docker.from_env(timeout=max(1, int(timeout)))
+    return docker.DockerClient(base_url=endpoint.url, timeout=max(1, int(timeout)))
+
+
+def image_state(endpoint: DockerEndpoint, image: str) -> tuple[str, str]:
+    """("present" | "pullable" | "missing", a phrase saying so) for the engine at ``endpoint``."""
+    name = quote(image, safe="/:@")
+    try:
+        if not endpoint.raw:
+            client = _sdk_client(endpoint, _PULLABLE_TIMEOUT)
+            try:
+                client.images.get(image)
+                return "present", f"image {image} is present"
+            except Exception:
+                client.images.get_registry_data(image)
+                return "pullable", f"image {image} can be pulled"
+            finally:
+                client.close()
+        status, _ = _docker_api(endpoint, "GET", f"/images/{name}/json", DOCKER_PROBE_TIMEOUT)
+        if status == 200:
+            return "present", f"image {image} is present"
+        status, body = _docker_api(endpoint, "GET", f"/distribution/{name}/json", _PULLABLE_TIMEOUT)
+        if status == 200:
+            return "pullable", f"image {image} can be pulled"
+        return (
+            "missing",
+            f"image {image} is not present and cannot be pulled ({_api_message(body)})",
+        )
+    except Exception as exc:
+        return "missing", f"image {image} is not present and the registry did not answer ({exc})"
+
+
+@contextlib.contextmanager
+def testcontainers_defaults() -> Iterator[None]:
+    # Ryuk (the reaper) is an image to pull, which fails without a registry; the
+    # session stops its own container anyway. docker_host: testcontainers takes
+    # /.dockerenv as "inside a container" and would return the bridge gateway.
+    # Only defaults: a user's own setting wins.
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+    yield
