@@ -94,8 +94,11 @@ def start_service(
 
 def session_service(state: PluginState, name: str) -> Iterator[DatastoreService]:
     """Body of the session-scoped ``_lambda_NAME_service`` fixture."""
+    options = state.options
     choice = Choice(
-        state.options.get(f"lambda_{name}") or "auto", state.options.get(f"lambda_{name}_url")
+        options.get(f"lambda_{name}") or "auto",
+        options.get(f"lambda_{name}_url"),
+        image=options.get(f"lambda_{name}_image"),
     )
     service = start_service(state, name, choice)
     try:

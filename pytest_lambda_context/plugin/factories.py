@@ -25,7 +25,7 @@ __all__ = ["datastore", "lambda_function"]
 
 Scope = Literal["function", "class", "module", "package", "session"]
 SCOPES = ("function", "class", "module", "package", "session")
-_BACKENDS = ("auto", "local", "url")
+_BACKENDS = ("auto", "local", "container", "url")
 
 
 def _check_scope(factory: str, scope: Any) -> None:
@@ -74,6 +74,7 @@ def datastore(
     url: str | None = None,
     version: str | None = None,
     name: str | None = None,
+    image: str | None = None,
 ) -> Any:
     """A fixture with a server of its own (``kind``: postgres, mysql or redis), a counting
     proxy named ``name`` (default: the fixture's name) and a database for its scope.
@@ -81,7 +82,8 @@ def datastore(
     Its placeholders are named after the fixture: ``orders_db = factories.datastore(
     "postgres")`` fills ``{orders_db_url}``, ``{orders_db_host}``, ... ``version``: the
     server's version must start with it (``"15"``); for PostgreSQL's local backend it
-    also chooses /usr/lib/postgresql/VERSION/bin."""
+    also chooses /usr/lib/postgresql/VERSION/bin. ``image``: the container backend's
+    image (default: the official one of a pinned major version)."""
     if kind not in DATASTORES:
         raise ValueError(
             f"factories.datastore({kind!r}): no such datastore; choose one of "
@@ -104,6 +106,11 @@ def datastore(
             raise ValueError(f"factories.datastore({kind!r}, url=...): {exc}") from None
     if version is not None and (not isinstance(version, str) or not version.strip()):
         raise ValueError(f"factories.datastore({kind!r}, version={version!r}): text such as '15'")
+    if image is not None and (not isinstance(image, str) or not image.strip()):
+        raise ValueError(
+            f"factories.datastore({kind!r}, image={image!r}): an image name such as "
+            "'postgres:16-alpine'"
+        )
     if name is not None and (not isinstance(name, str) or not name.isidentifier()):
         raise ValueError(
             f"factories.datastore({kind!r}, name={name!r}): a name such as 'orders_db'"
@@ -117,7 +124,7 @@ def datastore(
         service = datastore_fixture.start_service(
             plugin_state(request.config),
             kind,
-            Choice(backend, url, version),
+            Choice(backend, url, version, image),
             name=name or request.fixturename,
             placeholder_prefix=request.fixturename,
         )

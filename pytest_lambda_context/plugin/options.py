@@ -109,16 +109,25 @@ def _datastore_url(name: str) -> Callable[[str], str | None]:
 
 
 def _datastore_options() -> tuple[Option, ...]:
-    """``lambda_NAME`` and ``lambda_NAME_url`` for each registered datastore."""
+    """``lambda_NAME``, ``lambda_NAME_url`` and ``lambda_NAME_image`` for each registered
+    datastore."""
     made: list[Option] = []
     for name in DATASTORES:
         made.append(
             Option(
                 f"lambda_{name}",
-                f"Server of the {name} fixture: auto (url if a URL is given, else the "
-                "machine's binaries), local or url.",
-                ("auto", "local", "url"),
+                f"Server of the {name} fixture: auto (url if a URL is given, else a "
+                "container if a Docker engine answers and has or can pull the image, else "
+                "the machine's binaries), local, container or url.",
+                ("auto", "local", "container", "url"),
                 "auto",
+            )
+        )
+        made.append(
+            Option(
+                f"lambda_{name}_image",
+                f"Image for the {name} fixture's container backend (default: the official "
+                "image of a pinned major version).",
             )
         )
         made.append(

@@ -1,7 +1,7 @@
 """The Docker engine, for the container backends: found and probed with the standard
 library (a raw ``GET /_ping`` on its socket), so that deciding ``auto`` imports neither
 the docker SDK nor testcontainers; whether it has (or can pull) an image; testcontainers'
-settings for machines without a registry."""
+settings for machines without a registry; a started container, watched and removed."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ __all__ = [
     "DOCKER_PROBE_TIMEOUT",
     "DockerEndpoint",
     "DockerStatus",
+    "RunningContainer",
     "docker_endpoint",
     "image_state",
     "probe_docker",
@@ -204,3 +205,29 @@ def testcontainers_defaults() -> Iterator[None]:
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
     yield
+
+
+class RunningContainer:
+    """A container of ours: removed (and the engine client closed) by :meth:`stop`."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def exited(self) -> str | None:
+        """Why waiting for it is pointless (it exited, with its last lines), or None."""
+        try:
+            wrapped = self.container.get_wrapped_container()
+            wrapped.reload()
+            if wrapped.status in ("exited", "dead"):
+                logs = wrapped.logs(tail=20).decode("utf-8", "replace").strip()
+                return f"it {wrapped.status}; its last lines:\n{logs}"
+        except Exception:
+            return None  # cannot tell: keep waiting until the deadline
+        return None
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.container.stop()
+        # After the removal, or its connection would be left for the garbage collector.
+        with contextlib.suppress(Exception):
+            self.container.get_docker_client().client.close()

@@ -1,5 +1,7 @@
-"""Which server a datastore fixture uses: ``url`` (an existing server) or ``local``
-(the machine's binaries); ``auto`` takes the URL if one is given, else the binaries."""
+"""Which server a datastore fixture uses: ``url`` (an existing server), ``container``
+(the kind's image, when a Docker engine answers) or ``local`` (the machine's binaries);
+``auto`` takes the URL if one is given, else a container if Docker answers and has (or
+can pull) the image, else the binaries."""
 
 from __future__ import annotations
 
@@ -7,11 +9,17 @@ from dataclasses import dataclass
 
 from pytest_lambda_context.services.datastores.kind import DatastoreKind, Server
 from pytest_lambda_context.services.datastores.local import ServerUnavailable
+from pytest_lambda_context.services.docker_engine import (
+    DockerStatus,
+    docker_endpoint,
+    image_state,
+    probe_docker,
+)
 from pytest_lambda_context.services.urls import without_password
 
 __all__ = ["CHOICES", "Choice", "ServerUnavailable", "start_server"]
 
-CHOICES = ("auto", "local", "url")
+CHOICES = ("auto", "local", "container", "url")
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,8 @@ class Choice:
     # The server's version must start with it ("15"); PostgreSQL's local backend also
     # picks its binaries by it.
     version: str | None = None
+    # The container backend's image (None: the kind's default).
+    image: str | None = None
 
 
 def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
@@ -41,6 +51,15 @@ def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
         except ValueError as exc:
             raise ValueError(f"{option}_url={without_password(choice.url)!r}: {exc}") from None
         return Server(endpoint, "url"), f"{option}_url given"
+    image = choice.image or kind.container.image
+    if choice.backend == "container":
+        return _start_container(kind, image, probe_docker()), f"{option} = container"
+    no_container = None
+    if choice.backend == "auto":
+        status = probe_docker()
+        no_container = _why_no_container(status, image)
+        if no_container is None:
+            return _start_container(kind, image, status), f"auto: {status.detail}"
     try:
         server = kind.start_local(choice.version)
     except ServerUnavailable as exc:
@@ -48,5 +67,42 @@ def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
             f"the {kind.name} fixture {exc}, or give an existing server with "
             f"--{option.replace('_', '-')}-url"
         ) from None
-    why = "the machine's binaries" + (" (auto)" if choice.backend == "auto" else "")
+    why = "the machine's binaries"
+    if no_container is not None:
+        why += f" (auto: {no_container})" if docker_endpoint() is not None else " (auto)"
     return server, why
+
+
+def _why_no_container(status: DockerStatus, image: str) -> str | None:
+    """Why ``auto`` cannot start a container here; None when it can."""
+    if not status.answered or status.endpoint is None:
+        return status.detail
+    if not _has_testcontainers():
+        return f'{status.detail}, but testcontainers is not installed (pip install "pytest-lambda-context[containers]")'
+    state, how = image_state(status.endpoint, image)
+    return f"{status.detail}, but {how}" if state == "missing" else None
+
+
+def _start_container(kind: DatastoreKind, image: str, status: DockerStatus) -> Server:
+    from pytest_lambda_context.services.datastores.container import start_container
+
+    if not status.answered or status.endpoint is None:
+        raise ServerUnavailable(
+            f"the {kind.name} fixture needs a container, but {status.detail}. Start Docker "
+            f"(or set DOCKER_HOST), or choose --lambda-{kind.name}=local or url"
+        )
+    try:
+        return start_container(kind.title, kind.container, image, status)
+    except ServerUnavailable as exc:
+        raise ServerUnavailable(
+            f"the {kind.name} fixture: {exc}; or choose --lambda-{kind.name}=local or url"
+        ) from None
+
+
+def _has_testcontainers() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("testcontainers") is not None
+    except ValueError:
+        return False

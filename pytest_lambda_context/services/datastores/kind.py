@@ -1,5 +1,5 @@
 """What one datastore module provides: the ``DatastoreKind`` interface, and the records
-shared by every kind (where a server is, a started server, a test's namespace).
+shared by every kind (where a server is, a started server, how it runs in a container).
 
 A new datastore is one module with a ``KIND`` object of this shape, plus one line in
 :mod:`.registry`.
@@ -7,12 +7,11 @@ A new datastore is one module with a ``KIND`` object of this shape, plus one lin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from pytest_lambda_context.services.datastores.local import LocalProcess
-
-__all__ = ["DatastoreKind", "Endpoint", "Server"]
+__all__ = ["ContainerRecipe", "DatastoreKind", "Endpoint", "Server", "Stoppable"]
 
 
 @dataclass(frozen=True)
@@ -33,17 +32,44 @@ class Endpoint:
         return replace(self, database=database)
 
 
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Server:
-    """A running server: where it is, and the process when the plugin started it."""
+    """A running server: where it is, and what to stop when the plugin started it (a
+    local process or a container)."""
 
     endpoint: Endpoint
-    backend: str  # "local" or "url"
-    process: LocalProcess | None = None
+    backend: str  # "local", "container" or "url"
+    process: Stoppable | None = None
+
+    @property
+    def owned(self) -> bool:
+        """The plugin started it: no one else uses it, and it goes with all it holds."""
+        return self.backend != "url"
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+
+@dataclass(frozen=True)
+class ContainerRecipe:
+    """How a kind runs in a container of its official image (or one that behaves alike)."""
+
+    image: str  # the default image, pinned to a major version
+    port: int  # where the server listens inside the container
+    # Whom the plugin connects as; host and port are filled in once it runs.
+    endpoint: Endpoint
+    # ready(endpoint): the server answers at endpoint (OSError counts as no).
+    ready: Callable[[Endpoint], bool]
+    # The image's variables for that user's credentials (POSTGRES_PASSWORD, ...).
+    environment: Mapping[str, str] = field(default_factory=dict)
+    # Arguments for the image's entrypoint (a test server: no durability, room for many
+    # environments' connections).
+    command: tuple[str, ...] = ()
 
 
 class DatastoreKind(Protocol):
@@ -54,6 +80,7 @@ class DatastoreKind(Protocol):
     title: str  # as people call it: "PostgreSQL"
     install: str  # what to install for the local backend
     client_install: str  # what to install for its test-side client
+    container: ContainerRecipe  # how it runs in a container (the container backend)
 
     def start_local(self, version: str | None = None) -> Server:
         """Start a server from the machine's binaries (raises ServerUnavailable); of

@@ -10,12 +10,13 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from pytest_lambda_context.services.datastores import local
-from pytest_lambda_context.services.datastores.kind import Endpoint, Server
+from pytest_lambda_context.services.datastores.kind import ContainerRecipe, Endpoint, Server
 
 __all__ = ["KIND", "MysqlKind"]
 
 _FOLDERS = ("/usr/sbin", "/usr/libexec", "/usr/local/mysql/bin")
 _SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
+_CONTAINER_PASSWORD = "lambda-context"
 
 
 class MysqlKind:
@@ -23,6 +24,18 @@ class MysqlKind:
     title = "MySQL/MariaDB"
     install = "apt-get install mariadb-server"
     client_install = "pip install PyMySQL"
+    container = ContainerRecipe(
+        image="mariadb:11.4",
+        port=3306,
+        endpoint=Endpoint("", 0, "root", _CONTAINER_PASSWORD, "mysql"),
+        ready=lambda endpoint: _greets(endpoint.port, endpoint.host),
+        # The official image's: root's password (root may connect from any host).
+        environment={"MARIADB_ROOT_PASSWORD": _CONTAINER_PASSWORD},
+        command=(
+            "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=0",
+            "--skip-log-bin", "--max-connections=300", "--skip-name-resolve",
+        ),
+    )  # fmt: skip
 
     def start_local(self, version: str | None = None) -> Server:
         install_db = local.find_binary(
@@ -134,9 +147,9 @@ class MysqlKind:
             connection.close()
 
 
-def _greets(port: int) -> bool:
+def _greets(port: int, host: str = "127.0.0.1") -> bool:
     """The server's handshake packet (protocol version 10) arrived."""
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+    with socket.create_connection((host, port), timeout=1) as sock:
         return sock.recv(5)[4:5] == b"\x0a"
 
 

@@ -5,17 +5,23 @@ package puts them in /usr/lib/postgresql/*/bin), trust authentication for user
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from pytest_lambda_context.services.datastores import local
-from pytest_lambda_context.services.datastores.kind import Endpoint, Server
+from pytest_lambda_context.services.datastores.kind import ContainerRecipe, Endpoint, Server
 
 __all__ = ["KIND", "PostgresKind"]
 
 _FOLDERS = ("/usr/lib/postgresql/*/bin",)
 _SCHEMES = ("postgresql", "postgres")
-_IN_USE = "55006"  # object_in_use: another session is connected to the database
+_IN_USE = "55006"
+_CONTAINER_PASSWORD = "lambda-context"
+# The protocol's SSLRequest: a server that accepts connections answers with one byte.
+_SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(
+    4, "big"
+)  # object_in_use: another session is connected to the database
 
 
 class PostgresKind:
@@ -23,6 +29,18 @@ class PostgresKind:
     title = "PostgreSQL"
     install = "apt-get install postgresql"
     client_install = 'pip install "psycopg[binary]"'
+    container = ContainerRecipe(
+        image="postgres:16-alpine",
+        port=5432,
+        endpoint=Endpoint("", 0, "postgres", _CONTAINER_PASSWORD, "postgres"),
+        ready=lambda endpoint: _answers(endpoint),
+        # The official image's: the superuser's password (it refuses to start without).
+        environment={"POSTGRES_PASSWORD": _CONTAINER_PASSWORD},
+        command=(
+            "postgres", "-c", "fsync=off", "-c", "full_page_writes=off",
+            "-c", "synchronous_commit=off", "-c", "max_connections=300",
+        ),
+    )  # fmt: skip
 
     def start_local(self, version: str | None = None) -> Server:
         if version is None:
@@ -135,6 +153,14 @@ class PostgresKind:
             return row[0] if row else None
         finally:
             connection.close()
+
+
+def _answers(endpoint: Endpoint) -> bool:
+    """The server accepts connections at ``endpoint`` (not yet while an image initialises
+    its data folder: it listens on its unix socket only, then)."""
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=1) as sock:
+        sock.sendall(_SSL_REQUEST)
+        return sock.recv(1) in (b"S", b"N")
 
 
 def _sqlstate(exc: Exception) -> str | None:

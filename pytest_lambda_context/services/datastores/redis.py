@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from pytest_lambda_context.services.datastores import local
-from pytest_lambda_context.services.datastores.kind import Endpoint, Server
+from pytest_lambda_context.services.datastores.kind import ContainerRecipe, Endpoint, Server
 
 __all__ = ["KIND", "RedisKind", "command_reply"]
 
@@ -25,6 +25,19 @@ class RedisKind:
     title = "Redis"
     install = "apt-get install redis-server"
     client_install = "pip install redis"
+    container = ContainerRecipe(
+        image="redis:7-alpine",
+        port=6379,
+        endpoint=Endpoint("", 0, "", "", "0"),
+        ready=lambda endpoint: command_reply(endpoint, ["PING"]) == "PONG",
+        # A database number per test, as on a local server; no persistence; reached
+        # through the engine's port mapping, so not from loopback (the official image
+        # turns protected mode off the same way).
+        command=(
+            "redis-server", "--protected-mode", "no", "--save", "", "--appendonly", "no",
+            "--databases", str(_DATABASES), "--maxclients", "1000",
+        ),
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self._numbers = itertools.count()

@@ -159,7 +159,7 @@ class DatastoreService:
         self._made += 1
         name = f"{self._prefix}{self._made}"
         self._database = self.kind.create_namespace(
-            self._server.endpoint, name, owned=self.backend == "local"
+            self._server.endpoint, name, owned=self._server.owned
         )
 
     def end(self) -> None:
@@ -182,7 +182,7 @@ class DatastoreService:
     def close(self) -> None:
         try:
             self._close_clients()
-            if self.backend != "local":  # a local server goes with all it holds
+            if not self._server.owned:  # a server of ours goes with all it holds
                 for database in self._left:
                     try:
                         self.kind.force_drop_namespace(self._server.endpoint, database)

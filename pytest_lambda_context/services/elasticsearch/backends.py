@@ -17,7 +17,6 @@ container is really started.
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib
 import importlib.util
 import json
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 
 from pytest_lambda_context.services.docker_engine import (
     DockerStatus,
+    RunningContainer,
     docker_endpoint,
     image_state,
     probe_docker,
@@ -357,6 +357,7 @@ class ContainerBackend:
             # Our own wait below is bounded, says what it waits for, and notices an exit.
             container._wait_strategy = None
         self.container = container
+        self.running = RunningContainer(container)
         if state == "pullable":
             say(f"pulling {image}: the wait for it to answer starts once it is pulled")
         try:
@@ -364,7 +365,7 @@ class ContainerBackend:
             if state == "pullable":
                 began = time.monotonic()  # a pull's time is the network's, not the server's
         except Exception as exc:
-            self._remove()
+            self.running.stop()
             raise BackendError(
                 f"could not start a container from {image}: {exc}. {CHOOSE_ANOTHER[0].upper()}"
                 f"{CHOOSE_ANOTHER[1:]}"
@@ -379,37 +380,18 @@ class ContainerBackend:
                 say=say,
                 began=began,
                 what=f"the Elasticsearch container ({image})",
-                alive=self._exited,
+                alive=self.running.exited,
             )
         except BaseException:
-            self._remove()
+            self.running.stop()
             raise
         self.start_s = time.monotonic() - began
         say(
             f"Elasticsearch container {image} answered at {self.direct_url} after {self.start_s:.1f} s"
         )
 
-    def _exited(self) -> str | None:
-        try:
-            wrapped = self.container.get_wrapped_container()
-            wrapped.reload()
-            if wrapped.status in ("exited", "dead"):
-                logs = wrapped.logs(tail=20).decode("utf-8", "replace").strip()
-                return f"it {wrapped.status}; its last lines:\n{logs}"
-        except Exception:
-            return None  # cannot tell: keep waiting until the deadline
-        return None
-
-    def _remove(self) -> None:
-        with contextlib.suppress(Exception):
-            self.container.stop()
-        # stop() closes the engine client last, after the removal: when the removal
-        # failed, its connection would be left for the garbage collector.
-        with contextlib.suppress(Exception):
-            self.container.get_docker_client().client.close()
-
     def stop(self) -> None:
-        self._remove()
+        self.running.stop()
 
 
 def start_backend(

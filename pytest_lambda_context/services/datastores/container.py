@@ -1,0 +1,112 @@
+"""The datastores' ``container`` backend: the kind's image started with testcontainers
+once per session (per xdist worker), on a port the engine publishes on the machine.
+
+testcontainers' generic container, with the kind's own readiness probe from the test
+side (the same bytes the local backend waits for), not each module's wait strategy:
+those differ across testcontainers versions, and some need a client library installed
+or a shell in the image.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from pytest_lambda_context.services.datastores.kind import ContainerRecipe, Endpoint, Server
+from pytest_lambda_context.services.datastores.local import ServerUnavailable
+from pytest_lambda_context.services.docker_engine import (
+    DockerStatus,
+    RunningContainer,
+    image_state,
+    testcontainers_defaults,
+)
+
+__all__ = ["START_TIMEOUT", "start_container"]
+
+# A first start of a database image initialises its data folder: seconds, not minutes.
+START_TIMEOUT = 120.0
+_POLL = 0.1
+
+
+def start_container(
+    title: str,
+    recipe: ContainerRecipe,
+    image: str,
+    status: DockerStatus,
+    *,
+    timeout: float = START_TIMEOUT,
+    say: Callable[[str], None] = lambda _: None,
+) -> Server:
+    """Start ``image`` and wait until the server answers (ServerUnavailable if it cannot
+    be had: no image, no testcontainers, an exit or no answer in time)."""
+    assert status.endpoint is not None
+    state, how = image_state(status.endpoint, image)
+    if state == "missing":
+        raise ServerUnavailable(f"no container: {how}")
+    with testcontainers_defaults():
+        try:
+            from testcontainers.core.container import DockerContainer
+        except ImportError:
+            raise ServerUnavailable(
+                'a container needs testcontainers: pip install "pytest-lambda-context[containers]"'
+            ) from None
+        # The engine we probed: docker.from_env reads DOCKER_HOST from this mapping (a
+        # socket we found ourselves, rootless or Docker Desktop, is not the SDK's default).
+        environment = {**os.environ, "DOCKER_HOST": status.endpoint.url}
+        container = DockerContainer(image, docker_client_kw={"environment": environment})
+    container.with_exposed_ports(recipe.port)
+    for name, value in recipe.environment.items():
+        container.with_env(name, value)
+    if recipe.command:
+        container.with_command(list(recipe.command))
+    running = RunningContainer(container)
+    say(f"starting {title} container {image} ({how}; waiting up to {timeout:g} s)")
+    try:
+        container.start()  # pulls the image first if needed
+    except Exception as exc:
+        running.stop()
+        raise ServerUnavailable(f"could not start a container from {image}: {exc}") from None
+    began = time.monotonic()
+    what = f"the {title} container ({image})"
+    try:
+        try:
+            host = container.get_container_host_ip()
+            port = int(container.get_exposed_port(recipe.port))
+        except Exception as exc:  # no mapping: it exited at once, most likely
+            why = running.exited() or str(exc)
+            raise ServerUnavailable(f"{what} has no published port {recipe.port}: {why}") from None
+        # The published port is on every address of the machine; 127.0.0.1 rather than
+        # a name that may resolve to ::1 first.
+        endpoint = recipe.endpoint.at("127.0.0.1" if host == "localhost" else host, port)
+        _wait(recipe, endpoint, running, timeout, began, what)
+    except BaseException:
+        running.stop()
+        raise
+    return Server(endpoint, "container", running)
+
+
+def _wait(
+    recipe: ContainerRecipe,
+    endpoint: Endpoint,
+    running: RunningContainer,
+    timeout: float,
+    began: float,
+    what: str,
+) -> None:
+    last = "no answer yet"
+    while True:
+        try:
+            if recipe.ready(endpoint):
+                return
+        except OSError as exc:
+            last = str(exc) or type(exc).__name__
+        gone = running.exited()
+        if gone is not None:
+            raise ServerUnavailable(f"{what} stopped before it answered: {gone}")
+        if time.monotonic() - began >= timeout:
+            raise ServerUnavailable(
+                f"{what} did not answer at {endpoint.host}:{endpoint.port} within "
+                f"{timeout:g} s (last: {last})"
+            )
+        time.sleep(_POLL)
