@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from pytest_lambda_context import HandlerError
+from pytest_lambda_context.services.datastores import backends
 from pytest_lambda_context.services.datastores.service import DatastoreService
 
 pytestmark = pytest.mark.slow  # end to end, the same on every Python and pytest
@@ -19,6 +20,10 @@ pytestmark = pytest.mark.slow  # end to end, the same on every Python and pytest
 # The inner runs import it too: the class the plugin raises must be loaded before the
 # first of them, or pytester's module snapshot would make theirs another one.
 assert HandlerError.__module__ == "pytest_lambda_context.runtime.errors"
+# The same for ServerUnavailable (raised by the kinds' local module, caught by the
+# backends module): both loaded here, or an inner run could pair a fresh copy of one
+# with the kept copy of the other, and a skip would become an error.
+assert backends.ServerUnavailable.__module__.endswith(".datastores.local")
 ISOLATIONS = ["module", "process"]
 
 
