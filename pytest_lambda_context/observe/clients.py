@@ -36,6 +36,7 @@ from typing import Any
 from pytest_lambda_context.observe import scope as _scope
 from pytest_lambda_context.observe.connections import user_frame
 from pytest_lambda_context.observe.guard import BlockedLookupError, NetworkBlockedError
+from pytest_lambda_context.observe.installation import Installation
 from pytest_lambda_context.observe.scope import active_scope
 
 __all__ = [
@@ -190,7 +191,6 @@ def _add_handlers(client: Any, service: str) -> None:
 # --- the patch -------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_refcount = 0
 _original: Any = None
 _saved: Any = None  # what Session's own dict held for create_client before the patch
 _MISSING = object()
@@ -269,7 +269,7 @@ class _PatchingLoader(importlib.abc.Loader):
             module.__spec__.loader = self.loader
         self.loader.exec_module(module)
         with _lock:
-            if _refcount > 0:
+            if _INSTALLATION.users > 0:
                 _patch(module)
 
 
@@ -301,33 +301,22 @@ class _BotocoreHook(importlib.abc.MetaPathFinder):
 _hook = _BotocoreHook()
 
 
-def install() -> None:
-    """Start counting clients (refcounted: each install needs its uninstall)."""
-    global _refcount
-    with _lock:
-        _refcount += 1
-        if _refcount > 1:
-            return
-        module = sys.modules.get("botocore.session")
-        if module is not None:
-            _patch(module)
-        elif _hook not in sys.meta_path:
-            sys.meta_path.insert(0, _hook)
+def _apply() -> None:
+    module = sys.modules.get("botocore.session")
+    if module is not None:
+        _patch(module)
+    elif _hook not in sys.meta_path:
+        sys.meta_path.insert(0, _hook)
 
 
-def uninstall() -> None:
-    """Undo one :func:`install`; the last one restores botocore exactly."""
-    global _refcount
-    with _lock:
-        if _refcount == 0:
-            raise RuntimeError("clients.uninstall() called more often than install()")
-        _refcount -= 1
-        if _refcount > 0:
-            return
-        if _hook in sys.meta_path:
-            sys.meta_path.remove(_hook)
-        _unpatch()
+def _remove() -> None:
+    if _hook in sys.meta_path:
+        sys.meta_path.remove(_hook)
+    _unpatch()
 
 
-def installed() -> bool:
-    return _refcount > 0
+# Start counting clients (refcounted), and stop: the last uninstall restores botocore.
+_INSTALLATION = Installation("clients", _apply, _remove, _lock)
+install = _INSTALLATION.install
+uninstall = _INSTALLATION.uninstall
+installed = _INSTALLATION.installed

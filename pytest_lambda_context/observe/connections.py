@@ -36,6 +36,7 @@ from pytest_lambda_context.observe.guard import (
     is_loopback_host,
     lookup_allowed,
 )
+from pytest_lambda_context.observe.installation import Installation
 from pytest_lambda_context.observe.scope import Scope, active_scope
 from pytest_lambda_context.observe.shared_connections import own
 
@@ -271,7 +272,6 @@ _SOL_SOCKET = socket.SOL_SOCKET
 _SO_ERROR = socket.SO_ERROR
 
 _lock = threading.Lock()
-_refcount = 0
 # Read the scope slot directly: the no-scope path is then one list index.
 _active = _scope.ACTIVE_SLOT
 _thread_flags = _scope.THREAD_FLAGS
@@ -477,48 +477,38 @@ _PATCHES: tuple[tuple[Any, str, Any], ...] = (
 )
 
 
-def install() -> None:
-    """Start monitoring (refcounted: each install needs its uninstall)."""
-    global _refcount, _original_connect, _original_connect_ex, _original_getaddrinfo
+def _apply() -> None:
+    global _original_connect, _original_connect_ex, _original_getaddrinfo
     global _original_getsockopt, _original_listen
-    with _lock:
-        _refcount += 1
-        if _refcount > 1:
-            return
-        for owner, name, _ in _PATCHES:
-            _saved[f"{id(owner)}.{name}"] = vars(owner).get(name, _MISSING)
-        # Whatever is there now (possibly another tool's patch) is what we call through to.
-        _original_connect = socket.socket.connect
-        _original_connect_ex = socket.socket.connect_ex
-        _original_getaddrinfo = socket.getaddrinfo
-        _original_getsockopt = socket.socket.getsockopt
-        _original_listen = socket.socket.listen
-        for owner, name, replacement in _PATCHES:
-            setattr(owner, name, replacement)
-        # C-level drivers connect below these patches: their connect calls are seen.
-        CONNECT_HOOKS.install()
+    for owner, name, _ in _PATCHES:
+        _saved[f"{id(owner)}.{name}"] = vars(owner).get(name, _MISSING)
+    # Whatever is there now (possibly another tool's patch) is what we call through to.
+    _original_connect = socket.socket.connect
+    _original_connect_ex = socket.socket.connect_ex
+    _original_getaddrinfo = socket.getaddrinfo
+    _original_getsockopt = socket.socket.getsockopt
+    _original_listen = socket.socket.listen
+    for owner, name, replacement in _PATCHES:
+        setattr(owner, name, replacement)
+    # C-level drivers connect below these patches: their connect calls are seen.
+    CONNECT_HOOKS.install()
 
 
-def uninstall() -> None:
-    """Undo one :func:`install`; the last one restores the original functions exactly."""
-    global _refcount
-    with _lock:
-        if _refcount == 0:
-            raise RuntimeError("connections.uninstall() called more often than install()")
-        _refcount -= 1
-        if _refcount > 0:
-            return
-        CONNECT_HOOKS.uninstall()
-        for owner, name, _ in _PATCHES:
-            previous = _saved.pop(f"{id(owner)}.{name}")
-            if previous is _MISSING:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, previous)
-        _pending.clear()
-        _names.clear()
-        _names_scope[0] = None
+def _remove() -> None:
+    CONNECT_HOOKS.uninstall()
+    for owner, name, _ in _PATCHES:
+        previous = _saved.pop(f"{id(owner)}.{name}")
+        if previous is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, previous)
+    _pending.clear()
+    _names.clear()
+    _names_scope[0] = None
 
 
-def installed() -> bool:
-    return _refcount > 0
+# Start monitoring (refcounted), and stop: the last uninstall restores the originals.
+_INSTALLATION = Installation("connections", _apply, _remove, _lock)
+install = _INSTALLATION.install
+uninstall = _INSTALLATION.uninstall
+installed = _INSTALLATION.installed

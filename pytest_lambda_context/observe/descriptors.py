@@ -27,6 +27,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import ParamSpec, TypeVar
 
+from pytest_lambda_context.observe.installation import Installation
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope
 
 __all__ = ["install", "installed", "release", "uninstall"]
@@ -44,7 +45,6 @@ _lock = threading.Lock()
 _NOTED: dict[int, Scope] = {}
 # /dev/null, open while installed: what released descriptors are pointed at.
 _null = [-1]
-_refcount = 0
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 # The os functions replaced, by name, to put back.
@@ -132,41 +132,30 @@ def _replacements() -> dict[str, Callable[..., object]]:
     return found
 
 
-def install() -> None:
-    """Start noting (refcounted: each install needs its uninstall)."""
-    global _refcount
-    with _lock:
-        _refcount += 1
-        if _refcount > 1:
-            return
-        # Opened now, not at release: by then function code may have used up the
-        # process's descriptors, the very leak this module puts right.
-        _null[0] = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        for name, replacement in _replacements().items():
-            _saved[name] = getattr(os, name)
-            setattr(os, name, replacement)
+def _apply() -> None:
+    # Opened now, not at release: by then function code may have used up the
+    # process's descriptors, the very leak this module puts right.
+    _null[0] = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for name, replacement in _replacements().items():
+        _saved[name] = getattr(os, name)
+        setattr(os, name, replacement)
 
 
-def uninstall() -> None:
-    """Undo one :func:`install`; the last one puts the ``os`` functions back."""
-    global _refcount
-    with _lock:
-        if _refcount == 0:
-            raise RuntimeError("descriptors.uninstall() called more often than install()")
-        _refcount -= 1
-        if _refcount:
-            return
-        for name, original in _saved.items():
-            setattr(os, name, original)
-        _saved.clear()
-        if _null[0] >= 0:
-            os.close(_null[0])
-            _null[0] = -1
-        _NOTED.clear()
+def _remove() -> None:
+    for name, original in _saved.items():
+        setattr(os, name, original)
+    _saved.clear()
+    if _null[0] >= 0:
+        os.close(_null[0])
+        _null[0] = -1
+    _NOTED.clear()
 
 
-def installed() -> bool:
-    return _refcount > 0
+# Start noting (refcounted), and stop: the last uninstall puts the os functions back.
+_INSTALLATION = Installation("descriptors", _apply, _remove, _lock)
+install = _INSTALLATION.install
+uninstall = _INSTALLATION.uninstall
+installed = _INSTALLATION.installed
 
 
 def release(scope: Scope) -> int:

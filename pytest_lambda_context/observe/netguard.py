@@ -43,6 +43,7 @@ from pytest_lambda_context.observe.guard import (
     is_loopback_host,
     lookup_allowed,
 )
+from pytest_lambda_context.observe.installation import Installation
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope
 
 __all__ = ["install", "installed", "uninstall"]
@@ -56,7 +57,6 @@ _GUARDED = _SENDS | _LOOKUPS | _REVERSE
 _OWN_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 _lock = threading.Lock()
-_refcount = 0
 _hook_added = False
 # (module, attribute) of each thread starter that exists in this Python, and what it held.
 _STARTERS = [
@@ -198,46 +198,37 @@ def _owned(start: Callable[..., Any]) -> Callable[..., Any]:
     return start_thread
 
 
-def install() -> None:
-    """Guard from now on (refcounted: each install needs its uninstall)."""
-    global _refcount, _hook_added
-    with _lock:
-        _refcount += 1
-        if _refcount > 1:
-            return
-        if not _hook_added:
-            sys.addaudithook(_audit)
-            _hook_added = True
-        for module, name in _STARTERS:
-            original = getattr(module, name)
-            _saved[(module, name)] = original
-            setattr(module, name, _owned(original))
-        methods = _type_dict()
-        if methods is not None:
-            for name in _C_METHODS:
-                _saved_methods[name] = methods[name]
-                methods[name] = _wrap_c_method(name, methods[name])
-            _type_modified()
+def _apply() -> None:
+    global _hook_added
+    if not _hook_added:
+        sys.addaudithook(_audit)
+        _hook_added = True
+    for module, name in _STARTERS:
+        original = getattr(module, name)
+        _saved[(module, name)] = original
+        setattr(module, name, _owned(original))
+    methods = _type_dict()
+    if methods is not None:
+        for name in _C_METHODS:
+            _saved_methods[name] = methods[name]
+            methods[name] = _wrap_c_method(name, methods[name])
+        _type_modified()
 
 
-def uninstall() -> None:
-    """Undo one :func:`install`; the last one puts the thread starters back exactly."""
-    global _refcount
-    with _lock:
-        if _refcount == 0:
-            raise RuntimeError("netguard.uninstall() called more often than install()")
-        _refcount -= 1
-        if _refcount > 0:
-            return
-        for (module, name), original in _saved.items():
-            setattr(module, name, original)
-        _saved.clear()
-        methods = _type_dict()
-        if methods is not None and _saved_methods:
-            methods.update(_saved_methods)
-            _saved_methods.clear()
-            _type_modified()
+def _remove() -> None:
+    for (module, name), original in _saved.items():
+        setattr(module, name, original)
+    _saved.clear()
+    methods = _type_dict()
+    if methods is not None and _saved_methods:
+        methods.update(_saved_methods)
+        _saved_methods.clear()
+        _type_modified()
 
 
-def installed() -> bool:
-    return _refcount > 0
+# Guard from now on (refcounted), and stop: the last uninstall puts the thread starters
+# back exactly.
+_INSTALLATION = Installation("netguard", _apply, _remove, _lock)
+install = _INSTALLATION.install
+uninstall = _INSTALLATION.uninstall
+installed = _INSTALLATION.installed
