@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from pytest_lambda_context.observe.installation import Installation
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope
 
 __all__ = [
@@ -56,12 +57,11 @@ _OWNERS: weakref.WeakKeyDictionary[socket.socket, Scope] = weakref.WeakKeyDictio
 _original: dict[str, Any] = {}
 _saved: dict[str, Any] = {}
 _MISSING = object()
-_users = [0]
 
 
 def own(sock: socket.socket, scope: Scope) -> None:
     """``sock`` was connected by function code in ``scope``."""
-    if _users[0]:
+    if _INSTALLATION.users:
         _OWNERS[sock] = scope
 
 
@@ -191,26 +191,27 @@ def _patches() -> list[tuple[type, str, str, Any]]:
     ]
 
 
-def install() -> None:
-    """Watch sends (refcounted)."""
-    _users[0] += 1
-    if _users[0] == 1:
-        for cls, name, key, wrapper in _patches():
-            _saved[key] = cls.__dict__.get(name, _MISSING)
-            _original[key] = getattr(cls, name)
-            setattr(cls, name, wrapper)
+def _apply() -> None:
+    for cls, name, key, wrapper in _patches():
+        _saved[key] = cls.__dict__.get(name, _MISSING)
+        _original[key] = getattr(cls, name)
+        setattr(cls, name, wrapper)
 
 
-def uninstall() -> None:
-    _users[0] -= 1
-    if _users[0] == 0:
-        for cls, name, key, wrapper in _patches():
-            if cls.__dict__.get(name) is wrapper:
-                previous = _saved[key]
-                if previous is _MISSING:
-                    delattr(cls, name)
-                else:
-                    setattr(cls, name, previous)
-        _original.clear()
-        _saved.clear()
-        _OWNERS.clear()
+def _remove() -> None:
+    for cls, name, key, wrapper in _patches():
+        if cls.__dict__.get(name) is wrapper:
+            previous = _saved[key]
+            if previous is _MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, previous)
+    _original.clear()
+    _saved.clear()
+    _OWNERS.clear()
+
+
+# Watch sends (refcounted), and stop: the last uninstall puts back what is still ours.
+_INSTALLATION = Installation("shared_connections", _apply, _remove)
+install = _INSTALLATION.install
+uninstall = _INSTALLATION.uninstall
