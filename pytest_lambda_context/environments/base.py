@@ -46,6 +46,7 @@ from pytest_lambda_context.runtime.records import (
     ClientRecord,
     ConnectionRecord,
     EnvironmentRecord,
+    ErrorPayload,
     Invocation,
     OutcomeKind,
 )
@@ -100,7 +101,7 @@ class RemoteTraceback(Exception):
         return "\n" + "".join(self.args[0])
 
 
-def _remote_cause(payload: dict[str, Any]) -> RemoteTraceback | None:
+def _remote_cause(payload: ErrorPayload) -> RemoteTraceback | None:
     # Process isolation sends only Lambda's payload back; show its stack trace as the
     # cause, so pytest prints where the handler failed, as it does in module isolation.
     trace = payload.get("stackTrace")
@@ -128,7 +129,7 @@ def encode_request(event: Any) -> Any:
         ) from None
 
 
-def init_report_line(duration_ms: float, payload: dict[str, Any], phase: str) -> str:
+def init_report_line(duration_ms: float, payload: ErrorPayload, phase: str) -> str:
     """Lambda's INIT_REPORT line for an init that failed or timed out."""
     line = f"INIT_REPORT Init Duration: {duration_ms:.2f} ms\tPhase: {phase}"
     if payload.get("errorType") == "Sandbox.Timedout":
@@ -184,7 +185,7 @@ class ExecutionEnvironment:
         self._attempt = 0
         self.sigterm_handled = False
         self.init_duration_ms: float | None = None
-        self.init_error: dict[str, Any] | None = None
+        self.init_error: ErrorPayload | None = None
         # SnapStart: an environment restored from the snapshot has no init of its own.
         self.restore_duration_ms: float | None = None
         # Tenant isolation mode: the tenant this environment serves (None: none).
@@ -618,7 +619,7 @@ class ExecutionEnvironment:
         started_at: float,
         outcome: Outcome | None = None,
         result: Any = None,
-        error: dict[str, Any] | None = None,
+        error: ErrorPayload | None = None,
         init_ms: float | None = None,
         counts: _Counts = _NO_COUNTS,
     ) -> None:

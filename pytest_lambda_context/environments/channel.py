@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
 
 from pytest_lambda_context.runtime.clock import real_monotonic
-from pytest_lambda_context.runtime.records import OutcomeKind
+from pytest_lambda_context.runtime.records import ErrorPayload, OutcomeKind
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.worker_coverage import CoverageHandoff
@@ -225,7 +225,7 @@ class PhaseReply(NamedTuple):
     # billed duration. None for an init.
     hooks_ms: float | None
     # Lambda's error payload when ``kind`` is not OK.
-    payload: dict[str, Any] | None
+    payload: ErrorPayload | None
     duration_ms: float
     # What function code's connections and clients did (observe's event objects).
     events: list[Any]
@@ -248,7 +248,7 @@ class InvokeReply(NamedTuple):
     # The marshalled result; ``raw``: bytes as they are.
     result: Any
     raw: bool
-    payload: dict[str, Any] | None
+    payload: ErrorPayload | None
     duration_ms: float
     events: list[Any]
     max_rss_kb: int

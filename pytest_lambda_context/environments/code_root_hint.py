@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
-from typing import Any
+
+from pytest_lambda_context.runtime.records import ErrorPayload
 
 __all__ = ["code_root_hint"]
 
@@ -27,7 +28,7 @@ _MAX_FOLDERS = 5000
 _MAX_SHOWN = 3
 
 
-def code_root_hint(handler: str, code_root: str, payload: dict[str, Any]) -> str | None:
+def code_root_hint(handler: str, code_root: str, payload: ErrorPayload) -> str | None:
     """The hint for a ``Runtime.ImportModuleError`` that says the handler's own module
     (or a package above it) is missing; None for any other error, such as a module
     the function's code imports."""

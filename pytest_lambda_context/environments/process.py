@@ -57,7 +57,7 @@ from pytest_lambda_context.runtime.handler import (
     timeout_payload,
 )
 from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders
-from pytest_lambda_context.runtime.records import OutcomeKind
+from pytest_lambda_context.runtime.records import ErrorPayload, OutcomeKind
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function_config import FunctionConfig
@@ -92,7 +92,7 @@ class WorkerCrashed(Exception):
         self.status = status
         self.out_of_memory = out_of_memory
 
-    def payload(self, request_id: str | None) -> dict[str, Any]:
+    def payload(self, request_id: str | None) -> ErrorPayload:
         """Lambda's Runtime.ExitError for a worker that ended on its own or by a signal,
         or its Runtime.OutOfMemory for one killed past its memory size."""
         if self.out_of_memory:

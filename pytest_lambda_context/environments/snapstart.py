@@ -19,7 +19,7 @@ import signal
 import socket
 import tempfile
 import threading
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pytest_lambda_context.environments.channel import PhaseReply, RestoreRequest, SnapshotRequest
 from pytest_lambda_context.environments.fork_server import ForkServer
@@ -27,7 +27,7 @@ from pytest_lambda_context.environments.process import ProcessEnvironment, Worke
 from pytest_lambda_context.runtime.clock import skew_of_the_tests_clock
 from pytest_lambda_context.runtime.errors import InitError, LambdaError, error_payload
 from pytest_lambda_context.runtime.handler import Outcome, timeout_payload
-from pytest_lambda_context.runtime.records import OutcomeKind
+from pytest_lambda_context.runtime.records import ErrorPayload, OutcomeKind
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.function_config import FunctionConfig
@@ -54,7 +54,7 @@ class SnapshotProcess(ForkServer):
 
     def __init__(self, spec: FunctionConfig, sink: FunctionSink, variables: dict[str, str]) -> None:
         super().__init__(spec, sink, "snapshot", "snap-start", variables)
-        self.snapshot_error: dict[str, Any] | None = None
+        self.snapshot_error: ErrorPayload | None = None
 
     def _initial_environ(self) -> dict[str, str]:
         environ = super()._initial_environ()
@@ -90,7 +90,7 @@ class SnapshotProcess(ForkServer):
             self._fail(reply.payload)
         self._freeze()
 
-    def _fail(self, payload: dict[str, Any]) -> NoReturn:
+    def _fail(self, payload: ErrorPayload) -> NoReturn:
         __tracebackhide__ = True
         self.snapshot_error = payload
         self.shutdown("snapshot failed")
@@ -210,11 +210,11 @@ class RestoredEnvironment(ProcessEnvironment):
             self.restore_duration_ms = outcome.duration_ms
             self.billed_restore_duration_ms = max(1, math.ceil(outcome.result))
         elif outcome.kind is OutcomeKind.HOOK_ERROR:
-            hook_error = outcome.payload or {}
-            message = f"{_HOOK_ERROR} {hook_error.get('errorMessage', '')}".rstrip()
-            payload = error_payload(
-                message, "SnapStartException", request_id, hook_error.get("stackTrace")
-            )
+            hook_error = outcome.payload
+            detail = "" if hook_error is None else hook_error["errorMessage"]
+            trace = None if hook_error is None else hook_error.get("stackTrace")
+            message = f"{_HOOK_ERROR} {detail}".rstrip()
+            payload = error_payload(message, "SnapStartException", request_id, trace)
             outcome = Outcome(
                 OutcomeKind.SNAPSTART_ERROR, payload=payload, duration_ms=outcome.duration_ms
             )

@@ -66,7 +66,7 @@ from pytest_lambda_context.observe import connect_lines
 from pytest_lambda_context.observe.drivers import DriverWatch
 from pytest_lambda_context.runtime.clock import real_monotonic
 from pytest_lambda_context.runtime.pytest_outcomes import describe_outcome, is_test_outcome
-from pytest_lambda_context.runtime.records import OutcomeKind
+from pytest_lambda_context.runtime.records import ErrorPayload, OutcomeKind
 
 __all__ = [
     "PRELOAD",
@@ -884,7 +884,7 @@ class _Worker:
         self.trace_tag = os.urandom(8).hex()
         self.trace_number = 0
 
-    def _report_init_failure(self, payload: dict[str, Any]) -> None:
+    def _report_init_failure(self, payload: ErrorPayload) -> None:
         import logging
 
         from pytest_lambda_context.runtime.logging_setup import UNHANDLED_EXCEPTION_WARNING
@@ -892,7 +892,7 @@ class _Worker:
         logging.warning(UNHANDLED_EXCEPTION_WARNING)
         self._report_error(payload)
 
-    def _report_error(self, payload: dict[str, Any]) -> None:
+    def _report_error(self, payload: ErrorPayload) -> None:
         from pytest_lambda_context.runtime.logging_setup import error_lines
 
         self.log.log_error(error_lines(payload, self.encoder if self.log_json else None))

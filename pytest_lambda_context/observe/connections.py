@@ -298,7 +298,7 @@ _original_listen: Any = socket.socket.listen
 _getsockname: Any = socket.socket.getsockname
 # What socket.socket's own dict held before install (absent: inherited from _socket),
 # so uninstall can put back exactly what was there.
-_saved: dict[str, Any] = {}
+_saved: dict[str, object] = {}
 _MISSING = object()
 
 # Address -> the name function code looked up to get it, so events can say "es.local"

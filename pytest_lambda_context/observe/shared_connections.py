@@ -55,7 +55,7 @@ class SharedConnection:
 _OWNERS: weakref.WeakKeyDictionary[socket.socket, Scope] = weakref.WeakKeyDictionary()
 # What socket.socket's own dictionary held for each wrapped name (_MISSING: nothing).
 _original: dict[str, Any] = {}
-_saved: dict[str, Any] = {}
+_saved: dict[str, object] = {}
 _MISSING = object()
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+from pytest_lambda_context.runtime.records import ErrorPayload
 
 if TYPE_CHECKING:
     from pytest_lambda_context.runtime.records import (
@@ -83,7 +85,7 @@ class EnvironmentHistory:
         return self.record["restore_duration_ms"]
 
     @property
-    def init_error(self) -> dict[str, Any] | None:
+    def init_error(self) -> ErrorPayload | None:
         return self.record["init_error"]
 
     @property

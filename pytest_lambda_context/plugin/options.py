@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,7 +18,7 @@ from pytest_lambda_context.services.datastores.registry import DATASTORES
 __all__ = ["OPTIONS", "RESOLVED", "Option", "package_names", "register", "resolve_all"]
 
 # The session's resolved options (set at configure, read when the plugin is first used).
-RESOLVED: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
+RESOLVED: pytest.StashKey[dict[str, str | None]] = pytest.StashKey()
 
 
 @dataclass(frozen=True)
@@ -231,15 +230,15 @@ def register(parser: pytest.Parser) -> None:
         parser.addini(option.name, option.help + choices + default, default=None)
 
 
-def _resolve(config: pytest.Config, option: Option) -> Any:
-    value = config.getoption(option.name)
-    if value is None:
-        value = config.getini(option.name)
+def _resolve(config: pytest.Config, option: Option) -> str | None:
+    given: object = config.getoption(option.name)
+    if given is None:
+        given = config.getini(option.name)
         # An ini option that is absent reads as None or "", depending on pytest's version.
-        if value is None or value == "":
-            value = option.default
-    if isinstance(value, str):
-        value = value.strip()
+        if given is None or given == "":
+            given = option.default
+    # Every option is text (declared without a type): the command line's and the ini's.
+    value = None if given is None else str(given).strip()
     if option.choices is not None and value is not None and value not in option.choices:
         raise pytest.UsageError(
             f"{option.flag} / ini {option.name}: {value!r} is not valid; "
@@ -252,6 +251,6 @@ def _resolve(config: pytest.Config, option: Option) -> Any:
     return value
 
 
-def resolve_all(config: pytest.Config) -> dict[str, Any]:
+def resolve_all(config: pytest.Config) -> dict[str, str | None]:
     """Command line if given, else ini, else default; bad values are a usage error."""
     return {option.name: _resolve(config, option) for option in OPTIONS}

@@ -151,7 +151,7 @@ class TestFunctions:
 
 
 class PluginState:
-    def __init__(self, config: pytest.Config, options: dict[str, Any]) -> None:
+    def __init__(self, config: pytest.Config, options: dict[str, str | None]) -> None:
         self.config = config
         self.options = options
         # Plain data of every function closed this session; full invocation records
@@ -427,7 +427,7 @@ class PluginState:
                 lines.append(f"lambda-context: {note}")
         from pytest_lambda_context.environments.registry import isolation_of
 
-        if verbose and isolation_of(o["lambda_isolation"]).private_tmp:
+        if verbose and isolation_of(o["lambda_isolation"] or "module").private_tmp:
             from pytest_lambda_context.environments.sandbox import probe_private_tmp
 
             refused = probe_private_tmp()

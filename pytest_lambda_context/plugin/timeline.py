@@ -54,7 +54,7 @@ NOTABLE_SHUTDOWNS = (
 
 def kind_of(invocation: InvocationRecord) -> str:
     """What colour an invocation's bar has: the most telling of its facts."""
-    error = invocation.get("error") or {}
+    error = invocation.get("error")
     error_type = error.get("errorType") if isinstance(error, dict) else None
     if error_type == "TooManyRequestsException":
         return "throttled"
@@ -297,7 +297,7 @@ def _items(environment: EnvironmentHistory, lane: int, function: FunctionHistory
         # Initialised ahead (provisioned, or init() called) and never reported by an
         # invocation: the init on its own, at the start of its test.
         error = environment.init_error
-        kind = "timeout" if (error or {}).get("errorType") == "Sandbox.Timedout" else "error"
+        kind = "timeout" if error and error["errorType"] == "Sandbox.Timedout" else "error"
         details = _details(environment, None, kind if error else "init", tests[first_test])
         bar = Bar(
             kind=kind if error else "cold",

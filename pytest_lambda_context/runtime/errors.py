@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import traceback
 from types import TracebackType
-from typing import Any
 
-from pytest_lambda_context.runtime.records import OutcomeKind
+from pytest_lambda_context.runtime.records import ErrorPayload, OutcomeKind
 
 __all__ = [
     "HandlerError",
@@ -31,7 +30,7 @@ _OWN_PACKAGE = __name__.partition(".")[0] + "/"
 class LambdaError(Exception):
     """An invocation failed as Lambda would report it; ``payload`` is Lambda's error body."""
 
-    def __init__(self, payload: dict[str, Any], *, hint: str | None = None) -> None:
+    def __init__(self, payload: ErrorPayload, *, hint: str | None = None) -> None:
         self.payload = payload
         # What the plugin knows beyond Lambda's message (the payload stays Lambda's).
         self.hint = hint
@@ -115,7 +114,7 @@ def stack_trace(tb: TracebackType | None) -> list[str]:
 
 def error_payload(
     message: str, error_type: str, request_id: str | None, trace: list[str] | None = None
-) -> dict[str, Any]:
+) -> ErrorPayload:
     """An error the runtime reports (awslambdaric's ``make_error``): an init error's
     ``requestId`` is ``""``, as it has no request."""
     return {
@@ -126,7 +125,7 @@ def error_payload(
     }
 
 
-def service_error(error_type: str, message: str) -> dict[str, Any]:
+def service_error(error_type: str, message: str) -> ErrorPayload:
     """An error Lambda itself generates (a timeout, a runtime that exited, a response
     too large, throttling): only ``errorType`` and ``errorMessage``, as the Invoke API
     returns them."""

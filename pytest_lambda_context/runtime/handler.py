@@ -25,7 +25,7 @@ from pytest_lambda_context.runtime.marshal import (
     marshal_result,
 )
 from pytest_lambda_context.runtime.pytest_outcomes import is_test_outcome
-from pytest_lambda_context.runtime.records import OutcomeKind
+from pytest_lambda_context.runtime.records import ErrorPayload, OutcomeKind
 
 __all__ = [
     "INIT_TIMEOUT",
@@ -50,7 +50,7 @@ Handler = Callable[[Any, Any], Any]
 class InitFailure(Exception):
     """Loading the handler failed; ``payload`` is Lambda's init error body."""
 
-    def __init__(self, payload: dict[str, Any], cause: BaseException | None = None) -> None:
+    def __init__(self, payload: ErrorPayload, cause: BaseException | None = None) -> None:
         super().__init__(payload["errorMessage"])
         self.payload = payload
         self.cause = cause
@@ -108,7 +108,7 @@ def exit_status(exc: BaseException) -> int | str:
     return 1
 
 
-def exit_payload(status: int | str, request_id: str | None) -> dict[str, Any]:
+def exit_payload(status: int | str, request_id: str | None) -> ErrorPayload:
     """Lambda's error when the runtime process ended: ``Runtime.ExitError``, with the
     message Lambda gives (status 0: "without providing a reason")."""
     if status == 0:
@@ -121,7 +121,7 @@ def exit_payload(status: int | str, request_id: str | None) -> dict[str, Any]:
     return service_error("Runtime.ExitError", prefix + reason)
 
 
-def crash_payload(exc: BaseException, request_id: str | None) -> dict[str, Any]:
+def crash_payload(exc: BaseException, request_id: str | None) -> ErrorPayload:
     """Lambda's error when function code raised a BaseException: the runtime is gone."""
     return exit_payload(exit_status(exc), request_id)
 
@@ -134,7 +134,7 @@ class Outcome:
     # The marshalled result (see runtime.marshal.decode_result); ``raw``: bytes as they are.
     result: Any = None
     raw: bool = False
-    payload: dict[str, Any] | None = None
+    payload: ErrorPayload | None = None
     duration_ms: float = 0.0
     events: list[Any] = field(default_factory=list)
     # The original exception, only in module isolation (it cannot cross a process).
@@ -149,9 +149,7 @@ class Outcome:
 INIT_TIMEOUT = 10.0
 
 
-def timeout_payload(
-    request_id: str | None, seconds: float, *, init: bool = False
-) -> dict[str, Any]:
+def timeout_payload(request_id: str | None, seconds: float, *, init: bool = False) -> ErrorPayload:
     """Lambda's ``Sandbox.Timedout`` error, for the init phase or an invocation."""
     what = "Init phase" if init else "Task"
     prefix = f"RequestId: {request_id} Error: " if request_id else ""

@@ -11,6 +11,7 @@ __all__ = [
     "ClientRecord",
     "ConnectionRecord",
     "EnvironmentRecord",
+    "ErrorPayload",
     "FunctionRecord",
     "Invocation",
     "InvocationRecord",
@@ -50,6 +51,20 @@ class OutcomeKind(str, Enum):
     SNAPSTART_TIMEOUT = "snapstart_timeout"
 
 
+class _ErrorPayloadKeys(TypedDict):
+    errorMessage: str
+    errorType: str
+
+
+class ErrorPayload(_ErrorPayloadKeys, total=False):
+    """Lambda's error body: ``errorMessage`` and ``errorType`` always; the runtime adds
+    ``requestId`` and ``stackTrace`` to the errors it reports (awslambdaric's
+    ``make_error``), Lambda's own errors (timeout, throttling...) have neither."""
+
+    requestId: str
+    stackTrace: list[str]
+
+
 def billed_duration_ms(duration_ms: float, init_duration_ms: float | None) -> int:
     """Lambda's Billed Duration: each started millisecond, at least one.
 
@@ -66,7 +81,7 @@ class Invocation:
     environment_id: str
     cold: bool
     result: Any
-    error: dict[str, Any] | None
+    error: ErrorPayload | None
     duration_ms: float
     memory_size_mb: int
     max_memory_used_mb: int
@@ -141,9 +156,9 @@ class Throttle:
     API sends it); the request id is the plugin's, for the reports' timeline."""
 
     request_id: str
-    error: dict[str, Any]
+    error: ErrorPayload
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ErrorPayload:
         """As the reports keep it: the request id beside Lambda's two keys."""
         return {"requestId": self.request_id, **self.error}
 
@@ -155,7 +170,7 @@ class InvocationRecord(TypedDict):
     environment_id: str
     cold: bool
     result: Any  # what the handler returned: anything JSON-serialisable
-    error: dict[str, Any] | None  # Lambda's error payload
+    error: ErrorPayload | None
     duration_ms: float
     memory_size_mb: int
     max_memory_used_mb: int
@@ -227,7 +242,7 @@ class EnvironmentRecord(_EnvironmentCounts):
     initialization_type: str
     init_duration_ms: float | None
     restore_duration_ms: float | None
-    init_error: dict[str, Any] | None  # Lambda's error payload
+    init_error: ErrorPayload | None
     invocation_count: int
     # Empty unless the session keeps every invocation (a report was asked for).
     invocations: list[InvocationRecord]
@@ -243,7 +258,7 @@ class _TestCounts(TypedDict, total=False):
     test: str
     failed: bool  # the test failed (in its setup or body)
     limits_broken: list[str]
-    throttles: list[dict[str, Any]]
+    throttles: list[ErrorPayload]
 
 
 class FunctionRecord(_TestCounts):

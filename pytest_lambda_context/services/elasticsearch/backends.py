@@ -91,7 +91,7 @@ def is_installed(name: str) -> bool:
 # --- deciding ----------------------------------------------------------------------------
 
 
-def _choice(options: Mapping[str, Any]) -> tuple[str, str | None, str]:
+def _choice(options: Mapping[str, str | None]) -> tuple[str, str | None, str]:
     choice = options.get("lambda_es") or "auto"
     url = options.get("lambda_es_url") or None
     image = options.get("lambda_es_image") or DEFAULT_IMAGE
@@ -103,7 +103,7 @@ def _choice(options: Mapping[str, Any]) -> tuple[str, str | None, str]:
     return choice, url, image
 
 
-def decide_cheaply(options: Mapping[str, Any]) -> Decision | None:
+def decide_cheaply(options: Mapping[str, str | None]) -> Decision | None:
     """The backend, if it can be told without talking to Docker; else None.
 
     Used for the report header, which every session prints, used or not.
@@ -119,7 +119,7 @@ def decide_cheaply(options: Mapping[str, Any]) -> Decision | None:
 
 
 def decide(
-    options: Mapping[str, Any], probe: Callable[[], DockerStatus] = probe_docker
+    options: Mapping[str, str | None], probe: Callable[[], DockerStatus] = probe_docker
 ) -> Decision:
     """auto: url if given, container if Docker answers and has (or can pull) the image,
     else embedded. The reason says which condition decided."""
@@ -395,7 +395,7 @@ class ContainerBackend:
 
 
 def start_backend(
-    decision: Decision, options: Mapping[str, Any], *, say: Say = lambda _: None
+    decision: Decision, options: Mapping[str, str | None], *, say: Say = lambda _: None
 ) -> Backend:
     _, url, image = _choice(options)
     if decision.backend == "url":
