@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         FunctionSink,
         InitializationType,
     )
+    from pytest_lambda_context.observe.events import ObservedEvent
 
 __all__ = ["ExecutionEnvironment", "encode_request", "init_limit"]
 
@@ -592,7 +593,7 @@ class ExecutionEnvironment:
             raise exc_class(error, hint=hint) from None
         raise exc_class(error) from outcome.exc or _remote_cause(error)
 
-    def _collect(self, events: list[Any], request_id: str | None) -> _Counts:
+    def _collect(self, events: list[ObservedEvent], request_id: str | None) -> _Counts:
         if not events:
             return _NO_COUNTS
         # A connection both the socket layer and a proxy saw is one connection.

@@ -34,6 +34,7 @@ from pytest_lambda_context.runtime.records import ErrorPayload, OutcomeKind
 
 if TYPE_CHECKING:
     from pytest_lambda_context.environments.worker_coverage import CoverageHandoff
+    from pytest_lambda_context.observe.events import ObservedEvent
     from pytest_lambda_context.runtime.invoke_headers import InvokeHeaders
     from pytest_lambda_context.runtime.pytest_outcomes import RaisedOutcome
 
@@ -228,7 +229,7 @@ class PhaseReply(NamedTuple):
     payload: ErrorPayload | None
     duration_ms: float
     # What function code's connections and clients did (observe's event objects).
-    events: list[Any]
+    events: list[ObservedEvent]
     max_rss_kb: int
     # Why this environment's literal /tmp is the host's (None: it is its own).
     tmp_refused: str | None
@@ -250,7 +251,7 @@ class InvokeReply(NamedTuple):
     raw: bool
     payload: ErrorPayload | None
     duration_ms: float
-    events: list[Any]
+    events: list[ObservedEvent]
     max_rss_kb: int
     output: list[str]
     echo: list[tuple[int, str]]

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
         FunctionSink,
         InitializationType,
     )
+    from pytest_lambda_context.observe.events import ObservedEvent
 
 __all__ = ["ModuleEnvironment"]
 
@@ -369,7 +370,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         outer.module_count = len(modules)
         outer.last_module = next(reversed(modules))
 
-    def _exit(self) -> list[Any]:
+    def _exit(self) -> list[ObservedEvent]:
         """Swap this environment out: :meth:`_enter`'s steps, in reverse."""
         outer = self._outer
         # 8., 7.
@@ -399,7 +400,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         # 1. sys.modules
         modules = sys.modules
         imported: list[str] = []
-        events: list[Any] = scope.events
+        events: list[ObservedEvent] = scope.events
         if len(modules) != outer.module_count or next(reversed(modules)) != outer.last_module:
             # sys.modules keeps insertion order: what this call imported is after the
             # entry that was last at entry (all of it, if function code deleted that one).

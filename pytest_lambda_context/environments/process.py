@@ -65,6 +65,7 @@ if TYPE_CHECKING:
         FunctionSink,
         InitializationType,
     )
+    from pytest_lambda_context.observe.events import ObservedEvent
 
 __all__ = ["ProcessEnvironment", "WorkerCrashed"]
 
@@ -384,15 +385,15 @@ class ProcessEnvironment(ExecutionEnvironment):
         test_side_patches.check(spec.code_root_prefix, spec.function_name, self.id)
 
     @contextlib.contextmanager
-    def _proxied(self, request_id: str | None) -> Iterator[list[Any]]:
+    def _proxied(self, request_id: str | None) -> Iterator[list[ObservedEvent]]:
         """What reached the plugin's proxies from this worker during one init or
         invocation (C code's connections too), filled in when the block ends."""
         scope = self._proxy_scope
         _taps.settle()  # what came before is not this phase's
         scope.request_id = request_id
-        events: list[Any] = []
+        events: list[ObservedEvent] = []
         scope.events = events
-        proxied: list[Any] = []
+        proxied: list[ObservedEvent] = []
         try:
             yield proxied
         finally:

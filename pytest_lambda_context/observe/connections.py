@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.observe import scope as _scope
 from pytest_lambda_context.observe.drivers import CONNECT_HOOKS
@@ -39,6 +39,10 @@ from pytest_lambda_context.observe.guard import (
 from pytest_lambda_context.observe.installation import Installation
 from pytest_lambda_context.observe.scope import Scope, active_scope
 from pytest_lambda_context.observe.shared_connections import own
+
+if TYPE_CHECKING:
+    from pytest_lambda_context.observe.events import ObservedEvent
+
 
 __all__ = [
     "BlockedLookupError",
@@ -189,7 +193,7 @@ class ConnectionLog:
         return f"<ConnectionLog opened={len(self.events)} per_environment={self.per_environment()}>"
 
 
-def merge_seen_twice(events: list[Any]) -> list[Any]:
+def merge_seen_twice(events: list[ObservedEvent]) -> list[ObservedEvent]:
     """One record per connection, in the order opened.
 
     A proxy's record of a connection that the socket layer saw too (same client port,
@@ -207,7 +211,7 @@ def merge_seen_twice(events: list[Any]) -> list[Any]:
     }
     if not proxied and not lines:
         return events
-    others: list[Any] = []
+    others: list[ObservedEvent] = []
     connections: list[ConnectionEvent] = []
     for event in events:
         if isinstance(event, ConnectLine):

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_lambda_context.observe.events import ObservedEvent
+
 
 __all__ = [
     "ACTIVE_SLOT",
@@ -34,7 +38,7 @@ class Scope:
     code_root: str
     # Monitors (connections, boto3 clients) append their event objects here; the
     # environment collects them after each init or invocation.
-    events: list[Any] = field(default_factory=list)
+    events: list[ObservedEvent] = field(default_factory=list)
     # "allow" or "loopback" (function code may reach only 127.0.0.0/8 and ::1).
     network: str = "allow"
     # Weak references to the sockets function code connected, so that shutting an

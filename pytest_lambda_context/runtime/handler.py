@@ -136,6 +136,7 @@ class Outcome:
     raw: bool = False
     payload: ErrorPayload | None = None
     duration_ms: float = 0.0
+    # What the monitors noted (observe's ObservedEvent: a layer this one does not see).
     events: list[Any] = field(default_factory=list)
     # The original exception, only in module isolation (it cannot cross a process).
     exc: BaseException | None = None
