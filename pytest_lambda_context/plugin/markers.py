@@ -76,7 +76,7 @@ def max_connections(
     return {"n": n, "per": per, "via": via, "host": host, "port": port}
 
 
-def _check_host(host: Any) -> None:
+def _check_host(host: object) -> None:
     """A bare host name or IP: a URL or host:port would match no connection, silently."""
     if not isinstance(host, str):
         raise TypeError(f"host must be a string such as '127.0.0.1', not {host!r}")
@@ -123,7 +123,7 @@ def _port_hint(text: str) -> str:
     return f", port={int(port)}" if port.isdigit() else ""
 
 
-def _check_via(via: Any) -> None:
+def _check_via(via: object) -> None:
     if not isinstance(via, str) or not via or "\x00" in via or re.search(r"[{}\s]", via):
         raise TypeError(
             f"via={via!r} is not a service or proxy name; give one such as via='postgres' "
@@ -138,7 +138,7 @@ def max_clients(n: int, *, per: str = "environment", service: str | None = None)
     return {"n": n, "per": per, "service": service}
 
 
-def _check_service(service: Any) -> None:
+def _check_service(service: object) -> None:
     """A misspelt service would match no client and let the limit pass silently."""
     if not isinstance(service, str):
         raise TypeError(f"service must be a string such as 'dynamodb', not {service!r}")
@@ -168,7 +168,7 @@ def lambda_chaos(seed: int | None = None) -> dict[str, Any]:
     return {"seed": seed}
 
 
-def _check_limit(n: Any, per: Any) -> None:
+def _check_limit(n: object, per: object) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise TypeError(f"n must be a whole number >= 0, not {n!r}")
     if per not in _PER:
