@@ -28,8 +28,8 @@ import socket
 import threading
 import urllib.parse
 import warnings
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pytest_lambda_context.environments.function_config import FunctionWiring
 from pytest_lambda_context.observe.clients import NOT_IMPLEMENTED_HEADER, ClientEvent
@@ -38,8 +38,18 @@ from pytest_lambda_context.observe.scope import active_scope, mark_internal_thre
 from pytest_lambda_context.runtime.context import DEFAULT_REGION
 
 if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from moto.core.config import DefaultConfig
+    from moto.core.models import MockAWS
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from werkzeug.serving import WSGIRequestHandler
+
     from pytest_lambda_context.environments.function import LambdaFunction
     from pytest_lambda_context.environments.function_config import FunctionConfig
+
+# botocore ships no type hints: its objects are typed Any here.
 
 __all__ = [
     "INSTALL_HINT",
@@ -86,7 +96,7 @@ class AwsService:
         self._functions = functions
         self._guard_unmocked = guard_unmocked
         self.region = DEFAULT_REGION
-        self._mock: Any = None
+        self._mock: MockAWS | None = None
         self._saved_environ: dict[str, str] = {}
 
     # -- what a test reads ------------------------------------------------------------
@@ -123,10 +133,10 @@ class AwsService:
                 del environ[key]
             environ.update(fake_credentials())
             environ["AWS_DEFAULT_REGION"] = environ["AWS_REGION"] = self.region
-            core = dict(default_user_config.get("core", {}))
+            core = default_user_config.get("core", {}).copy()
             # Our fake credentials are set already; moto's own would overwrite them.
             core["mock_credentials"] = False
-            config: Any = {
+            config: DefaultConfig = {
                 "core": core,
                 # No Docker behind Lambda or Batch calls: tests stay hermetic.
                 "lambda": {"use_docker": False},
@@ -211,7 +221,7 @@ class UnmockedAwsCallError(RuntimeError):
     """A boto3 client that moto does not intercept tried to reach AWS during an aws test."""
 
 
-_guarded_send: list[Any] = []  # the original URLLib3Session.send while guarded
+_guarded_send: list[object] = []  # the original URLLib3Session.send while guarded
 
 
 def _guard_unmocked_sends(on: bool) -> None:
@@ -228,7 +238,7 @@ def _guard_unmocked_sends(on: bool) -> None:
     original = URLLib3Session.send
     _guarded_send.append(original)
 
-    def send(self: Any, request: Any) -> Any:
+    def send(self: object, request: Any) -> object:
         if active_scope() is None:  # function code has the socket guard instead
             host = urllib.parse.urlsplit(str(request.url)).hostname or ""
             if not is_loopback_host(host):
@@ -273,10 +283,18 @@ def _missing_dependency() -> str | None:
 # --- the moto server for process isolation ------------------------------------------------
 
 
+class _KeepAliveServer(Protocol):
+    """The WSGI server of _server_class()'s moto server: werkzeug's, plus close_connections()."""
+
+    def server_close(self) -> None: ...
+
+    def close_connections(self) -> None: ...
+
+
 class _MotoServer:
     """moto's ThreadedMotoServer on 127.0.0.1, quiet, its threads the plugin's own."""
 
-    def __init__(self, server_class: Callable[..., Any] | None = None) -> None:
+    def __init__(self, server_class: type[ThreadedMotoServer] | None = None) -> None:
         server_class = server_class or _server_class()
         server = server_class(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
@@ -285,17 +303,17 @@ class _MotoServer:
         self.url = f"http://{host}:{port}"
 
     def stop(self) -> None:
-        inner = self._server._server
+        inner = cast("_KeepAliveServer | None", self._server._server)
         self._server.stop()
         if inner is not None:
             inner.server_close()
             inner.close_connections()
 
 
-_server_class_cache: list[Callable[..., Any]] = []
+_server_class_cache: list[type[ThreadedMotoServer]] = []
 
 
-def _server_class() -> Callable[..., Any]:
+def _server_class() -> type[ThreadedMotoServer]:
     """ThreadedMotoServer, subclassed on first use (moto is imported only then)."""
     if _server_class_cache:
         return _server_class_cache[0]
@@ -314,12 +332,18 @@ def _server_class() -> Callable[..., Any]:
     class Server(ThreadedWSGIServer):
         daemon_threads = True
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
+        def __init__(
+            self,
+            host: str,
+            port: int,
+            app: WSGIApplication,
+            handler: type[WSGIRequestHandler] | None = None,
+        ) -> None:
+            super().__init__(host, port, app, handler)
             # Open keep-alive connections and their threads, closed by close_connections().
             self.connections: dict[socket.socket, threading.Thread] = {}
 
-        def log(self, type: str, message: str, *args: Any) -> None:
+        def log(self, type: str, message: str, *args: object) -> None:
             pass
 
         def close_connections(self) -> None:
@@ -361,17 +385,19 @@ def _server_class() -> Callable[..., Any]:
             environ.pop("wsgi.input_terminated", None)
             _respond(self, environ, self.server.app)
 
-        def log(self, type: str, message: str, *args: Any) -> None:
+        def log(self, type: str, message: str, *args: object) -> None:
             pass  # no request log on the test's stderr
 
-        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             pass
 
     class Dispatcher(DomainDispatcherApplication):
         """moto's dispatcher, answering what moto lacks with a clear 501 (not a 500
         that botocore retries four times with back-off)."""
 
-        def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        def __call__(
+            self, environ: WSGIEnvironment, start_response: StartResponse
+        ) -> Iterable[bytes]:
             try:
                 backend_app = self.get_application(environ)
             except Exception as exc:  # moto has no backend for this service
@@ -398,12 +424,16 @@ _NO_BODY = frozenset({204, 304})
 _FRAMING = frozenset({"content-length", "connection", "transfer-encoding"})
 
 
-def _respond(handler: Any, environ: dict[str, Any], app: Any) -> None:
+def _respond(
+    handler: BaseHTTPRequestHandler, environ: WSGIEnvironment, app: WSGIApplication
+) -> None:
     """Run the WSGI ``app`` and write its whole response with a Content-Length."""
-    started: list[Any] = []
+    started: list[tuple[str, list[tuple[str, str]]]] = []  # (status, headers)
 
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        started[:] = [status, headers]
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[[bytes], None]:
+        started[:] = [(status, headers)]
         return lambda data: chunks.append(data)
 
     chunks: list[bytes] = []
@@ -417,9 +447,9 @@ def _respond(handler: Any, environ: dict[str, Any], app: Any) -> None:
                 close()
     except Exception as exc:  # a moto bug: say what it was, in the response
         text = f"moto raised {type(exc).__name__}: {exc}".encode("utf-8", "replace")
-        started[:] = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
+        started[:] = [("500 Internal Server Error", [("Content-Type", "text/plain")])]
         chunks = [text]
-    status, headers = started
+    ((status, headers),) = started
     code_text, _, reason = str(status).partition(" ")
     code = int(code_text)
     body = b"".join(chunks)
@@ -438,7 +468,9 @@ def _respond(handler: Any, environ: dict[str, Any], app: Any) -> None:
     handler.wfile.flush()
 
 
-def _not_implemented(environ: dict[str, Any], start_response: Any, detail: str) -> list[bytes]:
+def _not_implemented(
+    environ: Mapping[str, object], start_response: StartResponse, detail: str
+) -> list[bytes]:
     service, operation = _service_and_operation(environ)
     message = (
         f"moto does not implement the {service} operation {operation}: {detail} "
@@ -457,7 +489,7 @@ def _not_implemented(environ: dict[str, Any], start_response: Any, detail: str) 
     return [body]
 
 
-def _service_and_operation(environ: dict[str, Any]) -> tuple[str, str]:
+def _service_and_operation(environ: Mapping[str, object]) -> tuple[str, str]:
     """Best effort, from the signature's credential scope and the target/action."""
     service = "unknown service"
     authorization = str(environ.get("HTTP_AUTHORIZATION", ""))

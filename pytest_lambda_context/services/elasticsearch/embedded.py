@@ -27,12 +27,14 @@ import threading
 import time
 import zlib
 from collections.abc import Sequence
-from typing import IO, Any, NamedTuple
+from typing import IO, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pytest_lambda_context.observe.scope import mark_internal_thread
 from pytest_lambda_context.services.elasticsearch.store import (
     EsError,
+    JSONObject,
+    JSONValue,
     Store,
     parse_json,
     unsupported,
@@ -107,7 +109,7 @@ class _Request(NamedTuple):
 
 class _Response(NamedTuple):
     status: int
-    body: Any  # a JSON value, or None for an empty body
+    body: JSONValue  # None for an empty body
 
 
 def _read_line(rfile: IO[bytes]) -> bytes:
@@ -510,7 +512,7 @@ class EmbeddedElasticsearch:
         raise unsupported(f"[{request.method} {request.path}]")
 
     @staticmethod
-    def _json_object(body: bytes) -> dict[str, Any]:
+    def _json_object(body: bytes) -> JSONObject:
         if not body.strip():
             return {}
         parsed = parse_json(body)
@@ -526,7 +528,7 @@ class EmbeddedElasticsearch:
             return self._version
         return _VERSION_FOR_MAJOR[compat]
 
-    def _info(self, compat: int | None) -> dict[str, Any]:
+    def _info(self, compat: int | None) -> JSONObject:
         number = self._version_for(compat)
         major = int(number.split(".")[0])
         return {
@@ -547,7 +549,7 @@ class EmbeddedElasticsearch:
             "tagline": "You Know, for Search",
         }
 
-    def _health(self) -> dict[str, Any]:
+    def _health(self) -> JSONObject:
         shards = len(self._store.index_names())
         return {
             "cluster_name": "pytest-lambda-context",
@@ -568,7 +570,7 @@ class EmbeddedElasticsearch:
             "active_shards_percent_as_number": 100.0,
         }
 
-    def _node_stats(self) -> dict[str, Any]:
+    def _node_stats(self) -> JSONObject:
         address = f"{self._client_host()}:9300"
         return {
             "_nodes": {"total": 1, "successful": 1, "failed": 0},
@@ -581,7 +583,7 @@ class EmbeddedElasticsearch:
                     "host": self._host,
                     "ip": address,
                     "roles": ["data", "ingest", "master"],
-                    "http": self.stats(),
+                    "http": dict(self.stats()),  # copied: a dict[str, int] is not a JSONObject
                 }
             },
         }

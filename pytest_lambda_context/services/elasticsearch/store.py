@@ -15,6 +15,7 @@ Simplifications, on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import re
@@ -24,11 +25,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias, TypedDict, cast
 
 __all__ = [
     "CONTAINER_HINT",
     "EsError",
+    "JSONObject",
+    "JSONValue",
     "Store",
     "compile_query",
     "index_not_found",
@@ -48,21 +51,25 @@ _INVALID_INDEX_CHARS = frozenset('\\/*?"<>| ,#:')
 _SEARCH_BODY_KEYS = frozenset({"query", "size", "from", "track_total_hits", "_source"})
 _DEFAULT_TRACK_TOTAL_HITS = 10_000
 
+# A JSON document as json.loads returns it and json.dumps takes it.
+JSONValue: TypeAlias = str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
+JSONObject: TypeAlias = dict[str, JSONValue]
+
 
 class EsError(Exception):
     """An error answered with an Elasticsearch-shaped body and HTTP status."""
 
-    def __init__(self, status: int, error_type: str, reason: str, **extra: Any) -> None:
+    def __init__(self, status: int, error_type: str, reason: str, **extra: JSONValue) -> None:
         super().__init__(reason)
         self.status = status
         self.error_type = error_type
         self.reason = reason
         self.extra = extra
 
-    def cause(self) -> dict[str, Any]:
+    def cause(self) -> JSONObject:
         return {"type": self.error_type, "reason": self.reason, **self.extra}
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> JSONObject:
         cause = self.cause()
         return {"error": {"root_cause": [cause], **cause}, "status": self.status}
 
@@ -88,15 +95,16 @@ def index_not_found(name: str) -> EsError:
     )
 
 
-def parse_json(data: bytes) -> Any:
+def parse_json(data: bytes) -> JSONValue:
     """Decode a request body, turning bad JSON into ES's 400 parse_exception."""
     try:
-        return json.loads(data)
+        parsed: JSONValue = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise EsError(400, "parse_exception", f"Failed to parse JSON request body: {exc}") from exc
+    return parsed
 
 
-def _object_body(data: bytes | None, what: str) -> dict[str, Any]:
+def _object_body(data: bytes | None, what: str) -> JSONObject:
     if not data or not data.strip():
         raise EsError(400, "parse_exception", "request body is required")
     body = parse_json(data)
@@ -107,7 +115,7 @@ def _object_body(data: bytes | None, what: str) -> dict[str, Any]:
 
 @dataclass
 class Doc:
-    source: dict[str, Any]
+    source: JSONObject
     version: int
     seq_no: int
 
@@ -115,9 +123,10 @@ class Doc:
 @dataclass
 class Index:
     name: str
-    mappings: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-    aliases: dict[str, Any] = field(default_factory=dict)
+    # Kept as sent: only mappings are read (by the query engine), none is validated.
+    mappings: JSONValue = field(default_factory=dict)
+    settings: JSONValue = field(default_factory=dict)
+    aliases: JSONValue = field(default_factory=dict)
     docs: dict[str, Doc] = field(default_factory=dict)
     uuid: str = field(default_factory=lambda: secrets.token_urlsafe(16)[:22])
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
@@ -127,7 +136,7 @@ class Index:
         self.last_seq_no += 1
         return self.last_seq_no
 
-    def write_result(self, doc_id: str, version: int, seq_no: int, result: str) -> dict[str, Any]:
+    def write_result(self, doc_id: str, version: int, seq_no: int, result: str) -> JSONObject:
         return {
             "_index": self.name,
             "_id": doc_id,
@@ -140,7 +149,7 @@ class Index:
             "_primary_term": _PRIMARY_TERM,
         }
 
-    def error_extra(self) -> dict[str, Any]:
+    def error_extra(self) -> dict[str, str]:
         return {"index_uuid": self.uuid, "shard": "0", "index": self.name}
 
 
@@ -169,7 +178,15 @@ def validate_index_name(name: str) -> None:
 # --- the query engine ----------------------------------------------------------------
 
 # A compiled query: the document's score if it matches, else None.
-Matcher = Callable[[Index, str, dict[str, Any]], "float | None"]
+Matcher = Callable[[Index, str, JSONObject], "float | None"]
+
+
+class _FieldMapping(TypedDict, total=False):
+    """What the query engine reads of an index's mappings, and of each field's."""
+
+    type: str
+    properties: dict[str, _FieldMapping]
+    fields: dict[str, _FieldMapping]
 
 
 def _tokens(text: str) -> list[str]:
@@ -177,7 +194,7 @@ def _tokens(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def _values(node: Any, path: str) -> list[Any]:
+def _values(node: JSONValue, path: str) -> list[JSONValue]:
     """The leaf values at a dotted path, with arrays flattened as ES does."""
     if isinstance(node, list):
         return [v for item in node for v in _values(item, path)]
@@ -186,7 +203,7 @@ def _values(node: Any, path: str) -> list[Any]:
     if not isinstance(node, dict):
         return []
     parts = path.split(".")
-    found: list[Any] = []
+    found: list[JSONValue] = []
     # Both {"a": {"b": 1}} and {"a.b": 1} are field "a.b" in ES.
     for i in range(1, len(parts) + 1):
         key = ".".join(parts[:i])
@@ -195,9 +212,9 @@ def _values(node: Any, path: str) -> list[Any]:
     return found
 
 
-def _mapped_type(mappings: Mapping[str, Any], path: str) -> tuple[str | None, str]:
+def _mapped_type(mappings: _FieldMapping, path: str) -> tuple[str | None, str]:
     """(explicitly mapped type or None, the path whose values the field reads)."""
-    node: Mapping[str, Any] = mappings
+    node = mappings
     parts = path.split(".")
     for i, part in enumerate(parts):
         props = node.get("properties") or {}
@@ -212,33 +229,37 @@ def _mapped_type(mappings: Mapping[str, Any], path: str) -> tuple[str | None, st
     return node.get("type"), path
 
 
-def _field(index: Index, source: dict[str, Any], path: str) -> tuple[list[Any], bool]:
+def _field(index: Index, source: JSONObject, path: str) -> tuple[list[JSONValue], bool]:
     """The field's values and whether its strings are analysed (text) or exact."""
-    mapped, read_path = _mapped_type(index.mappings, path)
+    # Mappings are not validated when an index is created: malformed ones fail in here.
+    mapped, read_path = _mapped_type(cast(_FieldMapping, index.mappings), path)
     if mapped is None and path.endswith(".keyword") and not _values(source, path):
         # Dynamic mapping gives every string a ".keyword" sub-field.
         mapped, read_path = "keyword", path[: -len(".keyword")]
     return _values(source, read_path), mapped in (None, "text", "match_only_text")
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
 
 
-def _same(stored: Any, wanted: Any) -> bool:
+def _same(stored: JSONValue, wanted: JSONValue) -> bool:
     numeric = (int, float)
     either_bool = isinstance(stored, bool) or isinstance(wanted, bool)
     if not either_bool and (isinstance(stored, numeric) or isinstance(wanted, numeric)):
+        # float() refuses null, arrays and objects: they never equal a number.
+        if not isinstance(stored, (int, float, str)) or not isinstance(wanted, (int, float, str)):
+            return False
         try:
             return float(stored) == float(wanted)
-        except (TypeError, ValueError):
+        except ValueError:
             return False
     return _as_text(stored) == _as_text(wanted)
 
 
-def _term_hits(values: list[Any], analysed: bool, wanted: Any) -> bool:
+def _term_hits(values: list[JSONValue], analysed: bool, wanted: JSONValue) -> bool:
     for value in values:
         if analysed and isinstance(value, str):
             # A term query is not analysed: "Foo" never matches text "foo".
@@ -249,11 +270,11 @@ def _term_hits(values: list[Any], analysed: bool, wanted: Any) -> bool:
     return False
 
 
-def _as_list(value: Any) -> list[Any]:
+def _as_list(value: JSONValue) -> list[JSONValue]:
     return value if isinstance(value, list) else [value]
 
 
-def _single_field(kind: str, spec: Any) -> tuple[str, Any]:
+def _single_field(kind: str, spec: JSONValue) -> tuple[str, JSONValue]:
     if not isinstance(spec, dict):
         raise EsError(400, "parsing_exception", f"[{kind}] query malformed, no start_object")
     fields = [k for k in spec if k not in ("boost", "_name")]
@@ -262,17 +283,20 @@ def _single_field(kind: str, spec: Any) -> tuple[str, Any]:
     return fields[0], spec[fields[0]]
 
 
-def _options(kind: str, spec: dict[str, Any], allowed: Iterable[str]) -> None:
+def _options(kind: str, spec: Mapping[str, object], allowed: Iterable[str]) -> None:
     for key in spec:
         if key not in allowed:
             raise unsupported(f"option [{key}] of the [{kind}] query")
 
 
-def _boost(spec: Any) -> float:
-    return float(spec.get("boost", 1.0)) if isinstance(spec, dict) else 1.0
+def _boost(spec: JSONValue) -> float:
+    if not isinstance(spec, dict):
+        return 1.0
+    # Not checked: a boost that is null, an array or an object fails in float().
+    return float(cast("str | float", spec.get("boost", 1.0)))
 
 
-def compile_query(query: Any) -> Matcher:
+def compile_query(query: JSONValue) -> Matcher:
     """Check a query DSL object and turn it into a matcher (400 if unsupported)."""
     if not isinstance(query, dict) or len(query) != 1:
         raise EsError(400, "parsing_exception", "query malformed, must be an object with one key")
@@ -283,21 +307,22 @@ def compile_query(query: Any) -> Matcher:
     return compiler(spec)
 
 
-def _match_all(spec: Any) -> Matcher:
+def _match_all(spec: JSONValue) -> Matcher:
     boost = _boost(spec)
     return lambda index, doc_id, source: boost
 
 
-def _ids(spec: Any) -> Matcher:
+def _ids(spec: JSONValue) -> Matcher:
     if not isinstance(spec, dict):
         raise EsError(400, "parsing_exception", "[ids] query malformed")
     _options("ids", spec, ("values", "boost", "_name"))
-    wanted = {str(v) for v in spec.get("values", [])}
+    # Not checked: ES wants an array; a number, a boolean or null fails in the loop.
+    wanted = {str(v) for v in cast("Iterable[JSONValue]", spec.get("values", []))}
     boost = _boost(spec)
     return lambda index, doc_id, source: boost if doc_id in wanted else None
 
 
-def _term(spec: Any) -> Matcher:
+def _term(spec: JSONValue) -> Matcher:
     name, value = _single_field("term", spec)
     boost = _boost(spec)
     if isinstance(value, dict):
@@ -305,27 +330,27 @@ def _term(spec: Any) -> Matcher:
         boost *= _boost(value)
         value = value.get("value")
 
-    def match(index: Index, doc_id: str, source: dict[str, Any]) -> float | None:
+    def match(index: Index, doc_id: str, source: JSONObject) -> float | None:
         values, analysed = _field(index, source, name)
         return boost if _term_hits(values, analysed, value) else None
 
     return match
 
 
-def _terms(spec: Any) -> Matcher:
+def _terms(spec: JSONValue) -> Matcher:
     name, wanted = _single_field("terms", spec)
     if not isinstance(wanted, list):
         raise unsupported("a [terms] query without an array of values (terms lookup)")
     boost = _boost(spec)
 
-    def match(index: Index, doc_id: str, source: dict[str, Any]) -> float | None:
+    def match(index: Index, doc_id: str, source: JSONObject) -> float | None:
         values, analysed = _field(index, source, name)
         return boost if any(_term_hits(values, analysed, w) for w in wanted) else None
 
     return match
 
 
-def _match(spec: Any) -> Matcher:
+def _match(spec: JSONValue) -> Matcher:
     name, value = _single_field("match", spec)
     operator, boost = "or", _boost(spec)
     if isinstance(value, dict):
@@ -338,10 +363,11 @@ def _match(spec: Any) -> Matcher:
     return _text_matcher(name, value, operator == "and", boost)
 
 
-def _text_matcher(name: str | None, text: Any, require_all: bool, boost: float) -> Matcher:
+def _text_matcher(name: str | None, text: JSONValue, require_all: bool, boost: float) -> Matcher:
     """match on one field (or on every field when ``name`` is None, for ``q=``)."""
 
-    def match(index: Index, doc_id: str, source: dict[str, Any]) -> float | None:
+    def match(index: Index, doc_id: str, source: JSONObject) -> float | None:
+        values: list[JSONValue]
         if name is None:
             values, analysed = [v for v in _leaves(source) if v is not None], True
         else:
@@ -359,7 +385,7 @@ def _text_matcher(name: str | None, text: Any, require_all: bool, boost: float) 
     return match
 
 
-def _leaves(node: Any) -> Iterable[Any]:
+def _leaves(node: JSONValue) -> Iterable[JSONValue]:
     if isinstance(node, dict):
         for value in node.values():
             yield from _leaves(value)
@@ -370,7 +396,7 @@ def _leaves(node: Any) -> Iterable[Any]:
         yield node
 
 
-def _bool(spec: Any) -> Matcher:
+def _bool(spec: JSONValue) -> Matcher:
     if not isinstance(spec, dict):
         raise EsError(400, "parsing_exception", "[bool] query malformed")
     _options(
@@ -385,13 +411,13 @@ def _bool(spec: Any) -> Matcher:
     # As in ES: with no must/filter clause, at least one should clause must match.
     required = 1 if should and not (must or filters) else 0
     if "minimum_should_match" in spec:
-        try:
-            required = int(spec["minimum_should_match"])
-        except (TypeError, ValueError):
-            raise unsupported("a non-integer bool minimum_should_match") from None
+        minimum = _to_int(spec["minimum_should_match"])
+        if minimum is None:
+            raise unsupported("a non-integer bool minimum_should_match")
+        required = minimum
     boost = _boost(spec)
 
-    def match(index: Index, doc_id: str, source: dict[str, Any]) -> float | None:
+    def match(index: Index, doc_id: str, source: JSONObject) -> float | None:
         score = 0.0
         for m in must:
             s = m(index, doc_id, source)
@@ -415,7 +441,7 @@ def _bool(spec: Any) -> Matcher:
     return match
 
 
-_COMPILERS: dict[str, Callable[[Any], Matcher]] = {
+_COMPILERS: dict[str, Callable[[JSONValue], Matcher]] = {
     "match_all": _match_all,
     "ids": _ids,
     "term": _term,
@@ -443,12 +469,13 @@ def query_string(q: str) -> Matcher:
 # --- the store ------------------------------------------------------------------------
 
 
-def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: JSONObject, patch: JSONObject) -> JSONObject:
     # Partial updates merge objects recursively, as ES's update API does.
     merged = dict(base)
     for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        current = merged.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            merged[key] = _merge(current, value)
         else:
             merged[key] = value
     return merged
@@ -459,11 +486,18 @@ def _new_id() -> str:
     return secrets.token_urlsafe(15)
 
 
-def _int_param(value: Any, name: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise EsError(400, "illegal_argument_exception", f"[{name}] must be an integer") from None
+def _to_int(value: JSONValue) -> int | None:
+    """What int() makes of the value, or None where it fails (null, [], {}, "x")."""
+    if isinstance(value, (str, int, float)):
+        with contextlib.suppress(ValueError):
+            return int(value)
+    return None
+
+
+def _int_param(value: JSONValue, name: str) -> int:
+    number = _to_int(value)
+    if number is None:
+        raise EsError(400, "illegal_argument_exception", f"[{name}] must be an integer")
     if number < 0:
         raise EsError(400, "illegal_argument_exception", f"[{name}] parameter cannot be negative")
     return number
@@ -480,7 +514,7 @@ class Store:
 
     # indices
 
-    def create_index(self, name: str, body: bytes | None) -> dict[str, Any]:
+    def create_index(self, name: str, body: bytes | None) -> JSONObject:
         validate_index_name(name)
         spec = _object_body(body, "index creation body") if body and body.strip() else {}
         for key in spec:
@@ -504,7 +538,7 @@ class Store:
             )
         return {"acknowledged": True, "shards_acknowledged": True, "index": name}
 
-    def delete_index(self, expr: str) -> dict[str, Any]:
+    def delete_index(self, expr: str) -> JSONObject:
         with self._lock:
             names = expr.split(",")
             if any("*" in n or n == "_all" for n in names):
@@ -521,10 +555,10 @@ class Store:
         with self._lock:
             return all(n in self._indices for n in name.split(","))
 
-    def get_index(self, name: str) -> dict[str, Any]:
+    def get_index(self, name: str) -> JSONObject:
         with self._lock:
             index = self._require(name)
-            settings = {
+            settings: JSONObject = {
                 "index": {
                     "number_of_shards": "1",
                     "number_of_replicas": "0",
@@ -573,12 +607,12 @@ class Store:
 
     def put_doc(
         self, index_name: str, doc_id: str | None, body: bytes | None, *, create: bool = False
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, JSONObject]:
         return self._put(index_name, doc_id, _object_body(body, "document"), create)
 
     def _put(
-        self, index_name: str, doc_id: str | None, source: dict[str, Any], create: bool
-    ) -> tuple[int, dict[str, Any]]:
+        self, index_name: str, doc_id: str | None, source: JSONObject, create: bool
+    ) -> tuple[int, JSONObject]:
         if doc_id == "":
             raise EsError(
                 400, "action_request_validation_exception", "Validation Failed: 1: id is missing;"
@@ -604,13 +638,13 @@ class Store:
 
     def get_doc(
         self, index_name: str, doc_id: str, with_source: bool = True
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, JSONObject]:
         with self._lock:
             index = self._require(index_name)
             doc = index.docs.get(doc_id)
             if doc is None:
                 return 404, {"_index": index_name, "_id": doc_id, "found": False}
-            found: dict[str, Any] = {
+            found: JSONObject = {
                 "_index": index_name,
                 "_id": doc_id,
                 "_version": doc.version,
@@ -622,7 +656,7 @@ class Store:
                 found["_source"] = doc.source
             return 200, found
 
-    def delete_doc(self, index_name: str, doc_id: str) -> tuple[int, dict[str, Any]]:
+    def delete_doc(self, index_name: str, doc_id: str) -> tuple[int, JSONObject]:
         with self._lock:
             index = self._require(index_name)
             doc = index.docs.pop(doc_id, None)
@@ -632,12 +666,10 @@ class Store:
 
     def update_doc(
         self, index_name: str, doc_id: str, body: bytes | None
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, JSONObject]:
         return self._update(index_name, doc_id, _object_body(body, "update body"))
 
-    def _update(
-        self, index_name: str, doc_id: str, spec: dict[str, Any]
-    ) -> tuple[int, dict[str, Any]]:
+    def _update(self, index_name: str, doc_id: str, spec: JSONObject) -> tuple[int, JSONObject]:
         for key in spec:
             if key not in ("doc", "doc_as_upsert", "upsert", "detect_noop"):
                 raise unsupported(f"update option [{key}] (only partial 'doc' updates are)")
@@ -670,16 +702,14 @@ class Store:
 
     # search
 
-    def search(
-        self, expr: str | None, body: dict[str, Any], params: Mapping[str, str]
-    ) -> dict[str, Any]:
+    def search(self, expr: str | None, body: JSONObject, params: Mapping[str, str]) -> JSONObject:
         started = time.perf_counter()
         for key in body:
             if key not in _SEARCH_BODY_KEYS:
                 raise unsupported(f"search option [{key}]")
         size = _int_param(params.get("size", body.get("size", 10)), "size")
         offset = _int_param(params.get("from", body.get("from", 0)), "from")
-        track: Any = params.get(
+        track: JSONValue = params.get(
             "track_total_hits", body.get("track_total_hits", _DEFAULT_TRACK_TOTAL_HITS)
         )
         if isinstance(track, str):
@@ -692,20 +722,20 @@ class Store:
         matcher = self._matcher(body, params)
         indices, hits = self._hits(expr, matcher, params)
         hits.sort(key=lambda hit: -hit[0])  # stable: ties keep index and insertion order
-        total: dict[str, Any] | None = {"value": len(hits), "relation": "eq"}
+        total: JSONObject | None = {"value": len(hits), "relation": "eq"}
         if track is False:
             total = None
         elif track is not True:
             limit = _int_param(track, "track_total_hits")
             if len(hits) > limit:
                 total = {"value": limit, "relation": "gte"}
-        page = []
+        page: list[JSONValue] = []
         for score, index_name, doc_id, source in hits[offset : offset + size]:
-            hit: dict[str, Any] = {"_index": index_name, "_id": doc_id, "_score": score}
+            hit: JSONObject = {"_index": index_name, "_id": doc_id, "_score": score}
             if show_source:
                 hit["_source"] = source
             page.append(hit)
-        hits_body: dict[str, Any] = {}
+        hits_body: JSONObject = {}
         if total is not None:
             as_int = params.get("rest_total_hits_as_int", "false").lower() in ("", "true")
             hits_body["total"] = total["value"] if as_int else total
@@ -719,9 +749,7 @@ class Store:
             "hits": hits_body,
         }
 
-    def count(
-        self, expr: str | None, body: dict[str, Any], params: Mapping[str, str]
-    ) -> dict[str, Any]:
+    def count(self, expr: str | None, body: JSONObject, params: Mapping[str, str]) -> JSONObject:
         for key in body:
             if key != "query":
                 raise unsupported(f"count option [{key}]")
@@ -732,20 +760,20 @@ class Store:
             "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
         }
 
-    def refresh(self, expr: str | None) -> dict[str, Any]:
+    def refresh(self, expr: str | None) -> JSONObject:
         with self._lock:
             shards = len(self._resolve(expr))
         return {"_shards": {"total": shards, "successful": shards, "failed": 0}}
 
     @staticmethod
-    def _matcher(body: dict[str, Any], params: Mapping[str, str]) -> Matcher:
+    def _matcher(body: JSONObject, params: Mapping[str, str]) -> Matcher:
         if "q" in params:
             return query_string(params["q"])
         return compile_query(body.get("query", {"match_all": {}}))
 
     def _hits(
         self, expr: str | None, matcher: Matcher, params: Mapping[str, str]
-    ) -> tuple[list[Index], list[tuple[float, str, str, dict[str, Any]]]]:
+    ) -> tuple[list[Index], list[tuple[float, str, str, JSONObject]]]:
         ignore = params.get("ignore_unavailable", "false").lower() in ("", "true")
         with self._lock:
             indices = self._resolve(expr, ignore)
@@ -759,7 +787,7 @@ class Store:
 
     # bulk
 
-    def bulk(self, default_index: str | None, body: bytes | None) -> dict[str, Any]:
+    def bulk(self, default_index: str | None, body: bytes | None) -> JSONObject:
         started = time.perf_counter()
         if not body or not body.strip():
             raise EsError(
@@ -774,10 +802,10 @@ class Store:
                 "The bulk request must be terminated by a newline [\\n]",
             )
         lines = [line for line in body.split(b"\n") if line.strip()]
-        items: list[dict[str, Any]] = []
+        items: list[JSONValue] = []
         position = 0
         # Parse everything first: a malformed line fails the whole request, as in ES.
-        operations: list[tuple[str, dict[str, Any], Any]] = []
+        operations: list[tuple[str, JSONObject, JSONValue]] = []
         while position < len(lines):
             action_line = parse_json(lines[position])
             position += 1
@@ -804,7 +832,7 @@ class Store:
             for key in meta:
                 if key not in ("_index", "_id", "routing", "retry_on_conflict", "require_alias"):
                     raise unsupported(f"bulk action metadata [{key}]")
-            source: Any = None
+            source: JSONValue = None
             if action != "delete":
                 if position >= len(lines):
                     raise EsError(
@@ -817,7 +845,8 @@ class Store:
             operations.append((action, meta, source))
         errors = False
         for action, meta, source in operations:
-            index_name = meta.get("_index", default_index)
+            # Metadata values are not type-checked: a non-string _index is used as it is.
+            index_name = cast("str | None", meta.get("_index", default_index))
             doc_id = meta.get("_id")
             if not index_name:
                 raise EsError(
