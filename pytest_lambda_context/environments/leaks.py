@@ -23,9 +23,31 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from _typeshed import ProfileFunction, TraceFunction
+
+    # The decimal context's fields: prec, rounding, Emin, Emax, capitals, clamp, traps.
+    _DecimalFields: TypeAlias = tuple[
+        int, str, int, int, int, int, dict[type[ArithmeticError], bool]
+    ]
+    # sys.gettrace(), sys.getprofile() and threading's for new threads.
+    _Tracing: TypeAlias = tuple[
+        TraceFunction | None, ProfileFunction | None, TraceFunction | None, ProfileFunction | None
+    ]
+    # sys.unraisablehook, sys.displayhook and sys.breakpointhook (each its own signature).
+    _Hook: TypeAlias = Callable[..., object]
+    # What a library's patched functions live in: a module or a class.
+    _Owner: TypeAlias = ModuleType | type
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 try:
     import resource
@@ -51,7 +73,7 @@ class IsolationLeakWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class Piece:
+class Piece(Generic[_T]):
     """One item of process-wide state: how to read it and how to put it back.
 
     ``put`` is None where it cannot be put back (the warning says so). ``quiet``: a
@@ -60,8 +82,8 @@ class Piece:
     """
 
     name: str
-    read: Callable[[], Any]
-    put: Callable[[Any], None] | None
+    read: Callable[[], _T]
+    put: Callable[[_T], None] | None
     quiet: bool = False
 
 
@@ -81,7 +103,7 @@ def _loaded(name: str) -> ModuleType | None:
     return sys.modules.get(name)
 
 
-def _read_decimal() -> Any:
+def _read_decimal() -> _DecimalFields | None:
     decimal = _loaded("decimal")
     if decimal is None:
         return None
@@ -99,7 +121,7 @@ def _read_decimal() -> Any:
     )
 
 
-def _put_decimal(saved: Any) -> None:
+def _put_decimal(saved: _DecimalFields | None) -> None:
     decimal = _loaded("decimal")
     if decimal is None or saved is None:
         return
@@ -117,27 +139,29 @@ def _put_decimal(saved: Any) -> None:
     )
 
 
-def _read_locale() -> Any:
+def _read_locale() -> str | None:
     locale = _loaded("locale")
     if locale is None:
         return None
     try:
-        return locale.setlocale(locale.LC_ALL, None)
+        # (Found in sys.modules, the module is untyped: setlocale returns the name.)
+        current: str = locale.setlocale(locale.LC_ALL, None)
     except (ValueError, OSError):
         return None
+    return current
 
 
-def _put_locale(saved: Any) -> None:
+def _put_locale(saved: str | None) -> None:
     locale = _loaded("locale")
     if locale is not None and saved is not None:
         locale.setlocale(locale.LC_ALL, saved)
 
 
-def _read_gc() -> Any:
+def _read_gc() -> tuple[bool, tuple[int, int, int]]:
     return gc.isenabled(), gc.get_threshold()
 
 
-def _put_gc(saved: Any) -> None:
+def _put_gc(saved: tuple[bool, tuple[int, int, int]]) -> None:
     enabled, threshold = saved
     if enabled:
         gc.enable()
@@ -146,18 +170,18 @@ def _put_gc(saved: Any) -> None:
     gc.set_threshold(*threshold)
 
 
-def _read_faulthandler() -> Any:
+def _read_faulthandler() -> bool | None:
     faulthandler = _loaded("faulthandler")
     return None if faulthandler is None else faulthandler.is_enabled()
 
 
-def _read_trace() -> Any:
+def _read_trace() -> _Tracing:
     get_thread_trace = getattr(threading, "gettrace", lambda: None)
     get_thread_profile = getattr(threading, "getprofile", lambda: None)
     return sys.gettrace(), sys.getprofile(), get_thread_trace(), get_thread_profile()
 
 
-def _put_trace(saved: Any) -> None:
+def _put_trace(saved: _Tracing) -> None:
     trace, profile, thread_trace, thread_profile = saved
     sys.settrace(trace)
     sys.setprofile(profile)
@@ -165,23 +189,23 @@ def _put_trace(saved: Any) -> None:
     threading.setprofile(thread_profile)
 
 
-def _read_nofile() -> Any:
+def _read_nofile() -> tuple[int, int] | None:
     if resource is None:
         return None
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
-def _put_nofile(saved: Any) -> None:
+def _put_nofile(saved: tuple[int, int] | None) -> None:
     if resource is not None and saved is not None:
         resource.setrlimit(resource.RLIMIT_NOFILE, saved)
 
 
-def _read_max_str_digits() -> Any:
+def _read_max_str_digits() -> int | None:
     get = getattr(sys, "get_int_max_str_digits", None)
     return None if get is None else get()
 
 
-def _put_max_str_digits(saved: Any) -> None:
+def _put_max_str_digits(saved: int | None) -> None:
     if saved is not None:
         sys.set_int_max_str_digits(saved)
 
@@ -193,7 +217,7 @@ class _PytestHook:
 
     __slots__ = ("hook",)
 
-    def __init__(self, hook: Any) -> None:
+    def __init__(self, hook: _Hook) -> None:
         self.hook = hook
 
     def __eq__(self, other: object) -> bool:
@@ -202,20 +226,20 @@ class _PytestHook:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _pytests(hook: Any) -> bool:
+def _pytests(hook: object) -> bool:
     module = getattr(getattr(hook, "func", hook), "__module__", None) or ""
     return module.startswith("_pytest.")
 
 
-def _read_hooks() -> Any:
+def _read_hooks() -> tuple[_Hook | _PytestHook, ...]:
     return tuple(
         _PytestHook(hook) if _pytests(hook) else hook
         for hook in (sys.unraisablehook, sys.displayhook, sys.breakpointhook)
     )
 
 
-def _put_hooks(saved: Any) -> None:
-    def chosen(then: Any, current: Any) -> Any:
+def _put_hooks(saved: tuple[_Hook | _PytestHook, ...]) -> None:
+    def chosen(then: _Hook | _PytestHook, current: _Hook | _PytestHook) -> _Hook:
         if not isinstance(then, _PytestHook):
             return then
         # pytest's then and now: now's stays, it is the current phase's.
@@ -226,11 +250,12 @@ def _put_hooks(saved: Any) -> None:
     )
 
 
-def _read_builtins() -> Any:
+def _read_builtins() -> dict[str, object]:
     return dict(builtins.__dict__)
 
 
-PIECES: tuple[Piece, ...] = (
+# Piece[Any]: each piece's saved value has a type of its own.
+PIECES: tuple[Piece[Any], ...] = (
     Piece("socket.setdefaulttimeout()", socket.getdefaulttimeout, socket.setdefaulttimeout),
     Piece("the decimal context (decimal.getcontext())", _read_decimal, _put_decimal),
     Piece("the locale (locale.setlocale())", _read_locale, _put_locale),
@@ -262,9 +287,10 @@ class _RandomSeeds:
     cold start would cost more than the rest of the snapshot together."""
 
     def __init__(self) -> None:
-        self.saved: Any = None
+        # random.getstate()'s value, opaque: only handed back to random.setstate().
+        self.saved: tuple[object, ...] | None = None
         self.module: ModuleType | None = None
-        self.originals: dict[str, Any] = {}
+        self.originals: dict[str, Callable[..., object]] = {}
 
     def watch(self) -> None:
         random = _loaded("random")
@@ -276,8 +302,8 @@ class _RandomSeeds:
             original = self.originals[name] = getattr(random, name)
             setattr(random, name, self._wrap(original))
 
-    def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def _wrap(self, original: Callable[_P, _R]) -> Callable[_P, _R]:
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             if self.saved is None and ACTIVE_SLOT[0] is not None and self.module is not None:
                 self.saved = self.module.getstate()
             return original(*args, **kwargs)
@@ -401,11 +427,11 @@ class PatchWatch:
 
     def __init__(self) -> None:
         # (owner, name) -> (original, what function code put there)
-        self.patches: dict[tuple[Any, str], tuple[Any, Any]] = {}
+        self.patches: dict[tuple[_Owner, str], tuple[object, object]] = {}
 
     @staticmethod
-    def before() -> list[tuple[Any, dict[str, Any]]]:
-        owners: list[tuple[Any, dict[str, Any]]] = []
+    def before() -> list[tuple[_Owner, dict[str, object]]]:
+        owners: list[tuple[_Owner, dict[str, object]]] = []
         for module_name, class_name in _PATCHED_OFTEN:
             module = sys.modules.get(module_name)
             if module is None:
@@ -415,7 +441,7 @@ class PatchWatch:
                 owners.append((owner, dict(vars(owner))))
         return owners
 
-    def after(self, owners: list[tuple[Any, dict[str, Any]]]) -> None:
+    def after(self, owners: list[tuple[_Owner, dict[str, object]]]) -> None:
         for owner, saved in owners:
             now = vars(owner)
             for name, original in saved.items():

@@ -24,9 +24,30 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.runtime.warnings_setup import WarningsShare
+
+if TYPE_CHECKING:
+    from types import FrameType, TracebackType
+    from typing import TypeAlias
+
+    from _typeshed import FileDescriptorLike, FileDescriptorOrPath
+
+    # time.tzname, time.timezone, time.altzone, time.daylight: what tzset() sets.
+    _Zone: TypeAlias = tuple[tuple[str, str], int, int, int]
+    # What signal.signal takes and returns: a function, SIG_DFL/SIG_IGN, or None.
+    _Handler: TypeAlias = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
+    _ExceptHook: TypeAlias = Callable[
+        [type[BaseException], BaseException, TracebackType | None], object
+    ]
+    # A NULL-terminated char *[]: a C environment array.
+    _CArray: TypeAlias = ctypes.Array[ctypes.c_char_p]
+    # What logging's registry (Manager.loggerDict) holds by name.
+    _Entry: TypeAlias = logging.Logger | logging.PlaceHolder
+    # A logger's __dict__: its attributes, of mixed types, read and written by name.
+    _Attributes: TypeAlias = dict[str, Any]
 
 __all__ = ["TRACKER", "PrivateState", "Tracker"]
 
@@ -37,7 +58,7 @@ _manager = logging.Logger.manager
 _set = object.__setattr__
 
 
-def _environ_pointer() -> Any:
+def _environ_pointer() -> ctypes.c_void_p | None:
     """``char **environ`` of the C library, as a ctypes object (None where unknown)."""
     if not sys.platform.startswith("linux"):
         return None
@@ -47,13 +68,13 @@ def _environ_pointer() -> Any:
         return None
 
 
-def _c_array(data: dict[bytes, bytes]) -> Any:
+def _c_array(data: dict[bytes, bytes]) -> _CArray:
     """A NULL-terminated ``char *[]`` of ``KEY=value`` strings (kept alive by the array)."""
     entries = [key + b"=" + value for key, value in data.items()]
     return (ctypes.c_char_p * (len(entries) + 1))(*entries, None)
 
 
-def _zone() -> tuple[Any, ...]:
+def _zone() -> _Zone:
     return time.tzname, time.timezone, time.altzone, time.daylight
 
 
@@ -76,17 +97,22 @@ class Tracker:
         # The working directory, as a path (None: not known since the last chdir).
         self.cwd: str | None = None
         self.umask = 0o022
-        self.environ = _environ_pointer()
-        self.zone: tuple[Any, ...] = ()
+        # A ctypes.c_void_p, or None; typed Any because enter() and exit() read its value
+        # as an int (environ is never NULL while Python runs) and exit() reads it only
+        # after enter() found it set: invariants that mypy cannot follow.
+        self.environ: Any = _environ_pointer()
+        # (): not read yet.
+        self.zone: _Zone | tuple[()] = ()
         # Descriptors of working directories, by path: fchdir is cheaper than chdir.
         self._cwd_fds: dict[str, int] = {}
         self.real_umask: Callable[[int], int] = os.umask
         self.real_fchdir: Callable[[int], None] = os.fchdir
         self.real_tzset: Callable[[], None] = time.tzset
-        self.real_signal: Callable[..., Any] = signal.signal
+        self.real_signal: Callable[[int, _Handler], _Handler] = signal.signal
         # Inside logging.getLogger: the loggers it makes are not the test's to borrow.
         self.creating = False
-        self._real: dict[tuple[Any, str], Any] = {}
+        # What each patched attribute was (_MISSING: not in the owner's own dict).
+        self._real: dict[tuple[ModuleType | type, str], object] = {}
 
     # -- install ------------------------------------------------------------------
     def hold(self) -> Callable[[], None]:
@@ -109,7 +135,7 @@ class Tracker:
             self._cwd_fds.clear()
             _forget_arrays()
 
-    def _patch(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+    def _patch(self, owner: ModuleType | type, name: str, wrapper: Callable[..., object]) -> None:
         self._real[(owner, name)] = owner.__dict__.get(name, _MISSING)
         setattr(owner, name, wrapper)
 
@@ -136,11 +162,11 @@ class Tracker:
         self.real_umask, self.real_tzset, self.real_signal = umask, tzset, set_signal
         self.real_fchdir = fchdir
 
-        def tracked_chdir(path: Any) -> None:
+        def tracked_chdir(path: FileDescriptorOrPath) -> None:
             chdir(path)
             tracker.cwd = None
 
-        def tracked_fchdir(fd: Any) -> None:
+        def tracked_fchdir(fd: FileDescriptorLike) -> None:
             fchdir(fd)
             tracker.cwd = None
 
@@ -149,7 +175,7 @@ class Tracker:
             tracker.umask = mask
             return previous
 
-        def tracked_signal(signum: int, handler: Any) -> Any:
+        def tracked_signal(signum: int, handler: _Handler) -> _Handler:
             active = tracker.active
             if active is not None and signum not in active.outer_signals:
                 active.outer_signals[signum] = signal.getsignal(signum)
@@ -174,7 +200,7 @@ class Tracker:
         get_logger = logging.Manager.getLogger
         logger_class = logging.Logger
 
-        def tracked_get_logger(manager: logging.Manager, name: str) -> Any:
+        def tracked_get_logger(manager: logging.Manager, name: str) -> logging.Logger:
             active = tracker.active
             if active is None or manager is not _manager:
                 return get_logger(manager, name)
@@ -200,14 +226,14 @@ class Tracker:
                 active.borrow(logger)
             return logger
 
-        def tracked_setattr(logger: logging.Logger, name: str, value: Any) -> None:
+        def tracked_setattr(logger: logging.Logger, name: str, value: object) -> None:
             active = tracker.active
             if active is not None and not tracker.creating:
                 active.borrow(logger)
             _set(logger, name, value)
 
-        def borrowing(method: Callable[..., Any]) -> Callable[..., Any]:
-            def wrapper(logger: logging.Logger, *args: Any) -> Any:
+        def borrowing(method: Callable[..., object]) -> Callable[..., object]:
+            def wrapper(logger: logging.Logger, *args: object) -> object:
                 active = tracker.active
                 if active is not None:
                     active.borrow(logger)
@@ -239,14 +265,14 @@ class _LoggingShare:
     def __init__(self) -> None:
         fresh = dict(_root.__dict__)
         fresh.update(level=logging.WARNING, handlers=[], filters=[], disabled=False, _cache={})
-        self.root: dict[str, Any] = fresh
+        self.root: _Attributes = fresh
         self.disable = 0
         # Loggers (and placeholders) that this environment's code created, by name.
-        self.created: dict[str, Any] = {}
+        self.created: dict[str, _Entry] = {}
         # What those names were in the registry before (None: absent).
-        self.replaced: dict[str, Any] = {}
+        self.replaced: dict[str, _Entry | None] = {}
         # The test's loggers this environment configured: its own attributes for each.
-        self.borrowed: dict[logging.Logger, dict[str, Any]] = {}
+        self.borrowed: dict[logging.Logger, _Attributes] = {}
         # pytest's capture handlers last added to this environment's root logger, and
         # the test's root handlers they were picked from.
         self.capture: list[logging.Handler] = []
@@ -275,13 +301,13 @@ class _Outer:
         self.cwd: str | None = None
         self.umask = 0
         self.recursion_limit = 0
-        self.excepthook: Any = None
+        self.excepthook: _ExceptHook = sys.__excepthook__
         # The outer C environment array's address (0: no C environment swapped).
         self.environ = 0
         # The root logger's __dict__, the registry entries that the environment's own
         # loggers replaced, logging.disable's level, and whether the root levels differed.
-        self.root: dict[str, Any] = {}
-        self.entries: dict[str, Any] | None = None
+        self.root: _Attributes = {}
+        self.entries: dict[str, _Entry | None] | None = None
         self.disable = 0
         self.levels_differ = False
 
@@ -293,21 +319,21 @@ class PrivateState:
         self.cwd: str | None = cwd
         self.umask = TRACKER.umask if TRACKER.users else _current_umask()
         self.recursion_limit = _DEFAULT_RECURSION_LIMIT
-        self.excepthook: Any = sys.__excepthook__
-        self.signals: dict[int, Any] = {}
-        self.outer_signals: dict[int, Any] = {}
+        self.excepthook: _ExceptHook = sys.__excepthook__
+        self.signals: dict[int, _Handler] = {}
+        self.outer_signals: dict[int, _Handler] = {}
         self._environ_data = environ_data
-        self._c_environ: Any = None
+        self._c_environ: _CArray | None = None
         self._c_address = 0
-        self.zone: tuple[Any, ...] | None = None
+        self.zone: _Zone | tuple[()] | None = None
         self.logging = _LoggingShare()
         self.warnings = WarningsShare()
-        self._outer_borrowed: dict[logging.Logger, dict[str, Any]] = {}
+        self._outer_borrowed: dict[logging.Logger, _Attributes] = {}
         # What enter() replaced, for exit() to put back.
         self._outer = _Outer()
 
     # -- logging registry, called by the tracker while this environment runs -------
-    def created(self, name: str, logger: Any, previous: Any) -> None:
+    def created(self, name: str, logger: _Entry, previous: _Entry | None) -> None:
         share = self.logging
         if name not in share.created:
             share.replaced[name] = previous
@@ -461,7 +487,7 @@ class PrivateState:
                 handlers[:] = [*(h for h in handlers if h not in share.capture), *capture]
                 share.capture = capture
         _set(_root, "__dict__", own_root)
-        outer_entries: dict[str, Any] | None = None
+        outer_entries: dict[str, _Entry | None] | None = None
         if share.created:
             registry = _manager.loggerDict
             outer_entries = {}
@@ -537,7 +563,7 @@ def _copy_environ(current: int) -> int:
     return address
 
 
-def _keep(array: Any) -> Any:
+def _keep(array: _CArray) -> _CArray:
     # Every array ever handed to the C library stays alive while the tracker is held:
     # a thread, or C code, may still read one after its environment moved on.
     _ARRAYS[ctypes.addressof(array)] = array
@@ -559,8 +585,8 @@ def _forget_arrays() -> None:
 
 # The C environment arrays this module made, by address (see _keep), and the time zone
 # that goes with each copy of the test's (by address too).
-_ARRAYS: dict[int, Any] = {}
-_ZONES: dict[int, tuple[Any, ...]] = {}
+_ARRAYS: dict[int, _CArray] = {}
+_ZONES: dict[int, _Zone | tuple[()]] = {}
 
 
 def _set_recursion_limit(limit: int) -> None:

@@ -34,7 +34,8 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from types import FrameType, ModuleType
+from typing import Any, TypeVar
 
 from pytest_lambda_context.observe.connections import user_frame
 from pytest_lambda_context.observe.guard import (
@@ -68,9 +69,11 @@ _STARTERS = [
     )
     if hasattr(module, name)
 ]
-_saved: dict[tuple[Any, str], Any] = {}
+_saved: dict[tuple[ModuleType, str], object] = {}
 _C_METHODS = ("connect", "connect_ex", "sendto", "sendmsg")
-_saved_methods: dict[str, Any] = {}
+_saved_methods: dict[str, object] = {}
+
+_R = TypeVar("_R")
 
 
 def _guarded_scope() -> Scope | None:
@@ -89,13 +92,13 @@ def _line(scope: Scope) -> str | None:
     the code root once the plugin's own frames (the guard, the socket monitor) are
     passed, however many of them lie between (a count of frames named the caller's
     line for the C methods' wrappers)."""
-    frame: Any = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_OWN_PACKAGE):
         frame = frame.f_back
     return user_frame(scope.code_root, frame)
 
 
-def _check_address(scope: Scope, sock: Any, address: Any, verb: str) -> None:
+def _check_address(scope: Scope, sock: _socket.socket, address: object, verb: str) -> None:
     if address is None or _family(sock) not in _INET or not isinstance(address, tuple):
         return  # a connected socket, or not the internet (AF_UNIX, netlink)
     host, port = str(address[0]), int(address[1])
@@ -105,6 +108,7 @@ def _check_address(scope: Scope, sock: Any, address: Any, verb: str) -> None:
         )
 
 
+# Any: each event's arguments have their own types (the table of PEP 578's events).
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if event not in _GUARDED:
         return
@@ -127,34 +131,34 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             raise blocked_lookup(host, _line(scope), scope.function_name, scope.environment_id)
 
 
-def _family(sock: Any) -> int:
+def _family(sock: _socket.socket) -> int:
     try:
         return int(sock.family)
     except (AttributeError, OSError, ValueError):
         return -1
 
 
-def _wrap_c_method(name: str, original: Any) -> Callable[..., Any]:
+def _wrap_c_method(name: str, original: Callable[..., object]) -> Callable[..., object]:
     """``original`` (a method of the C socket type), refusing first what the guard refuses."""
     verb = "connect to" if name.startswith("connect") else "send to"
     # Where the address is among the arguments: connect(address), sendto(data[, flags],
     # address), sendmsg(buffers[, ancdata[, flags[, address]]]).
     if name.startswith("connect"):
 
-        def address_of(args: tuple[Any, ...]) -> Any:
+        def address_of(args: tuple[object, ...]) -> object:
             return args[0] if args else None
 
     elif name == "sendto":
 
-        def address_of(args: tuple[Any, ...]) -> Any:
+        def address_of(args: tuple[object, ...]) -> object:
             return args[-1] if len(args) >= 2 else None
 
     else:
 
-        def address_of(args: tuple[Any, ...]) -> Any:
+        def address_of(args: tuple[object, ...]) -> object:
             return args[3] if len(args) >= 4 else None
 
-    def method(self: Any, *args: Any) -> Any:
+    def method(self: _socket.socket, *args: object) -> object:
         if ACTIVE_SLOT[0] is not None or THREAD_FLAGS.__dict__.get("owner") is not None:
             scope = _guarded_scope()
             if scope is not None:
@@ -166,6 +170,7 @@ def _wrap_c_method(name: str, original: Any) -> Callable[..., Any]:
     return method
 
 
+# Any: a type's namespace holds values of mixed types (its methods among them).
 def _type_dict() -> dict[str, Any] | None:
     """The C socket type's own dictionary (behind its read-only mappingproxy)."""
     referents = gc.get_referents(_socket.socket.__dict__)
@@ -179,16 +184,16 @@ def _type_modified() -> None:
         ctypes.pythonapi.PyType_Modified(ctypes.py_object(_socket.socket))
 
 
-def _owned(start: Callable[..., Any]) -> Callable[..., Any]:
+def _owned(start: Callable[..., _R]) -> Callable[..., _R]:
     """A thread starter whose threads keep the scope of the function code that starts them."""
 
-    def start_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def start_thread(function: Callable[..., object], *args: object, **kwargs: object) -> _R:
         flags = THREAD_FLAGS.__dict__
         scope = None if flags.get("internal") else (flags.get("owner") or ACTIVE_SLOT[0])
         if scope is None:
             return start(function, *args, **kwargs)
 
-        def run(*run_args: Any, **run_kwargs: Any) -> Any:
+        def run(*run_args: object, **run_kwargs: object) -> object:
             THREAD_FLAGS.owner = scope
             return function(*run_args, **run_kwargs)
 
