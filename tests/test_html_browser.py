@@ -50,6 +50,11 @@ INIT_PIXELS = 30
 CONCURRENT = "tests/test_es_memoized.py::test_three_concurrent_environments_open_three"
 
 
+# The tests that read the example suite's report run on one xdist worker, so that the
+# suite (about 15 s) runs once, not once per worker.
+ONE_EXAMPLE_RUN = pytest.mark.xdist_group("example_report")
+
+
 @pytest.fixture(scope="module")
 def example_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of the example suite, run as the README's quick start runs it."""
@@ -80,6 +85,7 @@ def example_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return page
 
 
+@ONE_EXAMPLE_RUN
 def test_the_browser_draws_every_function_of_the_example_suite(example_report: Path) -> None:
     written = parse(example_report.read_text())
     page = parse(dump_dom(example_report))
@@ -98,6 +104,7 @@ def test_the_browser_draws_every_function_of_the_example_suite(example_report: P
     assert search.marks >= 6  # a connection per environment, each drawn
 
 
+@ONE_EXAMPLE_RUN
 def test_a_link_to_one_test_shows_only_that_tests_timeline(example_report: Path) -> None:
     page = parse(dump_dom(example_report, f"#test={quote(CONCURRENT)}"))
 
@@ -114,6 +121,7 @@ def test_a_link_to_one_test_shows_only_that_tests_timeline(example_report: Path)
     assert page.shown == "shown: 1 function, 30 invocations"
 
 
+@ONE_EXAMPLE_RUN
 def test_the_screenshot_shows_the_bars_in_their_colours(
     example_report: Path, tmp_path: Path
 ) -> None:

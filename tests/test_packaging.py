@@ -155,6 +155,11 @@ class Built:
     sdist: Path
 
 
+# The tests of the built distributions run on one xdist worker: one build, not one per
+# worker.
+ONE_BUILD = pytest.mark.xdist_group("built_distributions")
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     pytest.importorskip("build", reason="build (dev group)")
@@ -185,6 +190,7 @@ def _wheel_metadata(wheel: Path) -> Message:
         return Parser().parsestr(archive.read(name).decode())
 
 
+@ONE_BUILD
 def test_building_the_wheel_and_sdist_warns_of_nothing(built: Built) -> None:
     # A line that lists one of the package's files (warnings_setup.py) is no warning.
     files = re.compile(r"pytest_lambda_context/\S*warning")
@@ -194,6 +200,7 @@ def test_building_the_wheel_and_sdist_warns_of_nothing(built: Built) -> None:
     assert not warnings, "\n".join(warnings)
 
 
+@ONE_BUILD
 def test_the_license_is_an_spdx_expression_with_its_file(built: Built) -> None:
     metadata = _wheel_metadata(built.wheel)
     assert metadata["License-Expression"] == "MIT"
@@ -204,6 +211,7 @@ def test_the_license_is_an_spdx_expression_with_its_file(built: Built) -> None:
         assert [n for n in archive.namelist() if n.endswith("licenses/LICENSE")]
 
 
+@ONE_BUILD
 def test_the_metadata_has_project_urls(built: Built) -> None:
     urls = dict(
         entry.split(", ", 1) for entry in _wheel_metadata(built.wheel).get_all("Project-URL") or []
@@ -212,6 +220,7 @@ def test_the_metadata_has_project_urls(built: Built) -> None:
     assert all(url.startswith("https://") for url in urls.values()), urls
 
 
+@ONE_BUILD
 def test_development_tools_are_not_published_as_an_extra(built: Built) -> None:
     metadata = _wheel_metadata(built.wheel)
     extras = metadata.get_all("Provides-Extra") or []
@@ -224,6 +233,7 @@ def test_development_tools_are_not_published_as_an_extra(built: Built) -> None:
         assert not [r for r in requirements if r.startswith(tool)], (tool, requirements)
 
 
+@ONE_BUILD
 def test_the_long_description_links_only_absolutely_to_files_that_exist(built: Built) -> None:
     # A package index renders the README away from the repository: a relative link
     # (or image) there is broken; each absolute one must name a file of this checkout.
@@ -248,6 +258,7 @@ def test_the_long_description_links_only_absolutely_to_files_that_exist(built: B
                 assert (ROOT / target.removeprefix(prefix)).exists(), target
 
 
+@ONE_BUILD
 def test_the_sdist_ships_no_tests_and_builds_the_wheel(built: Built) -> None:
     with tarfile.open(built.sdist) as archive:
         names = [name.partition("/")[2] for name in archive.getnames()]
