@@ -5,6 +5,9 @@ and, with a Docker engine, run for real from the stand-in images that
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from urllib.parse import quote
 
 import pytest
@@ -170,3 +173,43 @@ def test_container_backend_runs_for_real(
         [f"lambda-context: {kind}: container ({why}), * at 127.0.0.1:*", "BACKEND container *"]
     )
     assert _containers_of(image) == before  # stopped and removed at the session's end
+
+
+@pytest.mark.docker
+def test_a_killed_session_leaves_no_container_behind(pytester: pytest.Pytester) -> None:
+    # SIGKILL gives pytest no chance to stop its container: the watchdog removes it.
+    pytest.importorskip("redis")
+    image = _image("redis")
+    before = _containers_of(image)
+    started = pytester.path / "started"
+    pytester.makepyfile(
+        test_it=f"""
+        import pathlib, time
+
+        def test_holds_the_server(redis):
+            pathlib.Path({str(started)!r}).write_text(redis.backend)
+            time.sleep(120)
+        """
+    )
+    session = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"),
+            *("--lambda-redis=container", f"--lambda-redis-image={image}"),
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and session.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.read_text() == "container"
+        assert len(_containers_of(image)) == len(before) + 1
+    finally:
+        session.kill()
+        session.wait()
+    deadline = time.monotonic() + 20
+    while _containers_of(image) != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _containers_of(image) == before

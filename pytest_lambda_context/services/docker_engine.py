@@ -9,6 +9,8 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -25,6 +27,7 @@ __all__ = [
     "docker_endpoint",
     "image_state",
     "probe_docker",
+    "remove_container",
     "testcontainers_defaults",
 ]
 
@@ -208,10 +211,32 @@ def testcontainers_defaults() -> Iterator[None]:
 
 
 class RunningContainer:
-    """A container of ours: removed (and the engine client closed) by :meth:`stop`."""
+    """A container of ours: removed (and the engine client closed) by :meth:`stop`, or by
+    a watchdog process if the test process is killed first (:meth:`guard`)."""
 
     def __init__(self, container: Any) -> None:
         self.container = container
+        self._watchdog: subprocess.Popen[bytes] | None = None
+
+    def guard(self, endpoint: DockerEndpoint) -> None:
+        """Start the watchdog that removes the started container when this process is
+        gone (see :mod:`~pytest_lambda_context.services.container_watchdog`)."""
+        container_id = self.container.get_wrapped_container().id
+        self._watchdog = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest_lambda_context.services.container_watchdog",
+                endpoint.url,
+                container_id,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # Its own session: the terminal's Ctrl-C and a kill of pytest's process
+            # group leave it to do its work.
+            start_new_session=True,
+        )
 
     def exited(self) -> str | None:
         """Why waiting for it is pointless (it exited, with its last lines), or None."""
@@ -231,3 +256,26 @@ class RunningContainer:
         # After the removal, or its connection would be left for the garbage collector.
         with contextlib.suppress(Exception):
             self.container.get_docker_client().client.close()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            # Removed (or not removable): nothing left for it. Killed rather than told
+            # by end of file: a process forked since holds a copy of the pipe.
+            watchdog.kill()
+            watchdog.wait()
+            if watchdog.stdin is not None:
+                watchdog.stdin.close()
+
+
+def remove_container(engine_url: str, container_id: str) -> None:
+    """Remove a container, running or not, with its anonymous volumes (quietly: it may
+    be gone already)."""
+    endpoint = DockerEndpoint(engine_url, "watchdog")
+    with contextlib.suppress(Exception):
+        if endpoint.raw:
+            _docker_api(endpoint, "DELETE", f"/containers/{container_id}?force=1&v=1", 30)
+            return
+        client = _sdk_client(endpoint, 30)
+        try:
+            client.containers.get(container_id).remove(force=True, v=True)
+        finally:
+            client.close()

@@ -64,6 +64,7 @@ def start_container(
     say(f"starting {title} container {image} ({how}; waiting up to {timeout:g} s)")
     try:
         container.start()  # pulls the image first if needed
+        running.guard(status.endpoint)
     except Exception as exc:
         running.stop()
         raise ServerUnavailable(f"could not start a container from {image}: {exc}") from None

@@ -362,6 +362,7 @@ class ContainerBackend:
             say(f"pulling {image}: the wait for it to answer starts once it is pulled")
         try:
             container.start()  # pulls the image first if needed
+            self.running.guard(status.endpoint)
             if state == "pullable":
                 began = time.monotonic()  # a pull's time is the network's, not the server's
         except Exception as exc:
