@@ -83,7 +83,7 @@ class MotoNotImplementedError(NotImplementedError):
         self.detail = detail
         super().__init__(_not_implemented_message(service, operation, detail))
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[type[MotoNotImplementedError], tuple[str, str, str]]:
         return (type(self), (self.service, self.operation, self.detail))
 
 
@@ -124,7 +124,7 @@ def _blocked_in(exc: BaseException | None) -> BaseException | None:
     return None
 
 
-def _fail_fast(caught_exception: BaseException | None = None, **_: Any) -> None:
+def _fail_fast(caught_exception: BaseException | None = None, **_: object) -> None:
     """needs-retry: a connection the guard refused will be refused again; stop now."""
     blocked = _blocked_in(caught_exception)
     if blocked is not None:
@@ -140,12 +140,12 @@ class _NotImplementedTranslator:
         self.service = service
 
     @staticmethod
-    def _operation(event_name: str, model: Any) -> str:
+    def _operation(event_name: str, model: object) -> str:
         name = getattr(model, "name", None)
         return str(name) if name else event_name.rpartition(".")[2]
 
     def on_error(
-        self, exception: BaseException | None = None, event_name: str = "", **_: Any
+        self, exception: BaseException | None = None, event_name: str = "", **_: object
     ) -> None:
         if isinstance(exception, NotImplementedError) and not isinstance(
             exception, MotoNotImplementedError
@@ -155,11 +155,11 @@ class _NotImplementedTranslator:
 
     def on_call(
         self,
-        http_response: Any = None,
-        parsed: Any = None,
-        model: Any = None,
+        http_response: object = None,
+        parsed: object = None,
+        model: object = None,
         event_name: str = "",
-        **_: Any,
+        **_: object,
     ) -> None:
         status = getattr(http_response, "status_code", 200)
         if status < 400:
@@ -178,7 +178,7 @@ class _NotImplementedTranslator:
             )
 
 
-def _add_handlers(client: Any, service: str) -> None:
+def _add_handlers(client: object, service: str) -> None:
     events = getattr(getattr(client, "meta", None), "events", None)
     if events is None:
         return
@@ -190,15 +190,17 @@ def _add_handlers(client: Any, service: str) -> None:
 
 # --- the patch -------------------------------------------------------------------------
 
+# botocore is untyped (and never imported here): its create_client and the clients it
+# makes are Any.
 _lock = threading.Lock()
-_original: Any = None
-_saved: Any = None  # what Session's own dict held for create_client before the patch
+_original: Any = None  # Session.create_client as it was before the patch
+_saved: object = None  # what Session's own dict held for create_client before the patch
 _MISSING = object()
 _local = threading.local()
 _active = _scope.ACTIVE_SLOT
 
 
-def _create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
+def _create_client(self: object, *args: object, **kwargs: object) -> Any:
     if _active[0] is None or getattr(_local, "creating", False):
         return _original(self, *args, **kwargs)
     scope = active_scope()
@@ -256,7 +258,7 @@ def _unpatch() -> None:
 class _PatchingLoader(importlib.abc.Loader):
     """Runs botocore.session's real loader, then patches the module, then steps aside."""
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:

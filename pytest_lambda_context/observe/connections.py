@@ -21,9 +21,9 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.observe import scope as _scope
@@ -41,6 +41,9 @@ from pytest_lambda_context.observe.scope import Scope, active_scope
 from pytest_lambda_context.observe.shared_connections import own
 
 if TYPE_CHECKING:
+    from _socket import _Address, _RetAddress
+    from socket import _GetAddrInfoResult
+
     from pytest_lambda_context.observe.events import ObservedEvent
 
 
@@ -294,12 +297,14 @@ _new_object = object.__new__
     _set_seen_by,
     _set_line_unknown,
 ) = (vars(ConnectionEvent)[name].__set__ for name in ConnectionEvent.__slots__)
-_original_connect: Any = socket.socket.connect
-_original_connect_ex: Any = socket.socket.connect_ex
-_original_getaddrinfo: Any = socket.getaddrinfo
-_original_getsockopt: Any = socket.socket.getsockopt
-_original_listen: Any = socket.socket.listen
-_getsockname: Any = socket.socket.getsockname
+# What the patches call through to. The last three keep typeshed's signatures
+# (defaults, overloads: more than a Callable can say), inferred from the assignment.
+_original_connect: Callable[[socket.socket, _Address], None] = socket.socket.connect
+_original_connect_ex: Callable[[socket.socket, _Address], int] = socket.socket.connect_ex
+_getsockname: Callable[[socket.socket], _RetAddress] = socket.socket.getsockname
+_original_getaddrinfo = socket.getaddrinfo
+_original_getsockopt = socket.socket.getsockopt
+_original_listen = socket.socket.listen
 # What socket.socket's own dict held before install (absent: inherited from _socket),
 # so uninstall can put back exactly what was there.
 _saved: dict[str, object] = {}
@@ -317,7 +322,7 @@ _NAMES_LIMIT = 1024
 # socket how the attempt went (asyncio's SO_ERROR check): a failed one is taken back
 # out of the scope's events, so a refused attempt is not counted as opened. Loops
 # that never ask (uvloop) leave the attempt counted.
-_pending: weakref.WeakKeyDictionary[socket.socket, tuple[list[Any], ConnectionEvent]] = (
+_pending: weakref.WeakKeyDictionary[socket.socket, tuple[list[ObservedEvent], ConnectionEvent]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -362,10 +367,13 @@ def _guard(scope: Scope, host: str, port: int, frame: str | None) -> None:
         raise blocked_connect(host, port, frame, scope.function_name, scope.environment_id)
 
 
+# ``address`` stays Any: its type depends on the socket's family (typeshed's _Address
+# admits buffers, which cannot be indexed); it is indexed only once _counting_scope has
+# seen an AF_INET/AF_INET6 socket, whose address is a (host, port, ...) tuple.
 def _connect(self: socket.socket, address: Any) -> None:
     scope = _counting_scope(self)
     if scope is None:
-        return _original_connect(self, address)  # type: ignore[no-any-return]
+        return _original_connect(self, address)
     host, port = str(address[0]), int(address[1])
     frame = user_frame(scope.code_root, sys._getframe(1))
     _guard(scope, host, port, frame)
@@ -408,12 +416,12 @@ def close_sockets(scope: Scope) -> int:
 def _connect_ex(self: socket.socket, address: Any) -> int:
     scope = _counting_scope(self)
     if scope is None:
-        return _original_connect_ex(self, address)  # type: ignore[no-any-return]
+        return _original_connect_ex(self, address)
     host, port = str(address[0]), int(address[1])
     frame = user_frame(scope.code_root, sys._getframe(1))
     _guard(scope, host, port, frame)
     _remember(scope, self)
-    result: int = _original_connect_ex(self, address)
+    result = _original_connect_ex(self, address)
     if result == 0:
         scope.events.append(_event(scope, host, port, frame, self))
     elif result in _PENDING:
@@ -427,7 +435,7 @@ def _count_pending(sock: socket.socket, scope: Scope, event: ConnectionEvent) ->
     _pending[sock] = (scope.events, event)
 
 
-def _getsockopt(self: socket.socket, *args: Any) -> Any:
+def _getsockopt(self: socket.socket, *args: int) -> int | bytes:
     result = _original_getsockopt(self, *args)
     if _pending and len(args) == 2 and args[1] == _SO_ERROR and args[0] == _SOL_SOCKET:
         entry = _pending.pop(self, None)
@@ -438,7 +446,7 @@ def _getsockopt(self: socket.socket, *args: Any) -> Any:
     return result
 
 
-def _listen(self: socket.socket, *args: Any) -> None:
+def _listen(self: socket.socket, *args: int) -> None:
     # A listening socket of function code is its environment's: closed with it (else
     # it would go on accepting after the environment ended), and never counted.
     scope = _active[0]
@@ -447,7 +455,9 @@ def _listen(self: socket.socket, *args: Any) -> None:
     _original_listen(self, *args)
 
 
-def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+def _getaddrinfo(
+    host: bytes | str | None, port: bytes | str | int | None, *args: int, **kwargs: int
+) -> _GetAddrInfoResult:
     if _active[0] is None:
         return _original_getaddrinfo(host, port, *args, **kwargs)
     scope = active_scope()
@@ -472,7 +482,7 @@ def _is_name(host: str) -> bool:
     return host.lower().rstrip(".") == "localhost" or not lookup_allowed(host)
 
 
-_PATCHES: tuple[tuple[Any, str, Any], ...] = (
+_PATCHES: tuple[tuple[type | ModuleType, str, object], ...] = (
     (socket.socket, "connect", _connect),
     (socket.socket, "connect_ex", _connect_ex),
     (socket.socket, "getsockopt", _getsockopt),

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 from pytest_lambda_context.observe.scope import active_scope
 
@@ -188,7 +188,7 @@ class ConnectHooks:
 
     def __init__(self) -> None:
         # (owner, attribute, what was there), in the order they were replaced.
-        self._replaced: list[tuple[Any, str, Any]] = []
+        self._replaced: list[tuple[object, str, object]] = []
         self._wrapped: set[str] = set()
         self._finder: _WrapAfterImport | None = None
 
@@ -221,7 +221,7 @@ class ConnectHooks:
             if raw is None:
                 continue  # another version of the driver: nothing of that name to wrap
             if isinstance(raw, classmethod):
-                replacement: Any = classmethod(_noting(driver.module, raw.__func__))
+                replacement: object = classmethod(_noting(driver.module, raw.__func__))
             elif callable(raw):
                 replacement = _noting(driver.module, raw)
             else:
@@ -230,11 +230,15 @@ class ConnectHooks:
             setattr(owner, name, replacement)
 
 
-def _noting(module: str, original: Callable[..., Any]) -> Callable[..., Any]:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _noting(module: str, original: Callable[_P, _R]) -> Callable[_P, _R]:
     event = DriversUsed((module,))
 
     @functools.wraps(original)
-    def connect(*args: Any, **kwargs: Any) -> Any:
+    def connect(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         scope = active_scope()
         if scope is not None:
             scope.events.append(event)

@@ -22,19 +22,34 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal, TypeAlias, TypedDict
 
 from pytest_lambda_context.observe import taps
 from pytest_lambda_context.observe.scope import Scope, mark_internal_thread
 from pytest_lambda_context.runtime.clock import real_monotonic
 
-__all__ = ["DropMode", "ProxyCounter", "TcpProxy"]
+__all__ = ["DropMode", "ProxyCounter", "ProxyStats", "TcpProxy"]
 
 DropMode = Literal["fin", "rst", "blackhole"]
 _DROP_MODES = ("fin", "rst", "blackhole")
 _LINGER_RST = struct.pack("ii", 1, 0)
 _BUFFER = 64 * 1024
 _UPSTREAM_CONNECT_TIMEOUT = 5.0
+# A client's address as accept() gives it: (host, port), plus (flowinfo, scope_id) on IPv6.
+_Peer: TypeAlias = tuple[str, int] | tuple[str, int, int, int]
+
+
+class ProxyStats(TypedDict):
+    """What :meth:`TcpProxy.stats` returns."""
+
+    target: str  # "host:port"
+    listening: bool
+    opened: int
+    open_now: int
+    failed: int
+    dropped: int
+    expired: int
+    last_error: str | None
 
 
 class _Connection:
@@ -53,7 +68,7 @@ class _Connection:
         "upstream",
     )
 
-    def __init__(self, client: socket.socket, peer: Any, now: float) -> None:
+    def __init__(self, client: socket.socket, peer: _Peer, now: float) -> None:
         self.client = client
         self.upstream: socket.socket | None = None
         self.peer = peer
@@ -293,7 +308,7 @@ class TcpProxy:
     def reset_counts(self) -> None:
         self.opened = self.failed = self.dropped = self.expired = 0
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ProxyStats:
         return {
             "target": f"{self.target_host}:{self.target_port}",
             "listening": self._listener is not None,

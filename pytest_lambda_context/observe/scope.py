@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import socket
+    import weakref
+
     from pytest_lambda_context.observe.events import ObservedEvent
+    from pytest_lambda_context.observe.shared_connections import SharedConnection
 
 
 __all__ = [
@@ -43,7 +47,7 @@ class Scope:
     network: str = "allow"
     # Weak references to the sockets function code connected, so that shutting an
     # environment down closes them, as the end of a Lambda environment does.
-    sockets: list[Any] = field(default_factory=list)
+    sockets: list[weakref.ref[socket.socket]] = field(default_factory=list)
     # Module isolation: descriptors function code opened with os calls, by number, with
     # the (device, inode) they named (see observe/descriptors.py).
     descriptors: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -51,11 +55,11 @@ class Scope:
     # can read the line of code waiting on a connection that C code opened.
     thread: int = 0
     # Module isolation: what notices writes under the literal /tmp (environments'
-    # shared_tmp.TmpWatch); None: not watched.
+    # shared_tmp.TmpWatch: a layer above this one, so not named here); None: not watched.
     tmp_watch: Any = None
     # Module isolation: uses of another environment's connection during the current
-    # call (shared_connections.SharedConnection), renewed with ``events``.
-    shared: list[Any] = field(default_factory=list)
+    # call, renewed with ``events``.
+    shared: list[SharedConnection] = field(default_factory=list)
 
 
 # Per thread: ``internal`` (a thread of the plugin's own) and what monitors note.

@@ -21,10 +21,29 @@ import sys
 import weakref
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pytest_lambda_context.observe.installation import Installation
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT, THREAD_FLAGS, Scope
+
+if TYPE_CHECKING:  # types only: ssl is imported where it is used (it may be missing)
+    import ssl
+    from collections.abc import Callable
+    from typing import Literal, TypedDict
+
+    _Key = Literal["send", "sendall", "tls.send", "tls.sendall", "tls.wrap_socket"]
+    # The wrapped originals by key; their arguments are passed through untouched.
+    _Originals = TypedDict(
+        "_Originals",
+        {
+            "send": Callable[..., int],
+            "sendall": Callable[..., None],
+            "tls.send": Callable[..., int],
+            "tls.sendall": Callable[..., None],
+            "tls.wrap_socket": Callable[..., ssl.SSLSocket],
+        },
+        total=False,
+    )
 
 __all__ = [
     "SharedConnection",
@@ -54,7 +73,7 @@ class SharedConnection:
 # The scope that connected each socket of function code (weak: sockets come and go).
 _OWNERS: weakref.WeakKeyDictionary[socket.socket, Scope] = weakref.WeakKeyDictionary()
 # What socket.socket's own dictionary held for each wrapped name (_MISSING: nothing).
-_original: dict[str, Any] = {}
+_original: _Originals = {}
 _saved: dict[str, object] = {}
 _MISSING = object()
 
@@ -91,13 +110,13 @@ def _check(sock: socket.socket) -> None:
     _OWNERS[sock] = scope
 
 
-def _send(sock: socket.socket, *args: Any) -> Any:
+def _send(sock: socket.socket, *args: object) -> int:
     if ACTIVE_SLOT[0] is not None:
         _check(sock)
     return _original["send"](sock, *args)
 
 
-def _sendall(sock: socket.socket, *args: Any) -> Any:
+def _sendall(sock: socket.socket, *args: object) -> None:
     if ACTIVE_SLOT[0] is not None:
         _check(sock)
     return _original["sendall"](sock, *args)
@@ -111,9 +130,9 @@ def _holder(sock: socket.socket, code_root: str) -> str | None:
         if isinstance(module, ModuleType):
             modules[id(vars(module))] = module_name
     seen = {id(sock)}
-    level: list[Any] = [sock]
+    level: list[object] = [sock]
     for _ in range(8):
-        following: list[Any] = []
+        following: list[object] = []
         for item in level:
             for referrer in gc.get_referrers(item):
                 if referrer is level or referrer is following or id(referrer) in seen:
@@ -147,19 +166,21 @@ def message_for(uses: list[SharedConnection]) -> str:
     )
 
 
-def _tls_send(sock: socket.socket, *args: Any, **kwargs: Any) -> Any:
+def _tls_send(sock: ssl.SSLSocket, *args: object, **kwargs: object) -> int:
     if ACTIVE_SLOT[0] is not None:
         _check(sock)
     return _original["tls.send"](sock, *args, **kwargs)
 
 
-def _tls_sendall(sock: socket.socket, *args: Any, **kwargs: Any) -> Any:
+def _tls_sendall(sock: ssl.SSLSocket, *args: object, **kwargs: object) -> None:
     if ACTIVE_SLOT[0] is not None:
         _check(sock)
     return _original["tls.sendall"](sock, *args, **kwargs)
 
 
-def _wrap_socket(context: Any, sock: Any, *args: Any, **kwargs: Any) -> Any:
+def _wrap_socket(
+    context: ssl.SSLContext, sock: socket.socket, *args: object, **kwargs: object
+) -> ssl.SSLSocket:
     # TLS over a connected socket is a new socket object on the same connection (the
     # plain one is detached): it belongs to whoever connected the plain one, and is
     # closed with that environment as the plain one would have been.
@@ -171,11 +192,11 @@ def _wrap_socket(context: Any, sock: Any, *args: Any, **kwargs: Any) -> Any:
     return wrapped
 
 
-def _patches() -> list[tuple[type, str, str, Any]]:
+def _patches() -> list[tuple[type, str, _Key, object]]:
     """(class, attribute, key, wrapper): plain sockets' sends, and TLS sockets' (their
     class overrides send and sendall) with the wrapping that makes one, where this
     Python has ssl."""
-    patches: list[tuple[type, str, str, Any]] = [
+    patches: list[tuple[type, str, _Key, object]] = [
         (socket.socket, "send", "send", _send),
         (socket.socket, "sendall", "sendall", _sendall),
     ]
@@ -206,7 +227,7 @@ def _remove() -> None:
                 delattr(cls, name)
             else:
                 setattr(cls, name, previous)
-    _original.clear()
+        _original.pop(key, None)  # a TypedDict has no clear()
     _saved.clear()
     _OWNERS.clear()
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Protocol
+from types import FrameType
+from typing import Protocol
 
 from pytest_lambda_context.observe import connect_lines
 from pytest_lambda_context.observe.connections import ConnectionEvent, thread_frames, user_frame
@@ -135,5 +136,5 @@ def attribute(proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]) -
 def _waiting_line(scope: Scope) -> str | None:
     """The line of function code that the scope's thread is in now: the call that is
     waiting for this connection's first answer (C code's connect has no Python frame)."""
-    frame: Any = thread_frames().get(scope.thread) if scope.thread else None
+    frame: FrameType | None = thread_frames().get(scope.thread) if scope.thread else None
     return user_frame(scope.code_root, frame) if frame is not None else None
