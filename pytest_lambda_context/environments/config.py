@@ -7,8 +7,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 from pytest_lambda_context.environments.registry import ISOLATIONS, Isolation
 from pytest_lambda_context.runtime.context import refuse_reserved
@@ -46,7 +45,10 @@ DEFAULT_FRESH_PACKAGES = ("aws_lambda_powertools", "aws_embedded_metrics")
 _NEVER_FRESH = frozenset({"pytest", "_pytest", "pluggy", "pytest_lambda_context"})
 
 
-def check_fresh_packages(fresh_packages: Any) -> tuple[str, ...]:
+# The checks below take an option as the user gave it: typed ``object`` where they
+# check its type, and as the option's form where they check its items (iterating
+# something else fails with Python's own TypeError).
+def check_fresh_packages(fresh_packages: Iterable[str] | None) -> tuple[str, ...]:
     """``fresh_packages``: None or top-level package names (their form; see
     :func:`find_fresh_packages` for whether they are installed)."""
     if fresh_packages is None:
@@ -73,7 +75,7 @@ def check_fresh_packages(fresh_packages: Any) -> tuple[str, ...]:
     return names
 
 
-def find_fresh_packages(fresh_packages: Any, code_root: str) -> frozenset[str]:
+def find_fresh_packages(fresh_packages: Iterable[str] | None, code_root: str) -> frozenset[str]:
     """The default packages and ``fresh_packages``; each of these must be importable."""
     names = check_fresh_packages(fresh_packages)
     for name in names:
@@ -95,7 +97,7 @@ def _in_folder(name: str, folder: str) -> bool:
 ALWAYS_INHERITED = ("PATH", "LANG")
 
 
-def check_inherit_env(inherit_env: Any) -> tuple[str, ...] | bool:
+def check_inherit_env(inherit_env: Iterable[str] | bool | None) -> tuple[str, ...] | bool:
     """``inherit_env``: None, True (every variable) or names; the names it stands for."""
     if inherit_env is None or inherit_env is False:
         return ()
@@ -110,7 +112,7 @@ def check_inherit_env(inherit_env: Any) -> tuple[str, ...] | bool:
 
 
 def check_execution_model(
-    isolation: Isolation, snap_start: Any, per_environment_concurrency: Any
+    isolation: Isolation, snap_start: object, per_environment_concurrency: object
 ) -> None:
     """SnapStart and Lambda Managed Instances: only where the isolation can (process
     isolation), and not both."""
@@ -142,7 +144,7 @@ def check_execution_model(
         )
 
 
-def check_handler(handler: Any) -> str:
+def check_handler(handler: object) -> str:
     """What Lambda's API takes as a Handler; whether it loads is decided at init."""
     if not isinstance(handler, str):
         raise TypeError(
@@ -161,7 +163,7 @@ def check_handler(handler: Any) -> str:
     return handler
 
 
-def check_function_name(name: Any) -> str:
+def check_function_name(name: object) -> str:
     if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
         raise ValueError(
             f"function_name={name!r}: Lambda takes 1 to 64 letters, digits, hyphens or "
@@ -170,13 +172,13 @@ def check_function_name(name: Any) -> str:
     return name
 
 
-def check_region(region: Any) -> str:
+def check_region(region: object) -> str:
     if not isinstance(region, str) or not _REGION.fullmatch(region):
         raise ValueError(f"region={region!r}: expected an AWS region name such as 'eu-west-1'")
     return region
 
 
-def check_code_root(code_root: Any) -> str:
+def check_code_root(code_root: object) -> str:
     """The code root as an absolute path; it must be an existing folder."""
     if not isinstance(code_root, (str, os.PathLike)):
         raise TypeError(f"code_root must be a folder path (str or os.PathLike), not {code_root!r}")
@@ -199,7 +201,7 @@ def default_name(module_name: str, handler: str) -> str:
 
 
 def check_number(
-    name: str, value: Any, *, minimum: float, maximum: float | None = None, integer: bool = False
+    name: str, value: object, *, minimum: float, maximum: float | None = None, integer: bool = False
 ) -> None:
     if (
         isinstance(value, bool)

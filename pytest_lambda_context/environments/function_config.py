@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import ChainMap
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
@@ -210,6 +210,8 @@ class FunctionConfig:
         """The config of ``LambdaFunction(handler, **options)``: defaults filled in, the
         code root found, every option checked (TypeError or ValueError saying what is
         wrong and the right form)."""
+        # ``options`` hold Any: the values as the user gave them, passed on to the fields;
+        # the checks here and in __post_init__ decide whether they fit.
         check_handler(handler)
         unknown = sorted(set(options) - set(OPTION_NAMES))
         if unknown:
@@ -291,10 +293,10 @@ class FunctionConfig:
             worker_pool=worker_pool,
         )
 
-    def reuse_key(self) -> tuple[Any, ...]:
+    def reuse_key(self) -> tuple[Hashable, ...]:
         """What makes two functions the same for warm reuse across tests: every option,
         none of the wiring."""
-        key: list[Any] = []
+        key: list[Hashable] = []
         for option in fields(self):
             if option.metadata.get("wiring"):
                 continue

@@ -25,7 +25,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from types import FrameType, ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, Protocol, TypeVar, cast
 
 from pytest_lambda_context.environments import shared_tmp
 from pytest_lambda_context.environments.base import ExecutionEnvironment
@@ -67,6 +67,8 @@ from pytest_lambda_context.runtime.pytest_outcomes import is_test_outcome
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from pytest_lambda_context.environments.function_config import FunctionConfig
     from pytest_lambda_context.environments.spec import (
         FunctionSink,
@@ -74,12 +76,28 @@ if TYPE_CHECKING:
     )
     from pytest_lambda_context.observe.events import ObservedEvent
 
+    # What signal.signal takes and returns: a function, SIG_DFL/SIG_IGN, or None.
+    _SignalHandler: TypeAlias = (
+        Callable[[int, FrameType | None], object] | int | signal.Handlers | None
+    )
+
 __all__ = ["ModuleEnvironment"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class _EnvironStore(Protocol):
+    """os.environ and os.environb: their private data dict, which both share (encoded:
+    bytes on POSIX)."""
+
+    _data: dict[bytes, bytes]
+
 
 # The real os.environ (function code may rebind the name), and os.environb, which
 # shares its data dict and must follow the swap.
 _ENVIRON = os.environ
-_environb: Any = getattr(os, "environb", None)
+_environb: _EnvironStore | None = getattr(os, "environb", None)
 _THIRD_PARTY_MARKERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -190,8 +208,8 @@ class _Outer:
         self.displaced: dict[str, ModuleType] = {}
         self.module_count = 0
         self.last_module = ""
-        # 2. os.environ's data dict (bytes on POSIX, whatever typeshed says)
-        self.environ_data: dict[Any, Any] = {}
+        # 2. os.environ's data dict
+        self.environ_data: dict[bytes, bytes] = {}
         # 3., 4.
         self.path: list[str] = []
         self.tempdir: str | None = None
@@ -221,21 +239,24 @@ class ModuleEnvironment(ExecutionEnvironment):
         self._modules: dict[str, ModuleType] = {}
         # The test's own copies of the function's modules that init did not import.
         self._shadowed: tuple[str, ...] = ()
-        self._handler: Any = None
+        # The handler module's attribute as found (None: no init yet): not checked for
+        # being callable, as in awslambdaric (calling it fails per invocation).
+        self._handler: object = None
         self._handler_module: ModuleType | None = None
         self._context: LambdaContext | None = None
         variables = self._initial_environ()
         environ = os.environ
         # os.environ keeps its data in ``_data`` (encoded); swapping that dict in and
         # out is O(1), where setting variables one by one costs a putenv each.
-        # (bytes on POSIX, whatever typeshed says)
-        self._environ_data: dict[Any, Any] = {
-            environ.encodekey(k): environ.encodevalue(v) for k, v in variables.items()
-        }
+        # (bytes on POSIX, where typeshed has os.environ's encoders return str)
+        self._environ_data = cast(
+            "dict[bytes, bytes]",
+            {environ.encodekey(k): environ.encodevalue(v) for k, v in variables.items()},
+        )
         # What the runtime installs: the log stream and the logging setup.
         self._runtime_logging = SwappedRuntimeLogging(variables)
         self._encoder = ResultEncoder(variables.get("AWS_EXECUTION_ENV"))
-        self._trace_key = environ.encodekey("_X_AMZN_TRACE_ID")
+        self._trace_key = cast("bytes", environ.encodekey("_X_AMZN_TRACE_ID"))
         self._trace_headers = TraceHeaders(secrets.token_hex(8))
         # The last phase's log events (set when the environment's state is swapped out).
         self._output: list[str] = []
@@ -253,6 +274,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         # What a swap-in replaced, for the swap-out to put back (see _enter).
         self._outer = _Outer()
         # What its code bound to os.environ in place of the real mapping (None: nothing).
+        # Any: whatever object that is, put back as os.environ (typeshed's os.environ is
+        # always the real mapping's type).
         self._environ_binding: Any = None
         # Holding LEAK_WATCH (from its first init to its shutdown), and its handler's file.
         self._watching_leaks = False
@@ -709,8 +732,8 @@ class _ProcessHooks:
         self.foreign_interval = 0.0
         # Our timer left pending after an invocation ended in time (see _with_timeout).
         self.stray_due: float | None = None
-        self.previous_handler: Any = None
-        self.previous_sigint: Any = None
+        self.previous_handler: _SignalHandler = None
+        self.previous_sigint: _SignalHandler = None
         self.main_thread = threading.main_thread()
         self.main_ident = self.main_thread.ident
         # The thread running function code now (None: none), and the real os._exit.
@@ -718,7 +741,7 @@ class _ProcessHooks:
         # This process is a child that function code forked (see _after_fork).
         self.forked = False
         self.pid = os.getpid()
-        self.real_exit: Callable[[int], Any] = os._exit
+        self.real_exit: Callable[[int], NoReturn] = os._exit
 
     def acquire(self) -> None:
         if self.users == 0:
@@ -741,7 +764,9 @@ class _ProcessHooks:
                     self.previous_sigint = signal.signal(signal.SIGINT, _real_interrupt)
         self.users += 1
 
-    def _tracked_setitimer(self, which: int, seconds: float, interval: float = 0.0) -> Any:
+    def _tracked_setitimer(
+        self, which: int, seconds: float, interval: float = 0.0
+    ) -> tuple[float, float]:
         if which == signal.ITIMER_REAL:
             self.stray_due = None  # no longer ours
         return _real_setitimer(which, seconds, interval)
@@ -828,7 +853,9 @@ def _nothing() -> None:
     pass
 
 
-def _function_atexit(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any]:
+def _function_atexit(
+    func: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+) -> Callable[_P, _R]:
     """``atexit.register`` while module-isolated functions exist: a callback that
     function code registers never runs, as on Lambda, which kills the runtime; at
     pytest's exit it would run after the summary (a library that function code
@@ -912,7 +939,7 @@ _PHASES = threading.RLock()
 _SAME_TIMER = 0.01
 
 
-def _with_timeout(timeout: float, call: Any, *args: Any) -> Any:
+def _with_timeout(timeout: float, call: Callable[..., _R], *args: object) -> _R:
     """Run ``call`` and interrupt it with SIGALRM after ``timeout`` seconds.
 
     Signals reach only the main thread, and only between bytecodes: elsewhere, or in a

@@ -24,7 +24,6 @@ import sys
 import warnings
 import weakref
 from types import ModuleType
-from typing import Any
 
 __all__ = ["TestSidePatchWarning", "check", "observe", "test_caller"]
 
@@ -43,7 +42,7 @@ class _Watch:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.modules: list[tuple[ModuleType, dict[str, Any]]] = []
+        self.modules: list[tuple[ModuleType, dict[str, object]]] = []
         self.seen: set[str] = set()
         self.modules_count = -1
         self.warned: set[tuple[str, int]] = set()
@@ -62,7 +61,7 @@ class _Watch:
                 self.seen.add(name)
                 self.modules.append((module, _first_seen(module)))
 
-    def patched(self) -> list[tuple[str, Any]]:
+    def patched(self) -> list[tuple[str, object]]:
         self.observe()
         mock_base = _mock_base()
         found = []
@@ -86,11 +85,11 @@ class _Watch:
 # Process-wide, as sys.modules is: the first sight of a module object (weakly held, so
 # a module dropped from sys.modules is forgotten with it). Patches are undone after
 # each test, so a fingerprint stays valid from one test to the next.
-_FIRST_SEEN: weakref.WeakKeyDictionary[ModuleType, dict[str, Any]] = weakref.WeakKeyDictionary()
+_FIRST_SEEN: weakref.WeakKeyDictionary[ModuleType, dict[str, object]] = weakref.WeakKeyDictionary()
 _WATCHES: dict[str, _Watch] = {}
 
 
-def _first_seen(module: ModuleType) -> dict[str, Any]:
+def _first_seen(module: ModuleType) -> dict[str, object]:
     first = _FIRST_SEEN.get(module)
     if first is None:
         first = _FIRST_SEEN[module] = dict(vars(module))
@@ -98,7 +97,7 @@ def _first_seen(module: ModuleType) -> dict[str, Any]:
 
 
 def _mock_base() -> tuple[type, ...]:
-    mock: Any = sys.modules.get("unittest.mock")
+    mock = sys.modules.get("unittest.mock")
     return (mock.NonCallableMock,) if mock is not None else ()
 
 

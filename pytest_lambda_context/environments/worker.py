@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments import sandbox, worker_coverage
 from pytest_lambda_context.environments.blank_pool import BlankPool, BlankWorker
@@ -67,6 +67,13 @@ from pytest_lambda_context.observe.drivers import DriverWatch
 from pytest_lambda_context.runtime.clock import real_monotonic
 from pytest_lambda_context.runtime.pytest_outcomes import describe_outcome, is_test_outcome
 from pytest_lambda_context.runtime.records import ErrorPayload, OutcomeKind
+
+if TYPE_CHECKING:
+    # At run time, imported where they are used (as the rest of this module does).
+    from pytest_lambda_context.environments.stale_connections import Inherited
+    from pytest_lambda_context.observe.scope import Scope
+    from pytest_lambda_context.runtime.log_stream import LogStream, StreamTee
+    from pytest_lambda_context.runtime.marshal import ResultEncoder
 
 __all__ = [
     "PRELOAD",
@@ -378,7 +385,7 @@ def _fork(
     expose: tuple[str, ...] = (),
     serve: Callable[[socket.socket, str | None], int] | None = None,
     *,
-    coverage: Any = None,
+    coverage: worker_coverage.CoverageHandoff | None = None,
 ) -> int:
     """Fork a worker that serves the channel ``channel_fd``; its pid.
 
@@ -432,7 +439,9 @@ def _fork(
         os._exit(status)
 
 
-def _fork_blank(inherited: Sequence[socket.socket], coverage: Any) -> BlankWorker:
+def _fork_blank(
+    inherited: Sequence[socket.socket], coverage: worker_coverage.CoverageHandoff | None
+) -> BlankWorker:
     """Fork a blank worker for the template's pool (see blank_pool): all of a worker's
     set-up that does not depend on its environment, then a wait for the fork request
     that names it."""
@@ -566,6 +575,8 @@ class _Worker:
         self.channel = channel
         # Why /tmp is the host's (None: it is this environment's own).
         self.tmp_refused = tmp_refused
+        # The handler module's attribute as found (None: no init yet). Any: it is not
+        # checked for being callable, as in awslambdaric (calling it fails per invocation).
         self.handler: Any = None
         # Set by the init request (a restore's is the snapshot's, renamed).
         self.config: WorkerConfig
@@ -573,12 +584,13 @@ class _Worker:
         # become a fork server (a SnapStart snapshot, a Managed Instances environment).
         self.then: Callable[[], int] | None = None
         # SnapStart: the snapshot's connections, broken anew in each restored environment.
-        self.inherited: list[Any] = []
+        self.inherited: list[Inherited] = []
         self.restored_at = 0.0
-        self.log: Any = None
-        self.tees: tuple[Any, ...] = ()
+        # The runtime's log stream and marshaller: set by the init request (_install_runtime).
+        self.log: LogStream
+        self.tees: tuple[StreamTee, ...] = ()
         self.log_json = False
-        self.encoder: Any = None
+        self.encoder: ResultEncoder
         self.trace_tag = ""
         self.trace_number = 0
         # C-level drivers (libpq, ...) that function code loaded, reported as they appear.
@@ -699,7 +711,7 @@ class _Worker:
         )
         return reply, exit_status
 
-    def scope(self, request_id: str | None) -> Any:
+    def scope(self, request_id: str | None) -> Scope:
         """Where function code's connections and clients are counted (None: init phases)."""
         from pytest_lambda_context.observe.scope import Scope
 
@@ -789,7 +801,7 @@ class _Worker:
 
         return self._serve_forks(restore)
 
-    def restored(self, channel: socket.socket, tmp_refused: str | None, state: Any) -> int:
+    def restored(self, channel: socket.socket, tmp_refused: str | None, state: object) -> int:
         """A restored environment: the snapshot's memory, as a Lambda restore leaves it."""
         from pytest_lambda_context.environments import snapshot_runtime, stale_connections
 

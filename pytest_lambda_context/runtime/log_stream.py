@@ -14,6 +14,7 @@ capture (``capsys``, ``capfd``, ``-s``) sees it either way.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 __all__ = ["LogStream", "StreamTee"]
@@ -33,7 +34,7 @@ class LogStream:
         self.tenant_id: str | None = None
         self.write_through = write_through
         # Where output goes: the test's stdout and stderr (set around each phase).
-        self.targets: list[Any] = [None, None]
+        self.targets: list[TextIO | None] = [None, None]
         # Output to replay in the test process: (1 or 2, text).
         self.chunks: list[tuple[int, str]] = []
 
@@ -95,7 +96,7 @@ class StreamTee:
             self._partial += text
         return len(text)
 
-    def writelines(self, lines: Any) -> None:
+    def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
 
@@ -120,7 +121,8 @@ class StreamTee:
         return False
 
     def __getattr__(self, name: str) -> Any:
-        # encoding, errors, fileno, buffer...: those of the stream it stands for.
+        # encoding, errors, fileno, buffer...: those of the stream it stands for (Any:
+        # whichever attribute is asked for).
         return getattr(self.real, name)
 
 

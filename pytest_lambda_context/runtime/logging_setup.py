@@ -20,10 +20,13 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pytest_lambda_context.runtime.log_stream import LogStream, StreamTee
 from pytest_lambda_context.runtime.marshal import ResultEncoder
+
+if TYPE_CHECKING:
+    from pytest_lambda_context.runtime.records import ErrorPayload
 
 __all__ = [
     "UNHANDLED_EXCEPTION_WARNING",
@@ -110,7 +113,7 @@ class JsonFormatter(logging.Formatter):
         record.levelno = _level_bucket(record)
         record.levelname = logging.getLevelName(record.levelno)
         exc_info = record.exc_info
-        result: dict[str, Any] = {
+        result: dict[str, object] = {
             "timestamp": self.formatTime(record, self.datefmt),
             "level": record.levelname,
             "message": (
@@ -187,7 +190,7 @@ def install_runtime_logging(log: LogStream, environ: Mapping[str, str]) -> None:
     root.addHandler(handler)
 
 
-def error_lines(payload: Mapping[str, Any], json_encoder: ResultEncoder | None) -> list[str]:
+def error_lines(payload: ErrorPayload, json_encoder: ResultEncoder | None) -> list[str]:
     """The runtime's report of an error in the log (awslambdaric's ``log_error``): text,
     or with ``AWS_LAMBDA_LOG_FORMAT=JSON`` one record encoded by the runtime's own
     encoder (``json_encoder``: non-ASCII written as it is on Python 3.12 and above)."""
@@ -262,7 +265,7 @@ class SwappedRuntimeLogging:
         )
         self.root = RootLogging(self.log, environ)
         # What function code has as sys.stdout and sys.stderr (it may replace them).
-        self.streams: tuple[Any, Any] = self.tees
+        self.streams: tuple[TextIO | StreamTee, TextIO | StreamTee] = self.tees
         # The root logger's handlers and level that enter() replaced, for exit().
         self.outer_handlers: list[logging.Handler] = []
         self.outer_level = logging.NOTSET
@@ -279,6 +282,7 @@ class SwappedRuntimeLogging:
         log = self.log
         log.events = []
         targets = log.targets
+        # Any: the test's streams, or a calling environment's tees (both or neither).
         stdout: Any = sys.stdout
         stderr: Any = sys.stderr
         if type(stdout) is StreamTee:
@@ -319,6 +323,6 @@ class SwappedRuntimeLogging:
             err.end_phase()
         return log.events
 
-    def report_error(self, payload: Mapping[str, Any]) -> None:
+    def report_error(self, payload: ErrorPayload) -> None:
         """The runtime's log entry for an error (call between enter and exit)."""
         self.log.log_error(error_lines(payload, self.json_encoder))

@@ -18,7 +18,7 @@ import contextlib
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Protocol, TextIO, cast
 
 __all__ = ["LAMBDA_FILTERS", "WarningsShare", "show_warning", "use_lambda_defaults"]
 
@@ -32,10 +32,22 @@ LAMBDA_FILTERS: tuple[tuple[str, None, type[Warning], str | None, int], ...] = (
     ("ignore", None, ResourceWarning, None, 0),
 )
 
-# warnings' private display hooks (_showwarnmsg_impl) are read through the module object.
-_WARNINGS: Any = warnings
 _Filter = tuple[str, object, type[Warning], object, int]
 _ShowMessage = Callable[[warnings.WarningMessage], None]
+
+
+class _WarningsModule(Protocol):
+    """What is swapped of ``warnings``, as it is at run time: typeshed has ``filters`` as
+    a Sequence of compiled patterns (Python's own defaults hold plain strings, and lists
+    are bound here) and no ``_showwarnmsg_impl`` (the private display hook)."""
+
+    filters: list[_Filter]
+    showwarning: Callable[..., None]
+    _showwarnmsg_impl: _ShowMessage
+
+
+# warnings' private display hooks (_showwarnmsg_impl) are read through the module object.
+_WARNINGS = cast("_WarningsModule", warnings)
 # Python's own showwarning (which then calls _showwarnmsg_impl), whatever replaced it.
 _SHOWWARNING: Callable[..., None] = getattr(warnings, "_showwarning_orig", warnings.showwarning)
 
