@@ -18,13 +18,15 @@ import difflib
 import re
 from collections.abc import Callable, Mapping
 
-__all__ = ["PROXY_PREFIX", "check_placeholders", "fill_placeholders"]
+__all__ = ["PROXY_PREFIX", "SERVICE_FIELDS", "check_placeholders", "fill_placeholders"]
 
 Suppliers = Mapping[str, Callable[[], str]]
 
 PROXY_PREFIX = "proxy:"
 # A service fixture's placeholders: {NAME_url}, {NAME_host}, ... (es, postgres, ...).
-_SERVICE = re.compile(r"[A-Za-z][A-Za-z0-9_]*_(url|host|port|user|password|db|index_prefix)")
+# What a service's placeholders end in ({postgres_url}, {es_index_prefix}, {redis_ca}).
+SERVICE_FIELDS = ("url", "host", "port", "user", "password", "db", "ca", "index_prefix")
+_SERVICE = re.compile(r"[A-Za-z][A-Za-z0-9_]*_(" + "|".join(SERVICE_FIELDS) + ")")
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*|proxy:[^{}\s]*"
 _TOKEN = re.compile(r"\{\{(" + _NAME + r")\}\}|\{(" + _NAME + r")\}")
 

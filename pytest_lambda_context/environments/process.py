@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import shutil
 import signal
@@ -71,6 +72,8 @@ __all__ = ["ProcessEnvironment", "WorkerCrashed"]
 
 # As in module isolation: Lambda gives the init phase 10 seconds.
 # Past the function's timeout, how long the reply may take to cross the channel.
+# A path under the host's /tmp inside a variable's value (a URL's query included).
+_TMP_PATH = re.compile(re.escape(sandbox.TMP + os.sep) + r"[^\s?&#;,'\"=]+")
 _SLACK = 0.05
 # How long a worker gets to exit by itself (atexit handlers) before SIGKILL.
 _EXIT_GRACE = 1.0
@@ -183,7 +186,7 @@ class ProcessEnvironment(ExecutionEnvironment):
     def _host_paths(self) -> list[str]:
         """What this environment needs from the host's /tmp, if it lives there: the code,
         the interpreter and its libraries, pytest's temporary folders, and paths that
-        the function's variables name."""
+        the function's variables name (whole, or inside a URL: a CA file's)."""
         spec = self.spec
         values = self._function_variables.values()
         return [
@@ -195,7 +198,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             *sys_path(),
             *spec.host_paths,
             *spec.layers,  # mounted at /opt from where they are
-            *(v for v in values if v.startswith(sandbox.TMP + os.sep)),
+            *(path for value in values for path in _TMP_PATH.findall(value)),
         ]
 
     @property

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pytest
 
 from pytest_lambda_context.environments.function_config import FunctionConfig, FunctionWiring
+from pytest_lambda_context.environments.placeholders import SERVICE_FIELDS
 from pytest_lambda_context.plugin import terminal
 from pytest_lambda_context.plugin.session import PluginState
 from pytest_lambda_context.services.datastores import backends, registry
@@ -25,8 +26,7 @@ __all__ = ["holder", "prepare_function", "session_service", "start_service"]
 # Service fixtures the plugin itself defines; any other fixture whose value has
 # placeholders() (factories.datastore) is found by its name in the test's fixtures.
 BUILT_IN = ("es", *registry.DATASTORES)
-_FIELDS = ("url", "host", "port", "user", "password", "db", "index_prefix")
-_TOKEN = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)_(" + "|".join(_FIELDS) + r")\}")
+_TOKEN = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)_(" + "|".join(SERVICE_FIELDS) + r")\}")
 
 
 class HasPlaceholders(Protocol):
@@ -99,6 +99,7 @@ def session_service(state: PluginState, name: str) -> Iterator[DatastoreService]
         options.get(f"lambda_{name}") or "auto",
         options.get(f"lambda_{name}_url"),
         image=options.get(f"lambda_{name}_image"),
+        tls=options.get(f"lambda_{name}_tls") == "on",
     )
     service = start_service(state, name, choice)
     try:

@@ -75,6 +75,7 @@ def datastore(
     version: str | None = None,
     name: str | None = None,
     image: str | None = None,
+    tls: bool = False,
 ) -> Any:
     """A fixture with a server of its own (``kind``: postgres, mysql or redis), a counting
     proxy named ``name`` (default: the fixture's name) and a database for its scope.
@@ -83,7 +84,8 @@ def datastore(
     "postgres")`` fills ``{orders_db_url}``, ``{orders_db_host}``, ... ``version``: the
     server's version must start with it (``"15"``); for PostgreSQL's local backend it
     also chooses /usr/lib/postgresql/VERSION/bin. ``image``: the container backend's
-    image (default: the official one of a pinned major version)."""
+    image (default: the official one of a pinned major version). ``tls``: the local
+    server serves TLS with a self-signed certificate (``{NAME_ca}`` is its path)."""
     if kind not in DATASTORES:
         raise ValueError(
             f"factories.datastore({kind!r}): no such datastore; choose one of "
@@ -106,6 +108,8 @@ def datastore(
             raise ValueError(f"factories.datastore({kind!r}, url=...): {exc}") from None
     if version is not None and (not isinstance(version, str) or not version.strip()):
         raise ValueError(f"factories.datastore({kind!r}, version={version!r}): text such as '15'")
+    if not isinstance(tls, bool):
+        raise ValueError(f"factories.datastore({kind!r}, tls={tls!r}): True or False")
     if image is not None and (not isinstance(image, str) or not image.strip()):
         raise ValueError(
             f"factories.datastore({kind!r}, image={image!r}): an image name such as "
@@ -124,7 +128,7 @@ def datastore(
         service = datastore_fixture.start_service(
             plugin_state(request.config),
             kind,
-            Choice(backend, url, version, image),
+            Choice(backend, url, version, image, tls),
             name=name or request.fixturename,
             placeholder_prefix=request.fixturename,
         )

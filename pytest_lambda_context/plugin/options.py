@@ -124,6 +124,15 @@ def _datastore_options() -> tuple[Option, ...]:
         )
         made.append(
             Option(
+                f"lambda_{name}_tls",
+                f"on: the {name} fixture's local server serves TLS with a self-signed "
+                f"certificate ({{{name}_ca}} in env is its path).",
+                ("off", "on"),
+                "off",
+            )
+        )
+        made.append(
+            Option(
                 f"lambda_{name}_image",
                 f"Image for the {name} fixture's container backend (default: the official "
                 "image of a pinned major version).",

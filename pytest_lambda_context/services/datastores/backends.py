@@ -33,6 +33,8 @@ class Choice:
     version: str | None = None
     # The container backend's image (None: the kind's default).
     image: str | None = None
+    # The local backend serves TLS, with a self-signed certificate made for it.
+    tls: bool = False
 
 
 def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
@@ -43,6 +45,12 @@ def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
     option = f"lambda_{kind.name}"
     if choice.backend not in CHOICES:
         raise ValueError(f"{option}={choice.backend!r}: choose one of {', '.join(CHOICES)}")
+    if choice.tls and (choice.backend in ("url", "container") or choice.url):
+        raise ValueError(
+            f"{option}_tls is for the local backend (a server the plugin starts with a "
+            "certificate of its own); for an existing server put TLS in its URL "
+            "(postgresql://...?sslmode=require, rediss://...)"
+        )
     if choice.backend == "url" or (choice.backend == "auto" and choice.url):
         if not choice.url:
             raise ValueError(f"{option}=url needs {option}_url (the server's URL)")
@@ -55,19 +63,19 @@ def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
     if choice.backend == "container":
         return _start_container(kind, image, probe_docker()), f"{option} = container"
     no_container = None
-    if choice.backend == "auto":
+    if choice.backend == "auto" and not choice.tls:  # TLS: the local backend's
         status = probe_docker()
         no_container = _why_no_container(status, image)
         if no_container is None:
             return _start_container(kind, image, status), f"auto: {status.detail}"
     try:
-        server = kind.start_local(choice.version)
+        server = kind.start_local(choice.version, tls=choice.tls)
     except ServerUnavailable as exc:
         raise ServerUnavailable(
             f"the {kind.name} fixture {exc}, or give an existing server with "
             f"--{option.replace('_', '-')}-url"
         ) from None
-    why = "the machine's binaries"
+    why = "the machine's binaries" + (", TLS" if choice.tls else "")
     if no_container is not None:
         why += f" (auto: {no_container})" if docker_endpoint() is not None else " (auto)"
     return server, why

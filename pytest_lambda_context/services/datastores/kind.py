@@ -24,6 +24,10 @@ class Endpoint:
     user: str = ""
     password: str = ""
     database: str = ""
+    # Connections use TLS; ``ca_file``: the certificate that signed the server's (a
+    # server the plugin started with its own self-signed one), "" where unknown.
+    tls: bool = False
+    ca_file: str = ""
 
     def at(self, host: str, port: int) -> Endpoint:
         return replace(self, host=host, port=port)
@@ -82,9 +86,10 @@ class DatastoreKind(Protocol):
     client_install: str  # what to install for its test-side client
     container: ContainerRecipe  # how it runs in a container (the container backend)
 
-    def start_local(self, version: str | None = None) -> Server:
+    def start_local(self, version: str | None = None, *, tls: bool = False) -> Server:
         """Start a server from the machine's binaries (raises ServerUnavailable); of
-        ``version`` where the kind can choose."""
+        ``version`` where the kind can choose; ``tls``: serving TLS with a self-signed
+        certificate made for it."""
         ...
 
     def parse_url(self, url: str) -> Endpoint:

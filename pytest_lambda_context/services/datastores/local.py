@@ -29,6 +29,7 @@ __all__ = [
     "ServerUnavailable",
     "find_binary",
     "free_port",
+    "make_certificate",
     "make_folder",
     "run_once",
     "server_user",
@@ -139,6 +140,37 @@ def _tie_to_parent(user: RunAs | None) -> Callable[[], None]:
             os._exit(1)
 
     return preexec
+
+
+def make_certificate(folder: str, user: RunAs | None) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key, in ``folder``
+    (the key readable by the server's user only, as servers insist). The certificate
+    is its own CA: clients that verify are given it."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise ServerUnavailable("needs openssl for a TLS certificate: apt-get install openssl")
+    cert, key = os.path.join(folder, "server.crt"), os.path.join(folder, "server.key")
+    command = [
+        openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ServerUnavailable(f"openssl could not make a certificate: {result.stderr[-500:]}")
+    os.chmod(key, 0o600)
+    os.chmod(cert, 0o644)
+    if user is not None:
+        os.chown(key, user.uid, user.gid)
+        os.chown(cert, user.uid, user.gid)
+    return cert, key
 
 
 def run_once(command: Sequence[str], user: RunAs | None, what: str) -> None:

@@ -37,7 +37,7 @@ class MysqlKind:
         ),
     )  # fmt: skip
 
-    def start_local(self, version: str | None = None) -> Server:
+    def start_local(self, version: str | None = None, *, tls: bool = False) -> Server:
         install_db = local.find_binary(
             ["mariadb-install-db", "mysql_install_db"], ("/usr/bin",), self.install
         )
@@ -65,13 +65,18 @@ class MysqlKind:
                 "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=0",
                 "--skip-log-bin", "--max-connections=300",
             ]  # fmt: skip
+            ca_file = ""
+            if tls:  # TLS offered (clients that ask get it; plain connections still work)
+                ca_file, key = local.make_certificate(folder, user)
+                command += [f"--ssl-cert={ca_file}", f"--ssl-key={key}", f"--ssl-ca={ca_file}"]
             process = local.start_process(command, folder, user, lambda: _greets(port), "mariadbd")
         except BaseException:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return Server(Endpoint("127.0.0.1", port, "root", "", "mysql"), "local", process)
+        endpoint = Endpoint("127.0.0.1", port, "root", "", "mysql", tls, ca_file)
+        return Server(endpoint, "local", process)
 
     def parse_url(self, url: str) -> Endpoint:
         parts = urlsplit(url)
@@ -117,6 +122,8 @@ class MysqlKind:
         import pymysql
 
         kwargs.setdefault("autocommit", True)
+        if endpoint.tls:
+            kwargs.setdefault("ssl", {"ca": endpoint.ca_file} if endpoint.ca_file else {})
         return pymysql.connect(
             host=endpoint.host,
             port=endpoint.port,

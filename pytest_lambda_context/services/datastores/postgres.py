@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import socket
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from pytest_lambda_context.services.datastores import local
 from pytest_lambda_context.services.datastores.kind import ContainerRecipe, Endpoint, Server
@@ -18,6 +18,7 @@ _FOLDERS = ("/usr/lib/postgresql/*/bin",)
 _SCHEMES = ("postgresql", "postgres")
 _IN_USE = "55006"
 _CONTAINER_PASSWORD = "lambda-context"
+_TLS_MODES = ("require", "verify-ca", "verify-full")
 # The protocol's SSLRequest: a server that accepts connections answers with one byte.
 _SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(
     4, "big"
@@ -42,7 +43,7 @@ class PostgresKind:
         ),
     )  # fmt: skip
 
-    def start_local(self, version: str | None = None) -> Server:
+    def start_local(self, version: str | None = None, *, tls: bool = False) -> Server:
         if version is None:
             initdb = local.find_binary(["initdb"], _FOLDERS, self.install)
         else:  # that version's folder only: PATH may hold another one
@@ -68,6 +69,11 @@ class PostgresKind:
                 "-F", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
                 "-c", "max_connections=300",
             ]  # fmt: skip
+            ca_file = ""
+            if tls:  # TLS offered (sslmode=require takes it; plain connections still work)
+                ca_file, key = local.make_certificate(folder, user)
+                command += ["-c", "ssl=on", "-c", f"ssl_cert_file={ca_file}"]
+                command += ["-c", f"ssl_key_file={key}"]
 
             def ready() -> bool:
                 with open(log, "rb") as text:
@@ -79,28 +85,35 @@ class PostgresKind:
 
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return Server(Endpoint("127.0.0.1", port, "postgres", "", "postgres"), "local", process)
+        endpoint = Endpoint("127.0.0.1", port, "postgres", "", "postgres", tls, ca_file)
+        return Server(endpoint, "local", process)
 
     def parse_url(self, url: str) -> Endpoint:
         parts = urlsplit(url)
         if parts.scheme not in _SCHEMES or not parts.hostname:
             raise ValueError("expected postgresql://user:password@host:port/database")
+        query = parse_qs(parts.query)
         return Endpoint(
             parts.hostname,
             parts.port or 5432,
             unquote(parts.username or "postgres"),
             unquote(parts.password or ""),
             unquote(parts.path.lstrip("/")) or "postgres",
+            tls=query.get("sslmode", [""])[0] in _TLS_MODES,
+            ca_file=query.get("sslrootcert", [""])[0],
         )
 
     def url(self, endpoint: Endpoint) -> str:
         user = quote(endpoint.user, safe="")
         if endpoint.password:
             user += ":" + quote(endpoint.password, safe="")
-        return (
+        url = (
             f"postgresql://{user}@{endpoint.host}:{endpoint.port}/"
             f"{quote(endpoint.database, safe='')}"
         )
+        # TLS required, not verified: what handlers on Lambda commonly ask of RDS (a
+        # handler that verifies takes {NAME_ca} as its sslrootcert).
+        return url + "?sslmode=require" if endpoint.tls else url
 
     def create_namespace(self, admin: Endpoint, name: str, *, owned: bool) -> str:
         self._execute(admin, f'CREATE DATABASE "{name}"')

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import socket
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from pytest_lambda_context.services.datastores import local
 from pytest_lambda_context.services.datastores.kind import ContainerRecipe, Endpoint, Server
@@ -42,7 +42,7 @@ class RedisKind:
     def __init__(self) -> None:
         self._numbers = itertools.count()
 
-    def start_local(self, version: str | None = None) -> Server:
+    def start_local(self, version: str | None = None, *, tls: bool = False) -> Server:
         binary = local.find_binary(["redis-server"], (), self.install)
         user = local.server_user(["redis"])
         folder = local.make_folder(self.name, user)
@@ -53,6 +53,12 @@ class RedisKind:
             "--databases", str(_DATABASES), "--maxclients", "1000",
         ]  # fmt: skip
         endpoint = Endpoint("127.0.0.1", port, "", "", "0")
+        if tls:  # TLS only, as ElastiCache with in-transit encryption
+            cert, key = local.make_certificate(folder, user)
+            command[command.index("--port") + 1] = "0"
+            command += ["--tls-port", str(port), "--tls-cert-file", cert, "--tls-key-file", key]
+            command += ["--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]
+            endpoint = Endpoint("127.0.0.1", port, "", "", "0", tls=True, ca_file=cert)
 
         def ready() -> bool:
             return bool(command_reply(endpoint, ["PING"]) == "PONG")
@@ -77,6 +83,8 @@ class RedisKind:
             unquote(parts.username or ""),
             unquote(parts.password or ""),
             database,
+            tls=parts.scheme == "rediss",
+            ca_file=parse_qs(parts.query).get("ssl_ca_certs", [""])[0],
         )
 
     def url(self, endpoint: Endpoint) -> str:
@@ -84,7 +92,12 @@ class RedisKind:
         if endpoint.password:
             auth += ":" + quote(endpoint.password, safe="")
         at = f"{auth}@" if auth else ""
-        return f"redis://{at}{endpoint.host}:{endpoint.port}/{endpoint.database or '0'}"
+        place = f"{endpoint.host}:{endpoint.port}/{endpoint.database or '0'}"
+        if not endpoint.tls:
+            return f"redis://{at}{place}"
+        # redis-py verifies the certificate: against the server's own CA, when known.
+        trust = f"?ssl_ca_certs={quote(endpoint.ca_file)}" if endpoint.ca_file else ""
+        return f"rediss://{at}{place}{trust}"
 
     def create_namespace(self, admin: Endpoint, name: str, *, owned: bool) -> str:
         if not owned:
@@ -136,7 +149,7 @@ def command_reply(endpoint: Endpoint, *commands: list[str]) -> _Reply:
     if endpoint.password:
         auth = [endpoint.user, endpoint.password] if endpoint.user else [endpoint.password]
         commands = (["AUTH", *auth], *commands)
-    with socket.create_connection((endpoint.host, endpoint.port), timeout=10) as sock:
+    with _connect(endpoint) as sock:
         reader = sock.makefile("rb")
         for parts in commands:
             payload = f"*{len(parts)}\r\n".encode()
@@ -148,6 +161,20 @@ def command_reply(endpoint: Endpoint, *commands: list[str]) -> _Reply:
         for _ in commands:
             reply = _read(reader)
         return reply
+
+
+def _connect(endpoint: Endpoint) -> socket.socket:
+    sock = socket.create_connection((endpoint.host, endpoint.port), timeout=10)
+    if not endpoint.tls:
+        return sock
+    import ssl
+
+    context = ssl.create_default_context(cafile=endpoint.ca_file or None)
+    try:
+        return context.wrap_socket(sock, server_hostname=endpoint.host)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _read(reader: Any) -> _Reply:

@@ -70,7 +70,7 @@ class DatastoreService:
     # -- where it is ---------------------------------------------------------------
     @property
     def backend(self) -> str:
-        """``"local"`` or ``"url"``."""
+        """``"local"``, ``"container"`` or ``"url"``."""
         return self._server.backend
 
     @property
@@ -109,6 +109,11 @@ class DatastoreService:
         return self._server.endpoint.password
 
     @property
+    def ca_file(self) -> str:
+        """The certificate to trust for TLS ("" without TLS, or where unknown)."""
+        return self._server.endpoint.ca_file
+
+    @property
     def db(self) -> str:
         """This holder's database (a name; for Redis a number)."""
         return self._database
@@ -130,6 +135,7 @@ class DatastoreService:
             f"{prefix}_user": lambda: self.user,
             f"{prefix}_password": lambda: self.password,
             f"{prefix}_db": lambda: self.db,
+            f"{prefix}_ca": lambda: self.ca_file,
         }
 
     def client(self, **kwargs: Any) -> Any:
