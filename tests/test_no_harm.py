@@ -516,6 +516,50 @@ def test_pytests_outcomes_raised_in_handler_code_are_pytests(
 
 
 @pytest.mark.parametrize("isolation", ["module", "process"])
+def test_a_skip_subclass_of_function_code_is_not_imported_into_the_test_process(
+    pytester: pytest.Pytester, isolation: str
+) -> None:
+    # Rebuilding the exception must not import the handler's module where the test
+    # runs: its init code reads the function's own variable, which the test lacks.
+    pytester.makepyfile(
+        **{
+            "app/__init__": "",
+            "app/main": """
+                import os
+                import pytest
+
+                TABLE = os.environ["TABLE_NAME"]
+
+                class NotReady(pytest.skip.Exception):
+                    pass
+
+                def handler(event, context):
+                    raise NotReady(f"{TABLE} is not ready")
+            """,
+        }
+    )
+    pytester.makepyfile(
+        test_it=f"""
+        import sys
+        import pytest
+
+        @pytest.mark.lambda_handler(
+            "app.main.handler", isolation={isolation!r}, env={{"TABLE_NAME": "orders"}}
+        )
+        def test_skips(lambda_function):
+            try:
+                lambda_function.invoke({{}})
+            finally:
+                if {isolation!r} == "process":
+                    assert "app.main" not in sys.modules
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED *app/main.py:10: *orders is not ready"])
+
+
+@pytest.mark.parametrize("isolation", ["module", "process"])
 def test_pytest_exit_in_a_handler_ends_the_session_with_its_code(
     pytester: pytest.Pytester, isolation: str
 ) -> None:

@@ -60,9 +60,10 @@ class CodeFrame(NamedTuple):
 class RaisedOutcome(NamedTuple):
     """One of pytest's outcome exceptions, as a worker process sends it back."""
 
-    # Where its class is defined: pytest's, or a plugin's subclass.
-    module: str
-    qualname: str
+    # pytest's own class of it, or the nearest one a subclass derives from (a subclass
+    # defined in function code is not imported into the test process: that would run
+    # the function's init code there).
+    name: str
     args: tuple[str | int | float | bool | None, ...]
     # Its attributes (msg, pytrace, returncode...), plain values only.
     attributes: dict[str, str | int | float | bool | None]
@@ -72,10 +73,8 @@ class RaisedOutcome(NamedTuple):
 
 def describe_outcome(exc: BaseException) -> RaisedOutcome:
     """What of ``exc`` crosses to the test process."""
-    cls = type(exc)
     return RaisedOutcome(
-        module=cls.__module__,
-        qualname=cls.__qualname__,
+        name=_pytests_own(type(exc)),
         args=tuple(arg if isinstance(arg, _PLAIN) else str(arg) for arg in exc.args),
         attributes={name: value for name, value in vars(exc).items() if isinstance(value, _PLAIN)},
         frames=[
@@ -87,31 +86,31 @@ def describe_outcome(exc: BaseException) -> RaisedOutcome:
     )
 
 
-def _find(module: str, qualname: str) -> object:
-    try:
-        target: object = importlib.import_module(module)
-        for name in qualname.split("."):
-            target = getattr(target, name)
-    except (ImportError, AttributeError):
-        return None
-    return target
+def _pytests_own(cls: type) -> str:
+    """The first class in ``cls``'s MRO that pytest's outcomes module defines."""
+    import sys
+
+    outcomes = sys.modules.get(_OUTCOMES_MODULE)
+    for base in cls.__mro__:
+        name: str = base.__name__
+        if outcomes is not None and getattr(outcomes, name, None) is base:
+            return name
+    return "Failed"  # not reached: is_test_outcome() found such a base
 
 
 def rebuild_outcome(raised: RaisedOutcome) -> BaseException:
-    """The exception ``raised`` describes, of its own class.
+    """The exception ``raised`` describes, of pytest's class.
 
     Built without calling the class (its signature differs across pytest versions): the
     same args and attributes, as pickle would restore them.
     """
-    target = _find(raised.module, raised.qualname)
-    if target is None:  # pytest names Skipped and Failed builtins' for its reports
-        target = _find(_OUTCOMES_MODULE, raised.qualname)
+    target = getattr(importlib.import_module(_OUTCOMES_MODULE), raised.name, None)
     if (
         not isinstance(target, type)
         or not issubclass(target, BaseException)
         or not _is_outcome_class(target)
     ):
-        raise TypeError(f"{raised.module}.{raised.qualname} is not one of pytest's outcomes")
+        raise TypeError(f"{raised.name} is not one of pytest's outcomes")
     exc = target.__new__(target, *raised.args)
     exc.args = raised.args
     for name, value in raised.attributes.items():
