@@ -84,6 +84,35 @@ def test_auto_without_the_image_uses_the_machines_binaries_and_says_why(
     ]
 
 
+def test_auto_falls_back_to_the_machines_binaries_when_the_container_fails(
+    pytester: pytest.Pytester, engine: FakeDockerEngine
+) -> None:
+    # The engine has the image but runs nothing (this fake answers only probes): the
+    # machine's own server does the test's work, and the reason says what happened.
+    pytest.importorskip("redis")
+    pytest.importorskip("testcontainers")
+    engine.images.add("redis:7-alpine")
+    _write_project(pytester, "redis", _memoized_test("redis"))
+    # A subprocess: the docker SDK does not survive pytester's in-process runs.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "lambda-context: redis: local (the machine's binaries (auto: the redis fixture: *"
+            "or choose --lambda-redis=local or url)), Redis at 127.0.0.1:*",
+            "BACKEND local *",
+        ]
+    )
+
+
+def test_a_version_chooses_the_image_of_that_version() -> None:
+    from pytest_lambda_context.services.datastores import registry
+
+    assert registry.kind("postgres").container.image_for("15") == "postgres:15-alpine"
+    assert registry.kind("mysql").container.image_for("10.11") == "mariadb:10.11"
+    assert registry.kind("redis").container.image_for(None) == "redis:7-alpine"
+
+
 @pytest.mark.parametrize("backend", ["container", "auto"])
 def test_the_options_and_the_factory_take_the_container_backend(
     pytester: pytest.Pytester, backend: str

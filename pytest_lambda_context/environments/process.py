@@ -456,6 +456,8 @@ class ProcessEnvironment(ExecutionEnvironment):
 
     def _discard_worker(self) -> None:
         """End the worker of a failed init attempt; the environment itself lives on."""
+        if self.pid is not None:
+            _taps.unregister_process(self.pid)  # its pid may be another process's next
         with contextlib.suppress(Exception):
             self._wait_exit(grace=0.0)
         if self._channel is not None:

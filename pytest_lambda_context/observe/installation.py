@@ -36,7 +36,10 @@ class Installation:
         """One more user (refcounted: each install needs its uninstall)."""
         with self.lock:
             if self.users == 0:
-                self._apply()  # counted only once it worked: a failed one left nothing
+                # Counted only once it worked. Not a transaction: an apply that failed
+                # part-way leaves what it had patched, and the error says the monitor
+                # is unusable in this process.
+                self._apply()
             self.users += 1
 
     def uninstall(self) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "docker_endpoint",
     "image_state",
     "probe_docker",
+    "publish",
     "remove_container",
     "testcontainers_defaults",
 ]
@@ -35,6 +36,8 @@ __all__ = [
 DOCKER_PROBE_TIMEOUT = 1.0
 # Asking the engine whether a registry has the image needs a registry round trip.
 _PULLABLE_TIMEOUT = 5.0
+# How long a watchdog gets to remove a container the session could not.
+_WATCHDOG_REMOVAL = 35.0
 
 
 class DockerEndpoint(NamedTuple):
@@ -210,6 +213,21 @@ def testcontainers_defaults() -> Iterator[None]:
     yield
 
 
+def publish(container: Any, port: int, endpoint: DockerEndpoint) -> None:
+    """Publish the container's ``port`` on a free port of the machine: on 127.0.0.1 only
+    when the engine is this machine's (a unix socket or a loopback address), so that the
+    test server is not reachable from the network; else on every address of the
+    engine's machine, the only way to reach it from here."""
+    host = urlsplit(endpoint.url.replace("tcp://", "http://", 1)).hostname
+    local = endpoint.url.startswith("unix://") or host in ("127.0.0.1", "localhost", "::1")
+    # The docker SDK takes (interface, port): testcontainers' own setter takes a port
+    # only, in every version, so its port table is written here.
+    ports = container.ports
+    for key in (port, str(port)):
+        ports.pop(key, None)
+    ports[str(port)] = ("127.0.0.1", None) if local else None
+
+
 class RunningContainer:
     """A container of ours: removed (and the engine client closed) by :meth:`stop`, or by
     a watchdog process if the test process is killed first (:meth:`guard`)."""
@@ -222,6 +240,10 @@ class RunningContainer:
         """Start the watchdog that removes the started container when this process is
         gone (see :mod:`~pytest_lambda_context.services.container_watchdog`)."""
         container_id = self.container.get_wrapped_container().id
+        # The plugin's own folder first: it may be importable here only through
+        # pytest's pythonpath setting, which a new interpreter does not have.
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        path = os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH"))))
         self._watchdog = subprocess.Popen(
             [
                 sys.executable,
@@ -233,6 +255,7 @@ class RunningContainer:
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": path},
             # Its own session: the terminal's Ctrl-C and a kill of pytest's process
             # group leave it to do its work.
             start_new_session=True,
@@ -251,19 +274,28 @@ class RunningContainer:
         return None
 
     def stop(self) -> None:
+        removed = False
         with contextlib.suppress(Exception):
             self.container.stop()
+            removed = True
         # After the removal, or its connection would be left for the garbage collector.
         with contextlib.suppress(Exception):
             self.container.get_docker_client().client.close()
         watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None:
-            # Removed (or not removable): nothing left for it. Killed rather than told
-            # by end of file: a process forked since holds a copy of the pipe.
-            watchdog.kill()
-            watchdog.wait()
+        if watchdog is None:
+            return
+        if not removed:
+            # Its turn: told by end of file, it tries with a client of its own.
             if watchdog.stdin is not None:
                 watchdog.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                watchdog.wait(timeout=_WATCHDOG_REMOVAL)
+        # Removed: nothing left for it. Killed rather than told by end of file: a
+        # process forked since holds a copy of the pipe.
+        watchdog.kill()
+        watchdog.wait()
+        if watchdog.stdin is not None:
+            watchdog.stdin.close()
 
 
 def remove_container(engine_url: str, container_id: str) -> None:
@@ -274,7 +306,11 @@ def remove_container(engine_url: str, container_id: str) -> None:
         if endpoint.raw:
             _docker_api(endpoint, "DELETE", f"/containers/{container_id}?force=1&v=1", 30)
             return
-        client = _sdk_client(endpoint, 30)
+        import docker
+
+        # TLS (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) and ssh come with the environment.
+        from_env = os.environ.get("DOCKER_HOST", "").strip() == engine_url
+        client = docker.from_env() if from_env else docker.DockerClient(base_url=engine_url)
         try:
             client.containers.get(container_id).remove(force=True, v=True)
         finally:

@@ -59,7 +59,7 @@ def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
         except ValueError as exc:
             raise ValueError(f"{option}_url={without_password(choice.url)!r}: {exc}") from None
         return Server(endpoint, "url"), f"{option}_url given"
-    image = choice.image or kind.container.image
+    image = choice.image or kind.container.image_for(choice.version)
     if choice.backend == "container":
         return _start_container(kind, image, probe_docker()), f"{option} = container"
     no_container = None
@@ -67,7 +67,10 @@ def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
         status = probe_docker()
         no_container = _why_no_container(status, image)
         if no_container is None:
-            return _start_container(kind, image, status), f"auto: {status.detail}"
+            try:
+                return _start_container(kind, image, status), f"auto: {status.detail}"
+            except ServerUnavailable as exc:  # the machine's binaries may still do
+                no_container = str(exc)
     try:
         server = kind.start_local(choice.version, tls=choice.tls)
     except ServerUnavailable as exc:

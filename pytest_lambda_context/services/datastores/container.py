@@ -10,8 +10,10 @@ or a shell in the image.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from pytest_lambda_context.services.datastores.kind import ContainerRecipe, Endpoint, Server
 from pytest_lambda_context.services.datastores.local import ServerUnavailable
@@ -19,6 +21,7 @@ from pytest_lambda_context.services.docker_engine import (
     DockerStatus,
     RunningContainer,
     image_state,
+    publish,
     testcontainers_defaults,
 )
 
@@ -54,10 +57,17 @@ def start_container(
         # The engine we probed: docker.from_env reads DOCKER_HOST from this mapping (a
         # socket we found ourselves, rootless or Docker Desktop, is not the SDK's default).
         environment = {**os.environ, "DOCKER_HOST": status.endpoint.url}
-        container = DockerContainer(image, docker_client_kw={"environment": environment})
-    container.with_exposed_ports(recipe.port)
+        try:  # it connects to the engine at once
+            container = DockerContainer(image, docker_client_kw={"environment": environment})
+        except Exception as exc:
+            raise ServerUnavailable(f"the Docker engine refused a client: {exc}") from None
+    publish(container, recipe.port, status.endpoint)
+    # A password of this start's own: the port may be reachable from elsewhere.
+    password = secrets.token_hex(12) if recipe.password_variables else ""
     for name, value in recipe.environment.items():
         container.with_env(name, value)
+    for name in recipe.password_variables:
+        container.with_env(name, password)
     if recipe.command:
         container.with_command(list(recipe.command))
     running = RunningContainer(container)
@@ -77,9 +87,9 @@ def start_container(
         except Exception as exc:  # no mapping: it exited at once, most likely
             why = running.exited() or str(exc)
             raise ServerUnavailable(f"{what} has no published port {recipe.port}: {why}") from None
-        # The published port is on every address of the machine; 127.0.0.1 rather than
-        # a name that may resolve to ::1 first.
+        # 127.0.0.1 rather than a name that may resolve to ::1 first.
         endpoint = recipe.endpoint.at("127.0.0.1" if host == "localhost" else host, port)
+        endpoint = replace(endpoint, password=password)
         _wait(recipe, endpoint, running, timeout, began, what)
     except BaseException:
         running.stop()
@@ -100,7 +110,7 @@ def _wait(
         try:
             if recipe.ready(endpoint):
                 return
-        except OSError as exc:
+        except Exception as exc:  # refused, reset, or the server's "loading" answer
             last = str(exc) or type(exc).__name__
         gone = running.exited()
         if gone is not None:

@@ -63,13 +63,21 @@ class Server:
 class ContainerRecipe:
     """How a kind runs in a container of its official image (or one that behaves alike)."""
 
+    def image_for(self, version: str | None) -> str:
+        """The default image, or the one of ``version``."""
+        return self.versioned_image.format(version=version) if version else self.image
+
     image: str  # the default image, pinned to a major version
+    # The image of a version asked for ("postgres:{version}-alpine").
+    versioned_image: str
     port: int  # where the server listens inside the container
-    # Whom the plugin connects as; host and port are filled in once it runs.
+    # Whom the plugin connects as; host and port (and the password) are filled in once
+    # it runs.
     endpoint: Endpoint
     # ready(endpoint): the server answers at endpoint (OSError counts as no).
     ready: Callable[[Endpoint], bool]
-    # The image's variables for that user's credentials (POSTGRES_PASSWORD, ...).
+    # The image's variables that set that user's password: a new one per start.
+    password_variables: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     # Arguments for the image's entrypoint (a test server: no durability, room for many
     # environments' connections).

@@ -16,7 +16,6 @@ __all__ = ["KIND", "MysqlKind"]
 
 _FOLDERS = ("/usr/sbin", "/usr/libexec", "/usr/local/mysql/bin")
 _SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
-_CONTAINER_PASSWORD = "lambda-context"
 
 
 class MysqlKind:
@@ -26,11 +25,13 @@ class MysqlKind:
     client_install = "pip install PyMySQL"
     container = ContainerRecipe(
         image="mariadb:11.4",
+        versioned_image="mariadb:{version}",
         port=3306,
-        endpoint=Endpoint("", 0, "root", _CONTAINER_PASSWORD, "mysql"),
+        endpoint=Endpoint("", 0, "root", "", "mysql"),
         ready=lambda endpoint: _greets(endpoint.port, endpoint.host),
-        # The official image's: root's password (root may connect from any host).
-        environment={"MARIADB_ROOT_PASSWORD": _CONTAINER_PASSWORD},
+        # The official images' (mariadb's, and mysql's for --lambda-mysql-image=mysql:8):
+        # root's password (root may connect from any host).
+        password_variables=("MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"),
         command=(
             "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=0",
             "--skip-log-bin", "--max-connections=300", "--skip-name-resolve",

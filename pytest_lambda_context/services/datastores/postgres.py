@@ -16,13 +16,10 @@ __all__ = ["KIND", "PostgresKind"]
 
 _FOLDERS = ("/usr/lib/postgresql/*/bin",)
 _SCHEMES = ("postgresql", "postgres")
-_IN_USE = "55006"
-_CONTAINER_PASSWORD = "lambda-context"
+_IN_USE = "55006"  # object_in_use: another session is connected to the database
 _TLS_MODES = ("require", "verify-ca", "verify-full")
 # The protocol's SSLRequest: a server that accepts connections answers with one byte.
-_SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(
-    4, "big"
-)  # object_in_use: another session is connected to the database
+_SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
 
 
 class PostgresKind:
@@ -32,11 +29,12 @@ class PostgresKind:
     client_install = 'pip install "psycopg[binary]"'
     container = ContainerRecipe(
         image="postgres:16-alpine",
+        versioned_image="postgres:{version}-alpine",
         port=5432,
-        endpoint=Endpoint("", 0, "postgres", _CONTAINER_PASSWORD, "postgres"),
+        endpoint=Endpoint("", 0, "postgres", "", "postgres"),
         ready=lambda endpoint: _answers(endpoint),
         # The official image's: the superuser's password (it refuses to start without).
-        environment={"POSTGRES_PASSWORD": _CONTAINER_PASSWORD},
+        password_variables=("POSTGRES_PASSWORD",),
         command=(
             "postgres", "-c", "fsync=off", "-c", "full_page_writes=off",
             "-c", "synchronous_commit=off", "-c", "max_connections=300",

@@ -27,6 +27,7 @@ class RedisKind:
     client_install = "pip install redis"
     container = ContainerRecipe(
         image="redis:7-alpine",
+        versioned_image="redis:{version}-alpine",
         port=6379,
         endpoint=Endpoint("", 0, "", "", "0"),
         ready=lambda endpoint: command_reply(endpoint, ["PING"]) == "PONG",

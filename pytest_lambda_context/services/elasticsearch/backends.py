@@ -33,6 +33,7 @@ from pytest_lambda_context.services.docker_engine import (
     docker_endpoint,
     image_state,
     probe_docker,
+    publish,
     testcontainers_defaults,
 )
 from pytest_lambda_context.services.urls import without_password
@@ -347,6 +348,7 @@ class ContainerBackend:
         # socket we found ourselves, rootless or Docker Desktop, is not the SDK's default).
         environment = {**os.environ, "DOCKER_HOST": status.endpoint.url}
         container = container_class(image, docker_client_kw={"environment": environment})
+        publish(container, 9200, status.endpoint)
         container.with_env("discovery.type", "single-node")
         container.with_env("xpack.security.enabled", "false")
         # The JVM otherwise sizes its heap from the machine's memory; tests need little.
