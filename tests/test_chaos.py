@@ -78,7 +78,13 @@ def test_the_marker_routes_one_test_and_seed_none_takes_the_sessions(
             "@pytest.mark.lambda_chaos\n    def test_counts_every_request",
         ),
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    # The session draws its seed: one in 2,048 routes all twelve requests to one
+    # environment (each warm request: no recycle, 3/4, and no new one, 2/3), and the
+    # test passes by luck; a second session draws again.
+    for _ in range(3):
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+        if result.parseoutcomes().get("failed"):
+            break
     result.assert_outcomes(passed=1, failed=1)
     seed = re.search(r"chaos routing seed (\d+): replay", result.stdout.str())
     assert seed is not None

@@ -53,7 +53,7 @@ def start_service(
     kind = registry.kind(kind_name)
     failure = skip = None
     try:
-        server, reason = backends.start_server(kind, choice)
+        server, reason = backends.start_server(kind, choice, say=terminal.say(state.config))
     except ServerUnavailable as exc:
         skip = str(exc)
     except ValueError as exc:

@@ -5,6 +5,7 @@ can pull) the image, else the binaries."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pytest_lambda_context.services.datastores.kind import DatastoreKind, Server
@@ -37,8 +38,11 @@ class Choice:
     tls: bool = False
 
 
-def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
-    """The server, and why this backend (for the header line).
+def start_server(
+    kind: DatastoreKind, choice: Choice, *, say: Callable[[str], None] = lambda _: None
+) -> tuple[Server, str]:
+    """The server, and why this backend (for the header line); ``say`` tells the
+    terminal what takes time (a container's start, an image's pull).
 
     ServerUnavailable (skip the test) when no server can be had; ValueError for options
     that contradict each other or a URL of the wrong form."""
@@ -61,14 +65,14 @@ def start_server(kind: DatastoreKind, choice: Choice) -> tuple[Server, str]:
         return Server(endpoint, "url"), f"{option}_url given"
     image = choice.image or kind.container.image_for(choice.version)
     if choice.backend == "container":
-        return _start_container(kind, image, probe_docker()), f"{option} = container"
+        return _start_container(kind, image, probe_docker(), say), f"{option} = container"
     no_container = None
     if choice.backend == "auto" and not choice.tls:  # TLS: the local backend's
         status = probe_docker()
         no_container = _why_no_container(status, image)
         if no_container is None:
             try:
-                return _start_container(kind, image, status), f"auto: {status.detail}"
+                return _start_container(kind, image, status, say), f"auto: {status.detail}"
             except ServerUnavailable as exc:  # the machine's binaries may still do
                 no_container = str(exc)
     try:
@@ -94,7 +98,9 @@ def _why_no_container(status: DockerStatus, image: str) -> str | None:
     return f"{status.detail}, but {how}" if state == "missing" else None
 
 
-def _start_container(kind: DatastoreKind, image: str, status: DockerStatus) -> Server:
+def _start_container(
+    kind: DatastoreKind, image: str, status: DockerStatus, say: Callable[[str], None]
+) -> Server:
     from pytest_lambda_context.services.datastores.container import start_container
 
     if not status.answered or status.endpoint is None:
@@ -103,7 +109,7 @@ def _start_container(kind: DatastoreKind, image: str, status: DockerStatus) -> S
             f"(or set DOCKER_HOST), or choose --lambda-{kind.name}=local or url"
         )
     try:
-        return start_container(kind.title, kind.container, image, status)
+        return start_container(kind.title, kind.container, image, status, say=say)
     except ServerUnavailable as exc:
         raise ServerUnavailable(
             f"the {kind.name} fixture: {exc}; or choose --lambda-{kind.name}=local or url"

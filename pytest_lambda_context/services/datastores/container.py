@@ -72,6 +72,8 @@ def start_container(
         container.with_command(list(recipe.command))
     running = RunningContainer(container)
     say(f"starting {title} container {image} ({how}; waiting up to {timeout:g} s)")
+    if state == "pullable":
+        say(f"pulling {image}: the wait for it to answer starts once it is pulled")
     try:
         container.start()  # pulls the image first if needed
         running.guard(status.endpoint)
