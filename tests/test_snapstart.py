@@ -109,6 +109,18 @@ HANDLERS = {
                 time.sleep(float(os.environ["SLEEP"]))
         if os.environ.get("FAIL") == "init":
             raise KeyError("missing at init")
+        if os.environ.get("FAIL") == "skip-before":
+            import pytest
+
+            @register_before_snapshot
+            def skip():
+                pytest.skip("no snapshot today")
+        if os.environ.get("FAIL") == "skip-after":
+            import pytest
+
+            @register_after_restore
+            def skip():
+                pytest.skip("no restore today")
 
         def handler(event, context):
             return "ok"
@@ -315,6 +327,18 @@ def test_a_before_snapshot_hook_that_raises_fails_the_publish(
     with pytest.raises(InitError, match="cannot snapshot this"):
         function.invoke({})
     assert function.invocations[0].error["errorType"] == "Runtime.BeforeSnapshotError"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_pytest_skip_in_a_hook_skips_the_test(
+    make: Callable[..., LambdaFunction], where: str
+) -> None:
+    # The test's outcome, as in handler code: not the runtime's exit.
+    function = make("app.failing.handler", env={"FAIL": f"skip-{where}"})
+    with pytest.raises(
+        pytest.skip.Exception, match=f"no {'snapshot' if where == 'before' else 'restore'} today"
+    ):
+        function.invoke({})
 
 
 def test_init_code_that_raises_fails_the_publish(make: Callable[..., LambdaFunction]) -> None:

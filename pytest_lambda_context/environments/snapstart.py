@@ -85,6 +85,9 @@ class SnapshotProcess(ForkServer):
         except (OSError, EOFError):
             self._fail(error_payload("the snapshot process died", "Runtime.ExitError", None))
         self._collect(reply.events, None)
+        if reply.raised is not None:  # pytest.skip/fail in a before-snapshot hook
+            self.shutdown("snapshot failed")
+            self._raise_test_outcome(reply.raised, reply.echo)
         if reply.kind is not OutcomeKind.OK:
             assert reply.payload is not None  # a failed hook's error
             self._fail(reply.payload)

@@ -739,18 +739,29 @@ class _Worker:
 
         scope = self.scope(None)
         set_scope(scope)
+        raised = None
         try:
             with shifted_clock(offset, self.config.code_root_prefix):
                 run()
             kind, payload, status = OutcomeKind.OK, None, None
         except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            trace = stack_trace(exc.__traceback__)
-            kind, payload, status = (
-                OutcomeKind.HOOK_ERROR,
-                error_payload(message, error_type, None, trace),
-                exit_status,
-            )
+            if is_test_outcome(exc):  # pytest.exit
+                raised = describe_outcome(exc)
+                kind, payload, status = OutcomeKind.HOOK_ERROR, None, None
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+                trace = stack_trace(exc.__traceback__)
+                kind, payload, status = (
+                    OutcomeKind.HOOK_ERROR,
+                    error_payload(message, error_type, None, trace),
+                    exit_status,
+                )
+        except BaseException as exc:
+            if not is_test_outcome(exc):
+                raise
+            # pytest.skip/fail in a hook: the test's outcome, as in the handler.
+            raised = describe_outcome(exc)
+            kind, payload, status = OutcomeKind.HOOK_ERROR, None, None
         finally:
             set_scope(None)
         duration = (real_monotonic() - self.restored_at) * 1000.0
@@ -764,6 +775,7 @@ class _Worker:
             tmp_refused=self.tmp_refused,
             output=None,
             echo=None,
+            raised=raised,
         )
         return reply, status
 
