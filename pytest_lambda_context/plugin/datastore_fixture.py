@@ -20,6 +20,7 @@ from pytest_lambda_context.plugin.session import PluginState
 from pytest_lambda_context.services.datastores import backends, registry
 from pytest_lambda_context.services.datastores.backends import Choice, ServerUnavailable
 from pytest_lambda_context.services.datastores.service import DatastoreService
+from pytest_lambda_context.services.docker_engine import DockerStatus, probe_docker
 
 __all__ = ["holder", "prepare_function", "session_service", "start_service"]
 
@@ -31,6 +32,14 @@ _TOKEN = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)_(" + "|".join(SERVICE_FI
 
 class HasPlaceholders(Protocol):
     def placeholders(self) -> Mapping[str, Any]: ...
+
+
+def _docker(state: PluginState) -> DockerStatus:
+    """Does a Docker engine answer? Asked once per session (per xdist worker), whatever
+    the number of datastores: a hung engine costs its second once."""
+    if state.docker_probe is None:
+        state.docker_probe = probe_docker()
+    return state.docker_probe
 
 
 def unavailable(reason: str) -> None:
@@ -53,7 +62,9 @@ def start_service(
     kind = registry.kind(kind_name)
     failure = skip = None
     try:
-        server, reason = backends.start_server(kind, choice, say=terminal.say(state.config))
+        server, reason = backends.start_server(
+            kind, choice, say=terminal.say(state.config), probe=lambda: _docker(state)
+        )
     except ServerUnavailable as exc:
         skip = str(exc)
     except ValueError as exc:

@@ -39,7 +39,11 @@ class Choice:
 
 
 def start_server(
-    kind: DatastoreKind, choice: Choice, *, say: Callable[[str], None] = lambda _: None
+    kind: DatastoreKind,
+    choice: Choice,
+    *,
+    say: Callable[[str], None] = lambda _: None,
+    probe: Callable[[], DockerStatus] = probe_docker,
 ) -> tuple[Server, str]:
     """The server, and why this backend (for the header line); ``say`` tells the
     terminal what takes time (a container's start, an image's pull).
@@ -65,10 +69,10 @@ def start_server(
         return Server(endpoint, "url"), f"{option}_url given"
     image = choice.image or kind.container.image_for(choice.version)
     if choice.backend == "container":
-        return _start_container(kind, image, probe_docker(), say), f"{option} = container"
+        return _start_container(kind, image, probe(), say), f"{option} = container"
     no_container = None
     if choice.backend == "auto" and not choice.tls:  # TLS: the local backend's
-        status = probe_docker()
+        status = probe()
         no_container = _why_no_container(status, image)
         if no_container is None:
             try:
