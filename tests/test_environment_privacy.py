@@ -268,3 +268,41 @@ def test_os_exit_from_another_thread_really_exits(pytester):
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == 3
+
+
+C_ENVIRONMENT_AFTER_CLOSE = """
+import gc, os, subprocess, sys
+from pytest_lambda_context import LambdaFunction
+
+for round in range(5):
+    function = LambdaFunction("app.state.handler", code_root=sys.argv[1])
+    function.invoke({})
+    os.environ[f"SET_AFTER_{round}"] = "x" * 50  # setenv: the C library copies the array
+    function.close()  # the last user: the plugin lets go of its environment arrays
+    gc.collect()
+    junk = [bytes([65 + i % 26]) * 300 for i in range(20000)]  # reuse freed memory
+    listed = subprocess.run(["env", "-0"], capture_output=True, check=True).stdout
+    garbage = [e for e in listed.split(b"\\0") if e and not e[:1].isalpha() and e[:1] != b"_"]
+    if garbage or f"SET_AFTER_{round}=".encode() not in listed:
+        print("garbage", garbage[:3])
+        sys.exit(1)
+print("clean")
+"""
+
+
+def test_a_subprocess_started_after_functions_close_gets_a_sound_environment(
+    root: Path,
+) -> None:
+    # Module isolation swaps the C library's environment array; a setenv since then
+    # made the C library copy it, pointing at our strings. Letting go of them left the
+    # process an environment of freed memory, which every later child inherited.
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", C_ENVIRONMENT_AFTER_CLOSE, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "clean"

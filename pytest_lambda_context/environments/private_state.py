@@ -571,16 +571,28 @@ def _keep(array: _CArray) -> _CArray:
 
 
 def _forget_arrays() -> None:
-    """The tracker is released: keep only the array the C library points at now."""
+    """The tracker is released: the C library points at a fresh copy of its environment,
+    the only array kept.
+
+    The array it points at now may be its own (a setenv since our last swap reallocated
+    it) and still point at strings of our arrays: freeing those would leave the process
+    an environment of freed memory, which every later subprocess inherits (found as
+    children whose os.environ held garbage names). A copy has strings of its own.
+    """
     pointer = TRACKER.environ
     if pointer is None:
         return
-    current = _ARRAYS.get(pointer.value)
+    if not pointer.value:  # clearenv(): no environment at all, nothing of ours in use
+        _ARRAYS.clear()
+        _ZONES.clear()
+        return
+    fresh = _copy_environ(pointer.value)
+    array = _ARRAYS[fresh]
+    pointer.value = fresh
     _ARRAYS.clear()
     _ZONES.clear()
-    if current is not None:
-        _ARRAYS[ctypes.addressof(current)] = current
-        _ZONES[pointer.value] = TRACKER.zone
+    _ARRAYS[fresh] = array
+    _ZONES[fresh] = TRACKER.zone
 
 
 # The C environment arrays this module made, by address (see _keep), and the time zone
