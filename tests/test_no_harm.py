@@ -437,6 +437,11 @@ def handler(event, context):
         fail_here()
     if event["what"] == "xfail":
         pytest.xfail("the handler xfailed")
+    if event["what"] == "fail-handling":
+        try:
+            {}["missing"]
+        except KeyError:
+            pytest.fail("failed while handling")
     return os.getpid()
 """
 
@@ -467,6 +472,9 @@ def test_pytests_outcomes_raised_in_handler_code_are_pytests(
         def test_xfails(lambda_function):
             lambda_function.invoke({{"what": "xfail"}})
 
+        def test_fails_while_handling(lambda_function):
+            lambda_function.invoke({{"what": "fail-handling"}})
+
         def test_stays_warm(lambda_function):
             with pytest.raises(pytest.skip.Exception, match="the handler skipped"):
                 lambda_function.invoke({{"what": "skip"}})
@@ -484,7 +492,16 @@ def test_pytests_outcomes_raised_in_handler_code_are_pytests(
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-rsfx", "-s")
-    result.assert_outcomes(passed=1, skipped=2, failed=2, xfailed=1)
+    result.assert_outcomes(passed=1, skipped=2, failed=3, xfailed=1)
+    # The exception the handler was handling is shown above pytest.fail's, in both.
+    result.stdout.fnmatch_lines(
+        [
+            "*KeyError*missing*",
+            "During handling of the above exception, another exception occurred:",
+            "*failed while handling*",
+        ],
+        consecutive=False,
+    )
     result.stdout.fnmatch_lines(
         [
             "*handler ran fail-here*",

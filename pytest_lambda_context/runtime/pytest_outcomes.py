@@ -20,6 +20,7 @@ from typing import NamedTuple, NoReturn
 
 __all__ = [
     "CodeFrame",
+    "HandledInFunctionCode",
     "RaisedOutcome",
     "describe_outcome",
     "is_test_outcome",
@@ -69,6 +70,8 @@ class RaisedOutcome(NamedTuple):
     attributes: dict[str, str | int | float | bool | None]
     # Function code's frames, outermost first.
     frames: list[CodeFrame]
+    # The exception it was raised while handling, formatted ("" : none).
+    context: str = ""
 
 
 def describe_outcome(exc: BaseException) -> RaisedOutcome:
@@ -83,7 +86,23 @@ def describe_outcome(exc: BaseException) -> RaisedOutcome:
             # Function code's frames: not the runtime's, not pytest's (pytest.fail's).
             if _RUNTIME not in frame.filename and _PYTEST not in frame.filename
         ],
+        context=_context_text(exc),
     )
+
+
+def _context_text(exc: BaseException) -> str:
+    context = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    if context is None:
+        return ""
+    return "".join(traceback.format_exception(type(context), context, context.__traceback__))
+
+
+class HandledInFunctionCode(Exception):
+    """The exception that function code was handling when it raised pytest's outcome,
+    as its worker process formatted it (the exception itself stayed there)."""
+
+    def __str__(self) -> str:
+        return "\n" + str(self.args[0]).rstrip()
 
 
 def _pytests_own(cls: type) -> str:
@@ -124,6 +143,8 @@ def raise_outcome(raised: RaisedOutcome) -> NoReturn:
     in a ``pytest.fail``'s traceback, a skip's location in the short summary)."""
     __tracebackhide__ = True
     exc = rebuild_outcome(raised)
+    if raised.context:  # pytest shows it above, as in module isolation
+        exc.__context__ = HandledInFunctionCode(raised.context)
     call: Callable[[], None] | None = None
     for frame in reversed(raised.frames):
         # A code object of the frame's file, name and line that raises, or calls the
