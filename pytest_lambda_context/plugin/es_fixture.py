@@ -44,7 +44,7 @@ def header_line(state: PluginState) -> str:
 def session_service(state: PluginState) -> Iterator[ElasticsearchService]:
     """Body of the session-scoped fixture: decide, start, yield, stop."""
     # pytest.fail outside the except blocks: the message alone, no chained traceback.
-    if not backends.is_installed("elasticsearch"):
+    if not docker_engine.is_installed("elasticsearch"):
         pytest.fail(_INSTALL_CLIENT, pytrace=False)
     say = terminal.say(state.config)
     failure = None

@@ -6,6 +6,7 @@ settings for machines without a registry; a started container, watched and remov
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import socket
@@ -21,11 +22,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DOCKER_PROBE_TIMEOUT",
+    "ContainerChance",
     "DockerEndpoint",
     "DockerStatus",
     "RunningContainer",
+    "container_chance",
     "docker_endpoint",
     "image_state",
+    "is_installed",
     "probe_docker",
     "publish",
     "remove_container",
@@ -200,6 +204,39 @@ def image_state(endpoint: DockerEndpoint, image: str) -> tuple[str, str]:
         )
     except Exception as exc:
         return "missing", f"image {image} is not present and the registry did not answer ({exc})"
+
+
+def is_installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ValueError:  # sys.modules[name] is None: import blocked, as good as missing
+        return False
+
+
+class ContainerChance(NamedTuple):
+    """Whether a container of an image can be started here (``auto``'s question)."""
+
+    # "present" or "pullable"; None: no container here.
+    image_state: str | None
+    # Why not; or how the image is had ("image X is present").
+    detail: str
+
+
+def container_chance(status: DockerStatus, image: str) -> ContainerChance:
+    """A container needs an engine that answered, testcontainers, and the image (or a
+    registry that has it)."""
+    if not status.answered or status.endpoint is None:
+        return ContainerChance(None, status.detail)
+    if not is_installed("testcontainers"):
+        return ContainerChance(
+            None,
+            f"{status.detail}, but testcontainers is not installed "
+            '(pip install "pytest-lambda-context[containers]")',
+        )
+    state, how = image_state(status.endpoint, image)
+    if state == "missing":
+        return ContainerChance(None, f"{status.detail}, but {how}")
+    return ContainerChance(state, how)
 
 
 @contextlib.contextmanager

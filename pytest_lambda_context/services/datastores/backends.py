@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pytest_lambda_context.services.datastores.kind import DatastoreKind, Server
 from pytest_lambda_context.services.datastores.local import ServerUnavailable
 from pytest_lambda_context.services.docker_engine import (
+    ContainerChance,
     DockerStatus,
+    container_chance,
     docker_endpoint,
-    image_state,
     probe_docker,
 )
 from pytest_lambda_context.services.urls import without_password
@@ -69,14 +70,18 @@ def start_server(
         return Server(endpoint, "url"), f"{option}_url given"
     image = choice.image or kind.container.image_for(choice.version)
     if choice.backend == "container":
-        return _start_container(kind, image, probe(), say), f"{option} = container"
+        status = probe()
+        chance = container_chance(status, image)
+        return _start_container(kind, image, status, chance, say), f"{option} = container"
     no_container = None
     if choice.backend == "auto" and not choice.tls:  # TLS: the local backend's
         status = probe()
-        no_container = _why_no_container(status, image)
+        chance = container_chance(status, image)
+        no_container = chance.detail if chance.image_state is None else None
         if no_container is None:
             try:
-                return _start_container(kind, image, status, say), f"auto: {status.detail}"
+                server = _start_container(kind, image, status, chance, say)
+                return server, f"auto: {status.detail}"
             except ServerUnavailable as exc:  # the machine's binaries may still do
                 no_container = str(exc)
     try:
@@ -92,18 +97,12 @@ def start_server(
     return server, why
 
 
-def _why_no_container(status: DockerStatus, image: str) -> str | None:
-    """Why ``auto`` cannot start a container here; None when it can."""
-    if not status.answered or status.endpoint is None:
-        return status.detail
-    if not _has_testcontainers():
-        return f'{status.detail}, but testcontainers is not installed (pip install "pytest-lambda-context[containers]")'
-    state, how = image_state(status.endpoint, image)
-    return f"{status.detail}, but {how}" if state == "missing" else None
-
-
 def _start_container(
-    kind: DatastoreKind, image: str, status: DockerStatus, say: Callable[[str], None]
+    kind: DatastoreKind,
+    image: str,
+    status: DockerStatus,
+    chance: ContainerChance,
+    say: Callable[[str], None],
 ) -> Server:
     from pytest_lambda_context.services.datastores.container import start_container
 
@@ -113,17 +112,10 @@ def _start_container(
             f"(or set DOCKER_HOST), or choose --lambda-{kind.name}=local or url"
         )
     try:
-        return start_container(kind.title, kind.container, image, status, say=say)
+        if chance.image_state is None:
+            raise ServerUnavailable(f"no container: {chance.detail}")
+        return start_container(kind.title, kind.container, image, status, chance, say=say)
     except ServerUnavailable as exc:
         raise ServerUnavailable(
             f"the {kind.name} fixture: {exc}; or choose --lambda-{kind.name}=local or url"
         ) from None
-
-
-def _has_testcontainers() -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("testcontainers") is not None
-    except ValueError:
-        return False

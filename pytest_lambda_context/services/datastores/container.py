@@ -18,9 +18,9 @@ from dataclasses import replace
 from pytest_lambda_context.services.datastores.kind import ContainerRecipe, Endpoint, Server
 from pytest_lambda_context.services.datastores.local import ServerUnavailable
 from pytest_lambda_context.services.docker_engine import (
+    ContainerChance,
     DockerStatus,
     RunningContainer,
-    image_state,
     publish,
     testcontainers_defaults,
 )
@@ -37,23 +37,19 @@ def start_container(
     recipe: ContainerRecipe,
     image: str,
     status: DockerStatus,
+    chance: ContainerChance,
     *,
     timeout: float = START_TIMEOUT,
     say: Callable[[str], None] = lambda _: None,
 ) -> Server:
-    """Start ``image`` and wait until the server answers (ServerUnavailable if it cannot
-    be had: no image, no testcontainers, an exit or no answer in time)."""
-    assert status.endpoint is not None
-    state, how = image_state(status.endpoint, image)
-    if state == "missing":
-        raise ServerUnavailable(f"no container: {how}")
+    """Start ``image`` and wait until the server answers (ServerUnavailable if it cannot:
+    an exit or no answer in time). ``chance``: the engine answered at ``status`` and
+    the image is there or can be pulled (see docker_engine.container_chance)."""
+    assert status.endpoint is not None and chance.image_state is not None
+    how = chance.detail
     with testcontainers_defaults():
-        try:
-            from testcontainers.core.container import DockerContainer
-        except ImportError:
-            raise ServerUnavailable(
-                'a container needs testcontainers: pip install "pytest-lambda-context[containers]"'
-            ) from None
+        from testcontainers.core.container import DockerContainer  # installed: see chance
+
         # The engine we probed: docker.from_env reads DOCKER_HOST from this mapping (a
         # socket we found ourselves, rootless or Docker Desktop, is not the SDK's default).
         environment = {**os.environ, "DOCKER_HOST": status.endpoint.url}
@@ -72,7 +68,7 @@ def start_container(
         container.with_command(list(recipe.command))
     running = RunningContainer(container)
     say(f"starting {title} container {image} ({how}; waiting up to {timeout:g} s)")
-    if state == "pullable":
+    if chance.image_state == "pullable":
         say(f"pulling {image}: the wait for it to answer starts once it is pulled")
     try:
         container.start()  # pulls the image first if needed

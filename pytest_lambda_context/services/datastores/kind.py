@@ -63,10 +63,6 @@ class Server:
 class ContainerRecipe:
     """How a kind runs in a container of its official image (or one that behaves alike)."""
 
-    def image_for(self, version: str | None) -> str:
-        """The default image, or the one of ``version``."""
-        return self.versioned_image.format(version=version) if version else self.image
-
     image: str  # the default image, pinned to a major version
     # The image of a version asked for ("postgres:{version}-alpine").
     versioned_image: str
@@ -82,6 +78,10 @@ class ContainerRecipe:
     # Arguments for the image's entrypoint (a test server: no durability, room for many
     # environments' connections).
     command: tuple[str, ...] = ()
+
+    def image_for(self, version: str | None) -> str:
+        """The default image, or the one of ``version``."""
+        return self.versioned_image.format(version=version) if version else self.image
 
 
 class DatastoreKind(Protocol):

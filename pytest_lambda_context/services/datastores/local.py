@@ -155,16 +155,7 @@ def make_certificate(folder: str, user: RunAs | None) -> tuple[str, str]:
         "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
     ]  # fmt: skip
-    result = subprocess.run(
-        command,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise ServerUnavailable(f"openssl could not make a certificate: {result.stderr[-500:]}")
+    run_once(command, None, "openssl")
     os.chmod(key, 0o600)
     os.chmod(cert, 0o644)
     if user is not None:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from pytest_lambda_context.services.docker_engine import (
     DockerStatus,
     RunningContainer,
+    container_chance,
     docker_endpoint,
     image_state,
     probe_docker,
@@ -82,13 +83,6 @@ class Decision(NamedTuple):
     reason: str
 
 
-def is_installed(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ValueError:  # sys.modules[name] is None: import blocked, as good as missing
-        return False
-
-
 # --- deciding ----------------------------------------------------------------------------
 
 
@@ -129,18 +123,10 @@ def decide(
         return cheap
     _, _, image = _choice(options)
     status = probe()
-    if not status.answered or status.endpoint is None:
-        return Decision("embedded", status.detail)
-    if not is_installed("testcontainers"):
-        return Decision(
-            "embedded",
-            f"{status.detail}, but testcontainers is not installed "
-            '(pip install "pytest-lambda-context[containers]")',
-        )
-    state, how = image_state(status.endpoint, image)
-    if state != "missing":
-        return Decision("container", f"{status.detail}; {how}")
-    return Decision("embedded", f"{status.detail}, but {how}")
+    chance = container_chance(status, image)
+    if chance.image_state is None:
+        return Decision("embedded", chance.detail)
+    return Decision("container", f"{status.detail}; {chance.detail}")
 
 
 # --- HTTP to the server, from the test side ------------------------------------------------
