@@ -4,12 +4,13 @@ Managed Instances' Python runtime."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from pytest_lambda_context import InvocationTimeout, LambdaFunction
+from pytest_lambda_context import InvocationTimeout, LambdaFunction, RuntimeExitError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -26,6 +27,8 @@ HANDLERS = {
         def handler(event, context):
             global served
             served += 1
+            if "exit" in event:
+                os._exit(event["exit"])
             started = time.time()
             time.sleep(event.get("sleep", 0))
             open(os.path.join(tempfile.gettempdir(), f"from-{os.getpid()}"), "w").close()
@@ -111,14 +114,59 @@ def test_sequential_requests_reuse_the_most_recent_process_of_one_environment(
     assert fn.environments[0].init_duration_ms is not None
 
 
-def test_a_timeout_ends_the_environment_and_all_its_processes(
+def test_a_timed_out_request_runs_on_and_its_environment_keeps_serving(
     function: Callable[..., LambdaFunction],
 ) -> None:
+    # AWS's guide: Managed Instances return the timeout error but do not stop the code;
+    # the environment and its other processes go on.
     fn = function(2, timeout=0.5)
-    fn.invoke({})
+    # Both processes at once (sleeping), so that each has served one request.
+    pids = {r["pid"] for r in fn.invoke_many([{"sleep": 0.3}] * 2, concurrency=2)}
+    assert len(pids) == 2
     environment = fn.environments[0]
     with pytest.raises(InvocationTimeout):
-        fn.invoke({"sleep": 2})
+        fn.invoke({"sleep": 1.5})
+    assert environment.state == "warm"
+    other = fn.invoke({})  # the free process takes it at once, in the same environment
+    assert fn.environments == [environment]
+    assert other["served"] == 2
+    (late,) = pids - {other["pid"]}
+    time.sleep(1.5)  # the timed-out request's code has returned meanwhile
+    results = fn.invoke_many([{"sleep": 0.2}, {"sleep": 0.2}], concurrency=2)
+    assert fn.environments == [environment]
+    served = {r["pid"]: r["served"] for r in results}
+    # The late process ran the timed-out request to its end, then served again.
+    assert served == {late: 3, other["pid"]: 3}
+    assert [i.error["errorType"] for i in fn.invocations if i.error] == ["Sandbox.Timedout"]
+
+
+def test_a_full_environment_sends_the_next_request_to_another(
+    function: Callable[..., LambdaFunction],
+) -> None:
+    fn = function(1, timeout=0.5)
+    fn.invoke({})
+    with pytest.raises(InvocationTimeout):
+        fn.invoke({"sleep": 1})
+    # Its one process still runs the timed-out code: a new environment serves.
+    assert fn.invoke({})["served"] == 1
+    assert [e.state for e in fn.environments] == ["warm", "warm"]
+
+
+def test_a_crashed_runtime_process_is_gone_and_the_others_serve_on(
+    function: Callable[..., LambdaFunction],
+) -> None:
+    fn = function(2)
+    pids = {r["pid"] for r in fn.invoke_many([{"sleep": 0.3}] * 2, concurrency=2)}
+    assert len(pids) == 2
+    environment = fn.environments[0]
+    with pytest.raises(RuntimeExitError, match="exit status 3"):
+        fn.invoke({"exit": 3})
+    assert environment.state == "warm"
+    left = {fn.invoke({})["pid"] for _ in range(3)}
+    assert len(left) == 1 and left < pids  # the one process left serves every request
+    with pytest.raises(RuntimeExitError):
+        fn.invoke({"exit": 4})
+    # No runtime process left: the environment is gone, a new one serves.
     assert environment.state == "shutdown"
-    assert fn.invoke({})["served"] == 1  # a new environment
+    assert fn.invoke({})["served"] == 1
     assert len(fn.environments) == 2

@@ -584,14 +584,20 @@ class ExecutionEnvironment:
             init_ms=init_ms,
             counts=counts,
         )
-        if kind in _SHUTDOWN_REASONS:
+        reason = self._ended_by(kind)
+        if reason is not None:
             # As on Lambda: the runtime is gone, the next invocation is a cold start.
-            self.shutdown(_SHUTDOWN_REASONS[kind])
+            self.shutdown(reason)
         exc_class = ERROR_CLASSES.get(kind, LambdaError)
         hint = code_root_hint(self.spec.handler, self.spec.code_root, error)
         if hint is not None:  # the cause's frames would be the plugin's and importlib's
             raise exc_class(error, hint=hint) from None
         raise exc_class(error) from outcome.exc or _remote_cause(error)
+
+    def _ended_by(self, kind: OutcomeKind) -> str | None:
+        """The shutdown reason when an invocation that ended as ``kind`` ends the
+        environment (None: it lives on)."""
+        return _SHUTDOWN_REASONS.get(kind)
 
     def _collect(self, events: list[ObservedEvent], request_id: str | None) -> _Counts:
         if not events:

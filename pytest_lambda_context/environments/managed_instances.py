@@ -9,23 +9,36 @@ environment's own process (a fork server, forked from the clean template) forks 
 
 The environment is initialised when it is created (Managed Instances start
 environments ahead of traffic, so no request waits for an init), and it is never
-frozen: it stays active between invocations. A timeout or a crash of one request
-ends the environment, all its processes, as in the other models here.
+frozen: it stays active between invocations.
+
+Errors, as AWS's guide describes them for Managed Instances (not as in the other
+models): a request past its timeout gets its timeout error, but its code is not
+stopped; its runtime process takes no other request until that code returns (the
+late result is dropped). A runtime process that crashes (or is killed past the memory
+size) is gone; the environment goes on with the others, and ends when none is left.
 """
 
 from __future__ import annotations
 
 import queue
+import select
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_lambda_context.environments.base import ExecutionEnvironment
+from pytest_lambda_context.environments.channel import (
+    ChannelError,
+    InvokeReply,
+    expect,
+    recv_message,
+)
 from pytest_lambda_context.environments.fork_server import ForkServer
 from pytest_lambda_context.environments.process import ProcessEnvironment
 from pytest_lambda_context.runtime.clock import real_monotonic
-from pytest_lambda_context.runtime.handler import Outcome
+from pytest_lambda_context.runtime.handler import Outcome, exit_payload
 from pytest_lambda_context.runtime.records import OutcomeKind
 
 if TYPE_CHECKING:
@@ -39,6 +52,10 @@ if TYPE_CHECKING:
 __all__ = ["INITIALIZATION_TYPE", "ManagedInstanceEnvironment", "RuntimeProcess"]
 
 INITIALIZATION_TYPE: InitializationType = "lambda-managed-instances"
+# Seconds to read a late reply that has started to arrive, and between two looks for a
+# free runtime process while all are taken.
+_LATE_READ = 5.0
+_WAIT_STEP = 0.02
 
 
 class RuntimeProcess(ProcessEnvironment):
@@ -58,11 +75,34 @@ class RuntimeProcess(ProcessEnvironment):
         super().__init__(
             spec, sink, env_id, INITIALIZATION_TYPE, variables, template=server, tmpdir=tmpdir
         )
+        # The request whose code still runs past its timeout (None: none).
+        self.late_request: str | None = None
 
     def _initial_environ(self) -> dict[str, str]:
         environ = super()._initial_environ()
         environ["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.spec.per_environment_concurrency)
         return environ
+
+    def _timed_out(self, request_id: str) -> None:
+        # Managed Instances do not enforce the timeout: the code runs on.
+        self.late_request = request_id
+
+    def late_reply(self) -> InvokeReply | None:
+        """The late request's reply once its code has returned (None: still running).
+
+        Raises EOFError (or ChannelError) when the process is gone meanwhile.
+        """
+        channel = self._channel
+        if channel is None:
+            raise EOFError("the runtime process is gone")
+        poller = select.poll()
+        poller.register(channel, select.POLLIN)
+        if not poller.poll(0):
+            return None
+        channel.settimeout(_LATE_READ)
+        reply = expect(recv_message(channel, real_monotonic() + _LATE_READ), InvokeReply)
+        self.late_request = None
+        return reply
 
 
 class ManagedInstanceEnvironment(ExecutionEnvironment):
@@ -92,6 +132,24 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
         ]
         # The idle runtime processes, the most recently used first.
         self._idle: queue.LifoQueue[RuntimeProcess] = queue.LifoQueue()
+        # Runtime processes still running a request past its timeout.
+        self._late: list[RuntimeProcess] = []
+        self._late_lock = threading.Lock()
+
+    # Busy: a request is starting here, or no runtime process is free to take one
+    # (Lambda turns requests away from a full environment).
+    @property
+    def busy(self) -> bool:
+        if self._requested:
+            return True
+        if self.state != "warm":
+            return False
+        self._take_back_late()
+        return self._idle.empty()
+
+    @busy.setter
+    def busy(self, value: bool) -> None:
+        self._requested = value
 
     @property
     def module(self) -> ModuleType:
@@ -131,11 +189,61 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
     def _run_invoke(
         self, request_id: str, event: Any, deadline_ms: float, headers: InvokeHeaders | None
     ) -> Outcome:
-        process = self._idle.get()  # up to N requests at once; more wait for a process
+        process = self._free_process()
+        if process is None:
+            return Outcome(
+                OutcomeKind.RUNTIME_EXIT,
+                payload=exit_payload("every runtime process has exited", request_id),
+            )
         outcome = process._run_invoke(request_id, event, deadline_ms, headers)
-        if outcome.kind not in (OutcomeKind.TIMEOUT, OutcomeKind.RUNTIME_EXIT):
+        if outcome.kind is OutcomeKind.RUNTIME_EXIT:
+            process.shutdown("exit")  # the others go on serving
+        elif outcome.kind is OutcomeKind.TIMEOUT:
+            with self._late_lock:
+                self._late.append(process)  # free again when its code returns
+        else:
             self._idle.put(process)
         return outcome
+
+    def _free_process(self) -> RuntimeProcess | None:
+        """A free runtime process; up to N requests at once, more wait for one. None:
+        every runtime process is gone."""
+        while True:
+            self._take_back_late()
+            try:
+                return self._idle.get(timeout=_WAIT_STEP)
+            except queue.Empty:
+                if all(p.state == "shutdown" for p in self.processes):
+                    return None
+
+    def _take_back_late(self) -> None:
+        """Free the runtime processes whose late request has returned: its result is
+        dropped (the caller had its timeout error), what its code connected to is
+        counted."""
+        if not self._late:
+            return
+        with self._late_lock:
+            for process in list(self._late):
+                request_id = process.late_request
+                try:
+                    reply = process.late_reply()
+                except (EOFError, OSError, TimeoutError, ChannelError):
+                    self._late.remove(process)
+                    process.shutdown("exit")
+                    continue
+                if reply is None:
+                    continue
+                self._late.remove(process)
+                self._collect(reply.events, request_id)
+                self._idle.put(process)
+
+    def _ended_by(self, kind: OutcomeKind) -> str | None:
+        if kind is OutcomeKind.TIMEOUT:
+            return None
+        if kind is OutcomeKind.RUNTIME_EXIT:
+            alive = any(p.state != "shutdown" for p in self.processes)
+            return None if alive else "exit"
+        return super()._ended_by(kind)
 
     def interrupt(self) -> None:
         for process in self.processes:
@@ -144,7 +252,9 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
     def _release(self) -> None:
         try:
             for process in self.processes:
-                process.shutdown(self.shutdown_reason or "shutdown")
+                # Still in a timed-out request's code: nothing to wait for, it is killed.
+                late = process.late_request is not None
+                process.shutdown("timeout" if late else self.shutdown_reason or "shutdown")
         finally:
             self._server.shutdown(self.shutdown_reason or "shutdown")
             shutil.rmtree(self._tmpdir, ignore_errors=True)

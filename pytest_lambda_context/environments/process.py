@@ -485,7 +485,7 @@ class ProcessEnvironment(ExecutionEnvironment):
             )
             reply = self._request(request, timeout + _SLACK, InvokeReply)
         except TimeoutError:
-            self._kill()
+            self._timed_out(request_id)
             payload = timeout_payload(request_id, timeout)
             return Outcome(OutcomeKind.TIMEOUT, payload=payload, duration_ms=timeout * 1000.0)
         except WorkerCrashed as crash:
@@ -508,6 +508,10 @@ class ProcessEnvironment(ExecutionEnvironment):
             output=reply.output,
             echo=reply.echo,
         )
+
+    def _timed_out(self, request_id: str) -> None:
+        """The request ``request_id`` is past its time: Lambda stops its runtime."""
+        self._kill()
 
     def _release(self) -> None:
         if self.pid is not None:
