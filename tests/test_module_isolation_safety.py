@@ -538,6 +538,102 @@ def test_a_library_patched_by_init_code_is_put_back_and_named(pytester):
     )
 
 
+LAZY_TRACED = """
+from aws_xray_sdk.core import patch, xray_recorder
+
+xray_recorder.configure(context_missing="IGNORE_ERROR", sampling=False)
+patched = []
+
+def handler(event, context):
+    if not patched:  # set up lazily, in the first invocation
+        patch(["botocore"])
+        patched.append(True)
+    return "traced"
+"""
+
+FRESH_TRACED = """
+import botocore.client  # first imported here, by init code
+from aws_xray_sdk.core import patch, xray_recorder
+
+xray_recorder.configure(context_missing="IGNORE_ERROR", sampling=False)
+patch(["botocore"])
+
+def handler(event, context):
+    return "traced"
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "imported_by_test"),
+    [(LAZY_TRACED, True), (FRESH_TRACED, False)],
+    ids=["patched-in-the-first-invocation", "imported-and-patched-by-init"],
+)
+def test_a_library_patched_lazily_or_first_imported_by_function_code_is_put_back(
+    pytester, code, imported_by_test
+):
+    pytest.importorskip("aws_xray_sdk")
+    (pytester.path / "traced.py").write_text(textwrap.dedent(code))
+    pytester.makepyfile(
+        test_session=f"""
+        import sys
+        import types
+        import pytest
+
+        IMPORTED_BY_TEST = {imported_by_test!r}
+        if IMPORTED_BY_TEST:
+            import botocore.client
+
+        @pytest.mark.lambda_handler("traced.handler")
+        def test_traced(lambda_function):
+            assert ("botocore.client" in sys.modules) is IMPORTED_BY_TEST
+            assert lambda_function.invoke({{}}) == "traced"
+            assert lambda_function.invoke({{}}) == "traced"
+            method = sys.modules["botocore.client"].BaseClient.__dict__["_make_api_call"]
+            # The test sees the patch meanwhile (wrapt's wrapper, as X-Ray patches).
+            assert type(method) is not types.FunctionType
+
+        def test_later():
+            import botocore.client
+
+            method = botocore.client.BaseClient.__dict__["_make_api_call"]
+            assert type(method) is types.FunctionType, method
+            assert "aws_xray_sdk" not in method.__code__.co_filename
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*IsolationLeakWarning*",
+            "*Put back when the environment shut down: "
+            "botocore.client.BaseClient._make_api_call (replaced by function code*",
+        ]
+    )
+
+
+def test_a_librarys_own_decorated_methods_are_not_taken_for_patches():
+    import functools
+    import http.client
+
+    from pytest_lambda_context.environments.leaks import wrapped_original
+
+    original = http.client.HTTPConnection.request
+
+    def plain(*args):
+        return args
+
+    # A wrapper written elsewhere around the library's function is a patch ...
+    patch = functools.wraps(original)(lambda *args: args)
+    assert wrapped_original(patch, "http.client") is original
+    # ... one written in the library's own files is its own decorated method.
+    namespace: dict[str, object] = {}
+    exec(compile("def own(*args):\n    return args\n", http.client.__file__, "exec"), namespace)
+    own = functools.wraps(original)(namespace["own"])
+    assert wrapped_original(own, "http.client") is None
+    assert wrapped_original(plain, "http.client") is None
+    assert wrapped_original(patch, "json") is None  # it wraps another module's function
+
+
 def test_a_thread_of_function_code_that_invokes_while_its_handler_waits(pytester):
     (pytester.path / "waiter.py").write_text(
         textwrap.dedent(

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import builtins
 import gc
+import os
 import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from types import FunctionType, ModuleType
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 from pytest_lambda_context.observe.scope import ACTIVE_SLOT
 
@@ -60,9 +61,12 @@ __all__ = [
     "IsolationLeakWarning",
     "Leak",
     "LeakWatch",
+    "PatchWatch",
+    "PatchableState",
     "Piece",
     "Snapshot",
     "leak_message",
+    "wrapped_original",
 ]
 
 
@@ -401,8 +405,10 @@ class Snapshot:
 
 # Where tracing and APM libraries patch (X-Ray's patch_all, Datadog, OpenTelemetry's
 # instrumentations): (module, class, or None for the module's own functions). Only
-# these are compared, and only around an init phase (where patch_all() is called):
-# comparing every loaded class at every cold start would cost milliseconds.
+# these are compared, and only around an init phase (where patch_all() is called) and
+# an environment's first invocation (where code that sets up lazily calls it):
+# comparing every loaded class, or at every invocation, would cost milliseconds, or a
+# microsecond of each warm invocation.
 _PATCHED_OFTEN: tuple[tuple[str, str | None], ...] = (
     ("botocore.client", "BaseClient"),
     ("botocore.endpoint", "Endpoint"),
@@ -421,36 +427,68 @@ _PATCHED_OFTEN: tuple[tuple[str, str | None], ...] = (
 )
 
 
+def _owner(module: ModuleType, class_name: str | None) -> _Owner | None:
+    owner = module if class_name is None else getattr(module, class_name, None)
+    return owner if isinstance(owner, (ModuleType, type)) else None
+
+
+@dataclass(frozen=True)
+class PatchableState:
+    """The watched owners before a phase: their attributes, and the watched modules
+    that were not loaded yet (imported by the phase itself, then maybe patched)."""
+
+    owners: list[tuple[_Owner, dict[str, object]]]
+    unloaded: list[tuple[str, str | None]]
+
+
 class PatchWatch:
-    """Methods of shared libraries that function code replaced during an init phase:
-    put back at the end (when still the function code's) and named."""
+    """Methods of shared libraries that function code replaced during an init phase or
+    a first invocation: put back at the end (when still the function code's) and named."""
 
     def __init__(self) -> None:
         # (owner, name) -> (original, what function code put there)
         self.patches: dict[tuple[_Owner, str], tuple[object, object]] = {}
 
     @staticmethod
-    def before() -> list[tuple[_Owner, dict[str, object]]]:
+    def before() -> PatchableState:
         owners: list[tuple[_Owner, dict[str, object]]] = []
+        unloaded: list[tuple[str, str | None]] = []
         for module_name, class_name in _PATCHED_OFTEN:
             module = sys.modules.get(module_name)
             if module is None:
+                unloaded.append((module_name, class_name))
                 continue
-            owner = module if class_name is None else getattr(module, class_name, None)
+            owner = _owner(module, class_name)
             if owner is not None:
                 owners.append((owner, dict(vars(owner))))
-        return owners
+        return PatchableState(owners, unloaded)
 
-    def after(self, owners: list[tuple[_Owner, dict[str, object]]]) -> None:
-        for owner, saved in owners:
+    def after(self, state: PatchableState) -> None:
+        for owner, saved in state.owners:
             now = vars(owner)
             for name, original in saved.items():
                 value = now.get(name, _MISSING)
                 if value is original or name.startswith("__") or not callable(original):
                     continue
-                key = (owner, name)
-                first = self.patches.get(key, (original, None))[0]
-                self.patches[key] = (first, value)
+                self._note(owner, name, original, value)
+        for module_name, class_name in state.unloaded:
+            module = sys.modules.get(module_name)
+            loaded = None if module is None else _owner(module, class_name)
+            if loaded is None:
+                continue
+            # Imported during the phase: no earlier copy to compare with. A patch that
+            # wraps (wrapt, functools.wraps) keeps the original as __wrapped__.
+            for name, value in list(vars(loaded).items()):
+                if name.startswith("__"):
+                    continue
+                wrapped = wrapped_original(value, module_name)
+                if wrapped is not None:
+                    self._note(loaded, name, wrapped, value)
+
+    def _note(self, owner: _Owner, name: str, original: object, value: object) -> None:
+        key = (owner, name)
+        first = self.patches.get(key, (original, None))[0]
+        self.patches[key] = (first, value)
 
     def restore(self) -> list[Leak]:
         leaks = []
@@ -467,6 +505,38 @@ class PatchWatch:
             )
         self.patches.clear()
         return leaks
+
+
+def wrapped_original(value: object, module_name: str) -> object | None:
+    """What ``value`` wraps, if it is another library's wrapper around a function of
+    ``module_name`` (a patch, as wrapt or functools.wraps make them); else None."""
+    if isinstance(value, (staticmethod, classmethod)):
+        # Their __wrapped__ is the function they hold: what that function wraps counts.
+        inner = wrapped_original(value.__func__, module_name)
+        return None if inner is None else type(value)(inner)  # type: ignore[arg-type]
+    if not callable(value):
+        return None
+    try:
+        original: object = getattr(value, "__wrapped__", None)
+    except Exception:  # a proxy whose attributes raise
+        return None
+    if original is None or original is value:
+        return None
+    if getattr(original, "__module__", None) != module_name:
+        return None
+    # Both kinds of wrapper copy __module__ from what they wrap: where the wrapper was
+    # written tells a patch from the library's own decorated method.
+    package = module_name.partition(".")[0]
+    kind: type = type(value)  # not isinstance: wrapt's wrappers pass for functions
+    if kind is FunctionType:
+        top = sys.modules.get(package)
+        where = os.path.dirname(getattr(top, "__file__", None) or "") or None
+        code = cast(FunctionType, value).__code__
+        if where is not None and code.co_filename.startswith(where + os.sep):
+            return None
+    elif kind.__module__.partition(".")[0] == package:
+        return None
+    return original
 
 
 class LeakWatch:

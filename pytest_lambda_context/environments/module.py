@@ -601,6 +601,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         except BaseException:
             phases.release()
             raise
+        # Code that sets up lazily patches libraries in its first invocation.
+        patchable = None if self.invocations else LEAK_WATCH.patch_watch.before()
         outcome: Outcome
         try:
             if spec.clock.shift:
@@ -636,6 +638,8 @@ class ModuleEnvironment(ExecutionEnvironment):
         finally:
             if _HOOKS.forked:  # an interrupt on its way out of a forked child
                 _end_forked_child(None)
+            if patchable is not None:
+                LEAK_WATCH.patch_watch.after(patchable)
             try:
                 events = self._exit()
             finally:
