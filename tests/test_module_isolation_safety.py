@@ -495,6 +495,17 @@ def test_a_connection_opened_by_one_environment_and_used_by_another(pytester, mo
     result.assert_outcomes(passed=2)
 
 
+def assert_botocore_put_back(result: pytest.RunResult) -> None:
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*IsolationLeakWarning*",
+            "*Put back when the environment shut down: "
+            "botocore.client.BaseClient._make_api_call (replaced by function code*",
+        ]
+    )
+
+
 def test_a_library_patched_by_init_code_is_put_back_and_named(pytester):
     pytest.importorskip("aws_xray_sdk")
     (pytester.path / "traced.py").write_text(
@@ -527,15 +538,7 @@ def test_a_library_patched_by_init_code_is_put_back_and_named(pytester):
             assert botocore.client.BaseClient.__dict__["_make_api_call"] is ORIGINAL
         """
     )
-    result = run(pytester)
-    result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(
-        [
-            "*IsolationLeakWarning*",
-            "*Put back when the environment shut down: "
-            "botocore.client.BaseClient._make_api_call (replaced by function code*",
-        ]
-    )
+    assert_botocore_put_back(run(pytester))
 
 
 LAZY_TRACED = """
@@ -600,15 +603,7 @@ def test_a_library_patched_lazily_or_first_imported_by_function_code_is_put_back
             assert "aws_xray_sdk" not in method.__code__.co_filename
         """
     )
-    result = run(pytester)
-    result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(
-        [
-            "*IsolationLeakWarning*",
-            "*Put back when the environment shut down: "
-            "botocore.client.BaseClient._make_api_call (replaced by function code*",
-        ]
-    )
+    assert_botocore_put_back(run(pytester))
 
 
 def test_a_librarys_own_decorated_methods_are_not_taken_for_patches():
