@@ -108,6 +108,7 @@ PRELOAD = (
     "pytest_lambda_context.runtime.marshal",
     "pytest_lambda_context.runtime.log_stream",
     "pytest_lambda_context.runtime.logging_setup",
+    "pytest_lambda_context.runtime.warnings_setup",
     "simplejson",
 )
 
