@@ -297,3 +297,70 @@ def test_a_test_reading_counts_that_miss_c_connections_is_warned_without_the_mar
             "app-pg2_per_call miss connections: its code connected through psycopg2 (libpq)*",
         ]
     )
+
+
+SHARED_PG = {
+    "shared/__init__.py": "",
+    # A libpq connection memoized outside the code root (as a layer's module would be).
+    "shared/db.py": """
+        import os
+        import psycopg2
+
+        _CONN = []
+
+        def one():
+            if not _CONN:
+                _CONN.append(psycopg2.connect(os.environ["DATABASE_URL"]))
+                _CONN[0].autocommit = True
+            with _CONN[0].cursor() as cursor:
+                cursor.execute("select 1")
+                return cursor.fetchone()[0]
+        """,
+    "app/__init__.py": "",
+    "app/uses_shared.py": """
+        from shared import db  # outside the code root (app): one copy for all
+
+        def handler(event, context):
+            return db.one()
+        """,
+}
+
+SHARED_PG_TESTS = """
+import pytest
+from pytest_lambda_context import SharedConnectionWarning
+
+URL = {{"DATABASE_URL": "postgresql://postgres@{{proxy:pg}}/postgres"}}
+
+def test_a_c_drivers_connection_used_by_another_environment_is_warned(make_lambda_function, pg):
+    function = make_lambda_function("uses_shared.handler", code_root="app", env=URL)
+    assert function.cold_start().invoke({{}}) == 1
+    with pytest.warns(SharedConnectionWarning, match="env-2.*sent on a connection") as seen:
+        assert function.cold_start().invoke({{}}) == 1
+    assert "env-1" in str(seen[0].message)
+    assert pg.connections.opened == 1  # the second environment never opened its own
+
+@pytest.mark.parametrize("module", ["pg2_memo", "pg3_memo"])
+def test_each_environment_on_its_own_connection_is_not_warned(make_lambda_function, pg, module):
+    function = make_lambda_function(f"app.{{module}}.handler", env=URL)
+    first, second = function.cold_start(), function.cold_start()
+    for _ in range(10):
+        assert first.invoke({{}}) == 1
+        assert second.invoke({{}}) == 1
+    function.invoke_many([{{}}] * 12, concurrency=3)
+    assert pg.connections.opened == 3
+"""
+
+
+def test_a_c_drivers_connection_shared_between_environments_is_seen_at_its_proxy(
+    pytester: pytest.Pytester, postgres_address: tuple[str, int]
+) -> None:
+    for name, text in {**HANDLERS, **SHARED_PG}.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    pytester.makeconftest(CONFTEST.format(address=postgres_address))
+    pytester.makepyfile(test_shared=SHARED_PG_TESTS.format())
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--lambda-isolation=module", "-W", "error"
+    )
+    result.assert_outcomes(passed=3)

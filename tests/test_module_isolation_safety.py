@@ -506,6 +506,66 @@ def assert_botocore_put_back(result: pytest.RunResult) -> None:
     )
 
 
+FIRE_AND_FORGET_TESTS = """
+    import socket, threading
+    import pytest
+
+    @pytest.fixture
+    def sink(tcp_proxy):
+        server = socket.create_server(("127.0.0.1", 0))
+        def drain(conn):
+            with conn:
+                while conn.recv(65536):
+                    pass
+        def serve():
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                threading.Thread(target=drain, args=(conn,), daemon=True).start()
+        threading.Thread(target=serve, daemon=True).start()
+        yield tcp_proxy(*server.getsockname(), name="sink")
+        server.close()
+
+    def test_sends_read_by_the_proxy_after_their_phase_are_not_sharing(
+        make_lambda_function, sink
+    ):
+        function = make_lambda_function(
+            "sender.handler", code_root="app", env={"SINK": "{proxy:sink}"}
+        )
+        first, second = function.cold_start(), function.cold_start()
+        for _ in range(40):
+            assert first.invoke({}) == second.invoke({}) == "sent"
+        assert sink.connections.opened == 2
+    """
+
+
+def test_bytes_a_proxy_relays_after_their_environments_call_are_not_sharing(pytester):
+    # Sent without waiting for an answer: the proxy may read them while the next
+    # environment runs; they are still the sender's.
+    (pytester.path / "app").mkdir()
+    (pytester.path / "app" / "sender.py").write_text(
+        textwrap.dedent(
+            """
+            import os, socket
+
+            SOCK = []
+
+            def handler(event, context):
+                if not SOCK:
+                    host, port = os.environ["SINK"].split(":")
+                    SOCK.append(socket.create_connection((host, int(port))))
+                SOCK[0].sendall(b"x" * 32768)
+                return "sent"
+            """
+        )
+    )
+    pytester.makepyfile(test_session=textwrap.dedent(FIRE_AND_FORGET_TESTS))
+    result = run(pytester, "-W", "error::pytest_lambda_context.SharedConnectionWarning")
+    result.assert_outcomes(passed=1)
+
+
 def test_a_library_patched_by_init_code_is_put_back_and_named(pytester):
     pytest.importorskip("aws_xray_sdk")
     (pytester.path / "traced.py").write_text(

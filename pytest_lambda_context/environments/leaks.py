@@ -507,6 +507,10 @@ class PatchWatch:
         return leaks
 
 
+_PLUGIN_PACKAGE = __name__.partition(".")[0]
+_PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
 def wrapped_original(value: object, module_name: str) -> object | None:
     """What ``value`` wraps, if it is another library's wrapper around a function of
     ``module_name`` (a patch, as wrapt or functools.wraps make them); else None."""
@@ -529,12 +533,14 @@ def wrapped_original(value: object, module_name: str) -> object | None:
     package = module_name.partition(".")[0]
     kind: type = type(value)  # not isinstance: wrapt's wrappers pass for functions
     if kind is FunctionType:
+        written_in = cast(FunctionType, value).__code__.co_filename
         top = sys.modules.get(package)
         where = os.path.dirname(getattr(top, "__file__", None) or "") or None
-        code = cast(FunctionType, value).__code__
-        if where is not None and code.co_filename.startswith(where + os.sep):
+        if where is not None and written_in.startswith(where + os.sep):
             return None
-    elif kind.__module__.partition(".")[0] == package:
+        if written_in.startswith(_PLUGIN_FOLDER):
+            return None  # the plugin's own monitors (C drivers' connect), put back by it
+    elif kind.__module__.partition(".")[0] in (package, _PLUGIN_PACKAGE):
         return None
     return original
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Literal, TypeAlias, TypedDict
 
-from pytest_lambda_context.observe import taps
-from pytest_lambda_context.observe.scope import Scope, mark_internal_thread
+from pytest_lambda_context.observe import shared_connections, taps
+from pytest_lambda_context.observe.scope import ACTIVE_SLOT, Scope, mark_internal_thread
 from pytest_lambda_context.runtime.clock import real_monotonic
 
 __all__ = ["DropMode", "ProxyCounter", "ProxyStats", "TcpProxy"]
@@ -64,8 +64,10 @@ class _Connection:
         "lock",
         "owner",
         "peer",
+        "suspect",
         "threads",
         "upstream",
+        "watch_sharing",
     )
 
     def __init__(self, client: socket.socket, peer: _Peer, now: float) -> None:
@@ -80,6 +82,11 @@ class _Connection:
         self.threads: list[threading.Thread] = []
         # The scope of the environment whose code opened it (None: not function code's).
         self.owner: Scope | None = None
+        # Module isolation: note when another environment's code sends on it (a C
+        # driver's connection kept in a shared module; Python's sends are seen anyway).
+        self.watch_sharing = False
+        # The other environment's scope that was running when its client last sent.
+        self.suspect: Scope | None = None
         # Its environment was killed: the server's side stays open when the client's
         # ends, as a server never hears of a runtime that Lambda killed.
         self.lingering = False
@@ -494,7 +501,9 @@ class TcpProxy:
             # Whose is it: asked now, while the client waits for its first answer.
             owner = taps.attribute(self.name, (self.listen_host, self._port), (peer[0], peer[1]))
             conn = _Connection(client, peer, self.clock())
-            conn.owner = owner
+            if owner is not None:
+                conn.owner = owner.scope
+                conn.watch_sharing = owner.here
             with self._lock:
                 self.opened += 1
                 self._connections.add(conn)
@@ -578,6 +587,8 @@ class TcpProxy:
                             self.expired += 1
                     break
                 conn.last_activity = now
+                if conn.watch_sharing:
+                    self._watch_sharing(conn, upstream)
                 if upstream and self.latency > 0:
                     time.sleep(self.latency)
                 dst.sendall(view[:n])
@@ -599,6 +610,21 @@ class TcpProxy:
         finally:
             view.release()
             self._finish(conn)
+
+    def _watch_sharing(self, conn: _Connection, upstream: bool) -> None:
+        """Another environment's code sent on this connection (module isolation) when
+        its client sent while that code ran and the server's answer came back while it
+        still ran: that code was waiting for it. (Bytes the owner sent without waiting
+        for an answer may be read here only once the next environment runs.)"""
+        running = ACTIVE_SLOT[0]
+        if upstream:
+            conn.suspect = running if running is not conn.owner else None
+            return
+        suspect, conn.suspect = conn.suspect, None
+        if suspect is not None and suspect is running:
+            assert conn.owner is not None
+            address = f"{self.listen_host}:{self._port}"
+            conn.watch_sharing = not shared_connections.note_use(conn.owner, address)
 
     @staticmethod
     def _discard_until_cut(conn: _Connection, upstream: socket.socket, buffer: bytearray) -> None:

@@ -9,7 +9,8 @@ first one's connection, and per-environment connection counts come out wrong.
 While module-isolated functions exist, the socket monitor notes which environment
 connected each socket (:func:`own`; a TLS socket made over it is its too), and
 ``send``/``sendall`` of Python sockets, plain or TLS, check that the environment
-running now is that one. C drivers (libpq) send below Python: their sharing is not seen. A use by another is noted in its scope
+running now is that one. C drivers (libpq) send below Python: a proxy the connection
+goes through checks it instead (:func:`note_use`). A use by another is noted in its scope
 (``scope.shared``) and the environment warns once per function after the call.
 """
 
@@ -50,6 +51,7 @@ __all__ = [
     "SharedConnectionWarning",
     "install",
     "message_for",
+    "note_use",
     "own",
     "uninstall",
 ]
@@ -84,12 +86,18 @@ def own(sock: socket.socket, scope: Scope) -> None:
         _OWNERS[sock] = scope
 
 
+def _same_environment(one: Scope, other: Scope) -> bool:
+    return one is other or (
+        one.environment_id == other.environment_id and one.function_name == other.function_name
+    )
+
+
 def _check(sock: socket.socket) -> None:
     scope = ACTIVE_SLOT[0]
     if scope is None or THREAD_FLAGS.__dict__.get("internal"):
         return
     owner = _OWNERS.get(sock)
-    if owner is None or owner is scope or owner.environment_id == scope.environment_id:
+    if owner is None or _same_environment(owner, scope):
         return
     shared = scope.shared
     if len(shared) >= 3:
@@ -98,16 +106,31 @@ def _check(sock: socket.socket) -> None:
         peer = "{}:{}".format(*sock.getpeername()[:2])
     except (OSError, TypeError, IndexError):
         peer = "?"
-    shared.append(
-        SharedConnection(
-            f"{owner.function_name} ({owner.environment_id})",
-            f"{scope.function_name} ({scope.environment_id})",
-            peer,
-            _holder(sock, scope.code_root),
-        )
-    )
+    shared.append(_use(owner, scope, peer, _holder(sock, scope.code_root)))
     # One note per socket is enough: it is the same environment's from now on.
     _OWNERS[sock] = scope
+
+
+def note_use(owner: Scope, peer: str) -> bool:
+    """A proxy relayed what was sent on a connection that ``owner``'s code opened (C
+    code's too, which sends below Python): noted in the scope of the code running now
+    when that is another environment's. True when noted."""
+    scope = ACTIVE_SLOT[0]
+    if scope is None or _same_environment(owner, scope):
+        return False
+    if len(scope.shared) < 3:
+        # What holds a C driver's connection is not a Python socket to search from.
+        scope.shared.append(_use(owner, scope, peer, None))
+    return True
+
+
+def _use(owner: Scope, scope: Scope, peer: str, holder: str | None) -> SharedConnection:
+    return SharedConnection(
+        f"{owner.function_name} ({owner.environment_id})",
+        f"{scope.function_name} ({scope.environment_id})",
+        peer,
+        holder,
+    )
 
 
 def _send(sock: socket.socket, *args: object) -> int:

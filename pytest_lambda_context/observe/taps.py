@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from types import FrameType
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pytest_lambda_context.observe import connect_lines
 from pytest_lambda_context.observe.connections import ConnectionEvent, thread_frames, user_frame
@@ -28,6 +28,7 @@ from pytest_lambda_context.observe.scope import ACTIVE_SLOT, Scope
 
 __all__ = [
     "LIVE_PROXIES",
+    "Attribution",
     "Settling",
     "attribute",
     "killed",
@@ -93,9 +94,19 @@ def killed(scope: Scope) -> int:
     return sum(proxy.linger(scope) for proxy in list(LIVE_PROXIES))
 
 
-def attribute(proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]) -> Scope | None:
+class Attribution(NamedTuple):
+    """Whose a proxied connection is."""
+
+    scope: Scope
+    # Function code running in this process opened it (module isolation), not a worker.
+    here: bool
+
+
+def attribute(
+    proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]
+) -> Attribution | None:
     """A proxy accepted a connection from ``peer``: record it for the code that opened
-    it; that code's scope (None: the test's or the plugin's own connection)."""
+    it (None: the test's or the plugin's own connection)."""
     scope: Scope | None = None
     local = False
     line_unknown = None
@@ -130,7 +141,7 @@ def attribute(proxy_name: str, listen: tuple[str, int], peer: tuple[str, int]) -
             line_unknown=line_unknown,
         )
     )
-    return scope
+    return Attribution(scope, local)
 
 
 def _waiting_line(scope: Scope) -> str | None:
