@@ -5,6 +5,7 @@ and, with a Docker engine, run for real from the stand-in images that
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -242,3 +243,27 @@ def test_a_killed_session_leaves_no_container_behind(pytester: pytest.Pytester) 
     while _containers_of(image) != before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _containers_of(image) == before
+
+
+def test_testcontainers_settings_hold_only_while_the_plugin_starts_a_container(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before, they were left in os.environ for the rest of the session, where a
+    # project's own testcontainers use would meet them.
+    config = pytest.importorskip("testcontainers.core.config").testcontainers_config
+    monkeypatch.delenv("TESTCONTAINERS_RYUK_DISABLED", raising=False)
+    monkeypatch.delenv("TESTCONTAINERS_CONNECTION_MODE", raising=False)
+    monkeypatch.setattr(config, "connection_mode_override", None)
+    monkeypatch.setitem(vars(config), "_ryuk_disabled", None)
+    environ = dict(os.environ)
+    with docker_engine.testcontainers_defaults():
+        assert config.ryuk_disabled is True
+        assert config.connection_mode_override is not None
+        assert config.connection_mode_override.value == "docker_host"
+    assert vars(config)["_ryuk_disabled"] is None
+    assert config.connection_mode_override is None
+    assert dict(os.environ) == environ
+    # A user's own setting wins.
+    monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "false")
+    with docker_engine.testcontainers_defaults():
+        assert config.ryuk_disabled is False

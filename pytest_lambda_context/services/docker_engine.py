@@ -241,13 +241,36 @@ def container_chance(status: DockerStatus, image: str) -> ContainerChance:
 
 @contextlib.contextmanager
 def testcontainers_defaults() -> Iterator[None]:
-    # Ryuk (the reaper) is an image to pull, which fails without a registry; the
-    # session stops its own container anyway. docker_host: testcontainers takes
-    # /.dockerenv as "inside a container" and would return the bridge gateway.
-    # Only defaults: a user's own setting wins.
-    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
-    os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
-    yield
+    """testcontainers' settings for starting the plugin's own containers, in its
+    configuration object for the block only (not os.environ): the project's own
+    testcontainers use sees its own settings before and after.
+
+    Ryuk (the reaper) is an image to pull, which fails without a registry; the
+    session stops its own containers anyway (and a watchdog, see RunningContainer).
+    docker_host: testcontainers takes /.dockerenv as "inside a container" and would
+    return the bridge gateway. Only defaults: a user's own setting wins.
+    """
+    try:
+        from testcontainers.core.config import ConnectionMode, testcontainers_config
+    except ImportError:  # not installed: the block says so in its own words
+        yield
+        return
+    config = testcontainers_config
+    # Read unresolved (its property would resolve and keep the environment's value).
+    ryuk_disabled = vars(config).get("_ryuk_disabled")
+    mode = config.connection_mode_override
+    user_set_ryuk = (
+        "TESTCONTAINERS_RYUK_DISABLED" in os.environ or "ryuk.disabled" in config.tc_properties
+    )
+    if not user_set_ryuk:
+        config.ryuk_disabled = True
+    if mode is None:
+        config.connection_mode_override = ConnectionMode.docker_host
+    try:
+        yield
+    finally:
+        vars(config)["_ryuk_disabled"] = ryuk_disabled
+        config.connection_mode_override = mode
 
 
 def publish(container: Any, port: int, endpoint: DockerEndpoint) -> None:

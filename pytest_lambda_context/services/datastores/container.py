@@ -46,17 +46,30 @@ def start_container(
     an exit or no answer in time). ``chance``: the engine answered at ``status`` and
     the image is there or can be pulled (see docker_engine.container_chance)."""
     assert status.endpoint is not None and chance.image_state is not None
-    how = chance.detail
     with testcontainers_defaults():
-        from testcontainers.core.container import DockerContainer  # installed: see chance
+        return _start(title, recipe, image, status, chance, timeout, say)
 
-        # The engine we probed: docker.from_env reads DOCKER_HOST from this mapping (a
-        # socket we found ourselves, rootless or Docker Desktop, is not the SDK's default).
-        environment = {**os.environ, "DOCKER_HOST": status.endpoint.url}
-        try:  # it connects to the engine at once
-            container = DockerContainer(image, docker_client_kw={"environment": environment})
-        except Exception as exc:
-            raise ServerUnavailable(f"the Docker engine refused a client: {exc}") from None
+
+def _start(
+    title: str,
+    recipe: ContainerRecipe,
+    image: str,
+    status: DockerStatus,
+    chance: ContainerChance,
+    timeout: float,
+    say: Callable[[str], None],
+) -> Server:
+    assert status.endpoint is not None
+    how = chance.detail
+    from testcontainers.core.container import DockerContainer  # installed: see chance
+
+    # The engine we probed: docker.from_env reads DOCKER_HOST from this mapping (a
+    # socket we found ourselves, rootless or Docker Desktop, is not the SDK's default).
+    environment = {**os.environ, "DOCKER_HOST": status.endpoint.url}
+    try:  # it connects to the engine at once
+        container = DockerContainer(image, docker_client_kw={"environment": environment})
+    except Exception as exc:
+        raise ServerUnavailable(f"the Docker engine refused a client: {exc}") from None
     publish(container, recipe.port, status.endpoint)
     # A password of this start's own: the port may be reachable from elsewhere.
     password = secrets.token_hex(12) if recipe.password_variables else ""

@@ -314,13 +314,17 @@ class ContainerBackend:
                 f"or {CHOOSE_ANOTHER}"
             )
         with testcontainers_defaults():
-            try:
-                container_class = _container_class()
-            except ImportError:
-                raise BackendError(
-                    "lambda_es = container needs testcontainers: "
-                    f'pip install "pytest-lambda-context[containers]"; or {CHOOSE_ANOTHER}'
-                ) from None
+            self._start(image, timeout, say, status)
+
+    def _start(self, image: str, timeout: float, say: Say, status: DockerStatus) -> None:
+        assert status.endpoint is not None
+        try:
+            container_class = _container_class()
+        except ImportError:
+            raise BackendError(
+                "lambda_es = container needs testcontainers: "
+                f'pip install "pytest-lambda-context[containers]"; or {CHOOSE_ANOTHER}'
+            ) from None
         self.image = image
         state, how = image_state(status.endpoint, image)
         if state == "missing":
