@@ -4,6 +4,7 @@ isolation reports it and does not enforce it."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from support import FunctionMaker, function_maker
 
 from pytest_lambda_context import InitError, RuntimeExitError
+from pytest_lambda_context.environments import memory_cgroup
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -23,6 +25,10 @@ if os.environ.get("AT_INIT_MB"):
     HELD.append(bytearray(int(os.environ["AT_INIT_MB"]) * 1024 * 1024))
 
 def handler(event, context):
+    if event.get("child_mb"):  # a process the handler starts counts too
+        import subprocess, sys
+        code = f"bytearray({event['child_mb']} * 1024 * 1024)"
+        return subprocess.run([sys.executable, "-c", code]).returncode
     if event.get("mb"):
         HELD.append(bytearray(event["mb"] * 1024 * 1024))
         if event.get("free"):
@@ -66,6 +72,20 @@ def test_under_its_memory_size_nothing_happens(make: FunctionMaker) -> None:
     assert function.invoke({"mb": 200}) == 1
     assert function.invoke({}) == 1  # the same warm environment
     assert 200 < function.invocations[-1].max_memory_used_mb < 512
+
+
+def test_the_kernel_holds_the_processes_the_handler_starts_to_the_limit(
+    make: FunctionMaker,
+) -> None:
+    # A cgroup per worker, as Lambda's sandbox: the child going past the limit is
+    # killed by the kernel (reading the worker's own memory would never see it).
+    reason = memory_cgroup.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no memory cgroup can be made here: {reason}")
+    function = make(isolation="process", memory_mb=256)
+    assert function.invoke({"child_mb": 400}) == -signal.SIGKILL
+    assert function.invoke({"child_mb": 20}) == 0  # the environment lives on
+    assert function.environments[0].state == "warm"
 
 
 def test_an_init_past_the_memory_size_is_an_init_failure(make: FunctionMaker) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pytest_lambda_context.environments import sandbox, test_side_patches
+from pytest_lambda_context.environments import memory_cgroup, sandbox, test_side_patches
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.environments.channel import (
     ChannelError,
@@ -75,6 +75,8 @@ __all__ = ["ProcessEnvironment", "WorkerCrashed"]
 # A path under the host's /tmp inside a variable's value (a URL's query included).
 _TMP_PATH = re.compile(re.escape(sandbox.TMP + os.sep) + r"[^\s?&#;,'\"=]+")
 _SLACK = 0.05
+# No memory limit (kilobytes): tracemalloc's own memory would count.
+_UNLIMITED = 1 << 62
 # How long a worker gets to exit by itself (atexit handlers) before SIGKILL.
 _EXIT_GRACE = 1.0
 _HAVE_PIDFD = hasattr(os, "pidfd_open")
@@ -173,7 +175,10 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._frozen = False
         self._busy = False
         self._max_rss_kb = 0
-        self._memory_limit_kb = spec.memory_mb * 1024 if not _tracing_memory() else 1 << 62
+        self._memory_limit_kb = spec.memory_mb * 1024 if not _tracing_memory() else _UNLIMITED
+        # The worker's memory cgroup (None: none could be made; the limit is polled).
+        self._cgroup: memory_cgroup.WorkerCgroup | None = None
+        self._oom_kills = 0
         # Stands for the worker here: proxies record its connections in it.
         self._proxy_scope = Scope(
             spec.function_name, env_id, None, spec.code_root_prefix, [], spec.network
@@ -223,6 +228,11 @@ class ProcessEnvironment(ExecutionEnvironment):
         # An environment dropped without a shutdown (a function never closed) still
         # closes its channel, which ends its worker, without a ResourceWarning later.
         weakref.finalize(self, ours.close)
+        if self._memory_limit_kb < _UNLIMITED:
+            # Before any function code runs (it waits for its first message): the
+            # limit is what memory_mb leaves after what the worker holds already.
+            left = self._memory_limit_kb - _resident_kb(self.pid)
+            self._cgroup = memory_cgroup.confine(self.pid, left)
         # Connections from this process (or its group) that reach a proxy are ours.
         _taps.register_process(self.pid, self._proxy_scope)
         if _HAVE_PIDFD:
@@ -261,9 +271,14 @@ class ProcessEnvironment(ExecutionEnvironment):
         except TimeoutError:
             raise
         except (EOFError, OSError):  # the worker is gone, or going
-            raise WorkerCrashed(self._wait_exit()) from None
+            raise self._crashed(self._wait_exit()) from None
         finally:
             self._busy = False
+        if self._cgroup is not None:
+            # Its cgroup holds it under the limit; what it shares with the template
+            # counts in its resident memory as well, which may read a little over.
+            self._max_rss_kb = min(reply.max_rss_kb, self._memory_limit_kb)
+            return reply
         if reply.max_rss_kb > self._memory_limit_kb:
             # Past the limit between two reads and back under it by the reply: Lambda's
             # kernel would have killed it at the peak.
@@ -271,16 +286,29 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._max_rss_kb = reply.max_rss_kb
         return reply
 
+    def _crashed(self, status: int) -> WorkerCrashed:
+        """The worker ended with ``status``: killed by the kernel past its memory (its
+        cgroup's count of such kills went up), or another crash."""
+        cgroup = self._cgroup
+        if cgroup is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            kills = cgroup.oom_kills()
+            if kills > self._oom_kills:
+                self._oom_kills = kills
+                self._max_rss_kb = self._memory_limit_kb  # REPORT's Max Memory Used
+                return WorkerCrashed(status, out_of_memory=True)
+        return WorkerCrashed(status)
+
     def _await_reply(self, channel: socket.socket, deadline: float) -> None:
         """Wait until the reply starts to arrive, reading the worker's memory meanwhile:
         past ``memory_mb`` it is killed as Lambda kills it (see _out_of_memory)."""
         limit = self._memory_limit_kb
         poller = select.poll()  # not select(): descriptors past 1023 are common here
         poller.register(channel, select.POLLIN)
+        polled = self._cgroup is None  # else the kernel holds it to the limit
         while not poller.poll(_MEMORY_POLL_MS):
             if real_monotonic() >= deadline:
                 raise TimeoutError("no reply from the worker in time")
-            if self.pid is not None and _resident_kb(self.pid) > limit:
+            if polled and self.pid is not None and _resident_kb(self.pid) > limit:
                 raise self._out_of_memory()
 
     def _out_of_memory(self) -> WorkerCrashed:
@@ -466,6 +494,9 @@ class ProcessEnvironment(ExecutionEnvironment):
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
+        memory_cgroup.release(self._cgroup)
+        self._cgroup = None
+        self._oom_kills = 0
         self.pid = None
         self._reaped = False
 
@@ -528,6 +559,7 @@ class ProcessEnvironment(ExecutionEnvironment):
                 self._pidfd = None
             if self._owns_tmpdir and not self._tmp_handed_over:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
+            memory_cgroup.release(self._cgroup)
 
     def _stop_worker(self) -> None:
         channel = self._channel
