@@ -263,7 +263,11 @@ def test_testcontainers_settings_hold_only_while_the_plugin_starts_a_container(
     assert vars(config)["_ryuk_disabled"] is None
     assert config.connection_mode_override is None
     assert dict(os.environ) == environ
-    # A user's own setting wins.
+    # A user's own setting wins: in the environment, or in code.
     monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "false")
+    with docker_engine.testcontainers_defaults():
+        assert config.ryuk_disabled is False
+    monkeypatch.delenv("TESTCONTAINERS_RYUK_DISABLED")
+    config.ryuk_disabled = False
     with docker_engine.testcontainers_defaults():
         assert config.ryuk_disabled is False

@@ -31,6 +31,8 @@ HANDLERS = {
                 os._exit(event["exit"])
             started = time.time()
             time.sleep(event.get("sleep", 0))
+            if "exit_after" in event:  # after its sleep: past the timeout, late code
+                raise SystemExit(event["exit_after"])
             open(os.path.join(tempfile.gettempdir(), f"from-{os.getpid()}"), "w").close()
             return {
                 "pid": os.getpid(),
@@ -170,3 +172,36 @@ def test_a_crashed_runtime_process_is_gone_and_the_others_serve_on(
     assert environment.state == "shutdown"
     assert fn.invoke({})["served"] == 1
     assert len(fn.environments) == 2
+
+
+def test_a_full_environment_is_left_for_another_in_invoke_many_too(
+    function: Callable[..., LambdaFunction],
+) -> None:
+    # Its one process runs the timed-out code on: the next event does not wait for it.
+    fn = function(1, timeout=0.5)
+    with pytest.raises(InvocationTimeout):
+        fn.invoke_many([{"sleep": 3}, {}], concurrency=1)
+    assert [(i.environment_id, i.error is None) for i in fn.invocations[-2:]] == [
+        ("env-1", False),
+        ("env-2", True),
+    ]
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_late_code_that_exits_takes_its_runtime_process_along(
+    function: Callable[..., LambdaFunction], count: int
+) -> None:
+    fn = function(count, timeout=0.5)
+    fn.invoke({})
+    environment = fn.environments[0]
+    with pytest.raises(InvocationTimeout):
+        fn.invoke({"sleep": 1, "exit_after": 3})
+    time.sleep(1.5)  # it has exited by now (after replying, as the runtime does)
+    results = [fn.invoke({}) for _ in range(3)]
+    if count == 1:  # its last process: the environment is gone, a new one serves
+        assert (environment.state, environment.shutdown_reason) == ("shutdown", "exit")
+        assert {r["served"] for r in results} == {1, 2, 3}
+        assert len(fn.environments) == 2
+    else:  # the other process serves every request; none goes to the gone one
+        assert environment.state == "warm"
+        assert len({r["pid"] for r in results}) == 1

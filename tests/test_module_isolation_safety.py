@@ -687,6 +687,14 @@ def test_a_librarys_own_decorated_methods_are_not_taken_for_patches():
     assert wrapped_original(own, "http.client") is None
     assert wrapped_original(plain, "http.client") is None
     assert wrapped_original(patch, "json") is None  # it wraps another module's function
+    # A library's function defined in a submodule or its C accelerator is still its own.
+    import sqlite3
+
+    connect = functools.wraps(sqlite3.connect)(lambda *args: args)  # _sqlite3's
+    assert wrapped_original(connect, "sqlite3") is sqlite3.connect
+    httpx = pytest.importorskip("httpx")
+    send = functools.wraps(httpx.Client.send)(lambda *args: args)  # httpx._client's
+    assert wrapped_original(send, "httpx") is httpx.Client.send
 
 
 def test_a_thread_of_function_code_that_invokes_while_its_handler_waits(pytester):

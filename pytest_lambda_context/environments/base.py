@@ -284,6 +284,12 @@ class ExecutionEnvironment:
         """This environment's handler module, for white-box checks."""
         raise NotImplementedError
 
+    def can_take(self, now: bool = False) -> bool:
+        """Whether a request sent here now is served (``now``: at once) rather than
+        turned away: an environment that is not shut down serves one request at a time
+        (a Managed Instances environment, several)."""
+        return self.state != "shutdown"
+
     # -- lifecycle ---------------------------------------------------------------
     def init(self) -> None:
         """Run the init phase now (as provisioned concurrency does) unless it ran."""

@@ -294,7 +294,7 @@ class LambdaFunction:
             for index in lanes[lane]:
                 if interrupted.is_set():
                     return
-                if environment.state == "shutdown":
+                if not environment.can_take():  # shut down, or full for good
                     environment = self._new_environment("on-demand")
                 try:
                     outcomes[index] = environment._invoke(events[index])
@@ -322,7 +322,7 @@ class LambdaFunction:
             for index in range(len(events)):
                 lane = index % len(targets)
                 environment = targets[lane]
-                if environment.state == "shutdown":
+                if not environment.can_take():
                     environment = targets[lane] = self._new_environment("on-demand")
                 try:
                     outcomes[index] = environment._invoke(events[index])

@@ -439,51 +439,69 @@ class PatchableState:
 
     owners: list[tuple[_Owner, dict[str, object]]]
     unloaded: list[tuple[str, str | None]]
+    # Whether a module is the environment's own copy (its code root, its layers, a
+    # fresh package): patching that one leaks nothing.
+    own: Callable[[str, ModuleType], bool]
 
 
 class PatchWatch:
     """Methods of shared libraries that function code replaced during an init phase or
-    a first invocation: put back at the end (when still the function code's) and named."""
+    a first invocation: put back at the end (when still the function code's) and named.
+
+    Best effort: nothing here raises (a library whose attributes raise is skipped), as
+    it runs while an environment is swapped in."""
 
     def __init__(self) -> None:
         # (owner, name) -> (original, what function code put there)
         self.patches: dict[tuple[_Owner, str], tuple[object, object]] = {}
 
     @staticmethod
-    def before() -> PatchableState:
+    def before(own: Callable[[str, ModuleType], bool]) -> PatchableState:
         owners: list[tuple[_Owner, dict[str, object]]] = []
         unloaded: list[tuple[str, str | None]] = []
         for module_name, class_name in _PATCHED_OFTEN:
-            module = sys.modules.get(module_name)
-            if module is None:
-                unloaded.append((module_name, class_name))
+            try:
+                module = sys.modules.get(module_name)
+                if module is None:
+                    unloaded.append((module_name, class_name))
+                    continue
+                owner = _owner(module, class_name)
+                if owner is not None and not own(module_name, module):
+                    owners.append((owner, dict(vars(owner))))
+            except Exception:
                 continue
-            owner = _owner(module, class_name)
-            if owner is not None:
-                owners.append((owner, dict(vars(owner))))
-        return PatchableState(owners, unloaded)
+        return PatchableState(owners, unloaded, own)
 
     def after(self, state: PatchableState) -> None:
         for owner, saved in state.owners:
-            now = vars(owner)
-            for name, original in saved.items():
-                value = now.get(name, _MISSING)
-                if value is original or name.startswith("__") or not callable(original):
-                    continue
-                self._note(owner, name, original, value)
-        for module_name, class_name in state.unloaded:
-            module = sys.modules.get(module_name)
-            loaded = None if module is None else _owner(module, class_name)
-            if loaded is None:
+            try:
+                self._compare(owner, saved)
+            except Exception:
                 continue
-            # Imported during the phase: no earlier copy to compare with. A patch that
-            # wraps (wrapt, functools.wraps) keeps the original as __wrapped__.
-            for name, value in list(vars(loaded).items()):
-                if name.startswith("__"):
+        for module_name, class_name in state.unloaded:
+            try:
+                module = sys.modules.get(module_name)
+                loaded = None if module is None else _owner(module, class_name)
+                if loaded is None or state.own(module_name, module):  # type: ignore[arg-type]
                     continue
-                wrapped = wrapped_original(value, module_name)
-                if wrapped is not None:
-                    self._note(loaded, name, wrapped, value)
+                # Imported during the phase: no earlier copy to compare with. A patch
+                # that wraps (wrapt, functools.wraps) keeps the original as __wrapped__.
+                for name, value in list(vars(loaded).items()):
+                    if name.startswith("__"):
+                        continue
+                    wrapped = wrapped_original(value, module_name)
+                    if wrapped is not None:
+                        self._note(loaded, name, wrapped, value)
+            except Exception:
+                continue
+
+    def _compare(self, owner: _Owner, saved: dict[str, object]) -> None:
+        now = vars(owner)
+        for name, original in saved.items():
+            value = now.get(name, _MISSING)
+            if value is original or name.startswith("__") or not callable(original):
+                continue
+            self._note(owner, name, original, value)
 
     def _note(self, owner: _Owner, name: str, original: object, value: object) -> None:
         key = (owner, name)
@@ -513,36 +531,49 @@ _PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + o
 
 def wrapped_original(value: object, module_name: str) -> object | None:
     """What ``value`` wraps, if it is another library's wrapper around a function of
-    ``module_name`` (a patch, as wrapt or functools.wraps make them); else None."""
+    ``module_name``'s library (a patch, as wrapt or functools.wraps make them); else
+    None (never raises)."""
+    try:
+        return _wrapped_original(value, module_name)
+    except Exception:  # a proxy whose attributes raise
+        return None
+
+
+def _wrapped_original(value: object, module_name: str) -> object | None:
     if isinstance(value, (staticmethod, classmethod)):
         # Their __wrapped__ is the function they hold: what that function wraps counts.
         inner = wrapped_original(value.__func__, module_name)
         return None if inner is None else type(value)(inner)  # type: ignore[arg-type]
     if not callable(value):
         return None
-    try:
-        original: object = getattr(value, "__wrapped__", None)
-    except Exception:  # a proxy whose attributes raise
-        return None
+    original: object = getattr(value, "__wrapped__", None)
     if original is None or original is value:
         return None
-    if getattr(original, "__module__", None) != module_name:
+    # The library's own function, wherever in it it is defined: httpx.Client.send is
+    # httpx._client's, sqlite3.connect is _sqlite3's.
+    package = _library(module_name)
+    if _library(getattr(original, "__module__", None) or "") != package:
         return None
     # Both kinds of wrapper copy __module__ from what they wrap: where the wrapper was
     # written tells a patch from the library's own decorated method.
-    package = module_name.partition(".")[0]
     kind: type = type(value)  # not isinstance: wrapt's wrappers pass for functions
     if kind is FunctionType:
         written_in = cast(FunctionType, value).__code__.co_filename
-        top = sys.modules.get(package)
+        top = sys.modules.get(module_name.partition(".")[0])
         where = os.path.dirname(getattr(top, "__file__", None) or "") or None
         if where is not None and written_in.startswith(where + os.sep):
             return None
         if written_in.startswith(_PLUGIN_FOLDER):
             return None  # the plugin's own monitors (C drivers' connect), put back by it
-    elif kind.__module__.partition(".")[0] in (package, _PLUGIN_PACKAGE):
+    elif _library(kind.__module__) in (package, _PLUGIN_PACKAGE):
         return None
     return original
+
+
+def _library(module_name: str) -> str:
+    """The distribution-level name of a module: its top package, without the leading
+    underscore of a C accelerator (``_sqlite3`` is sqlite3's)."""
+    return module_name.partition(".")[0].lstrip("_")
 
 
 class LeakWatch:

@@ -38,6 +38,7 @@ from pytest_lambda_context.environments.channel import (
 from pytest_lambda_context.environments.fork_server import ForkServer
 from pytest_lambda_context.environments.process import ProcessEnvironment
 from pytest_lambda_context.runtime.clock import real_monotonic
+from pytest_lambda_context.runtime.errors import TooManyRequestsError, service_error
 from pytest_lambda_context.runtime.handler import Outcome, exit_payload
 from pytest_lambda_context.runtime.records import OutcomeKind
 
@@ -90,19 +91,27 @@ class RuntimeProcess(ProcessEnvironment):
     def late_reply(self) -> InvokeReply | None:
         """The late request's reply once its code has returned (None: still running).
 
-        Raises EOFError (or ChannelError) when the process is gone meanwhile.
+        Raises EOFError (or ChannelError, OSError, ValueError) when the process is gone
+        meanwhile.
         """
         channel = self._channel
         if channel is None:
             raise EOFError("the runtime process is gone")
         poller = select.poll()
-        poller.register(channel, select.POLLIN)
+        poller.register(channel, select.POLLIN)  # ValueError if closed meanwhile
         if not poller.poll(0):
             return None
         channel.settimeout(_LATE_READ)
         reply = expect(recv_message(channel, real_monotonic() + _LATE_READ), InvokeReply)
         self.late_request = None
         return reply
+
+    def ended_with(self, reply: InvokeReply) -> bool:
+        """Whether the runtime process is gone after ``reply``: its code exited the
+        runtime, or went past the memory size (where no cgroup held it)."""
+        if reply.kind is OutcomeKind.RUNTIME_EXIT:
+            return True
+        return self._cgroup is None and reply.max_rss_kb > self._memory_limit_kb
 
 
 class ManagedInstanceEnvironment(ExecutionEnvironment):
@@ -132,24 +141,36 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
         ]
         # The idle runtime processes, the most recently used first.
         self._idle: queue.LifoQueue[RuntimeProcess] = queue.LifoQueue()
-        # Runtime processes still running a request past its timeout.
+        # Runtime processes still running a request past its timeout, and those
+        # serving a request now.
         self._late: list[RuntimeProcess] = []
-        self._late_lock = threading.Lock()
+        self._in_flight: set[RuntimeProcess] = set()
+        self._lock = threading.Lock()
 
-    # Busy: a request is starting here, or no runtime process is free to take one
-    # (Lambda turns requests away from a full environment).
+    # Busy, for routing: its init is under way, or no runtime process is free now
+    # (Lambda turns requests away from a full environment). The base class sets it
+    # around its own phases: kept only for the init (see can_take).
     @property
     def busy(self) -> bool:
-        if self._requested:
-            return True
-        if self.state != "warm":
-            return False
-        self._take_back_late()
-        return self._idle.empty()
+        if self.state == "new":
+            return self._initialising
+        return not self.can_take(now=True)
 
     @busy.setter
     def busy(self, value: bool) -> None:
-        self._requested = value
+        self._initialising = value
+
+    def can_take(self, now: bool = False) -> bool:
+        """Whether a request sent here is served: by a free runtime process, or
+        (``now`` False) by one serving a request now, once it is done. A process
+        still in a timed-out request's code comes free only when that code returns,
+        if ever."""
+        if self.state != "warm":
+            return self.state == "new"
+        self._take_back_late()
+        if not self._idle.empty():
+            return True
+        return not now and bool(self._in_flight)
 
     @property
     def module(self) -> ModuleType:
@@ -195,47 +216,71 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
                 OutcomeKind.RUNTIME_EXIT,
                 payload=exit_payload("every runtime process has exited", request_id),
             )
-        outcome = process._run_invoke(request_id, event, deadline_ms, headers)
+        try:
+            outcome = process._run_invoke(request_id, event, deadline_ms, headers)
+        finally:
+            with self._lock:
+                self._in_flight.discard(process)
         if outcome.kind is OutcomeKind.RUNTIME_EXIT:
             process.shutdown("exit")  # the others go on serving
         elif outcome.kind is OutcomeKind.TIMEOUT:
-            with self._late_lock:
+            with self._lock:
                 self._late.append(process)  # free again when its code returns
         else:
             self._idle.put(process)
         return outcome
 
     def _free_process(self) -> RuntimeProcess | None:
-        """A free runtime process; up to N requests at once, more wait for one. None:
-        every runtime process is gone."""
+        """A free runtime process: one now, or the next that a request in flight
+        frees. None: every runtime process is gone. TooManyRequestsError when every
+        one left runs a timed-out request's code (Lambda rejects the request)."""
         while True:
             self._take_back_late()
             try:
-                return self._idle.get(timeout=_WAIT_STEP)
+                process = self._idle.get(timeout=_WAIT_STEP)
             except queue.Empty:
                 if all(p.state == "shutdown" for p in self.processes):
                     return None
+                with self._lock:
+                    waiting_for_none = not self._in_flight
+                if waiting_for_none and self._idle.empty():
+                    raise TooManyRequestsError(
+                        service_error("TooManyRequestsException", "Rate Exceeded.")
+                    ) from None
+                continue
+            with self._lock:
+                self._in_flight.add(process)
+            return process
 
     def _take_back_late(self) -> None:
         """Free the runtime processes whose late request has returned: its result is
-        dropped (the caller had its timeout error), what its code connected to is
-        counted."""
+        dropped (the caller had its timeout error), what its Python code connected to
+        is counted. One that the late code ended (an exit, past its memory) is gone,
+        and the environment with its last one."""
         if not self._late:
             return
-        with self._late_lock:
+        gone: list[RuntimeProcess] = []
+        with self._lock:
             for process in list(self._late):
                 request_id = process.late_request
                 try:
                     reply = process.late_reply()
-                except (EOFError, OSError, TimeoutError, ChannelError):
+                except (EOFError, OSError, ValueError, TimeoutError, ChannelError):
                     self._late.remove(process)
-                    process.shutdown("exit")
+                    gone.append(process)
                     continue
                 if reply is None:
                     continue
                 self._late.remove(process)
                 self._collect(reply.events, request_id)
-                self._idle.put(process)
+                if process.ended_with(reply):
+                    gone.append(process)
+                else:
+                    self._idle.put(process)
+        for process in gone:
+            process.shutdown("exit")
+        if gone and self.state == "warm" and all(p.state == "shutdown" for p in self.processes):
+            self.shutdown("exit")
 
     def _ended_by(self, kind: OutcomeKind) -> str | None:
         if kind is OutcomeKind.TIMEOUT:

@@ -472,6 +472,13 @@ class ModuleEnvironment(ExecutionEnvironment):
 
         self._sink.keep_until_close(key, warn)
 
+    def _own_module(self, name: str, module: ModuleType) -> bool:
+        """Whether ``module`` is this environment's own copy (imported afresh for it)."""
+        spec = self.spec
+        return is_function_module(
+            name, module, spec.code_root_prefix, spec.fresh_packages, spec.layer_prefixes
+        )
+
     # -- init and invoke -----------------------------------------------------------
     def _wait_turn(self) -> None:
         """Wait for the phase running now to end. A thread that function code started
@@ -509,7 +516,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         # request_id None in the scope: what init code opens belongs to the init phase,
         # even when an invocation triggered it (the payloads still name the request).
         self._enter(None, evict=True)
-        patchable = LEAK_WATCH.patch_watch.before()
+        patchable = LEAK_WATCH.patch_watch.before(self._own_module)
         started = real_monotonic()
         outcome: Outcome
         try:
@@ -602,7 +609,7 @@ class ModuleEnvironment(ExecutionEnvironment):
             phases.release()
             raise
         # Code that sets up lazily patches libraries in its first invocation.
-        patchable = None if self.invocations else LEAK_WATCH.patch_watch.before()
+        patchable = None if self.invocations else LEAK_WATCH.patch_watch.before(self._own_module)
         outcome: Outcome
         try:
             if spec.clock.shift:

@@ -67,6 +67,7 @@ class _Connection:
         "suspect",
         "threads",
         "upstream",
+        "user",
         "watch_sharing",
     )
 
@@ -85,7 +86,9 @@ class _Connection:
         # Module isolation: note when another environment's code sends on it (a C
         # driver's connection kept in a shared module; Python's sends are seen anyway).
         self.watch_sharing = False
-        # The other environment's scope that was running when its client last sent.
+        # The environment that used it last (its owner at first), and another one's
+        # scope that was running when its client last sent.
+        self.user: Scope | None = None
         self.suspect: Scope | None = None
         # Its environment was killed: the server's side stays open when the client's
         # ends, as a server never hears of a runtime that Lambda killed.
@@ -502,7 +505,7 @@ class TcpProxy:
             owner = taps.attribute(self.name, (self.listen_host, self._port), (peer[0], peer[1]))
             conn = _Connection(client, peer, self.clock())
             if owner is not None:
-                conn.owner = owner.scope
+                conn.owner = conn.user = owner.scope
                 conn.watch_sharing = owner.here
             with self._lock:
                 self.opened += 1
@@ -618,13 +621,13 @@ class TcpProxy:
         for an answer may be read here only once the next environment runs.)"""
         running = ACTIVE_SLOT[0]
         if upstream:
-            conn.suspect = running if running is not conn.owner else None
+            conn.suspect = running if running is not conn.user else None
             return
         suspect, conn.suspect = conn.suspect, None
-        if suspect is not None and suspect is running:
-            assert conn.owner is not None
+        if suspect is not None and suspect is running and conn.user is not None:
             address = f"{self.listen_host}:{self._port}"
-            conn.watch_sharing = not shared_connections.note_use(conn.owner, address)
+            if shared_connections.note_use(conn.user, running, address):
+                conn.user = running  # the next environment to use it is noted too
 
     @staticmethod
     def _discard_until_cut(conn: _Connection, upstream: socket.socket, buffer: bytearray) -> None:

@@ -111,12 +111,11 @@ def _check(sock: socket.socket) -> None:
     _OWNERS[sock] = scope
 
 
-def note_use(owner: Scope, peer: str) -> bool:
-    """A proxy relayed what was sent on a connection that ``owner``'s code opened (C
-    code's too, which sends below Python): noted in the scope of the code running now
-    when that is another environment's. True when noted."""
-    scope = ACTIVE_SLOT[0]
-    if scope is None or _same_environment(owner, scope):
+def note_use(owner: Scope, scope: Scope, peer: str) -> bool:
+    """A proxy relayed what ``scope``'s code sent on a connection that ``owner``'s code
+    opened (C code's too, which sends below Python): noted in ``scope`` when that is
+    another environment's. True when noted."""
+    if _same_environment(owner, scope):
         return False
     if len(scope.shared) < 3:
         # What holds a C driver's connection is not a Python socket to search from.

@@ -256,11 +256,14 @@ def testcontainers_defaults() -> Iterator[None]:
         yield
         return
     config = testcontainers_config
-    # Read unresolved (its property would resolve and keep the environment's value).
+    # Read unresolved (its property would resolve and keep the environment's value):
+    # set means the project's code set it, or its own testcontainers use resolved it.
     ryuk_disabled = vars(config).get("_ryuk_disabled")
     mode = config.connection_mode_override
     user_set_ryuk = (
-        "TESTCONTAINERS_RYUK_DISABLED" in os.environ or "ryuk.disabled" in config.tc_properties
+        ryuk_disabled is not None
+        or "TESTCONTAINERS_RYUK_DISABLED" in os.environ
+        or "ryuk.disabled" in config.tc_properties
     )
     if not user_set_ryuk:
         config.ryuk_disabled = True
