@@ -695,6 +695,8 @@ def test_a_librarys_own_decorated_methods_are_not_taken_for_patches():
     httpx = pytest.importorskip("httpx")
     send = functools.wraps(httpx.Client.send)(lambda *args: args)  # httpx._client's
     assert wrapped_original(send, "httpx") is httpx.Client.send
+    # Its own methods made with the standard library's decorators are not patches.
+    assert wrapped_original(vars(httpx.Client)["stream"], "httpx") is None  # contextmanager
 
 
 def test_a_thread_of_function_code_that_invokes_while_its_handler_waits(pytester):

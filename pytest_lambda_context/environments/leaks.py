@@ -527,6 +527,9 @@ class PatchWatch:
 
 _PLUGIN_PACKAGE = __name__.partition(".")[0]
 _PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_STDLIB_FOLDER = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
+# Where installed distributions live, which may be inside the standard library's folder.
+_INSTALLED_FOLDERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 
 
 def wrapped_original(value: object, module_name: str) -> object | None:
@@ -565,6 +568,10 @@ def _wrapped_original(value: object, module_name: str) -> object | None:
             return None
         if written_in.startswith(_PLUGIN_FOLDER):
             return None  # the plugin's own monitors (C drivers' connect), put back by it
+        if written_in.startswith(_STDLIB_FOLDER) and not any(
+            folder in written_in for folder in _INSTALLED_FOLDERS
+        ):
+            return None  # the library's own use of contextlib.contextmanager and the like
     elif _library(kind.__module__) in (package, _PLUGIN_PACKAGE):
         return None
     return original
