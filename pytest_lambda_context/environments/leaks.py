@@ -442,6 +442,8 @@ class PatchableState:
     # Whether a module is the environment's own copy (its code root, its layers, a
     # fresh package): patching that one leaks nothing.
     own: Callable[[str, ModuleType], bool]
+    # The folders of the environment's own code (code root, layers).
+    own_folders: tuple[str, ...]
 
 
 class PatchWatch:
@@ -456,7 +458,9 @@ class PatchWatch:
         self.patches: dict[tuple[_Owner, str], tuple[object, object]] = {}
 
     @staticmethod
-    def before(own: Callable[[str, ModuleType], bool]) -> PatchableState:
+    def before(
+        own: Callable[[str, ModuleType], bool], own_folders: tuple[str, ...]
+    ) -> PatchableState:
         owners: list[tuple[_Owner, dict[str, object]]] = []
         unloaded: list[tuple[str, str | None]] = []
         for module_name, class_name in _PATCHED_OFTEN:
@@ -470,7 +474,7 @@ class PatchWatch:
                     owners.append((owner, dict(vars(owner))))
             except Exception:
                 continue
-        return PatchableState(owners, unloaded, own)
+        return PatchableState(owners, unloaded, own, own_folders)
 
     def after(self, state: PatchableState) -> None:
         for owner, saved in state.owners:
@@ -485,12 +489,14 @@ class PatchWatch:
                 if loaded is None or state.own(module_name, module):  # type: ignore[arg-type]
                     continue
                 # Imported during the phase: no earlier copy to compare with. A patch
-                # that wraps (wrapt, functools.wraps) keeps the original as __wrapped__.
+                # that wraps (wrapt, functools.wraps) keeps the original as __wrapped__;
+                # only a tracing library's or the function's own count (a library's
+                # own decorated methods look the same).
                 for name, value in list(vars(loaded).items()):
                     if name.startswith("__"):
                         continue
                     wrapped = wrapped_original(value, module_name)
-                    if wrapped is not None:
+                    if wrapped is not None and _patched_by(value, state.own_folders):
                         self._note(loaded, name, wrapped, value)
             except Exception:
                 continue
@@ -575,6 +581,44 @@ def _wrapped_original(value: object, module_name: str) -> object | None:
     elif _library(kind.__module__) in (package, _PLUGIN_PACKAGE):
         return None
     return original
+
+
+# Where tracing and APM libraries keep the code of their patches (see _PATCHED_OFTEN).
+_INSTRUMENTATION = tuple(
+    f"{os.sep}{package}{os.sep}"
+    for package in (
+        "aws_xray_sdk",
+        "ddtrace",
+        "datadog_lambda",
+        "opentelemetry",
+        "newrelic",
+        "newrelic_lambda",
+        "sentry_sdk",
+        "elasticapm",
+        "aws_lambda_powertools",
+        "scout_apm",
+        "instana",
+        "lumigo_tracer",
+        "epsagon",
+        "thundra",
+    )
+)
+
+
+def _patched_by(value: object, own_folders: tuple[str, ...]) -> bool:
+    """Whether the wrapper ``value`` was written by a tracing library or by the
+    function's own code (wrapt's wrappers: their wrapper function's code)."""
+    try:
+        function = value if type(value) is FunctionType else getattr(value, "_self_wrapper", None)
+        code = getattr(function, "__code__", None)
+        written_in = code.co_filename if code is not None else ""
+    except Exception:
+        return False
+    if not written_in:
+        return False
+    return any(folder in written_in for folder in _INSTRUMENTATION) or any(
+        written_in.startswith(folder) for folder in own_folders if folder
+    )
 
 
 def _library(module_name: str) -> str:

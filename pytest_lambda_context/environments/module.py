@@ -472,6 +472,10 @@ class ModuleEnvironment(ExecutionEnvironment):
 
         self._sink.keep_until_close(key, warn)
 
+    @property
+    def _own_folders(self) -> tuple[str, ...]:
+        return (self.spec.code_root_prefix, *self.spec.layer_prefixes)
+
     def _own_module(self, name: str, module: ModuleType) -> bool:
         """Whether ``module`` is this environment's own copy (imported afresh for it)."""
         spec = self.spec
@@ -516,7 +520,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         # request_id None in the scope: what init code opens belongs to the init phase,
         # even when an invocation triggered it (the payloads still name the request).
         self._enter(None, evict=True)
-        patchable = LEAK_WATCH.patch_watch.before(self._own_module)
+        patchable = LEAK_WATCH.patch_watch.before(self._own_module, self._own_folders)
         started = real_monotonic()
         outcome: Outcome
         try:
@@ -609,7 +613,11 @@ class ModuleEnvironment(ExecutionEnvironment):
             phases.release()
             raise
         # Code that sets up lazily patches libraries in its first invocation.
-        patchable = None if self.invocations else LEAK_WATCH.patch_watch.before(self._own_module)
+        patchable = (
+            None
+            if self.invocations
+            else LEAK_WATCH.patch_watch.before(self._own_module, self._own_folders)
+        )
         outcome: Outcome
         try:
             if spec.clock.shift:
