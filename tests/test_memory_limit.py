@@ -4,8 +4,11 @@ isolation reports it and does not enforce it."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -100,3 +103,34 @@ def test_module_isolation_reports_the_memory_and_does_not_enforce_it(
 ) -> None:
     function = make(memory_mb=128)
     assert function.invoke({"mb": 200}) == 1
+
+
+def test_cgroups_made_from_many_threads_are_all_removed_once_empty() -> None:
+    # invoke_many starts environments from several threads at once.
+    reason = memory_cgroup.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no memory cgroup can be made here: {reason}")
+    sleepers = [subprocess.Popen(["sleep", "30"]) for _ in range(8)]
+    made: list[memory_cgroup.WorkerCgroup | None] = []
+    errors: list[BaseException] = []
+
+    def confine(process: subprocess.Popen[bytes]) -> None:
+        try:
+            made.append(memory_cgroup.confine(process.pid, 64 * 1024))
+            memory_cgroup.release(made[-1])  # still in use: removed later
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=confine, args=(p,)) for p in sleepers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    paths = [cgroup.path for cgroup in made if cgroup is not None]
+    assert len(paths) == 8 and all(os.path.isdir(path) for path in paths)
+    for process in sleepers:
+        process.kill()
+        process.wait()
+    memory_cgroup.release(made[0])  # empty now: every pending one goes
+    assert not any(os.path.isdir(path) for path in paths)

@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import itertools
 import os
+import threading
 from dataclasses import dataclass
 
 __all__ = ["WorkerCgroup", "confine", "release", "unavailable_reason"]
@@ -63,6 +64,8 @@ class WorkerCgroup:
 _found: list[_Hierarchy | str] = []
 # Cgroups of workers not yet gone: removed when they are empty.
 _pending: list[str] = []
+# Environments start from several threads at once (invoke_many).
+_lock = threading.Lock()
 
 
 def _own_cgroups() -> dict[str, str]:
@@ -121,8 +124,9 @@ def _checked(hierarchy: _Hierarchy) -> _Hierarchy | str:
 
 def unavailable_reason() -> str | None:
     """Why workers get no cgroup here (None: they do)."""
-    if not _found:
-        _found.append(_probe())
+    with _lock:
+        if not _found:
+            _found.append(_probe())
     found = _found[0]
     return found if isinstance(found, str) else None
 
@@ -147,7 +151,8 @@ def confine(pid: int, limit_kb: int) -> WorkerCgroup | None:
         with contextlib.suppress(OSError):
             os.rmdir(path)
         return None
-    _pending.append(path)
+    with _lock:
+        _pending.append(path)
     return WorkerCgroup(path, hierarchy)
 
 
@@ -163,14 +168,14 @@ def _write(folder: str, name: str, value: str) -> None:
 
 
 def _remove_empty() -> None:
-    for path in list(_pending):
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            _pending.remove(path)
-        except OSError:  # a process still in it: later
-            continue
-        else:
+    with _lock:
+        for path in list(_pending):
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError:  # a process still in it: later
+                continue
             _pending.remove(path)
 
 
