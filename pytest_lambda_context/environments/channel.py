@@ -86,6 +86,9 @@ class Hello(NamedTuple):
     coverage: CoverageHandoff | None
     # How many blank workers to keep forked ahead (environments/blank_pool.py).
     pool: int
+    # Where to put each forked worker in a memory cgroup of its own (None: nowhere;
+    # environments/memory_cgroup.py).
+    memory_cgroups: str | None = None
 
 
 class Ready(NamedTuple):

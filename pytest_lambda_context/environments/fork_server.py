@@ -43,6 +43,8 @@ Answer = TypeVar("Answer", Forked, Reaped)
 class ForkServer(ProcessEnvironment):
     """A worker that forks workers; between requests it is frozen, like an idle environment."""
 
+    limited_by_cgroup = False  # its forks would share the limit (they are polled instead)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fork_lock = threading.Lock()

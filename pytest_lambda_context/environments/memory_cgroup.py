@@ -2,32 +2,34 @@
 
 On Lambda the execution environment's memory is a cgroup's: the runtime and every
 process its code starts count, and going past it gets a process killed by the kernel
-at once. Where this process may make cgroups under its own (root, or a delegated
+at once. Where the test process may make cgroups under its own (root, or a delegated
 subtree: cgroup v2 with the memory controller enabled for children, or v1's memory
-hierarchy), each process-isolated worker gets one, its worker moved in before any
-function code runs. Elsewhere the test process reads the worker's memory while it
-runs and kills it past the limit (see ProcessEnvironment._await_reply), which cannot
-stop a peak between two reads nor see the processes the worker started.
+hierarchy), it makes this session's folder (:func:`session_folder`); the template
+puts each worker it forks in a cgroup of its own there (:func:`adopt`), ahead of the
+cold start that takes it (moving a process costs the kernel a synchronisation of
+about 10 ms); the test process writes the limit when it hands the worker its
+environment (:func:`limit`), and the template removes the cgroup once it has reaped
+the worker (:func:`forget`). Elsewhere (and for processes that workers fork: SnapStart
+restores, Managed Instances' runtime processes) the test process reads the worker's
+memory while it runs and kills it past the limit (ProcessEnvironment._await_reply),
+which cannot stop a peak between two reads nor see the processes the worker started.
 
 The memory the worker shares with the template it was forked from is charged to the
 template's cgroup: the limit is what ``memory_mb`` leaves after the worker's resident
-memory when it moves in, as Lambda's covers the runtime too.
+memory, as Lambda's covers the runtime too.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import itertools
 import os
 import threading
 from dataclasses import dataclass
 
-__all__ = ["WorkerCgroup", "confine", "release", "unavailable_reason"]
+__all__ = ["WorkerCgroup", "adopt", "forget", "limit", "session_folder", "unavailable_reason"]
 
-# The folder (under this process's own cgroup) that holds the workers' cgroups.
-_FOLDER = f"pytest-lambda-context-{os.getpid()}"
-_numbers = itertools.count(1)
+_PREFIX = "pytest-lambda-context-"
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,15 @@ class _Hierarchy:
 
 @dataclass(frozen=True)
 class WorkerCgroup:
-    """One worker's cgroup."""
+    """One worker's cgroup, its limit written."""
 
     path: str
-    hierarchy: _Hierarchy
+    events_file: str
 
     def oom_kills(self) -> int:
         """How many processes in it the kernel killed for going past the limit."""
         try:
-            with open(os.path.join(self.path, self.hierarchy.events_file)) as events:
+            with open(os.path.join(self.path, self.events_file)) as events:
                 for line in events:
                     name, _, count = line.partition(" ")
                     if name == "oom_kill":
@@ -62,9 +64,6 @@ class WorkerCgroup:
 
 # Probed once per process: the hierarchy, or why there is none.
 _found: list[_Hierarchy | str] = []
-# Cgroups of workers not yet gone: removed when they are empty.
-_pending: list[str] = []
-# Environments start from several threads at once (invoke_many).
 _lock = threading.Lock()
 
 
@@ -85,6 +84,7 @@ def _probe() -> _Hierarchy | str:
     own = _own_cgroups()
     if not own:
         return "this system has no cgroups (/proc/self/cgroup)"
+    folder = f"{_PREFIX}{os.getpid()}"
     unified = own.get("")
     if unified is not None and os.path.isfile("/sys/fs/cgroup/cgroup.controllers"):
         base = "/sys/fs/cgroup" + unified
@@ -94,14 +94,14 @@ def _probe() -> _Hierarchy | str:
         except OSError:
             enabled = []
         if "memory" in enabled:
-            hierarchy = _Hierarchy(os.path.join(base, _FOLDER), "memory.max", None, "memory.events")
+            hierarchy = _Hierarchy(os.path.join(base, folder), "memory.max", None, "memory.events")
             return _checked(hierarchy)
     for controllers, path in own.items():
         if "memory" in controllers.split(","):
             base = "/sys/fs/cgroup/memory" + path
             swap = os.path.join(base, "memory.memsw.limit_in_bytes")
             hierarchy = _Hierarchy(
-                os.path.join(base, _FOLDER),
+                os.path.join(base, folder),
                 "memory.limit_in_bytes",
                 "memory.memsw.limit_in_bytes" if os.path.exists(swap) else None,
                 "memory.oom_control",
@@ -118,82 +118,84 @@ def _checked(hierarchy: _Hierarchy) -> _Hierarchy | str:
         pass
     except OSError as exc:
         return f"cannot make a cgroup under {os.path.dirname(hierarchy.folder)}: {exc.strerror}"
-    atexit.register(_remove_all, hierarchy.folder)
+    atexit.register(_remove_folder, hierarchy.folder)
     return hierarchy
+
+
+def _hierarchy() -> _Hierarchy | str:
+    with _lock:
+        if not _found:
+            _found.append(_probe())
+        return _found[0]
 
 
 def unavailable_reason() -> str | None:
     """Why workers get no cgroup here (None: they do)."""
-    with _lock:
-        if not _found:
-            _found.append(_probe())
-    found = _found[0]
+    found = _hierarchy()
     return found if isinstance(found, str) else None
 
 
-def confine(pid: int, limit_kb: int) -> WorkerCgroup | None:
-    """Put process ``pid`` (a worker that has not run function code) in a cgroup of its
-    own whose memory limit is ``limit_kb``; None where no cgroup can be made."""
-    if unavailable_reason() is not None:
-        return None
-    hierarchy = _found[0]
-    assert isinstance(hierarchy, _Hierarchy)
-    _remove_empty()
-    path = os.path.join(hierarchy.folder, f"worker-{next(_numbers)}")
-    limit = str(max(limit_kb, 1024) * 1024)
+def session_folder() -> str | None:
+    """This session's folder for the workers' cgroups (made now), for the template;
+    None where none can be made."""
+    found = _hierarchy()
+    return None if isinstance(found, str) else found.folder
+
+
+# -- in the template ---------------------------------------------------------------
+def adopt(folder: str | None, pid: int) -> None:
+    """Put the worker ``pid`` that the template just forked in a cgroup of its own
+    (no limit yet). Quietly nothing where that fails: the limit is then polled."""
+    if folder is None:
+        return
+    path = os.path.join(folder, f"worker-{pid}")
     try:
         os.mkdir(path)
-        _write(path, hierarchy.limit_file, limit)
-        if hierarchy.swap_file is not None:
-            _write(path, hierarchy.swap_file, limit)  # no swapping past it either
-        _write(path, "cgroup.procs", str(pid))
+        with open(os.path.join(path, "cgroup.procs"), "w") as procs:
+            procs.write(str(pid))
     except OSError:
         with contextlib.suppress(OSError):
             os.rmdir(path)
+
+
+def forget(folder: str | None, pids: list[int]) -> None:
+    """The template reaped these workers: their cgroups go (if empty: processes that
+    their code started may outlive them for a moment; the session's end removes all)."""
+    if folder is None:
+        return
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(folder, f"worker-{pid}"))
+
+
+# -- in the test process -------------------------------------------------------------
+def limit(pid: int, limit_kb: int) -> WorkerCgroup | None:
+    """Write ``limit_kb`` as the limit of the worker ``pid``'s cgroup, which the
+    template made (None: it has none; its memory is polled)."""
+    found = _hierarchy()
+    if isinstance(found, str):
         return None
-    with _lock:
-        _pending.append(path)
-    return WorkerCgroup(path, hierarchy)
-
-
-def release(cgroup: WorkerCgroup | None) -> None:
-    """The worker is ending: its cgroup goes once it is empty (now, or later)."""
-    if cgroup is not None:
-        _remove_empty()
-
-
-def _write(folder: str, name: str, value: str) -> None:
-    with open(os.path.join(folder, name), "w") as target:
-        target.write(value)
-
-
-def _remove_empty() -> None:
-    with _lock:
-        for path in list(_pending):
-            try:
-                os.rmdir(path)
-            except FileNotFoundError:
-                pass
-            except OSError:  # a process still in it: later
-                continue
-            _pending.remove(path)
+    path = os.path.join(found.folder, f"worker-{pid}")
+    value = str(max(limit_kb, 1024) * 1024)
+    try:
+        with open(os.path.join(path, found.limit_file), "w") as target:
+            target.write(value)
+        if found.swap_file is not None:  # no swapping past it either
+            with open(os.path.join(path, found.swap_file), "w") as target:
+                target.write(value)
+    except OSError:
+        return None
+    return WorkerCgroup(path, found.events_file)
 
 
 def _remove_stale(parent: str) -> None:
     """The folders of earlier sessions that were killed before removing theirs."""
-    prefix = _FOLDER.rpartition("-")[0] + "-"
     with contextlib.suppress(OSError):
         for name in os.listdir(parent):
-            owner = name[len(prefix) :]
-            if not name.startswith(prefix) or not owner.isdigit() or _alive(int(owner)):
+            owner = name[len(_PREFIX) :]
+            if not name.startswith(_PREFIX) or not owner.isdigit() or _alive(int(owner)):
                 continue
-            folder = os.path.join(parent, name)
-            with contextlib.suppress(OSError):
-                for child in os.listdir(folder):
-                    if child.startswith("worker-"):
-                        with contextlib.suppress(OSError):
-                            os.rmdir(os.path.join(folder, child))
-                os.rmdir(folder)
+            _remove_folder(os.path.join(parent, name))
 
 
 def _alive(pid: int) -> bool:
@@ -206,7 +208,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _remove_all(folder: str) -> None:
-    _remove_empty()
+def _remove_folder(folder: str) -> None:
     with contextlib.suppress(OSError):
+        for child in os.listdir(folder):
+            if child.startswith("worker-"):
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(folder, child))
         os.rmdir(folder)

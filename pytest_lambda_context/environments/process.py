@@ -132,6 +132,9 @@ class ProcessEnvironment(ExecutionEnvironment):
     isolation = "process"
     # Frozen with SIGSTOP between invocations (a Managed Instances runtime process is not).
     freezes = True
+    # Its memory limit is its cgroup's, where the template gave it one (a process that
+    # forks environments has none: they would share it).
+    limited_by_cgroup = True
 
     def __init__(
         self,
@@ -228,11 +231,12 @@ class ProcessEnvironment(ExecutionEnvironment):
         # An environment dropped without a shutdown (a function never closed) still
         # closes its channel, which ends its worker, without a ResourceWarning later.
         weakref.finalize(self, ours.close)
-        if self._memory_limit_kb < _UNLIMITED:
+        if self._memory_limit_kb < _UNLIMITED and self.limited_by_cgroup:
             # Before any function code runs (it waits for its first message): the
-            # limit is what memory_mb leaves after what the worker holds already.
+            # limit of the cgroup the template put it in is what memory_mb leaves
+            # after what the worker holds already.
             left = self._memory_limit_kb - _resident_kb(self.pid)
-            self._cgroup = memory_cgroup.confine(self.pid, left)
+            self._cgroup = memory_cgroup.limit(self.pid, left)
         # Connections from this process (or its group) that reach a proxy are ours.
         _taps.register_process(self.pid, self._proxy_scope)
         if _HAVE_PIDFD:
@@ -271,7 +275,9 @@ class ProcessEnvironment(ExecutionEnvironment):
         except TimeoutError:
             raise
         except (EOFError, OSError):  # the worker is gone, or going
-            raise self._crashed(self._wait_exit()) from None
+            # Read before the reap: the template removes its cgroup then.
+            kills = self._cgroup.oom_kills() if self._cgroup is not None else 0
+            raise self._crashed(self._wait_exit(), kills) from None
         finally:
             self._busy = False
         if self._cgroup is not None:
@@ -286,16 +292,14 @@ class ProcessEnvironment(ExecutionEnvironment):
         self._max_rss_kb = reply.max_rss_kb
         return reply
 
-    def _crashed(self, status: int) -> WorkerCrashed:
+    def _crashed(self, status: int, kills: int) -> WorkerCrashed:
         """The worker ended with ``status``: killed by the kernel past its memory (its
-        cgroup's count of such kills went up), or another crash."""
-        cgroup = self._cgroup
-        if cgroup is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
-            kills = cgroup.oom_kills()
-            if kills > self._oom_kills:
-                self._oom_kills = kills
-                self._max_rss_kb = self._memory_limit_kb  # REPORT's Max Memory Used
-                return WorkerCrashed(status, out_of_memory=True)
+        cgroup's count of such kills, ``kills``, went up), or another crash."""
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        if killed and kills > self._oom_kills:
+            self._oom_kills = kills
+            self._max_rss_kb = self._memory_limit_kb  # REPORT's Max Memory Used
+            return WorkerCrashed(status, out_of_memory=True)
         return WorkerCrashed(status)
 
     def _await_reply(self, channel: socket.socket, deadline: float) -> None:
@@ -494,8 +498,7 @@ class ProcessEnvironment(ExecutionEnvironment):
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        memory_cgroup.release(self._cgroup)
-        self._cgroup = None
+        self._cgroup = None  # the template removes it once it has reaped the worker
         self._oom_kills = 0
         self.pid = None
         self._reaped = False
@@ -559,7 +562,6 @@ class ProcessEnvironment(ExecutionEnvironment):
                 self._pidfd = None
             if self._owns_tmpdir and not self._tmp_handed_over:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
-            memory_cgroup.release(self._cgroup)
 
     def _stop_worker(self) -> None:
         channel = self._channel

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from pytest_lambda_context.environments import worker_coverage
+from pytest_lambda_context.environments import memory_cgroup, worker_coverage
 from pytest_lambda_context.environments.channel import (
     Forked,
     ForkRequest,
@@ -113,7 +113,11 @@ class WorkerTemplate:
         self._control = ours
         self.pid = self._process.pid
         hello = Hello(
-            sys_path=sys_path(), preload=self.preload, coverage=self._coverage, pool=self.pool
+            sys_path=sys_path(),
+            preload=self.preload,
+            coverage=self._coverage,
+            pool=self.pool,
+            memory_cgroups=memory_cgroup.session_folder(),
         )
         send_packet(ours, hello)
 

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_lambda_context.environments import sandbox, worker_coverage
+from pytest_lambda_context.environments import memory_cgroup, sandbox, worker_coverage
 from pytest_lambda_context.environments.blank_pool import BlankPool, BlankWorker
 from pytest_lambda_context.environments.channel import (
     Forked,
@@ -195,8 +195,12 @@ def _serve(control: socket.socket) -> int:
         fds: list[int] = []
         return recv_packet(control, fds), fds
 
+    cgroups = hello.memory_cgroups
+
     def fork_blank(others: Sequence[socket.socket]) -> BlankWorker:
-        return _fork_blank([control, *others], coverage)
+        blank = _fork_blank([control, *others], coverage)
+        memory_cgroup.adopt(cgroups, blank[0])  # ahead of the cold start that takes it
+        return blank
 
     pool = BlankPool(hello.pool, fork_blank)  # filled in quiet moments (serve_forks)
 
@@ -205,11 +209,17 @@ def _serve(control: socket.socket) -> int:
         if pid is None:
             inherited = [control, *pool.sockets()]
             pid = _fork(inherited, fd, request.own_tmp, request.expose, coverage=coverage)
+            memory_cgroup.adopt(cgroups, pid)
         return pid
 
     try:
         return serve_forks(
-            receive, lambda message: send_packet(control, message), fork, pool, control.fileno()
+            receive,
+            lambda message: send_packet(control, message),
+            fork,
+            pool,
+            control.fileno(),
+            reaped=lambda pids: memory_cgroup.forget(cgroups, pids),
         )
     finally:
         pool.close()
@@ -225,6 +235,7 @@ def serve_forks(
     fork: Fork,
     pool: BlankPool | None = None,
     watch: int | None = None,
+    reaped: Callable[[list[int]], None] = lambda pids: None,
 ) -> int:
     """Answer fork and reap requests until the test process lets go.
 
@@ -241,6 +252,7 @@ def serve_forks(
         if pids:
             live.difference_update(pids)
             _end_orphans(live | pool.pids() if pool is not None else live)
+            reaped(pids)
 
     try:
         while True:
@@ -273,12 +285,14 @@ def serve_forks(
     finally:
         # Workers told to shut down get the rest of their grace (atexit handlers that
         # save coverage data, say); the others are killed now.
-        live.difference_update(releases.wait(None))
+        finished = releases.wait(None)
+        live.difference_update(finished)
         for pid in live:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
         _end_orphans(set())
+        reaped([*finished, *live])
     return 0
 
 
