@@ -815,39 +815,3 @@ def test_a_module_the_template_could_not_have_seen_is_imported(tmp_path, monkeyp
             assert function.invoke({}) == "fresh"
     finally:
         template.close()
-
-
-def test_what_c_code_and_subprocesses_write_is_in_the_log_stream_too(pytester):
-    # On Lambda descriptors 1 and 2 are the log stream's pipe, whoever writes to them.
-    (pytester.path / "fdout.py").write_text(
-        textwrap.dedent(
-            """
-            import os, subprocess
-
-            def handler(event, context):
-                print("python line")
-                os.write(1, b"raw descriptor line\\n")
-                subprocess.run(["sh", "-c", "echo from a subprocess; echo to stderr >&2"])
-                return "ok"
-            """
-        )
-    )
-    pytester.makepyfile(
-        test_fd="""
-        import pytest
-
-        @pytest.mark.lambda_handler("fdout.handler")
-        def test_fd_output(lambda_function, capfd):
-            for _ in range(2):
-                assert lambda_function.invoke({}) == "ok"
-                output = lambda_function.invocations[-1].logs[1:-2]
-                assert output == [
-                    "python line", "raw descriptor line", "from a subprocess", "to stderr"
-                ]
-                out, err = capfd.readouterr()  # and the test's capture has them
-                assert out.splitlines() == ["python line", "raw descriptor line", "from a subprocess"]
-                assert err.splitlines() == ["to stderr"]
-        """
-    )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lambda-isolation=process")
-    result.assert_outcomes(passed=1)

@@ -61,7 +61,6 @@ from pytest_lambda_context.environments.channel import (
     send_message,
     send_packet,
 )
-from pytest_lambda_context.environments.descriptor_output import DescriptorOutput
 from pytest_lambda_context.environments.worker_debugger import explain_debugger_quit
 from pytest_lambda_context.observe import connect_lines
 from pytest_lambda_context.observe.drivers import DriverWatch
@@ -611,8 +610,6 @@ class _Worker:
         self.trace_number = 0
         # C-level drivers (libpq, ...) that function code loaded, reported as they appear.
         self.drivers = DriverWatch()
-        # Descriptors 1 and 2 kept for the log stream (set with the runtime).
-        self.fd_output: DescriptorOutput | None = None
 
     def serve(self) -> int:
         """Answer requests until told to stop; returns the process's exit status."""
@@ -626,14 +623,7 @@ class _Worker:
             except (EOFError, OSError):
                 return 0  # the test process let go of this environment
             if fds:
-                if self.fd_output is not None:
-                    _flush()
-                    self.fd_output.redirect(fds)
-                    for fd in fds:
-                        os.close(fd)
-                    fds.clear()
-                else:
-                    _redirect_stdio(fds)
+                _redirect_stdio(fds)
             reply: InvokeReply | PhaseReply | ServingForks
             if isinstance(request, InvokeRequest):
                 reply, exit_status = self.invoke(request)
@@ -843,8 +833,6 @@ class _Worker:
         from pytest_lambda_context.environments import snapshot_runtime, stale_connections
 
         self.restored_at = real_monotonic()
-        if self.fd_output is not None:
-            self.fd_output = self.fd_output.renewed()
         snapshot_runtime.resume(state)
         stale_connections.break_inherited(self.inherited)
         self.channel = channel
@@ -924,8 +912,6 @@ class _Worker:
 
         use_lambda_defaults()
 
-        if self.fd_output is None:
-            self.fd_output = DescriptorOutput()
         log = LogStream(write_through=False)
         log.targets[0], log.targets[1] = sys.stdout, sys.stderr
         self.tees = (StreamTee(1, log), StreamTee(2, log))
@@ -953,9 +939,6 @@ class _Worker:
     def _end_phase(self) -> tuple[list[str], list[tuple[int, str]]]:
         """This phase's log events and the output for the test's streams; the next
         phase starts with none."""
-        if self.fd_output is not None:
-            for stream, text in self.fd_output.take():
-                self.tees[stream - 1].feed(text)
         for tee in self.tees:
             tee.end_phase()
         log = self.log

@@ -84,11 +84,6 @@ class StreamTee:
     def write(self, text: str) -> int:
         if self.closed:
             raise ValueError("I/O operation on closed file.")
-        return self.feed(text)
-
-    def feed(self, text: str) -> int:
-        """Take ``text`` into the stream, even when function code closed it (what
-        reached the descriptor below it, say)."""
         log = self._log
         log._out(self._stream, text)
         if "\n" in text:
