@@ -120,6 +120,10 @@ def test_a_workers_cgroup_is_made_ahead_and_removed_once_it_is_reaped(
     path = os.path.join(folder, f"worker-{pid}")
     with open(os.path.join(path, "cgroup.procs")) as procs:
         assert str(pid) in procs.read().split()
+    v2 = os.path.exists(os.path.join(path, "memory.max"))
+    with open(os.path.join(path, "memory.max" if v2 else "memory.limit_in_bytes")) as limit:
+        # What 256 MB leaves beside the memory the worker shares with the template.
+        assert 64 << 20 < int(limit.read()) <= 256 << 20
     function.close()
     deadline = time.monotonic() + 10
     while os.path.isdir(path) and time.monotonic() < deadline:

@@ -609,6 +609,8 @@ def _patched_by(value: object, own_folders: tuple[str, ...]) -> bool:
     """Whether the wrapper ``value`` was written by a tracing library or by the
     function's own code (wrapt's wrappers: their wrapper function's code)."""
     try:
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
         function = value if type(value) is FunctionType else getattr(value, "_self_wrapper", None)
         code = getattr(function, "__code__", None)
         written_in = code.co_filename if code is not None else ""
@@ -616,9 +618,11 @@ def _patched_by(value: object, own_folders: tuple[str, ...]) -> bool:
         return False
     if not written_in:
         return False
-    return any(folder in written_in for folder in _INSTRUMENTATION) or any(
-        written_in.startswith(folder) for folder in own_folders if folder
-    )
+    if any(folder in written_in for folder in _INSTRUMENTATION):
+        return True
+    # The function's own code, not a library installed under its folder.
+    installed = any(folder in written_in for folder in _INSTALLED_FOLDERS)
+    return not installed and any(written_in.startswith(folder) for folder in own_folders if folder)
 
 
 def _library(module_name: str) -> str:

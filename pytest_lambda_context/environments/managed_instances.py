@@ -63,6 +63,7 @@ class RuntimeProcess(ProcessEnvironment):
     """One runtime process of a Managed Instances environment (not an environment itself)."""
 
     freezes = False  # a Managed Instances environment keeps running between requests
+    limited_by_cgroup = False  # forked by the environment's server: its memory is polled
 
     def __init__(
         self,

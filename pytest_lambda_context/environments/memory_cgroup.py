@@ -40,6 +40,7 @@ class _Hierarchy:
     limit_file: str  # memory.max (v2) or memory.limit_in_bytes (v1)
     swap_file: str | None  # v1's memory.memsw.limit_in_bytes, where swap is accounted
     events_file: str  # memory.events (v2) or memory.oom_control (v1): "oom_kill N"
+    usage_file: str  # memory.current (v2) or memory.usage_in_bytes (v1)
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,10 @@ def _probe() -> _Hierarchy | str:
         except OSError:
             enabled = []
         if "memory" in enabled:
-            hierarchy = _Hierarchy(os.path.join(base, folder), "memory.max", None, "memory.events")
-            return _checked(hierarchy)
+            hierarchy = _Hierarchy(
+                os.path.join(base, folder), "memory.max", None, "memory.events", "memory.current"
+            )
+            return _checked(hierarchy, v2=True)
     for controllers, path in own.items():
         if "memory" in controllers.split(","):
             base = "/sys/fs/cgroup/memory" + path
@@ -105,12 +108,13 @@ def _probe() -> _Hierarchy | str:
                 "memory.limit_in_bytes",
                 "memory.memsw.limit_in_bytes" if os.path.exists(swap) else None,
                 "memory.oom_control",
+                "memory.usage_in_bytes",
             )
             return _checked(hierarchy)
     return "no memory cgroup controller that this process may delegate"
 
 
-def _checked(hierarchy: _Hierarchy) -> _Hierarchy | str:
+def _checked(hierarchy: _Hierarchy, v2: bool = False) -> _Hierarchy | str:
     _remove_stale(os.path.dirname(hierarchy.folder))
     try:
         os.mkdir(hierarchy.folder)
@@ -119,6 +123,12 @@ def _checked(hierarchy: _Hierarchy) -> _Hierarchy | str:
     except OSError as exc:
         return f"cannot make a cgroup under {os.path.dirname(hierarchy.folder)}: {exc.strerror}"
     atexit.register(_remove_folder, hierarchy.folder)
+    if v2:  # the workers' cgroups below this folder need the controller enabled
+        try:
+            with open(os.path.join(hierarchy.folder, "cgroup.subtree_control"), "w") as control:
+                control.write("+memory")
+        except OSError as exc:
+            return f"cannot delegate the memory controller below {hierarchy.folder}: {exc.strerror}"
     return hierarchy
 
 
@@ -150,7 +160,9 @@ def adopt(folder: str | None, pid: int) -> None:
         return
     path = os.path.join(folder, f"worker-{pid}")
     try:
-        os.mkdir(path)
+        # A folder left by an earlier worker of the same pid (ended with the pool): reused.
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
         with open(os.path.join(path, "cgroup.procs"), "w") as procs:
             procs.write(str(pid))
     except OSError:
@@ -176,6 +188,16 @@ def limit(pid: int, limit_kb: int) -> WorkerCgroup | None:
     if isinstance(found, str):
         return None
     path = os.path.join(found.folder, f"worker-{pid}")
+    try:
+        # What the worker made its own since it moved in is charged there already, and
+        # in its resident memory too: counted once.
+        with open(os.path.join(path, found.usage_file)) as usage:
+            limit_kb += int(usage.read().split()[0]) // 1024
+        with open(os.path.join(path, "cgroup.procs")) as procs:
+            if str(pid) not in procs.read().split():
+                return None  # not the template's worker of that pid (a fork's)
+    except (OSError, ValueError, IndexError):
+        return None
     value = str(max(limit_kb, 1024) * 1024)
     try:
         with open(os.path.join(path, found.limit_file), "w") as target:

@@ -169,6 +169,8 @@ class SnapStart:
 class RestoredEnvironment(ProcessEnvironment):
     """An execution environment restored from the function's SnapStart snapshot."""
 
+    limited_by_cgroup = False  # forked by the snapshot: its memory is polled
+
     def __init__(
         self,
         spec: FunctionConfig,
