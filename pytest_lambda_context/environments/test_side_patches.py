@@ -45,7 +45,9 @@ class _Watch:
         self.modules: list[tuple[ModuleType, dict[str, object]]] = []
         self.seen: set[str] = set()
         self.modules_count = -1
-        self.warned: set[tuple[str, int]] = set()
+        # The patches warned about, per attribute: held (not by id, which a later
+        # patch may reuse once the earlier one is gone) so each is said once.
+        self.warned: dict[str, list[object]] = {}
 
     def observe(self) -> None:
         # sys.modules rarely changes between invocations: rescan only when it did.
@@ -117,10 +119,10 @@ def check(code_root_prefix: str, function_name: str, environment_id: str) -> Non
     """Warn about each patch of the function's modules made in the test process."""
     watch = _watch(code_root_prefix)
     for name, value in watch.patched():
-        key = (name, id(value))
-        if key in watch.warned:
+        said = watch.warned.setdefault(name, [])
+        if any(earlier is value for earlier in said):
             continue
-        watch.warned.add(key)
+        said.append(value)
         module, _, attr = name.rpartition(".")
         message = (
             f"{name} was replaced in the test process (monkeypatch, mock.patch), but "
