@@ -27,6 +27,8 @@ import os
 import threading
 from dataclasses import dataclass
 
+from pytest_lambda_context.environments import sandbox
+
 __all__ = ["WorkerCgroup", "adopt", "forget", "limit", "session_folder", "unavailable_reason"]
 
 _PREFIX = "pytest-lambda-context-"
@@ -215,19 +217,9 @@ def _remove_stale(parent: str) -> None:
     with contextlib.suppress(OSError):
         for name in os.listdir(parent):
             owner = name[len(_PREFIX) :]
-            if not name.startswith(_PREFIX) or not owner.isdigit() or _alive(int(owner)):
+            if not name.startswith(_PREFIX) or not owner.isdigit() or sandbox.is_alive(int(owner)):
                 continue
             _remove_folder(os.path.join(parent, name))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _remove_folder(folder: str) -> None:

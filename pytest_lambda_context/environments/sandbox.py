@@ -28,6 +28,7 @@ __all__ = [
     "end_descendants",
     "enter_namespaces",
     "enter_private_tmp",
+    "is_alive",
     "outermost_under_tmp",
 ]
 
@@ -147,6 +148,17 @@ def become_subreaper() -> bool:
         return bool(_c().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
+
+
+def is_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def children(pid: int) -> list[int]:

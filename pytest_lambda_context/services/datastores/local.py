@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pytest_lambda_context.environments import sandbox
+
 __all__ = [
     "LocalProcess",
     "ServerUnavailable",
@@ -109,19 +111,9 @@ def remove_stale_folders() -> None:
     """Folders of test processes that are gone (killed before they could clean up)."""
     for folder in glob.glob(os.path.join(tempfile.gettempdir(), _FOLDER_PREFIX + "*")):
         owner = os.path.basename(folder)[len(_FOLDER_PREFIX) :].split("-")
-        if len(owner) < 2 or not owner[1].isdigit() or _alive(int(owner[1])):
+        if len(owner) < 2 or not owner[1].isdigit() or sandbox.is_alive(int(owner[1])):
             continue
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _tie_to_parent(user: RunAs | None) -> Callable[[], None]:
