@@ -31,6 +31,7 @@ from pytest_lambda_context.runtime.errors import (
     RequestTooLargeError,
     TooManyRequestsError,
     service_error,
+    throttle_payload,
 )
 from pytest_lambda_context.runtime.invoke_headers import invoke_headers
 from pytest_lambda_context.runtime.records import FunctionRecord, Invocation, Throttle
@@ -233,7 +234,7 @@ class LambdaFunction:
 
     def _throttle(self) -> TooManyRequestsError:
         # Lambda's answer when the function's concurrency is used up.
-        payload = service_error("TooManyRequestsException", "Rate Exceeded.")
+        payload = throttle_payload()
         self.throttles.append(Throttle(self.next_request_id(), payload))
         return TooManyRequestsError(payload)
 

@@ -38,7 +38,7 @@ from pytest_lambda_context.environments.channel import (
 from pytest_lambda_context.environments.fork_server import ForkServer
 from pytest_lambda_context.environments.process import ProcessEnvironment
 from pytest_lambda_context.runtime.clock import real_monotonic
-from pytest_lambda_context.runtime.errors import TooManyRequestsError, service_error
+from pytest_lambda_context.runtime.errors import TooManyRequestsError, throttle_payload
 from pytest_lambda_context.runtime.handler import Outcome, exit_payload
 from pytest_lambda_context.runtime.records import OutcomeKind
 
@@ -240,14 +240,12 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
             try:
                 process = self._idle.get(timeout=_WAIT_STEP)
             except queue.Empty:
-                if all(p.state == "shutdown" for p in self.processes):
+                if self._all_gone():
                     return None
                 with self._lock:
                     waiting_for_none = not self._in_flight
                 if waiting_for_none and self._idle.empty():
-                    raise TooManyRequestsError(
-                        service_error("TooManyRequestsException", "Rate Exceeded.")
-                    ) from None
+                    raise TooManyRequestsError(throttle_payload()) from None
                 continue
             with self._lock:
                 self._in_flight.add(process)
@@ -280,15 +278,18 @@ class ManagedInstanceEnvironment(ExecutionEnvironment):
                     self._idle.put(process)
         for process in gone:
             process.shutdown("exit")
-        if gone and self.state == "warm" and all(p.state == "shutdown" for p in self.processes):
+        if gone and self.state == "warm" and self._all_gone():
             self.shutdown("exit")
+
+    def _all_gone(self) -> bool:
+        """Every runtime process has exited (the environment cannot serve again)."""
+        return all(p.state == "shutdown" for p in self.processes)
 
     def _ended_by(self, kind: OutcomeKind) -> str | None:
         if kind is OutcomeKind.TIMEOUT:
             return None
         if kind is OutcomeKind.RUNTIME_EXIT:
-            alive = any(p.state != "shutdown" for p in self.processes)
-            return None if alive else "exit"
+            return "exit" if self._all_gone() else None
         return super()._ended_by(kind)
 
     def interrupt(self) -> None:

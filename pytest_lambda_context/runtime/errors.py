@@ -22,6 +22,7 @@ __all__ = [
     "error_payload",
     "service_error",
     "stack_trace",
+    "throttle_payload",
 ]
 
 _OWN_PACKAGE = __name__.partition(".")[0] + "/"
@@ -130,6 +131,11 @@ def service_error(error_type: str, message: str) -> ErrorPayload:
     too large, throttling): only ``errorType`` and ``errorMessage``, as the Invoke API
     returns them."""
     return {"errorType": error_type, "errorMessage": message}
+
+
+def throttle_payload() -> ErrorPayload:
+    """Lambda's answer to a request it turns away (TooManyRequestsException)."""
+    return service_error("TooManyRequestsException", "Rate Exceeded.")
 
 
 # The error each kind of failed outcome raises in the test.
