@@ -56,8 +56,10 @@ except ImportError:  # not POSIX
     resource = None  # type: ignore[assignment]
 
 __all__ = [
+    "INSTALLED_FOLDERS",
     "LEAK_WATCH",
     "PIECES",
+    "PLUGIN_FOLDER",
     "IsolationLeakWarning",
     "Leak",
     "LeakWatch",
@@ -442,8 +444,8 @@ class PatchableState:
     # Whether a module is the environment's own copy (its code root, its layers, a
     # fresh package): patching that one leaks nothing.
     own: Callable[[str, ModuleType], bool]
-    # The folders of the environment's own code (code root, layers).
-    own_folders: tuple[str, ...]
+    # Whether a file is the environment's own code (its code root, its layers).
+    own_file: Callable[[str], bool]
 
 
 class PatchWatch:
@@ -459,7 +461,7 @@ class PatchWatch:
 
     @staticmethod
     def before(
-        own: Callable[[str, ModuleType], bool], own_folders: tuple[str, ...]
+        own: Callable[[str, ModuleType], bool], own_file: Callable[[str], bool]
     ) -> PatchableState:
         owners: list[tuple[_Owner, dict[str, object]]] = []
         unloaded: list[tuple[str, str | None]] = []
@@ -474,7 +476,7 @@ class PatchWatch:
                     owners.append((owner, dict(vars(owner))))
             except Exception:
                 continue
-        return PatchableState(owners, unloaded, own, own_folders)
+        return PatchableState(owners, unloaded, own, own_file)
 
     def after(self, state: PatchableState) -> None:
         for owner, saved in state.owners:
@@ -496,7 +498,7 @@ class PatchWatch:
                     if name.startswith("__"):
                         continue
                     wrapped = wrapped_original(value, module_name)
-                    if wrapped is not None and _patched_by(value, state.own_folders):
+                    if wrapped is not None and _patched_by(value, state.own_file):
                         self._note(loaded, name, wrapped, value)
             except Exception:
                 continue
@@ -532,10 +534,11 @@ class PatchWatch:
 
 
 _PLUGIN_PACKAGE = __name__.partition(".")[0]
-_PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# The plugin's own package folder (its code is never function code).
+PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _STDLIB_FOLDER = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
 # Where installed distributions live, which may be inside the standard library's folder.
-_INSTALLED_FOLDERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+INSTALLED_FOLDERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 
 
 def wrapped_original(value: object, module_name: str) -> object | None:
@@ -572,10 +575,10 @@ def _wrapped_original(value: object, module_name: str) -> object | None:
         where = os.path.dirname(getattr(top, "__file__", None) or "") or None
         if where is not None and written_in.startswith(where + os.sep):
             return None
-        if written_in.startswith(_PLUGIN_FOLDER):
+        if written_in.startswith(PLUGIN_FOLDER):
             return None  # the plugin's own monitors (C drivers' connect), put back by it
         if written_in.startswith(_STDLIB_FOLDER) and not any(
-            folder in written_in for folder in _INSTALLED_FOLDERS
+            folder in written_in for folder in INSTALLED_FOLDERS
         ):
             return None  # the library's own use of contextlib.contextmanager and the like
     elif _library(kind.__module__) in (package, _PLUGIN_PACKAGE):
@@ -605,7 +608,7 @@ _INSTRUMENTATION = tuple(
 )
 
 
-def _patched_by(value: object, own_folders: tuple[str, ...]) -> bool:
+def _patched_by(value: object, own_file: Callable[[str], bool]) -> bool:
     """Whether the wrapper ``value`` was written by a tracing library or by the
     function's own code (wrapt's wrappers: their wrapper function's code)."""
     try:
@@ -618,11 +621,7 @@ def _patched_by(value: object, own_folders: tuple[str, ...]) -> bool:
         return False
     if not written_in:
         return False
-    if any(folder in written_in for folder in _INSTRUMENTATION):
-        return True
-    # The function's own code, not a library installed under its folder.
-    installed = any(folder in written_in for folder in _INSTALLED_FOLDERS)
-    return not installed and any(written_in.startswith(folder) for folder in own_folders if folder)
+    return any(folder in written_in for folder in _INSTRUMENTATION) or own_file(written_in)
 
 
 def _library(module_name: str) -> str:

@@ -31,7 +31,9 @@ from pytest_lambda_context.environments import shared_tmp
 from pytest_lambda_context.environments.base import ExecutionEnvironment
 from pytest_lambda_context.environments.layers import layer_sys_paths
 from pytest_lambda_context.environments.leaks import (
+    INSTALLED_FOLDERS,
     LEAK_WATCH,
+    PLUGIN_FOLDER,
     IsolationLeakWarning,
     leak_message,
 )
@@ -98,8 +100,6 @@ class _EnvironStore(Protocol):
 # shares its data dict and must follow the swap.
 _ENVIRON = os.environ
 _environb: _EnvironStore | None = getattr(os, "environb", None)
-_THIRD_PARTY_MARKERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
-_OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 class _Timedout(PluginInterrupt):
@@ -132,12 +132,17 @@ def is_function_module(
     path = _module_path(module)
     if path is None:
         return False
+    return is_function_path(path, code_root, layers)
+
+
+def is_function_path(path: str, code_root: str, layers: tuple[str, ...] = ()) -> bool:
+    """Is the file at ``path`` the function's own code or one of its ``layers``'?"""
     # Third-party packages (site-packages, in the code root or a layer) stay shared, as
     # the test's own are: C extensions among them cannot be imported twice.
     return (
         (path.startswith(code_root) or (bool(layers) and path.startswith(layers)))
-        and not path.startswith(_OWN_PACKAGE_DIR)
-        and not any(marker in path for marker in _THIRD_PARTY_MARKERS)
+        and not path.startswith(PLUGIN_FOLDER)
+        and not any(marker in path for marker in INSTALLED_FOLDERS)
     )
 
 
@@ -472,9 +477,9 @@ class ModuleEnvironment(ExecutionEnvironment):
 
         self._sink.keep_until_close(key, warn)
 
-    @property
-    def _own_folders(self) -> tuple[str, ...]:
-        return (self.spec.code_root_prefix, *self.spec.layer_prefixes)
+    def _own_file(self, path: str) -> bool:
+        """Whether the file at ``path`` is this environment's own code."""
+        return is_function_path(path, self.spec.code_root_prefix, self.spec.layer_prefixes)
 
     def _own_module(self, name: str, module: ModuleType) -> bool:
         """Whether ``module`` is this environment's own copy (imported afresh for it)."""
@@ -520,7 +525,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         # request_id None in the scope: what init code opens belongs to the init phase,
         # even when an invocation triggered it (the payloads still name the request).
         self._enter(None, evict=True)
-        patchable = LEAK_WATCH.patch_watch.before(self._own_module, self._own_folders)
+        patchable = LEAK_WATCH.patch_watch.before(self._own_module, self._own_file)
         started = real_monotonic()
         outcome: Outcome
         try:
@@ -616,7 +621,7 @@ class ModuleEnvironment(ExecutionEnvironment):
         patchable = (
             None
             if self.invocations
-            else LEAK_WATCH.patch_watch.before(self._own_module, self._own_folders)
+            else LEAK_WATCH.patch_watch.before(self._own_module, self._own_file)
         )
         outcome: Outcome
         try:
