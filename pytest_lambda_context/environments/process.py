@@ -309,7 +309,11 @@ class ProcessEnvironment(ExecutionEnvironment):
         poller = select.poll()  # not select(): descriptors past 1023 are common here
         poller.register(channel, select.POLLIN)
         polled = self._cgroup is None  # else the kernel holds it to the limit
-        while not poller.poll(_MEMORY_POLL_MS):
+        while True:
+            # Waking every few ms only to read its memory: with a cgroup, once at the end.
+            wait_ms = _MEMORY_POLL_MS if polled else max(deadline - real_monotonic(), 0) * 1000
+            if poller.poll(wait_ms):
+                return
             if real_monotonic() >= deadline:
                 raise TimeoutError("no reply from the worker in time")
             if polled and self.pid is not None and _resident_kb(self.pid) > limit:
