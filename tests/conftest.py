@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 from _fake_docker import FakeDockerEngine
-from support import write_files
+from support import SHARED_TEMPLATE, write_files
 
 from pytest_lambda_context.services import docker_engine
 
@@ -32,6 +32,13 @@ def _load_servers() -> ModuleType:
 
 
 servers = _load_servers()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_template() -> Iterator[None]:
+    """The helpers' shared process-isolation template ends with the session."""
+    yield
+    SHARED_TEMPLATE.close()
 
 
 @pytest.fixture(scope="session")

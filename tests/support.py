@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pytest_lambda_context import LambdaFunction
+from pytest_lambda_context.environments.template import WorkerTemplate
 from pytest_lambda_context.observe.scope import mark_internal_thread
 
 BODY = b'{"ok": true}'
@@ -44,11 +45,44 @@ def write_project(
         pytester.makepyfile(**{name: textwrap.dedent(text) for name, text in tests.items()})
 
 
+class SharedTemplate:
+    """One process-isolation template for a test process's functions, as the plugin
+    shares one per session: its start (importing elasticsearch, boto3, ...) is about
+    0.4 s of CPU, once instead of once per test. Closed by conftest at the session's end."""
+
+    def __init__(self) -> None:
+        self._template: WorkerTemplate | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> WorkerTemplate:
+        with self._lock:
+            if self._template is None:
+                self._template = WorkerTemplate()
+                self._template.start()
+            return self._template
+
+    def close(self) -> None:
+        with self._lock:
+            template, self._template = self._template, None
+        if template is not None:
+            template.close()
+
+
+SHARED_TEMPLATE = SharedTemplate()
+
+
+def pool_for(isolation: str) -> WorkerTemplate | None:
+    """``worker_pool`` for a function made directly: the shared template in process
+    isolation."""
+    return SHARED_TEMPLATE.get() if isolation == "process" else None
+
+
 class FunctionMaker:
     """Makes ``LambdaFunction`` objects with a test's defaults, and closes every one.
 
     ``handler`` and ``defaults`` apply unless a call gives its own; a dict default
-    (``env``) is merged with the call's.
+    (``env``) is merged with the call's. A process-isolated function forks from the
+    shared template unless given ``worker_pool`` (``None``: a template of its own).
     """
 
     def __init__(self, handler: str | None = None, **defaults: Any) -> None:
@@ -63,6 +97,8 @@ class FunctionMaker:
         for name, value in config.items():
             default = settings.get(name)
             settings[name] = {**default, **value} if isinstance(default, dict) else value
+        if settings.get("isolation") == "process" and "worker_pool" not in settings:
+            settings["worker_pool"] = SHARED_TEMPLATE.get()
         function = LambdaFunction(handler, **settings)
         self.made.append(function)
         return function

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from _awslambdaric import run_awslambdaric
-from support import FunctionMaker, function_maker
+from support import FunctionMaker, function_maker, pool_for
 
 from pytest_lambda_context import (
     HandlerError,
@@ -654,7 +654,12 @@ def test_errors_and_results_match_awslambdaric_and_lambda(runtime_root, isolatio
     # A generous timeout: encoding 8 MB on a loaded machine is no timeout case; and the
     # memory for it (awslambdaric's run has no limit): these cases are not about memory.
     with LambdaFunction(
-        "cases.handler", code_root=runtime_root, isolation=isolation, timeout=60, memory_mb=1024
+        "cases.handler",
+        code_root=runtime_root,
+        isolation=isolation,
+        worker_pool=pool_for(isolation),
+        timeout=60,
+        memory_mb=1024,
     ) as function:
         got = _plugin_verdict(function, event)
     if expected == ("result", "\ud800") or got[0] == "error":
@@ -668,7 +673,12 @@ def test_the_error_log_entry_matches_awslambdaric(runtime_root, isolation):
     """The [ERROR] entry: awslambdaric joins its lines with carriage returns (one
     CloudWatch event), the plugin keeps them as one event."""
     _, run = _awslambdaric_verdict(runtime_root, "cases.handler", {"case": "raise"})
-    with LambdaFunction("cases.handler", code_root=runtime_root, isolation=isolation) as function:
+    with LambdaFunction(
+        "cases.handler",
+        code_root=runtime_root,
+        isolation=isolation,
+        worker_pool=pool_for(isolation),
+    ) as function:
         with pytest.raises(HandlerError):
             function.invoke({"case": "raise"})
         (entry,) = [line for line in function.invocations[0].output if "[ERROR]" in line]
@@ -686,7 +696,11 @@ def test_a_json_error_record_is_written_as_awslambdaric_writes_it(runtime_root, 
     _, run = _awslambdaric_verdict(runtime_root, "cases.handler", event, env=env)
     (expected,) = [line for line in run.log_events if '"level": "ERROR"' in line]
     with LambdaFunction(
-        "cases.handler", code_root=runtime_root, isolation=isolation, env=env
+        "cases.handler",
+        code_root=runtime_root,
+        isolation=isolation,
+        worker_pool=pool_for(isolation),
+        env=env,
     ) as function:
         with pytest.raises(HandlerError):
             function.invoke(event)
@@ -702,7 +716,9 @@ def test_init_errors_match_awslambdaric(runtime_root, isolation, handler):
     """Item 2: an init error's requestId is "" and its stack trace has no caret lines;
     init code that exits is Lambda's Runtime.ExitError."""
     expected, _ = _awslambdaric_verdict(runtime_root, handler, {})
-    with LambdaFunction(handler, code_root=runtime_root, isolation=isolation) as function:
+    with LambdaFunction(
+        handler, code_root=runtime_root, isolation=isolation, worker_pool=pool_for(isolation)
+    ) as function:
         with pytest.raises(InitError) as failure:
             function.invoke({})
         request_id = function.invocations[-1].request_id
@@ -719,7 +735,10 @@ def test_a_handler_that_is_not_callable_keeps_the_runtimes_frame(runtime_root, i
     (kind, expected), _ = _awslambdaric_verdict(runtime_root, "not_callable.handler", {})
     with (
         LambdaFunction(
-            "not_callable.handler", code_root=runtime_root, isolation=isolation
+            "not_callable.handler",
+            code_root=runtime_root,
+            isolation=isolation,
+            worker_pool=pool_for(isolation),
         ) as function,
         pytest.raises(HandlerError) as failure,
     ):
@@ -744,7 +763,12 @@ def test_blank_print_lines_are_no_log_events(runtime_root, isolation):
     """Item 7: what the runtime wrote, less the empty lines Lambda drops."""
     _, run = _awslambdaric_verdict(runtime_root, "cases.handler", {"case": "blank_lines"})
     assert run.stdout == "\nbetween\n\n"
-    with LambdaFunction("cases.handler", code_root=runtime_root, isolation=isolation) as function:
+    with LambdaFunction(
+        "cases.handler",
+        code_root=runtime_root,
+        isolation=isolation,
+        worker_pool=pool_for(isolation),
+    ) as function:
         function.invoke({"case": "blank_lines"})
         assert function.invocations[0].output == run.log_events == ["between"]
 
@@ -758,7 +782,11 @@ def test_lambdas_own_errors_carry_two_keys_and_awss_text(project, isolation):
         {"slow.py": "import time\ndef handler(event, context):\n    time.sleep(event)\n"}
     )
     with LambdaFunction(
-        "slow.handler", code_root=root, isolation=isolation, timeout=0.3
+        "slow.handler",
+        code_root=root,
+        isolation=isolation,
+        worker_pool=pool_for(isolation),
+        timeout=0.3,
     ) as function:
         assert function.invoke(0) is None
         with pytest.raises(InvocationTimeout) as failure:
@@ -788,6 +816,7 @@ def test_the_defined_runtime_variables_are_set(project, isolation):
         "variables.handler",
         code_root=root,
         isolation=isolation,
+        worker_pool=pool_for(isolation),
         env={"PYTHONPATH": "/opt/mine"},
     ) as function:
         environ = function.invoke({})
@@ -867,7 +896,13 @@ def test_what_a_caller_passes_reaches_the_context_as_awslambdaric_builds_it(
     )
     (posted,) = run.posted
     (expected_record,) = [json.loads(line) for line in run.log_events if "tenant's record" in line]
-    with LambdaFunction("fields.handler", code_root=root, isolation=isolation, env=env) as function:
+    with LambdaFunction(
+        "fields.handler",
+        code_root=root,
+        isolation=isolation,
+        worker_pool=pool_for(isolation),
+        env=env,
+    ) as function:
         got = function.invoke({}, **passed)
         (record,) = [
             json.loads(line) for line in function.invocations[0].output if "tenant's record" in line
@@ -882,7 +917,9 @@ def test_a_tenants_requests_go_only_to_its_own_environments(project, isolation):
     """Tenant isolation mode (AWS's "Tenant isolation"): an environment serves one tenant;
     a tenant's request goes to an idle environment of that tenant, else a new one."""
     root = project({"fields.py": CONTEXT_FIELDS})
-    with LambdaFunction("fields.handler", code_root=root, isolation=isolation) as function:
+    with LambdaFunction(
+        "fields.handler", code_root=root, isolation=isolation, worker_pool=pool_for(isolation)
+    ) as function:
         for tenant in ("a", "b", "a", None, "b"):
             assert function.invoke({}, tenant_id=tenant)["tenant_id"] == tenant
         by_environment = {

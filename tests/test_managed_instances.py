@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import SHARED_TEMPLATE
 
 from pytest_lambda_context import InvocationTimeout, LambdaFunction, RuntimeExitError
 
@@ -60,6 +61,7 @@ def function(
             LambdaFunction(
                 "app.mi.handler",
                 isolation="process",
+                worker_pool=SHARED_TEMPLATE.get(),
                 per_environment_concurrency=count,
                 code_root=project(HANDLERS),
                 env={"INIT_LOG": str(tmp_path / "init.log")},
