@@ -88,9 +88,36 @@ def engine(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> Iterator[FakeDoc
         yield fake
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Under xdist (addopts: --dist loadgroup) the tests that count a Docker engine's
     # containers before and after run one after another, on one worker.
     for item in items:
         if item.get_closest_marker("docker") is not None:
             item.add_marker(pytest.mark.xdist_group("docker"))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker, --dist loadgroup
+        for item in items:
+            _name_group(item)
+
+
+def _name_group(item: pytest.Item) -> None:
+    """Put the ``@group`` suffix that loadgroup schedules by on the node id, where
+    xdist's own hook could not: on pytest 9.2 its ``item._nodeid`` write no longer
+    reaches the id (pytest-xdist issue 1386), and every group was split across workers
+    (the example suite and the package build ran once per worker)."""
+    groups = sorted(
+        {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+    )
+    suffix = "@" + "_".join(groups)
+    if not groups or item.nodeid.endswith(suffix):
+        return
+    nodeid = item.nodeid + suffix
+    if hasattr(item, "_id"):  # pytest 9.2+: a structured id
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(nodeid)
+    else:
+        vars(item)["_nodeid"] = nodeid
