@@ -71,10 +71,13 @@ def run_once(ref: str, line: str) -> Run:
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         install, _, test = line.rpartition("&&")
         started = time.perf_counter()
-        subprocess.run(
-            ["bash", "-c", install], cwd=checkout, env=env, check=True, stdout=subprocess.DEVNULL
+        installing = subprocess.run(
+            ["bash", "-c", install], cwd=checkout, env=env, capture_output=True, text=True
         )
         installed = time.perf_counter()
+        if installing.returncode != 0:
+            sys.stdout.write(installing.stdout[-3000:] + installing.stderr[-3000:])
+            raise SystemExit(f"{ref}: the install failed (exit {installing.returncode})")
         done = subprocess.run(
             ["bash", "-c", test], cwd=checkout, env=env, capture_output=True, text=True
         )
@@ -91,7 +94,7 @@ def run_once(ref: str, line: str) -> Run:
 
 
 def median(runs: list[Run], field: str) -> float:
-    return statistics.median(getattr(run, field) for run in runs)
+    return statistics.median(float(getattr(run, field)) for run in runs)
 
 
 def report(name: str, ref: str, runs: list[Run]) -> None:

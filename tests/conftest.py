@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -17,6 +18,13 @@ from support import SHARED_TEMPLATE, write_files
 from pytest_lambda_context.services import docker_engine
 
 pytest_plugins = ["pytester"]
+
+# Started in the background by a non-interactive shell (``command &``), the suite
+# inherits SIGINT ignored, and so would every pytest it starts: the tests of Ctrl-C
+# would wait for an interrupt that never comes. Python's own handler, as in a terminal
+# (the processes the tests start then get the default disposition).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _load_servers() -> ModuleType:

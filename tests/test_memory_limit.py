@@ -40,6 +40,14 @@ def handler(event, context):
 
 
 @pytest.fixture
+def cgroups() -> None:
+    """Skips where no memory cgroup can be made (the limit is then polled)."""
+    reason = memory_cgroup.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no memory cgroup can be made here: {reason}")
+
+
+@pytest.fixture
 def make(project: Callable[[dict[str, str]], Path]) -> Iterator[FunctionMaker]:
     code = project({"app.py": HANDLER})
     with function_maker("app.handler", code_root=code) as maker:
@@ -77,13 +85,10 @@ def test_under_its_memory_size_nothing_happens(make: FunctionMaker) -> None:
 
 
 def test_the_kernel_holds_the_processes_the_handler_starts_to_the_limit(
-    make: FunctionMaker,
+    cgroups: None, make: FunctionMaker
 ) -> None:
     # A cgroup per worker, as Lambda's sandbox: the child going past the limit is
     # killed by the kernel (reading the worker's own memory would never see it).
-    reason = memory_cgroup.unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"no memory cgroup can be made here: {reason}")
     function = make(isolation="process", memory_mb=256)
     assert function.invoke({"child_mb": 400}) == -signal.SIGKILL
     assert function.invoke({"child_mb": 20}) == 0  # the environment lives on
@@ -105,13 +110,10 @@ def test_module_isolation_reports_the_memory_and_does_not_enforce_it(
 
 
 def test_a_workers_cgroup_is_made_ahead_and_removed_once_it_is_reaped(
-    make: FunctionMaker,
+    cgroups: None, make: FunctionMaker
 ) -> None:
     # Made by the template with its blank worker (moving a process into a cgroup costs
     # the kernel about 10 ms, which a cold start must not wait for).
-    reason = memory_cgroup.unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"no memory cgroup can be made here: {reason}")
     folder = memory_cgroup.session_folder()
     assert folder is not None
     function = make(isolation="process", memory_mb=256)
