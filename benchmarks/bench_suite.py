@@ -23,6 +23,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -58,6 +59,10 @@ def clone(ref: str, into: Path) -> Path:
     return into
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_once(ref: str, line: str) -> Run:
     """The line in a new clone of ``ref`` and a new virtual environment."""
     work = Path(tempfile.mkdtemp(prefix="plc-bench-suite-"))
@@ -79,7 +84,14 @@ def run_once(ref: str, line: str) -> Run:
             sys.stdout.write(installing.stdout[-3000:] + installing.stderr[-3000:])
             raise SystemExit(f"{ref}: the install failed (exit {installing.returncode})")
         done = subprocess.run(
-            ["bash", "-c", test], cwd=checkout, env=env, capture_output=True, text=True
+            ["bash", "-c", test],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            # As in a terminal, even when this script runs in the background (where
+            # SIGINT is inherited ignored and the suite's Ctrl-C tests would wait).
+            preexec_fn=_interruptible,
         )
         ended = time.perf_counter()
         if done.returncode != 0:
