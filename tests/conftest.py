@@ -7,6 +7,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -23,7 +24,10 @@ pytest_plugins = ["pytester"]
 # inherits SIGINT ignored, and so would every pytest it starts: the tests of Ctrl-C
 # would wait for an interrupt that never comes. Python's own handler, as in a terminal
 # (the processes the tests start then get the default disposition).
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+if (
+    threading.current_thread() is threading.main_thread()
+    and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+):
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
@@ -96,23 +100,31 @@ def engine(monkeypatch: pytest.MonkeyPatch, short_dir: Path) -> Iterator[FakeDoc
         yield fake
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # Under xdist (addopts: --dist loadgroup) the tests that count a Docker engine's
+    # containers before and after run one after another, on one worker. Marked as each
+    # is collected, so that xdist's own naming of groups sees the mark.
+    if item.get_closest_marker("docker") is not None:
+        item.add_marker(pytest.mark.xdist_group("docker"))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Under xdist (addopts: --dist loadgroup) the tests that count a Docker engine's
-    # containers before and after run one after another, on one worker.
-    for item in items:
-        if item.get_closest_marker("docker") is not None:
-            item.add_marker(pytest.mark.xdist_group("docker"))
     if getattr(config.option, "loadgroup", False):  # an xdist worker, --dist loadgroup
         for item in items:
             _name_group(item)
 
 
 def _name_group(item: pytest.Item) -> None:
-    """Put the ``@group`` suffix that loadgroup schedules by on the node id, where
+    """Put the ``@group`` suffix that loadgroup schedules by on the node id where
     xdist's own hook could not: on pytest 9.2 its ``item._nodeid`` write no longer
     reaches the id (pytest-xdist issue 1386), and every group was split across workers
-    (the example suite and the package build ran once per worker)."""
+    (the example suite and the package build ran once per worker). Earlier pytest
+    versions have the suffix from xdist already.
+
+    The suffix follows a parametrized id's ``]``, which a structured id cannot say: its
+    string is right, but pytest rebuilds it with a stray ``]`` where it shows ids
+    relative to another folder (pytest run below the rootdir)."""
     groups = sorted(
         {
             str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
@@ -120,12 +132,8 @@ def _name_group(item: pytest.Item) -> None:
         }
     )
     suffix = "@" + "_".join(groups)
-    if not groups or item.nodeid.endswith(suffix):
+    if not groups or item.nodeid.endswith(suffix) or not hasattr(item, "_id"):
         return
-    nodeid = item.nodeid + suffix
-    if hasattr(item, "_id"):  # pytest 9.2+: a structured id
-        from _pytest.nodeid import NodeId
+    from _pytest.nodeid import NodeId  # pytest 9.2+: a structured id
 
-        item._id = NodeId.parse(nodeid)
-    else:
-        vars(item)["_nodeid"] = nodeid
+    item._id = NodeId.parse(item.nodeid + suffix)

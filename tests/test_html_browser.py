@@ -51,13 +51,11 @@ CONCURRENT = "tests/test_es_memoized.py::test_three_concurrent_environments_open
 
 
 # The tests that read the example suite's report run on one xdist worker, so that the
-# suite (about 15 s) runs once, not once per worker. Session-scoped: xdist runs other
-# modules' tests between a group's, and a module-scoped fixture would be torn down and
-# made again there.
+# suite (about 15 s) runs once, not once per worker.
 ONE_EXAMPLE_RUN = pytest.mark.xdist_group("example_report")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def example_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of the example suite, run as the README's quick start runs it."""
     chromium()  # skip (or fail in CI) before spending the run

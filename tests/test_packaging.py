@@ -156,12 +156,11 @@ class Built:
 
 
 # The tests of the built distributions run on one xdist worker: one build, not one per
-# worker. Session-scoped: xdist runs other modules' tests between a group's, and a
-# module-scoped fixture would be torn down and built again there.
+# worker.
 ONE_BUILD = pytest.mark.xdist_group("built_distributions")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     pytest.importorskip("build", reason="build (dev group)")
     # A copy of the whole checkout (tests, examples and docs included, so the sdist's
