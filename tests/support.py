@@ -71,18 +71,19 @@ class SharedTemplate:
 SHARED_TEMPLATE = SharedTemplate()
 
 
-def pool_for(isolation: str) -> WorkerTemplate | None:
-    """``worker_pool`` for a function made directly: the shared template in process
-    isolation."""
-    return SHARED_TEMPLATE.get() if isolation == "process" else None
+def lambda_function(handler: str, **settings: Any) -> LambdaFunction:
+    """``LambdaFunction(handler, **settings)``; in process isolation it forks from the
+    shared template unless given ``worker_pool`` (``None``: a template of its own)."""
+    if settings.get("isolation") == "process" and "worker_pool" not in settings:
+        settings["worker_pool"] = SHARED_TEMPLATE.get()
+    return LambdaFunction(handler, **settings)
 
 
 class FunctionMaker:
     """Makes ``LambdaFunction`` objects with a test's defaults, and closes every one.
 
     ``handler`` and ``defaults`` apply unless a call gives its own; a dict default
-    (``env``) is merged with the call's. A process-isolated function forks from the
-    shared template unless given ``worker_pool`` (``None``: a template of its own).
+    (``env``) is merged with the call's. Each is made by :func:`lambda_function`.
     """
 
     def __init__(self, handler: str | None = None, **defaults: Any) -> None:
@@ -97,9 +98,7 @@ class FunctionMaker:
         for name, value in config.items():
             default = settings.get(name)
             settings[name] = {**default, **value} if isinstance(default, dict) else value
-        if settings.get("isolation") == "process" and "worker_pool" not in settings:
-            settings["worker_pool"] = SHARED_TEMPLATE.get()
-        function = LambdaFunction(handler, **settings)
+        function = lambda_function(handler, **settings)
         self.made.append(function)
         return function
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from _awslambdaric import run_awslambdaric
-from support import FunctionMaker, function_maker, pool_for
+from support import FunctionMaker, function_maker, lambda_function
 
 from pytest_lambda_context import (
     HandlerError,
@@ -653,13 +653,8 @@ def test_errors_and_results_match_awslambdaric_and_lambda(runtime_root, isolatio
     expected, _ = _awslambdaric_verdict(runtime_root, "cases.handler", event)
     # A generous timeout: encoding 8 MB on a loaded machine is no timeout case; and the
     # memory for it (awslambdaric's run has no limit): these cases are not about memory.
-    with LambdaFunction(
-        "cases.handler",
-        code_root=runtime_root,
-        isolation=isolation,
-        worker_pool=pool_for(isolation),
-        timeout=60,
-        memory_mb=1024,
+    with lambda_function(
+        "cases.handler", code_root=runtime_root, isolation=isolation, timeout=60, memory_mb=1024
     ) as function:
         got = _plugin_verdict(function, event)
     if expected == ("result", "\ud800") or got[0] == "error":
@@ -673,12 +668,7 @@ def test_the_error_log_entry_matches_awslambdaric(runtime_root, isolation):
     """The [ERROR] entry: awslambdaric joins its lines with carriage returns (one
     CloudWatch event), the plugin keeps them as one event."""
     _, run = _awslambdaric_verdict(runtime_root, "cases.handler", {"case": "raise"})
-    with LambdaFunction(
-        "cases.handler",
-        code_root=runtime_root,
-        isolation=isolation,
-        worker_pool=pool_for(isolation),
-    ) as function:
+    with lambda_function("cases.handler", code_root=runtime_root, isolation=isolation) as function:
         with pytest.raises(HandlerError):
             function.invoke({"case": "raise"})
         (entry,) = [line for line in function.invocations[0].output if "[ERROR]" in line]
@@ -695,12 +685,8 @@ def test_a_json_error_record_is_written_as_awslambdaric_writes_it(runtime_root, 
     event = {"case": "raise_non_ascii"}
     _, run = _awslambdaric_verdict(runtime_root, "cases.handler", event, env=env)
     (expected,) = [line for line in run.log_events if '"level": "ERROR"' in line]
-    with LambdaFunction(
-        "cases.handler",
-        code_root=runtime_root,
-        isolation=isolation,
-        worker_pool=pool_for(isolation),
-        env=env,
+    with lambda_function(
+        "cases.handler", code_root=runtime_root, isolation=isolation, env=env
     ) as function:
         with pytest.raises(HandlerError):
             function.invoke(event)
@@ -716,9 +702,7 @@ def test_init_errors_match_awslambdaric(runtime_root, isolation, handler):
     """Item 2: an init error's requestId is "" and its stack trace has no caret lines;
     init code that exits is Lambda's Runtime.ExitError."""
     expected, _ = _awslambdaric_verdict(runtime_root, handler, {})
-    with LambdaFunction(
-        handler, code_root=runtime_root, isolation=isolation, worker_pool=pool_for(isolation)
-    ) as function:
+    with lambda_function(handler, code_root=runtime_root, isolation=isolation) as function:
         with pytest.raises(InitError) as failure:
             function.invoke({})
         request_id = function.invocations[-1].request_id
@@ -734,11 +718,8 @@ def test_a_handler_that_is_not_callable_keeps_the_runtimes_frame(runtime_root, i
     the handler (awslambdaric's handle_event_request; the plugin's call_handler)."""
     (kind, expected), _ = _awslambdaric_verdict(runtime_root, "not_callable.handler", {})
     with (
-        LambdaFunction(
-            "not_callable.handler",
-            code_root=runtime_root,
-            isolation=isolation,
-            worker_pool=pool_for(isolation),
+        lambda_function(
+            "not_callable.handler", code_root=runtime_root, isolation=isolation
         ) as function,
         pytest.raises(HandlerError) as failure,
     ):
@@ -763,12 +744,7 @@ def test_blank_print_lines_are_no_log_events(runtime_root, isolation):
     """Item 7: what the runtime wrote, less the empty lines Lambda drops."""
     _, run = _awslambdaric_verdict(runtime_root, "cases.handler", {"case": "blank_lines"})
     assert run.stdout == "\nbetween\n\n"
-    with LambdaFunction(
-        "cases.handler",
-        code_root=runtime_root,
-        isolation=isolation,
-        worker_pool=pool_for(isolation),
-    ) as function:
+    with lambda_function("cases.handler", code_root=runtime_root, isolation=isolation) as function:
         function.invoke({"case": "blank_lines"})
         assert function.invocations[0].output == run.log_events == ["between"]
 
@@ -781,12 +757,8 @@ def test_lambdas_own_errors_carry_two_keys_and_awss_text(project, isolation):
     root = project(
         {"slow.py": "import time\ndef handler(event, context):\n    time.sleep(event)\n"}
     )
-    with LambdaFunction(
-        "slow.handler",
-        code_root=root,
-        isolation=isolation,
-        worker_pool=pool_for(isolation),
-        timeout=0.3,
+    with lambda_function(
+        "slow.handler", code_root=root, isolation=isolation, timeout=0.3
     ) as function:
         assert function.invoke(0) is None
         with pytest.raises(InvocationTimeout) as failure:
@@ -812,12 +784,8 @@ def test_the_defined_runtime_variables_are_set(project, isolation):
     """Item 8, from AWS's "Defined runtime environment variables": the reserved ones
     (refused in env) and those Lambda sets that env may override."""
     root = project({"variables.py": VARIABLES})
-    with LambdaFunction(
-        "variables.handler",
-        code_root=root,
-        isolation=isolation,
-        worker_pool=pool_for(isolation),
-        env={"PYTHONPATH": "/opt/mine"},
+    with lambda_function(
+        "variables.handler", code_root=root, isolation=isolation, env={"PYTHONPATH": "/opt/mine"}
     ) as function:
         environ = function.invoke({})
     expected = {
@@ -896,12 +864,8 @@ def test_what_a_caller_passes_reaches_the_context_as_awslambdaric_builds_it(
     )
     (posted,) = run.posted
     (expected_record,) = [json.loads(line) for line in run.log_events if "tenant's record" in line]
-    with LambdaFunction(
-        "fields.handler",
-        code_root=root,
-        isolation=isolation,
-        worker_pool=pool_for(isolation),
-        env=env,
+    with lambda_function(
+        "fields.handler", code_root=root, isolation=isolation, env=env
     ) as function:
         got = function.invoke({}, **passed)
         (record,) = [
@@ -917,9 +881,7 @@ def test_a_tenants_requests_go_only_to_its_own_environments(project, isolation):
     """Tenant isolation mode (AWS's "Tenant isolation"): an environment serves one tenant;
     a tenant's request goes to an idle environment of that tenant, else a new one."""
     root = project({"fields.py": CONTEXT_FIELDS})
-    with LambdaFunction(
-        "fields.handler", code_root=root, isolation=isolation, worker_pool=pool_for(isolation)
-    ) as function:
+    with lambda_function("fields.handler", code_root=root, isolation=isolation) as function:
         for tenant in ("a", "b", "a", None, "b"):
             assert function.invoke({}, tenant_id=tenant)["tenant_id"] == tenant
         by_environment = {

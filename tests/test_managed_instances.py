@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import SHARED_TEMPLATE
+from support import lambda_function
 
 from pytest_lambda_context import InvocationTimeout, LambdaFunction, RuntimeExitError
 
@@ -58,10 +58,9 @@ def function(
 
     def make(count: int, **config: object) -> LambdaFunction:
         made.append(
-            LambdaFunction(
+            lambda_function(
                 "app.mi.handler",
                 isolation="process",
-                worker_pool=SHARED_TEMPLATE.get(),
                 per_environment_concurrency=count,
                 code_root=project(HANDLERS),
                 env={"INIT_LOG": str(tmp_path / "init.log")},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import pool_for
+from support import lambda_function
 
 from pytest_lambda_context import LambdaFunction
 from pytest_lambda_context.plugin.function_records import function_record
@@ -53,11 +53,8 @@ def test_an_idle_pause_is_a_labelled_break(project):
 
 
 def test_invocations_that_overlapped_in_time_share_columns(project):
-    with LambdaFunction(
-        "fn.main.handler",
-        code_root=project(SLEEPER),
-        isolation="process",
-        worker_pool=pool_for("process"),
+    with lambda_function(
+        "fn.main.handler", code_root=project(SLEEPER), isolation="process"
     ) as function:
         function.invoke_many([{"sleep": 0.3}] * 2, concurrency=2)
         (chart,) = timelines(SessionHistory([record(function)]))
